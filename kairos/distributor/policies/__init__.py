@@ -1,0 +1,1 @@
+"""One module per distribution policy; every module here is imported by the registry."""

@@ -1,0 +1,304 @@
+"""Latency profiles: how long a query of batch size ``b`` takes on one instance of a type.
+
+A profile is data. The input format is a CSV with columns ``model,instance_type,batch_size,
+latency_ms`` and one row per measured request, so each (model, type, batch) cell is an
+empirical distribution of end-to-end service time (loading plus inference). The built-in
+table shipped in ``kairos/data`` uses the same format with 21 quantiles per cell as its rows.
+
+Each cell is held as a piecewise-linear inverse CDF: its sorted samples ``q_0 <= ... <= q_{K-1}``
+sit at probabilities ``i / (K-1)``. Sampling draws ``u ~ U(0, 1)`` and reads the inverse CDF at
+``u``; the mean is that distribution's exact mean. Batch sizes between grid points interpolate
+the quantile vectors linearly; above the grid they extrapolate linearly from the top two grid
+points (with one warning per profile); below the grid they use the smallest grid point
+(a smaller batch is never slower in the data, so this is conservative). See docs/design.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from kairos.errors import ProfileError, UnknownInstanceTypeError, UnknownModelError
+
+REQUIRED_COLUMNS = ("model", "instance_type", "batch_size", "latency_ms")
+DEFAULT_PROFILES_RESOURCE = "default_profiles.csv.gz"
+
+
+class ExtrapolationWarning(UserWarning):
+    """A batch size above the profiled grid was asked for."""
+
+
+@dataclass(frozen=True, eq=False)
+class LatencyProfile:
+    """Service-time distribution of one model on one instance type, for every batch size.
+
+    ``batch_sizes`` is the sorted grid (shape ``[B]``); ``quantiles_ms`` has shape ``[B, K]``,
+    row ``b`` holding the inverse CDF of the cell at probabilities ``linspace(0, 1, K)``.
+    """
+
+    model: str
+    instance_type: str
+    batch_sizes: np.ndarray
+    quantiles_ms: np.ndarray
+    _warned: list[bool] = field(default_factory=lambda: [False], repr=False)
+
+    @property
+    def max_batch(self) -> int:
+        return int(self.batch_sizes[-1])
+
+    @property
+    def min_batch(self) -> int:
+        return int(self.batch_sizes[0])
+
+    def _rows(self, batch: np.ndarray) -> np.ndarray:
+        """Quantile vectors for each batch size in ``batch`` (shape ``[n, K]``)."""
+        grid = self.batch_sizes
+        q = self.quantiles_ms
+        b = np.asarray(batch, dtype=float)
+        if b.size and float(b.max()) > grid[-1]:
+            self._warn_extrapolation(float(b.max()))
+        if len(grid) == 1:
+            return np.repeat(q[:1], b.size, axis=0)
+        # Right neighbour index; clip so above-grid values reuse the top segment (extrapolation)
+        # and below-grid values are clamped to the first grid point.
+        hi = np.clip(np.searchsorted(grid, b, side="left"), 1, len(grid) - 1)
+        lo = hi - 1
+        bc = np.maximum(b, grid[0])
+        w = (bc - grid[lo]) / (grid[hi] - grid[lo])
+        rows = q[lo] + w[:, None] * (q[hi] - q[lo])
+        return np.maximum(rows, 0.0)
+
+    def _warn_extrapolation(self, batch: float) -> None:
+        if not self._warned[0]:
+            self._warned[0] = True
+            warnings.warn(
+                f"batch size {batch:g} is above the largest profiled batch {self.max_batch} for "
+                f"{self.model} on {self.instance_type}; extrapolating linearly from the top of "
+                "the grid",
+                ExtrapolationWarning,
+                stacklevel=4,
+            )
+
+    def mean_ms(self, batch: float | np.ndarray) -> np.ndarray | float:
+        """Exact mean of the interpolated distribution (trapezoid over the inverse CDF)."""
+        b = np.atleast_1d(np.asarray(batch, dtype=float))
+        rows = self._rows(b)
+        means = (rows.sum(axis=1) - 0.5 * (rows[:, 0] + rows[:, -1])) / (rows.shape[1] - 1)
+        return float(means[0]) if np.ndim(batch) == 0 else means
+
+    def quantile_ms(self, batch: float | np.ndarray, q: float) -> np.ndarray | float:
+        """The ``q``-quantile (0 <= q <= 1) of the service time at ``batch``."""
+        if not 0.0 <= q <= 1.0:
+            raise ProfileError(f"quantile {q!r} is outside [0, 1].", "pass q such as 0.99.")
+        b = np.atleast_1d(np.asarray(batch, dtype=float))
+        out = self.service_ms(b, np.full(b.shape, q))
+        return float(out[0]) if np.ndim(batch) == 0 else out
+
+    def service_ms(self, batch: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Service times for batch sizes ``batch`` at inverse-CDF positions ``u`` in [0, 1].
+
+        Vectorised: the simulator draws one ``u`` per query and reads every type's time from it.
+        """
+        rows = self._rows(np.asarray(batch, dtype=float))
+        k = rows.shape[1] - 1
+        pos = np.clip(np.asarray(u, dtype=float), 0.0, 1.0) * k
+        i = np.minimum(pos.astype(np.int64), k - 1)
+        frac = pos - i
+        idx = np.arange(len(rows))
+        return rows[idx, i] + frac * (rows[idx, i + 1] - rows[idx, i])
+
+    def sample_ms(self, batch: float, rng: np.random.Generator) -> float:
+        """One sampled service time for a query of ``batch`` samples."""
+        return float(self.service_ms(np.array([batch]), rng.random(1))[0])
+
+
+@dataclass(frozen=True, eq=False)
+class ModelProfiles:
+    """The profiles of one model on every instance type that was measured for it."""
+
+    model: str
+    by_type: Mapping[str, LatencyProfile]
+
+    @property
+    def instance_types(self) -> tuple[str, ...]:
+        return tuple(self.by_type)
+
+    def get(self, instance_type: str) -> LatencyProfile:
+        try:
+            return self.by_type[instance_type]
+        except KeyError:
+            known = ", ".join(sorted(self.by_type))
+            raise UnknownInstanceTypeError(
+                f"instance type {instance_type!r} has no profile for model {self.model!r} "
+                f"(known: {known}).",
+                "use one of the known types, or pass --profiles with a file that measures it.",
+            ) from None
+
+    @property
+    def max_batch(self) -> int:
+        """Largest batch size profiled on every type (the grid the bounds reason about)."""
+        return min(p.max_batch for p in self.by_type.values())
+
+    def mean_table_ms(self, types: Iterable[str], batches: np.ndarray) -> np.ndarray:
+        """Mean service time, shape ``[len(types), len(batches)]``."""
+        return np.vstack([np.asarray(self.get(t).mean_ms(batches)) for t in types])
+
+
+@dataclass(frozen=True, eq=False)
+class ProfileSet:
+    """Profiles of every (model, instance type) pair loaded from one source."""
+
+    models: Mapping[str, ModelProfiles]
+    source: str = "<memory>"
+
+    def model(self, name: str) -> ModelProfiles:
+        try:
+            return self.models[name]
+        except KeyError:
+            known = ", ".join(sorted(self.models))
+            raise UnknownModelError(
+                f"model {name!r} is not in the profiles from {self.source} (known: {known}).",
+                "pick one of the known models, or pass --profiles with a file that has it.",
+            ) from None
+
+    def get(self, model: str, instance_type: str) -> LatencyProfile:
+        return self.model(model).get(instance_type)
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(self.models)
+
+
+def profiles_from_samples(
+    samples: Mapping[tuple[str, str, int], Iterable[float]], source: str = "<memory>"
+) -> ProfileSet:
+    """Build a ProfileSet from ``{(model, instance_type, batch_size): latencies_ms}``.
+
+    Cells of one (model, type) may have different sample counts; they are resampled to the
+    largest count among them so a profile is one rectangular table.
+    """
+    grouped: dict[str, dict[str, dict[int, np.ndarray]]] = {}
+    for (model, itype, batch), values in samples.items():
+        arr = np.sort(np.asarray(list(values), dtype=float))
+        if arr.size == 0:
+            raise ProfileError(
+                f"cell ({model}, {itype}, batch {batch}) has no samples in {source}.",
+                "give every (model, instance_type, batch_size) at least one latency_ms row.",
+            )
+        grouped.setdefault(model, {}).setdefault(itype, {})[int(batch)] = arr
+    models: dict[str, ModelProfiles] = {}
+    for model, types in grouped.items():
+        by_type: dict[str, LatencyProfile] = {}
+        for itype, cells in types.items():
+            grid = np.array(sorted(cells), dtype=float)
+            k = max(2, max(len(c) for c in cells.values()))
+            probs = np.linspace(0.0, 1.0, k)
+            table = np.vstack(
+                [_resample(cells[int(b)], probs) for b in grid]
+            )
+            by_type[itype] = LatencyProfile(model, itype, grid, table)
+        models[model] = ModelProfiles(model, by_type)
+    return ProfileSet(models, source)
+
+
+def _resample(sorted_values: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Inverse CDF of ``sorted_values`` (linear between order statistics) at ``probs``."""
+    if sorted_values.size == len(probs):
+        return sorted_values
+    if sorted_values.size == 1:
+        return np.full(len(probs), sorted_values[0])
+    return np.quantile(sorted_values, probs)
+
+
+def _parse_rows(reader: csv.DictReader, source: str) -> dict[tuple[str, str, int], list[float]]:
+    header = reader.fieldnames or []
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise ProfileError(
+            f"profile file {source} lacks column(s) {', '.join(missing)} (found: "
+            f"{', '.join(header) or 'nothing'}).",
+            "write a CSV header 'model,instance_type,batch_size,latency_ms'.",
+        )
+    cells: dict[tuple[str, str, int], list[float]] = {}
+    for line_no, row in enumerate(reader, start=2):
+        model = (row["model"] or "").strip()
+        itype = (row["instance_type"] or "").strip()
+        if not model or not itype:
+            raise ProfileError(
+                f"{source} line {line_no}: empty model or instance_type.",
+                "fill in both names on every row.",
+            )
+        batch = _number(row["batch_size"], "batch_size", source, line_no)
+        latency = _number(row["latency_ms"], "latency_ms", source, line_no)
+        if batch <= 0 or batch != int(batch):
+            raise ProfileError(
+                f"{source} line {line_no}: batch_size {row['batch_size']!r} is not a positive "
+                "integer.",
+                "give batch sizes as whole numbers of samples, 1 or more.",
+            )
+        if latency < 0:
+            raise ProfileError(
+                f"{source} line {line_no}: latency_ms {row['latency_ms']!r} is negative.",
+                "give service times as non-negative milliseconds.",
+            )
+        cells.setdefault((model, itype, int(batch)), []).append(latency)
+    if not cells:
+        raise ProfileError(f"profile file {source} has no rows.", "add measurement rows.")
+    return cells
+
+
+def _number(text: str | None, column: str, source: str, line_no: int) -> float:
+    try:
+        value = float(text or "")
+    except ValueError:
+        raise ProfileError(
+            f"{source} line {line_no}: {column} {text!r} is not a number.",
+            f"write {column} as a plain decimal number.",
+        ) from None
+    if not np.isfinite(value):
+        raise ProfileError(
+            f"{source} line {line_no}: {column} {text!r} is not finite.",
+            f"write {column} as a finite decimal number.",
+        )
+    return value
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")  # noqa: SIM115
+
+
+def load_profiles(path: str | Path) -> ProfileSet:
+    """Load a profile CSV (optionally gzip-compressed); raise ProfileError on any defect."""
+    p = Path(path)
+    if not p.is_file():
+        raise ProfileError(
+            f"profile file {str(p)!r} does not exist.",
+            "pass the path of a CSV with columns model,instance_type,batch_size,latency_ms.",
+        )
+    try:
+        with _open_text(p) as fh:
+            cells = _parse_rows(csv.DictReader(fh), str(p))
+    except (UnicodeDecodeError, gzip.BadGzipFile, csv.Error) as exc:
+        raise ProfileError(
+            f"profile file {str(p)!r} is not readable CSV ({exc}).",
+            "save it as UTF-8 CSV (or .csv.gz).",
+        ) from None
+    return profiles_from_samples(cells, str(p))
+
+
+def default_profiles() -> ProfileSet:
+    """The built-in profiles (5 recommendation models on 4 AWS types; see kairos/data)."""
+    ref = resources.files("kairos.data").joinpath(DEFAULT_PROFILES_RESOURCE)
+    with resources.as_file(ref) as p:
+        profiles = load_profiles(p)
+    return ProfileSet(profiles.models, "built-in profiles")

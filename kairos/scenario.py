@@ -1,0 +1,48 @@
+"""A scenario: what is being served (model, QoS, query mix) and the data it is judged on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kairos.catalog import PriceTable, check_qos_ms, default_prices, default_qos_ms
+from kairos.profiles import ModelProfiles, ProfileSet, default_profiles
+from kairos.workload import BatchMix, production_mix
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario:
+    """Model profiles, prices, p99 QoS target and batch-size mix of one serving problem."""
+
+    model: str
+    qos_ms: float
+    profiles: ModelProfiles
+    prices: PriceTable
+    mix: BatchMix
+
+    @classmethod
+    def build(
+        cls,
+        model: str,
+        *,
+        qos_ms: float | None = None,
+        profiles: ProfileSet | None = None,
+        prices: PriceTable | None = None,
+        mix: BatchMix | None = None,
+    ) -> Scenario:
+        """Fill in the built-in data and the model's default QoS where not given."""
+        ps = profiles if profiles is not None else default_profiles()
+        mp = ps.model(model)
+        qos = check_qos_ms(qos_ms) if qos_ms is not None else default_qos_ms(model)
+        return cls(
+            model=model,
+            qos_ms=qos,
+            profiles=mp,
+            prices=prices if prices is not None else default_prices(),
+            mix=mix if mix is not None else production_mix(),
+        )
+
+    @property
+    def instance_types(self) -> tuple[str, ...]:
+        """Types that have both a profile and a price."""
+        priced = set(self.prices.instance_types)
+        return tuple(t for t in self.profiles.instance_types if t in priced)
