@@ -147,6 +147,27 @@ class ModelProfiles:
         """Largest batch size profiled on every type (the grid the bounds reason about)."""
         return min(p.max_batch for p in self.by_type.values())
 
+    def base_type(self, types: Iterable[str]) -> str:
+        """The type fastest (by mean) on the largest profiled batch: the paper's base type.
+
+        Ties go to the first type given, so the choice is deterministic.
+        """
+        names = list(dict.fromkeys(types))
+        if not names:
+            raise ProfileError("no instance types were given.", "give at least one type.")
+        top = self.max_batch
+        return min(names, key=lambda t: (self.get(t).mean_ms(top), names.index(t)))
+
+    def heterogeneity(self, types: Iterable[str]) -> dict[str, float]:
+        """Coefficient c_t = base latency / type-t latency at the largest profiled batch.
+
+        The base type has c = 1; slower types have c < 1.
+        """
+        names = list(dict.fromkeys(types))
+        top = self.max_batch
+        base_ms = float(self.get(self.base_type(names)).mean_ms(top))
+        return {t: base_ms / float(self.get(t).mean_ms(top)) for t in names}
+
     def mean_table_ms(self, types: Iterable[str], batches: np.ndarray) -> np.ndarray:
         """Mean service time, shape ``[len(types), len(batches)]``."""
         return np.vstack([np.asarray(self.get(t).mean_ms(batches)) for t in types])
