@@ -58,23 +58,29 @@ class LatencyProfile:
     def min_batch(self) -> int:
         return int(self.batch_sizes[0])
 
-    def _rows(self, batch: np.ndarray) -> np.ndarray:
-        """Quantile vectors for each batch size in ``batch`` (shape ``[n, K]``)."""
+    def _segment(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Grid neighbours ``lo``, ``hi`` and weight ``w`` so a cell is q[lo] + w (q[hi] - q[lo]).
+
+        ``hi`` is clipped so batches above the grid reuse the top segment (linear
+        extrapolation, w > 1) and batches below the grid get w = 0 at the first grid point.
+        """
         grid = self.batch_sizes
-        q = self.quantiles_ms
         b = np.asarray(batch, dtype=float)
         if b.size and float(b.max()) > grid[-1]:
             self._warn_extrapolation(float(b.max()))
         if len(grid) == 1:
-            return np.repeat(q[:1], b.size, axis=0)
-        # Right neighbour index; clip so above-grid values reuse the top segment (extrapolation)
-        # and below-grid values are clamped to the first grid point.
+            zeros = np.zeros(b.shape, dtype=np.int64)
+            return zeros, zeros, np.zeros(b.shape)
         hi = np.clip(np.searchsorted(grid, b, side="left"), 1, len(grid) - 1)
         lo = hi - 1
-        bc = np.maximum(b, grid[0])
-        w = (bc - grid[lo]) / (grid[hi] - grid[lo])
-        rows = q[lo] + w[:, None] * (q[hi] - q[lo])
-        return np.maximum(rows, 0.0)
+        w = (np.maximum(b, grid[0]) - grid[lo]) / (grid[hi] - grid[lo])
+        return lo, hi, w
+
+    def _rows(self, batch: np.ndarray) -> np.ndarray:
+        """Quantile vectors for each batch size in ``batch`` (shape ``[n, K]``)."""
+        lo, hi, w = self._segment(batch)
+        q = self.quantiles_ms
+        return np.maximum(q[lo] + w[:, None] * (q[hi] - q[lo]), 0.0)
 
     def _warn_extrapolation(self, batch: float) -> None:
         if not self._warned[0]:
@@ -105,15 +111,18 @@ class LatencyProfile:
     def service_ms(self, batch: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Service times for batch sizes ``batch`` at inverse-CDF positions ``u`` in [0, 1].
 
-        Vectorised: the simulator draws one ``u`` per query and reads every type's time from it.
+        Vectorised and O(n): the simulator draws one ``u`` per query and reads every type's
+        time from it, touching only the four table entries around each (batch, u) point.
         """
-        rows = self._rows(np.asarray(batch, dtype=float))
-        k = rows.shape[1] - 1
+        lo, hi, w = self._segment(np.asarray(batch, dtype=float))
+        q = self.quantiles_ms
+        k = q.shape[1] - 1
         pos = np.clip(np.asarray(u, dtype=float), 0.0, 1.0) * k
         i = np.minimum(pos.astype(np.int64), k - 1)
         frac = pos - i
-        idx = np.arange(len(rows))
-        return rows[idx, i] + frac * (rows[idx, i + 1] - rows[idx, i])
+        at_lo = q[lo, i] + frac * (q[lo, i + 1] - q[lo, i])
+        at_hi = q[hi, i] + frac * (q[hi, i + 1] - q[hi, i])
+        return np.maximum(at_lo + w * (at_hi - at_lo), 0.0)
 
     def sample_ms(self, batch: float, rng: np.random.Generator) -> float:
         """One sampled service time for a query of ``batch`` samples."""

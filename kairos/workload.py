@@ -192,10 +192,9 @@ class QueryStream:
         return len(self.arrival_s)
 
     def queries(self) -> list[Query]:
-        return [
-            Query(i, float(t), int(b))
-            for i, (t, b) in enumerate(zip(self.arrival_s, self.batch_size, strict=True))
-        ]
+        times = self.arrival_s.tolist()
+        batches = self.batch_size.tolist()
+        return [Query(i, times[i], batches[i]) for i in range(len(times))]
 
 
 def poisson_stream(

@@ -64,6 +64,16 @@ class PolicyContext:
             self._mean_cache[batch_size] = row
         return row
 
+    def prime(self, batch_sizes: np.ndarray) -> None:
+        """Fill the ``est_ms`` cache for many batch sizes in one vectorised pass."""
+        todo = np.array([b for b in np.unique(batch_sizes).tolist() if b not in self._mean_cache])
+        if todo.size == 0:
+            return
+        table = self.profiles.mean_table_ms(self.type_names, todo)
+        table.setflags(write=False)
+        for k, b in enumerate(todo.tolist()):
+            self._mean_cache[b] = table[:, k]
+
     def est_s(self, type_index: int, batch_size: int) -> float:
         return float(self.est_ms(batch_size)[type_index]) / 1000.0
 

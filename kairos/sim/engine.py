@@ -78,6 +78,7 @@ def simulate(
         else policy(ctx)
     )
     state = ClusterState(instance_types)
+    ctx.prime(stream.batch_size)
     service = service_times_s(scenario, state.type_names, stream, svc_rng)
     start_s, finish_s, instance = _run(state, pol, ctx, stream, service)
     records = QueryRecords(

@@ -17,5 +17,7 @@ class FCFS(Policy):
         queue = state.queue
         if not idle or not queue:
             return []
-        free = sorted(idle)
-        return list(zip(queue, free, strict=False))
+        if len(idle) == 1 or len(queue) == 1:
+            # The common case under load: one event frees one instance or adds one query.
+            return [(next(iter(queue)), min(idle))]
+        return list(zip(queue, sorted(idle), strict=False))

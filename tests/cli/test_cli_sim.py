@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kairos.cli.main import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_simulate_json_shape(capsys):
+    code, out, _ = run(capsys, "simulate", "--rate-qps", "20", "--queries", "3000", "--json")
+    assert code == 0
+    data = json.loads(out)
+    for key in ("model", "pool", "policy", "qos_ms", "cost_per_hr", "rate_qps", "queries",
+                "throughput_qps", "p50_ms", "p99_ms", "qos_met_fraction"):
+        assert key in data
+    assert data["model"] == "rm2" and data["qos_ms"] == 350
+    assert data["throughput_qps"] == pytest.approx(20, rel=0.1)
+    assert 0 <= data["qos_met_fraction"] <= 1
+
+
+def test_capacity_json_shape(capsys):
+    code, out, _ = run(capsys, "capacity", "--pool", "g4dn.xlarge=1", "--queries", "1000",
+                       "--precision", "0.05", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["pool"] == "g4dn.xlarge=1" and data["cost_per_hr"] == pytest.approx(0.526)
+    assert data["allowable_qps"] > 0
+
+
+def test_capacity_reports_zero_when_qos_impossible(capsys):
+    code, out, _ = run(capsys, "capacity", "--model", "ncf", "--pool", "t3.xlarge=2",
+                       "--queries", "200", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["allowable_qps"] == 0 and "5 ms" in data["reason"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["simulate", "--rate-qps", "10", "--pool", "p3.2xlarge=1"], "p3.2xlarge"),
+        (["simulate", "--rate-qps", "10", "--pool", "g4dn.xlarge=-1"], "-1"),
+        (["simulate", "--rate-qps", "0"], "rate 0.0"),
+        (["simulate", "--rate-qps", "10", "--qos-ms", "-5"], "-5"),
+        (["simulate", "--rate-qps", "10", "--model", "bert"], "bert"),
+        (["capacity", "--batch-mix", "fixed:x"], "fixed:x"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert needle in err and "To fix:" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_malformed_profile_file(capsys, write):
+    path = write("p.csv", "model,instance_type,batch_size,latency_ms\nrm2,g4dn.xlarge,10,oops\n")
+    code, _, err = run(capsys, "simulate", "--rate-qps", "5", "--profiles", str(path),
+                       "--pool", "g4dn.xlarge=1")
+    assert code == 2 and "oops" in err

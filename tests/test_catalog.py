@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+
+from kairos.catalog import Pool, default_prices, default_qos_ms, load_prices
+from kairos.errors import ConfigError, PoolError, PriceError, UnknownInstanceTypeError
+
+
+def test_pool_parse_and_cost():
+    pool = Pool.parse("g4dn.xlarge=2, r5n.large=9")
+    assert pool.counts == (("g4dn.xlarge", 2), ("r5n.large", 9))
+    assert pool.size == 11
+    assert str(pool) == "g4dn.xlarge=2,r5n.large=9"
+    assert pool.cost_per_hr(default_prices()) == pytest.approx(2 * 0.526 + 9 * 0.149)
+    assert pool.instance_types()[:3] == ("g4dn.xlarge", "g4dn.xlarge", "r5n.large")
+
+
+def test_pool_zero_counts_are_dropped_and_duplicates_merged():
+    assert Pool.parse("a=0,b=2,b=1").counts == (("b", 3),)
+
+
+@pytest.mark.parametrize("text", ["a=-1", "a=x", "a", "=3", "", "a=0"])
+def test_pool_bad_specs(text):
+    with pytest.raises(PoolError) as err:
+        Pool.parse(text)
+    assert "To fix:" in str(err.value)
+
+
+def test_prices():
+    prices = default_prices()
+    assert prices.price_per_hr("g4dn.xlarge") == pytest.approx(0.526)
+    assert len(prices.instance_types) == 16
+    with pytest.raises(UnknownInstanceTypeError, match="p3.2xlarge"):
+        prices.price_per_hr("p3.2xlarge")
+
+
+@pytest.mark.parametrize(
+    "text", ["instance_type,price_per_hr\na,-1\n", "instance_type,price_per_hr\na,x\n", "a,b\n"]
+)
+def test_bad_price_files(write, text):
+    with pytest.raises(PriceError):
+        load_prices(write("prices.csv", text))
+
+
+def test_default_qos():
+    assert default_qos_ms("rm2") == 350 and default_qos_ms("ncf") == 5
+    with pytest.raises(ConfigError, match="--qos-ms"):
+        default_qos_ms("bert")
