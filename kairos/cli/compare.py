@@ -1,0 +1,186 @@
+"""``kairos compare``: KAIROS against the best homogeneous pool and earlier schemes."""
+
+from __future__ import annotations
+
+import math
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from kairos.catalog import check_qos_ms
+from kairos.cli.common import emit_json, progress_bar, table
+from kairos.compare import SCHEMES, CompareSettings, Comparison, compare
+from kairos.errors import ConfigError
+from kairos.plots.report import COLUMNS, scheme_rows
+from kairos.profiles import default_profiles, load_profiles
+from kairos.scenario import Scenario
+
+
+def parse_floats(text: str, what: str, option: str) -> list[float]:
+    values = []
+    for part in text.split(","):
+        try:
+            v = float(part)
+        except ValueError:
+            v = float("nan")
+        if not math.isfinite(v) or v <= 0:
+            raise ConfigError(
+                f"{what} {part.strip()!r} is not a positive number.",
+                f"pass {option} as a positive number or a comma-separated list like 1.5,2.5,4.",
+            )
+        values.append(v)
+    return values
+
+
+def parse_schemes(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [n for n in names if n not in SCHEMES]
+    if unknown or not names:
+        raise ConfigError(
+            f"scheme(s) {', '.join(unknown) or '<none>'} not known.",
+            f"pick from {', '.join(SCHEMES)}.",
+        )
+    return names
+
+
+def run_comparisons(
+    models: Sequence[str],
+    budgets: Sequence[float],
+    qos_list: Sequence[float | None],
+    settings: CompareSettings,
+    *,
+    batch_mix: str = "production",
+    profiles_path: str | None = None,
+    prices_path: str | None = None,
+    show_progress: bool = True,
+) -> list[Comparison]:
+    """One comparison per (model, budget, QoS) combination, with a progress bar."""
+    from kairos.cli.common import build_scenario
+
+    combos = [(m, b, q) for m in models for b in budgets for q in qos_list]
+    scenarios = {
+        (m, q): build_scenario(m, q, batch_mix, profiles_path, prices_path)
+        for m in models
+        for q in qos_list
+    }
+    results = []
+    total = len(combos) * len(settings.schemes)
+    with progress_bar(show_progress, "compare", total=total) as bar:
+        for m, b, q in combos:
+            bar.set_postfix_str(f"{m} ${b:g}/h")
+            scenario: Scenario = scenarios[(m, q)]
+            results.append(compare(scenario, b, settings, progress=lambda _n: bar.update(1)))
+    return results
+
+
+def render_table(c: Comparison) -> str:
+    head = f"{c.model}: budget ${c.budget_per_hr:g}/h, QoS p99 {c.qos_ms:g} ms"
+    return head + "\n" + table(scheme_rows(c), COLUMNS)
+
+
+def write_outputs(
+    comparisons: list[Comparison], plot: str | None, report: str | None, settings_info: dict
+) -> list[Path]:
+    """Write the plot (and its CDF companion) and the report; return the files written."""
+    from kairos.plots.compare_plots import plot_latency_cdfs, plot_throughput
+    from kairos.plots.report import write_report
+
+    written: list[Path] = []
+    plots: list[Path] = []
+    if plot or report:
+        base = Path(plot) if plot else Path(report).with_suffix(".png")  # type: ignore[arg-type]
+        base.parent.mkdir(parents=True, exist_ok=True)
+        plots = [
+            plot_throughput(comparisons, base),
+            plot_latency_cdfs(comparisons, base.with_name(base.stem + "_cdf.png")),
+        ]
+        written += plots
+    if report:
+        rpath = Path(report)
+        rpath.parent.mkdir(parents=True, exist_ok=True)
+        written.append(write_report(comparisons, rpath, plots, settings_info))
+    return written
+
+
+def settings_info(
+    models, budgets, qos_list, settings: CompareSettings, batch_mix, profiles_path, prices_path
+) -> dict[str, str]:
+    return {
+        "command": "kairos " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "models": ",".join(models),
+        "budget_per_hr": ",".join(f"{b:g}" for b in budgets),
+        "qos_ms": ",".join("model default" if q is None else f"{q:g}" for q in qos_list),
+        "batch_mix": batch_mix,
+        "profiles": profiles_path or "built-in (KAIROS paper AWS measurements)",
+        "prices": prices_path or "built-in (AWS on-demand prices)",
+        "queries_per_trial": str(settings.queries),
+        "precision": str(settings.precision),
+        "seed": str(settings.seed),
+        "top_k": str(settings.top_k),
+        "ribbon_max_explorations": str(settings.ribbon_max_explorations),
+        "cdf_queries": str(settings.cdf_queries),
+        "schemes": ",".join(settings.schemes),
+    }
+
+
+@click.command()
+@click.option("--model", "-m", "model_text", default="rm2", show_default=True,
+              help="Model, comma-separated models, or 'all'.")
+@click.option("--budget-per-hr", "budget_text", required=True,
+              help="Budget in $/h, or a comma-separated list (1.5,2.5,4).")
+@click.option("--qos-ms", "qos_text", default=None,
+              help="p99 target in ms, or a list (default: each model's built-in target).")
+@click.option("--batch-mix", default="production", show_default=True)
+@click.option("--profiles", "profiles_path", type=click.Path(), default=None)
+@click.option("--prices", "prices_path", type=click.Path(), default=None)
+@click.option("--queries", type=int, default=3000, show_default=True,
+              help="Measured queries per capacity trial.")
+@click.option("--precision", type=float, default=0.03, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--top-k", type=int, default=20, show_default=True,
+              help="Pools (by bound) the oracle, drs and clockwork simulate.")
+@click.option("--schemes", "schemes_text", default=",".join(SCHEMES), show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--plot", type=click.Path(), default=None, help="Write a PNG (and *_cdf.png).")
+@click.option("--report", type=click.Path(), default=None, help="Write FILE.html or FILE.md.")
+def compare_cmd(model_text, budget_text, qos_text, batch_mix, profiles_path, prices_path,
+                queries, precision, seed, top_k, schemes_text, as_json, plot, report):
+    """Compare KAIROS with the best homogeneous pool, RIBBON, DRS, Clockwork and an oracle."""
+    models = resolve_models(model_text, profiles_path)
+    budgets = parse_floats(budget_text, "budget", "--budget-per-hr")
+    qos_list: list[float | None] = (
+        [check_qos_ms(q) for q in parse_floats(qos_text, "QoS target", "--qos-ms")]
+        if qos_text else [None]
+    )
+    settings = CompareSettings.checked(queries=queries, precision=precision, seed=seed, top_k=top_k,
+                               schemes=parse_schemes(schemes_text))
+    comparisons = run_comparisons(models, budgets, qos_list, settings, batch_mix=batch_mix,
+                                  profiles_path=profiles_path, prices_path=prices_path,
+                                  show_progress=not as_json)
+    info = settings_info(models, budgets, qos_list, settings, batch_mix, profiles_path,
+                         prices_path)
+    written = write_outputs(comparisons, plot, report, info)
+    if as_json:
+        if len(comparisons) == 1:
+            emit_json(comparisons[0].as_json())
+        else:
+            emit_json({"comparisons": [c.as_json() for c in comparisons]})
+        return
+    for c in comparisons:
+        click.echo(render_table(c) + "\n")
+    for p in written:
+        click.echo(f"wrote {p}")
+
+
+def resolve_models(text: str, profiles_path: str | None) -> list[str]:
+    if text != "all":
+        return [m.strip() for m in text.split(",") if m.strip()]
+    ps = load_profiles(profiles_path) if profiles_path else default_profiles()
+    return sorted(ps.model_names)
+
+
+compare_cmd.name = "compare"
+COMMANDS = [compare_cmd]

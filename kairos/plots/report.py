@@ -1,0 +1,86 @@
+"""A short report (Markdown or HTML) that puts a comparison's table, plots and settings together."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from kairos.compare import Comparison
+
+COLUMNS = ["scheme", "pool", "policy", "$/h", "allowable qps", "x homogeneous", "x oracle",
+           "pools tried", "fluid bound qps"]
+
+
+def scheme_rows(c: Comparison) -> list[list[str]]:
+    names = {s.name for s in c.schemes}
+    rows = []
+    for s in c.schemes:
+        homo = f"{c.ratio(s.name, 'homogeneous'):.2f}" if "homogeneous" in names else "-"
+        orc = f"{c.ratio(s.name, 'oracle'):.2f}" if "oracle" in names else "-"
+        tried = f"{s.explorations}" + ("" if s.explorations_charged else " (free)")
+        rows.append([s.name, str(s.pool), s.policy, f"{s.cost_per_hr:.3f}",
+                     f"{s.allowable_qps:.1f}", homo, orc, tried, f"{s.upper_bound_qps:.1f}"])
+    return rows
+
+
+def _title(c: Comparison) -> str:
+    return f"{c.model}, budget ${c.budget_per_hr:g}/h, QoS p99 {c.qos_ms:g} ms"
+
+
+def write_report(
+    comparisons: Sequence[Comparison],
+    path: Path,
+    plots: Sequence[Path],
+    settings: Mapping[str, str],
+) -> Path:
+    """Write ``path`` as HTML (``.html``) or Markdown (anything else)."""
+    if path.suffix.lower() in (".html", ".htm"):
+        path.write_text(_html(comparisons, plots, settings), encoding="utf-8")
+    else:
+        path.write_text(_markdown(comparisons, path, plots, settings), encoding="utf-8")
+    return path
+
+
+def _markdown(comparisons, path: Path, plots, settings) -> str:
+    out = ["# Kairos comparison", "", "## Settings", ""]
+    out += [f"- **{k}**: `{v}`" for k, v in settings.items()]
+    out += ["", "Each scheme's throughput is the simulator's allowable throughput (highest "
+            "Poisson rate with 99% of queries within QoS) under the same workload and seed. "
+            "'(free)' marks explorations the paper did not charge to a competitor.", ""]
+    for c in comparisons:
+        out += [f"## {_title(c)}", ""]
+        out.append("| " + " | ".join(COLUMNS) + " |")
+        out.append("|" + "---|" * len(COLUMNS))
+        out += ["| " + " | ".join(r) + " |" for r in scheme_rows(c)]
+        out.append("")
+    out += ["## Figures", ""]
+    for p in plots:
+        rel = Path(p).resolve().relative_to(path.resolve().parent) if Path(p).resolve().is_relative_to(
+            path.resolve().parent) else Path(p)
+        out.append(f"![{Path(p).stem}]({rel.as_posix()})")
+    return "\n".join(out) + "\n"
+
+
+def _html(comparisons, plots, settings) -> str:
+    esc = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Kairos comparison</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
+             "</style></head><body><h1>Kairos comparison</h1><h2>Settings</h2><ul>"]
+    parts += [f"<li><b>{esc(k)}</b>: <code>{esc(str(v))}</code></li>" for k, v in settings.items()]
+    parts.append("</ul>")
+    for c in comparisons:
+        parts.append(f"<h2>{esc(_title(c))}</h2><table><tr>")
+        parts += [f"<th>{esc(h)}</th>" for h in COLUMNS]
+        parts.append("</tr>")
+        for r in scheme_rows(c):
+            parts.append("<tr>" + "".join(f"<td>{esc(x)}</td>" for x in r) + "</tr>")
+        parts.append("</table>")
+    parts.append("<h2>Figures</h2>")
+    for p in plots:
+        data = base64.b64encode(Path(p).read_bytes()).decode("ascii")
+        parts.append(f"<p><img alt='{esc(Path(p).stem)}' src='data:image/png;base64,{data}'></p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
