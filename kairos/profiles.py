@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
@@ -93,12 +94,22 @@ class LatencyProfile:
                 stacklevel=4,
             )
 
+    @overload
+    def mean_ms(self, batch: float) -> float: ...
+    @overload
+    def mean_ms(self, batch: np.ndarray) -> np.ndarray: ...
+
     def mean_ms(self, batch: float | np.ndarray) -> np.ndarray | float:
         """Exact mean of the interpolated distribution (trapezoid over the inverse CDF)."""
         b = np.atleast_1d(np.asarray(batch, dtype=float))
         rows = self._rows(b)
         means = (rows.sum(axis=1) - 0.5 * (rows[:, 0] + rows[:, -1])) / (rows.shape[1] - 1)
         return float(means[0]) if np.ndim(batch) == 0 else means
+
+    @overload
+    def quantile_ms(self, batch: float, q: float) -> float: ...
+    @overload
+    def quantile_ms(self, batch: np.ndarray, q: float) -> np.ndarray: ...
 
     def quantile_ms(self, batch: float | np.ndarray, q: float) -> np.ndarray | float:
         """The ``q``-quantile (0 <= q <= 1) of the service time at ``batch``."""

@@ -13,6 +13,9 @@ from kairos.errors import KairosError
 COMMAND_MODULES = [
     "kairos.cli.simulate",
     "kairos.cli.demo",
+    "kairos.cli.serve",
+    "kairos.cli.plan",
+    "kairos.cli.compare",
 ]
 
 

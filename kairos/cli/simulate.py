@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 import numpy as np
 
@@ -18,10 +21,12 @@ from kairos.sim.capacity import DEFAULT_QUERIES, allowable_throughput, default_w
 from kairos.sim.engine import simulate as run_simulation
 from kairos.workload import check_rate_qps, poisson_stream
 
+FC = TypeVar("FC", bound=Callable[..., Any])
+
 REFERENCE_POOL = "g4dn.xlarge=2,r5n.large=9"
 
 
-def policy_option(default: str = "fcfs") -> click.Option:
+def policy_option(default: str = "fcfs") -> Callable[[FC], FC]:
     return click.option(
         "--policy", default=default, show_default=True,
         help=f"Distribution policy ({', '.join(policy_names())}).",
