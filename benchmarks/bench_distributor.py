@@ -1,0 +1,154 @@
+"""Cost of the ``kairos`` policy per dispatched query at about 11, 100 and 1,000 instances.
+
+The reference mix (2 g4dn.xlarge : 9 r5n.large) is scaled up; each pool runs rm2 under
+Poisson load at ``--loads`` times the pool's scaled capacity (``--ref-qps`` per 11 instances,
+the allowable throughput of the reference pool under kairos; larger pools multiplex better,
+so 1.1 is still within their capacity). Printed per pool: microseconds
+of policy time (on_arrival + on_finish + decide) per dispatched query, the whole simulation's
+microseconds per query, and the fraction of decisions that ran the solver.
+
+    python benchmarks/bench_distributor.py                # all three sizes
+    python benchmarks/bench_distributor.py --sizes 11 --queries 5000 --plain
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+import numpy as np
+
+from kairos.catalog import Pool
+from kairos.cli.common import table
+from kairos.distributor import PolicyContext, make_policy
+from kairos.distributor.base import Policy
+from kairos.distributor.state import ClusterState
+from kairos.scenario import Scenario
+from kairos.sim.engine import simulate
+from kairos.workload import Query, poisson_stream
+
+GPU, CPU = "g4dn.xlarge", "r5n.large"
+
+
+class Timed(Policy):
+    """Wraps a policy and adds up the wall time spent inside it."""
+
+    name = "timed"
+
+    def __init__(self, inner: Policy) -> None:
+        self.ctx = inner.ctx
+        self.inner = inner
+        self.name = inner.name  # type: ignore[misc]
+        self.seconds = 0.0
+        self.decisions = 0
+        self.solves = 0
+
+    def decide(self, state: ClusterState) -> Any:
+        t = time.perf_counter()
+        out = self.inner.decide(state)
+        self.seconds += time.perf_counter() - t
+        self.decisions += 1
+        self.solves += bool(state.idle) and bool(state.queue) or bool(out)
+        return out
+
+    def on_arrival(self, query: Query, state: ClusterState) -> None:
+        t = time.perf_counter()
+        self.inner.on_arrival(query, state)
+        self.seconds += time.perf_counter() - t
+
+    def on_finish(self, query: Query, instance: int, state: ClusterState) -> None:
+        t = time.perf_counter()
+        self.inner.on_finish(query, instance, state)
+        self.seconds += time.perf_counter() - t
+
+
+def scaled_pool(size: int) -> Pool:
+    gpus = max(1, round(size * 2 / 11))
+    return Pool.of({GPU: gpus, CPU: size - gpus})
+
+
+def run(
+    size: int,
+    policy: str,
+    options: dict[str, Any],
+    queries: int,
+    load: float,
+    ref_qps: float,
+    seed: int,
+) -> list[str]:
+    scenario = Scenario.build("rm2")
+    pool = scaled_pool(size)
+    rate = load * ref_qps * pool.size / 11
+    stream = poisson_stream(rate, queries, scenario.mix, np.random.default_rng(seed))
+    timed: list[Timed] = []
+
+    def factory(ctx: PolicyContext) -> Policy:
+        timed.append(Timed(make_policy(policy, ctx, **options)))
+        return timed[0]
+
+    t0 = time.perf_counter()
+    res = simulate(scenario, pool, factory, stream, seed=seed)
+    wall = time.perf_counter() - t0
+    m = res.records.metrics(scenario.qos_ms, queries // 10)
+    pol = timed[0]
+    return [
+        str(pool),
+        f"{rate:.0f}",
+        str(queries),
+        f"{pol.seconds / queries * 1e6:.1f}",
+        f"{wall / queries * 1e6:.1f}",
+        f"{pol.solves / max(pol.decisions, 1):.2f}",
+        f"{m.qos_met_fraction:.3f}",
+    ]
+
+
+@click.command()
+@click.option("--sizes", default="11,100,1000", show_default=True)
+@click.option(
+    "--queries",
+    type=int,
+    default=0,
+    help="Queries per pool (default: 20 per instance, at least 5000).",
+)
+@click.option(
+    "--loads",
+    default="0.9,1.1",
+    show_default=True,
+    help="Arrival rates as fractions of the scaled reference capacity.",
+)
+@click.option(
+    "--ref-qps",
+    type=float,
+    default=111.0,
+    show_default=True,
+    help="Allowable throughput of the 11-instance reference pool (rm2, kairos).",
+)
+@click.option("--policy", default="kairos", show_default=True)
+@click.option("--plain", is_flag=True, help="kairos without column pruning (exact reference).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def main(
+    sizes: str, queries: int, loads: str, ref_qps: float, policy: str, plain: bool, seed: int
+) -> None:
+    options: dict[str, Any] = {"plain": True} if plain else {}
+    rows = []
+    for size in [int(s) for s in sizes.split(",") if s]:
+        n = queries or max(5000, 20 * size)
+        for load in [float(x) for x in loads.split(",") if x]:
+            rows.append(run(size, policy, options, n, load, ref_qps, seed))
+            click.echo(f"# {size} instances at load {load} done", err=True)
+    header = [
+        "pool",
+        "rate_qps",
+        "queries",
+        "policy_us/query",
+        "sim_us/query",
+        "solve_share",
+        "qos_met",
+    ]
+    click.echo(table(rows, header))
+    click.echo("targets: policy_us/query < 100 at 11 instances, < 1000 at 1,000")
+
+
+if __name__ == "__main__":
+    main()
