@@ -93,6 +93,18 @@ def pair_costs(
     return cost
 
 
+def urgency_bonus(
+    slack_s: np.ndarray, live: np.ndarray, threshold_s: float, bonus: float
+) -> np.ndarray:
+    """Per-row bonus: ``bonus`` for a live query whose best slack is in [0, threshold).
+
+    ``slack_s[i, j]``: deadline minus estimated finish of query ``i`` on column ``j``. Only
+    matters when rows outnumber columns (the matching then chooses which queries to serve).
+    """
+    best = slack_s.max(axis=1)
+    return np.where(live & (best >= 0.0) & (best < threshold_s), bonus, 0.0)
+
+
 def assign(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Min-cost rectangular assignment: ``(rows, cols)`` with rows ascending."""
     rows, cols = linear_sum_assignment(cost)

@@ -164,3 +164,37 @@ def test_tail_aware_safeguard_is_stricter_than_the_mean():
     assert make_policy("kairos", ctx, slack_quantile=0.99).decide(state) == []
     with pytest.raises(ConfigError, match="slack_quantile"):
         make_policy("kairos", ctx, slack_quantile=2.0)
+
+
+def test_second_large_query_waits_instead_of_a_certain_miss_on_an_idle_cpu():
+    # dien, QoS 35 ms: batch 500 takes ~41 ms on r5n (a certain miss) and ~12.6 ms on the
+    # GPU, which frees in 2 ms, so both queries fit there one after the other (~27 ms). The
+    # paper's matching must give the second query a column of its own: the idle CPU, where
+    # it misses for sure. Holding that pair keeps it queued for the GPU.
+    ctx = context((GPU, CPU), model="dien", qos_ms=35.0)
+    queue = [Query(0, 1.0, 500), Query(1, 1.0, 500)]
+    state = busy_state((GPU, CPU), 1.0, {0: 0.002}, queue)
+    assert make_policy("kairos", ctx, paper=True).decide(state) == [(1, 1)]
+    assert make_policy("kairos", ctx).decide(state) == []
+
+
+def test_doomed_everywhere_still_starts():
+    # Batch 1000 that arrived 300 ms ago cannot make its deadline anywhere: it still starts.
+    ctx = context((GPU, CPU))
+    state = busy_state((GPU, CPU), 1.0, {0: 0.300}, [Query(0, 0.7, 1000)])
+    assert make_policy("kairos", ctx).decide(state) == [(0, 1)]
+
+
+def test_urgent_query_outbids_queries_that_can_wait():
+    # One idle GPU, a window of three: two fresh small queries and a large one that arrived
+    # 60 ms ago (slack ~29 ms of a 350 ms QoS after its ~261 ms on the GPU). The paper's
+    # matching gives the GPU to the cheapest row (a small query); with urgency the large
+    # query gets it.
+    ctx = context((GPU,))
+    queue = [Query(0, 0.94, 1000), Query(1, 1.0, 10), Query(2, 1.0, 20)]
+    state = busy_state((GPU,), 1.0, {}, queue)
+    assert make_policy("kairos", ctx, paper=True).decide(state) == [(1, 0)]
+    assert make_policy("kairos", ctx).decide(state) == [(0, 0)]
+    assert make_policy("kairos", ctx, urgency_frac=None).decide(state) == [(1, 0)]
+    with pytest.raises(ConfigError, match="urgency_frac"):
+        make_policy("kairos", ctx, urgency_frac=-1.0)

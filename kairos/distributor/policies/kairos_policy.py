@@ -23,6 +23,7 @@ from kairos.distributor.matching import (
     assign,
     candidate_columns,
     pair_costs,
+    urgency_bonus,
 )
 from kairos.distributor.state import ClusterState
 from kairos.errors import ConfigError
@@ -38,6 +39,7 @@ class Matching:
     rows: np.ndarray
     cols: np.ndarray
     total_cost: float
+    hold: np.ndarray | None = None  # per matched pair: True = do not start it (doomed there)
 
 
 @register
@@ -47,7 +49,19 @@ class Kairos(Policy):
     as multiples of QoS), ``max_queries`` (cap on the window, 64; see below),
     ``slack_quantile`` (None: the safeguard tests the mean service time, as the paper; a
     number q: it tests the profile's q-quantile instead; an experiment, not a default),
-    ``plain`` (True: the paper's matrix, one column per instance, no pruning and no cap).
+    ``plain`` (True: the paper's matrix, one column per instance, no pruning and no cap),
+    ``urgency_frac`` (0.5; None turns it off) and ``hold_doomed`` (True): two extensions of
+    the paper, see below; ``paper=True`` turns both off.
+
+    Extensions (docs/distributor.md, "Beyond the paper"). *Hold doomed pairs*: a matched pair
+    on an idle instance whose estimated finish misses the query's deadline is not started when
+    some other instance (idle or busy) could still finish it in time; the query waits and the
+    next decision re-solves. Without it, a second large query that finds the GPU column taken
+    is forced onto an idle CPU where it certainly misses. *Urgency*: when the window holds more
+    queries than there are columns, a live query whose best achievable slack is below
+    ``urgency_frac * QoS`` gets a per-row bonus of the slack penalty, so it outbids queries
+    that can afford to wait; with fewer queries than columns every row is matched anyway and a
+    per-row constant changes nothing.
 
     The cap bounds a decision's work when the queue is long: the assignment of ``R`` queries
     to at most ``R`` columns per type costs about ``R^2 * columns``. It changes nothing while
@@ -67,6 +81,9 @@ class Kairos(Policy):
         max_queries: int = 64,
         slack_quantile: float | None = None,
         plain: bool = False,
+        urgency_frac: float | None = 0.5,
+        hold_doomed: bool = True,
+        paper: bool = False,
         **options: Any,
     ) -> None:
         super().__init__(ctx, **options)
@@ -85,6 +102,13 @@ class Kairos(Policy):
                 f"slack_quantile {slack_quantile!r} is not in [0, 1].",
                 "pass slack_quantile such as 0.9, or leave it unset to use the mean.",
             )
+        if urgency_frac is not None and not (math.isfinite(urgency_frac) and urgency_frac >= 0):
+            raise ConfigError(
+                f"urgency_frac {urgency_frac!r} is not a non-negative number.",
+                "pass urgency_frac such as 0.5, or None to turn the urgency bonus off.",
+            )
+        self.urgency_frac = None if paper else urgency_frac
+        self.hold_doomed = bool(hold_doomed) and not paper
         self.slack_quantile = slack_quantile
         self.window_factor = float(window_factor)
         self.max_queries = max_queries
@@ -107,10 +131,11 @@ class Kairos(Policy):
             return []
         m = self.match(state)
         inst = m.instances
+        hold = m.hold.tolist() if m.hold is not None else [False] * len(m.rows)
         return [
             (m.queries[r].qid, int(inst[c]))
-            for r, c in zip(m.rows.tolist(), m.cols.tolist(), strict=True)
-            if int(inst[c]) in idle
+            for r, c, h in zip(m.rows.tolist(), m.cols.tolist(), hold, strict=True)
+            if not h and int(inst[c]) in idle
         ]
 
     def match(self, state: ClusterState) -> Matching:
@@ -148,8 +173,25 @@ class Kairos(Policy):
             self.weights,
             tail_s,
         )
+        hold = None
+        if self.urgency_frac is not None or self.hold_doomed:
+            slack = (deadline_s - state.now_s)[:, None] - (remaining[None, :] + est_s[:, col_type])
+            live = deadline_s >= state.now_s
+            if self.urgency_frac is not None and n_rows > len(up):
+                cost = (
+                    cost
+                    - urgency_bonus(
+                        slack,
+                        live,
+                        self.urgency_frac * self._qos_s,
+                        self.weights.slack_penalty_qos * self._qos_s,
+                    )[:, None]
+                )
         rows, cols = assign(cost)
-        return Matching(queries, up, rows, cols, float(cost[rows, cols].sum()))
+        if self.hold_doomed:
+            savable = live & (slack.max(axis=1) >= 0.0)
+            hold = savable[rows] & (slack[rows, cols] < 0.0)
+        return Matching(queries, up, rows, cols, float(cost[rows, cols].sum()), hold)
 
     def _lookup(self, kind: str, batches: np.ndarray) -> np.ndarray:
         """Mean (or tail) service time (s) of each batch on each type, from a dense table."""
