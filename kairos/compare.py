@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kairos import allocator
 from kairos.catalog import Pool
+from kairos.distributor.tuning import tune_drs
 from kairos.errors import ConfigError
 from kairos.scenario import Scenario
 from kairos.sim.capacity import allowable_throughput, default_warmup
@@ -69,6 +70,7 @@ class SchemeResult:
     explorations: int
     upper_bound_qps: float
     explorations_charged: bool = True
+    policy_options: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +82,7 @@ class SchemeResult:
             "explorations": self.explorations,
             "explorations_charged": self.explorations_charged,
             "upper_bound_qps": round(self.upper_bound_qps, 3),
+            "policy_options": self.policy_options,
         }
 
 
@@ -134,9 +137,7 @@ class _Measurer:
         return self._cache[key]
 
 
-def _best_among(
-    measure: _Measurer, pools: list[Pool], policy: str
-) -> tuple[Pool, float, int]:
+def _best_among(measure: _Measurer, pools: list[Pool], policy: str) -> tuple[Pool, float, int]:
     best_pool, best_qps = pools[0], -1.0
     for pool in pools:
         qps = measure(pool, policy)
@@ -158,7 +159,15 @@ def compare(
     top_pools = [r.pool for r in ranked.ranked][: cfg.top_k]
     results: list[SchemeResult] = []
 
-    def add(name: str, pool: Pool, policy: str, qps: float, explored: int, charged: bool = True):
+    def add(
+        name: str,
+        pool: Pool,
+        policy: str,
+        qps: float,
+        explored: int,
+        charged: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         results.append(
             SchemeResult(
                 name,
@@ -169,6 +178,7 @@ def compare(
                 explored,
                 allocator.fluid_bound(scenario, pool),
                 charged,
+                options or {},
             )
         )
         if progress is not None:
@@ -182,19 +192,38 @@ def compare(
             add(name, pool, "kairos", measure(pool, "kairos"), 0)
         elif name == "homogeneous":
             h = allocator.best_homogeneous(
-                scenario, budget_per_hr, queries=cfg.queries, seed=cfg.seed,
+                scenario,
+                budget_per_hr,
+                queries=cfg.queries,
+                seed=cfg.seed,
                 precision=cfg.precision,
             )
             add(name, h.pool, "fcfs", h.allowable_qps, h.explorations)
         elif name == "ribbon":
             r = allocator.ribbon_search(
-                scenario, budget_per_hr, policy="fcfs", queries=cfg.queries, seed=cfg.seed,
-                precision=cfg.precision, max_explorations=cfg.ribbon_max_explorations,
+                scenario,
+                budget_per_hr,
+                policy="fcfs",
+                queries=cfg.queries,
+                seed=cfg.seed,
+                precision=cfg.precision,
+                max_explorations=cfg.ribbon_max_explorations,
             )
             add(name, r.pool, "fcfs", r.allowable_qps, r.explorations)
-        elif name in ("drs", "clockwork"):
+        elif name == "clockwork":
             pool, qps, n = _best_among(measure, top_pools, name)
             add(name, pool, name, qps, n, charged=False)
+        elif name == "drs":
+            # Rank the candidate pools with DRS's analytic threshold, then hill-climb the
+            # threshold on the winner (tuning is not charged, as the paper did).
+            pool, qps, n = _best_among(measure, top_pools, name)
+            tuned = tune_drs(
+                scenario, pool, queries=cfg.queries, seed=cfg.seed, precision=cfg.precision
+            )
+            if tuned.allowable_qps > qps:
+                add(name, pool, name, tuned.allowable_qps, n, False, {"threshold": tuned.threshold})
+            else:
+                add(name, pool, name, qps, n, charged=False)
         elif name == "oracle":
             pool, qps, n = _best_among(measure, top_pools, "kairos")
             add(name, pool, "kairos", qps, n)
@@ -219,7 +248,9 @@ def _with_latency_cdfs(scenario: Scenario, comparison: Comparison) -> Comparison
     warm = default_warmup(cfg.cdf_queries)
     latency = {
         s.name: np.sort(
-            simulate(scenario, s.pool, s.policy, stream, seed=cfg.seed).records.latency_ms[warm:]
+            simulate(
+                scenario, s.pool, s.policy, stream, seed=cfg.seed, policy_options=s.policy_options
+            ).records.latency_ms[warm:]
         )
         for s in comparison.schemes
     }

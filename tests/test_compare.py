@@ -43,17 +43,23 @@ def toy_profile_csv(tmp_path):
 
 @pytest.fixture
 def toy():
-    samples = {("toy", t, b): [f(b) * s for s in (0.95, 1.0, 1.05)]
-               for t, f in LATENCY.items() for b in (10, 100, 1000)}
+    samples = {
+        ("toy", t, b): [f(b) * s for s in (0.95, 1.0, 1.05)]
+        for t, f in LATENCY.items()
+        for b in (10, 100, 1000)
+    }
     return Scenario.build(
-        "toy", qos_ms=30.0, profiles=profiles_from_samples(samples),
+        "toy",
+        qos_ms=30.0,
+        profiles=profiles_from_samples(samples),
         prices=PriceTable({"gpu": 1.0, "cpu": 0.1}),
         mix=BatchMix("toy", np.array([10, 100]), np.array([0.7, 0.3])),
     )
 
 
-SMALL = CompareSettings(queries=1500, precision=0.05, top_k=4, ribbon_max_explorations=8,
-                        cdf_queries=1000)
+SMALL = CompareSettings(
+    queries=1500, precision=0.05, top_k=4, ribbon_max_explorations=8, cdf_queries=1000
+)
 
 
 def test_schemes_pick_the_known_pools(toy):
@@ -78,35 +84,101 @@ def test_cli_json_plot_and_report(tmp_path, capsys):
     profiles, prices, mix = toy_profile_csv(tmp_path)
     plot = tmp_path / "out" / "cmp.png"
     report = tmp_path / "out" / "report.md"
-    argv = ["compare", "--model", "toy", "--budget-per-hr", "1.5", "--qos-ms", "30",
-            "--profiles", str(profiles), "--prices", str(prices), "--batch-mix", str(mix),
-            "--queries", "1000", "--precision", "0.05", "--top-k", "3",
-            "--schemes", "kairos,homogeneous,oracle", "--seed", "3",
-            "--json", "--plot", str(plot), "--report", str(report)]
+    argv = [
+        "compare",
+        "--model",
+        "toy",
+        "--budget-per-hr",
+        "1.5",
+        "--qos-ms",
+        "30",
+        "--profiles",
+        str(profiles),
+        "--prices",
+        str(prices),
+        "--batch-mix",
+        str(mix),
+        "--queries",
+        "1000",
+        "--precision",
+        "0.05",
+        "--top-k",
+        "3",
+        "--schemes",
+        "kairos,homogeneous,oracle",
+        "--seed",
+        "3",
+        "--json",
+        "--plot",
+        str(plot),
+        "--report",
+        str(report),
+    ]
     main(argv)
     data = json.loads(capsys.readouterr().out)
     assert {"model", "budget_per_hr", "qos_ms", "schemes"} <= set(data)
     assert [s["name"] for s in data["schemes"]] == ["kairos", "homogeneous", "oracle"]
     for s in data["schemes"]:
-        assert set(s) >= {"name", "pool", "policy", "cost_per_hr", "allowable_qps",
-                          "explorations", "upper_bound_qps"}
+        assert set(s) >= {
+            "name",
+            "pool",
+            "policy",
+            "cost_per_hr",
+            "allowable_qps",
+            "explorations",
+            "upper_bound_qps",
+        }
     for png in (plot, plot.with_name("cmp_cdf.png")):
         head = png.read_bytes()[:24]
         assert head[:8] == b"\x89PNG\r\n\x1a\n"
         width, height = struct.unpack(">II", head[16:24])
         assert width > 100 and height > 100
     text = report.read_text()
-    for needle in ("toy", "1.5", "30", str(profiles), str(prices), str(mix), "1000", "0.05",
-                   "seed", "`3`", "cmp.png", "kairos,homogeneous,oracle"):
+    for needle in (
+        "toy",
+        "1.5",
+        "30",
+        str(profiles),
+        str(prices),
+        str(mix),
+        "1000",
+        "0.05",
+        "seed",
+        "`3`",
+        "cmp.png",
+        "kairos,homogeneous,oracle",
+    ):
         assert needle in text, needle
 
 
 def test_sensitivity_lists_produce_one_comparison_each(tmp_path, capsys):
     profiles, prices, mix = toy_profile_csv(tmp_path)
-    main(["compare", "--model", "toy", "--budget-per-hr", "1.2,2", "--qos-ms", "30",
-          "--profiles", str(profiles), "--prices", str(prices), "--batch-mix", str(mix),
-          "--queries", "500", "--precision", "0.1", "--schemes", "kairos,homogeneous",
-          "--json", "--plot", str(tmp_path / "s.png")])
+    main(
+        [
+            "compare",
+            "--model",
+            "toy",
+            "--budget-per-hr",
+            "1.2,2",
+            "--qos-ms",
+            "30",
+            "--profiles",
+            str(profiles),
+            "--prices",
+            str(prices),
+            "--batch-mix",
+            str(mix),
+            "--queries",
+            "500",
+            "--precision",
+            "0.1",
+            "--schemes",
+            "kairos,homogeneous",
+            "--json",
+            "--plot",
+            str(tmp_path / "s.png"),
+        ]
+    )
     data = json.loads(capsys.readouterr().out)
     assert [c["budget_per_hr"] for c in data["comparisons"]] == [1.2, 2.0]
     assert (tmp_path / "s.png").stat().st_size > 1000

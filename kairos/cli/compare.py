@@ -127,41 +127,91 @@ def settings_info(
 
 
 @click.command()
-@click.option("--model", "-m", "model_text", default="rm2", show_default=True,
-              help="Model, comma-separated models, or 'all'.")
-@click.option("--budget-per-hr", "budget_text", required=True,
-              help="Budget in $/h, or a comma-separated list (1.5,2.5,4).")
-@click.option("--qos-ms", "qos_text", default=None,
-              help="p99 target in ms, or a list (default: each model's built-in target).")
+@click.option(
+    "--model",
+    "-m",
+    "model_text",
+    default="rm2",
+    show_default=True,
+    help="Model, comma-separated models, or 'all'.",
+)
+@click.option(
+    "--budget-per-hr",
+    "budget_text",
+    required=True,
+    help="Budget in $/h, or a comma-separated list (1.5,2.5,4).",
+)
+@click.option(
+    "--qos-ms",
+    "qos_text",
+    default=None,
+    help="p99 target in ms, or a list (default: each model's built-in target).",
+)
 @click.option("--batch-mix", default="production", show_default=True)
 @click.option("--profiles", "profiles_path", type=click.Path(), default=None)
 @click.option("--prices", "prices_path", type=click.Path(), default=None)
-@click.option("--queries", type=int, default=3000, show_default=True,
-              help="Measured queries per capacity trial.")
+@click.option(
+    "--queries",
+    type=int,
+    default=3000,
+    show_default=True,
+    help="Measured queries per capacity trial.",
+)
 @click.option("--precision", type=float, default=0.03, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--top-k", type=int, default=20, show_default=True,
-              help="Pools (by bound) the oracle, drs and clockwork simulate.")
+@click.option(
+    "--top-k",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Pools (by bound) the oracle, drs and clockwork simulate.",
+)
 @click.option("--schemes", "schemes_text", default=",".join(SCHEMES), show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--plot", type=click.Path(), default=None, help="Write a PNG (and *_cdf.png).")
 @click.option("--report", type=click.Path(), default=None, help="Write FILE.html or FILE.md.")
-def compare_cmd(model_text, budget_text, qos_text, batch_mix, profiles_path, prices_path,
-                queries, precision, seed, top_k, schemes_text, as_json, plot, report):
+def compare_cmd(
+    model_text,
+    budget_text,
+    qos_text,
+    batch_mix,
+    profiles_path,
+    prices_path,
+    queries,
+    precision,
+    seed,
+    top_k,
+    schemes_text,
+    as_json,
+    plot,
+    report,
+):
     """Compare KAIROS with the best homogeneous pool, RIBBON, DRS, Clockwork and an oracle."""
     models = resolve_models(model_text, profiles_path)
     budgets = parse_floats(budget_text, "budget", "--budget-per-hr")
     qos_list: list[float | None] = (
         [check_qos_ms(q) for q in parse_floats(qos_text, "QoS target", "--qos-ms")]
-        if qos_text else [None]
+        if qos_text
+        else [None]
     )
-    settings = CompareSettings.checked(queries=queries, precision=precision, seed=seed, top_k=top_k,
-                               schemes=parse_schemes(schemes_text))
-    comparisons = run_comparisons(models, budgets, qos_list, settings, batch_mix=batch_mix,
-                                  profiles_path=profiles_path, prices_path=prices_path,
-                                  show_progress=not as_json)
-    info = settings_info(models, budgets, qos_list, settings, batch_mix, profiles_path,
-                         prices_path)
+    settings = CompareSettings.checked(
+        queries=queries,
+        precision=precision,
+        seed=seed,
+        top_k=top_k,
+        schemes=parse_schemes(schemes_text),
+    )
+    comparisons = run_comparisons(
+        models,
+        budgets,
+        qos_list,
+        settings,
+        batch_mix=batch_mix,
+        profiles_path=profiles_path,
+        prices_path=prices_path,
+        show_progress=not as_json,
+    )
+    info = settings_info(models, budgets, qos_list, settings, batch_mix, profiles_path, prices_path)
     written = write_outputs(comparisons, plot, report, info)
     if as_json:
         if len(comparisons) == 1:

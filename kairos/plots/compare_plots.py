@@ -43,33 +43,35 @@ def plot_throughput(comparisons: Sequence[Comparison], path: Path) -> Path:
     """
     vary = _varying(comparisons)
     names = [s.name for s in comparisons[0].schemes]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(comparisons) + 4), 4.2))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * len(comparisons) + 5), 4.2))
     sweep = vary and vary <= {"budget", "qos"} and len(vary) == 1
     if sweep:
         key = "budget" if "budget" in vary else "qos"
         xs = [c.budget_per_hr if key == "budget" else c.qos_ms for c in comparisons]
         for name in names:
-            ax.plot(xs, [c.scheme(name).allowable_qps for c in comparisons], marker="o",
-                    label=name)
+            ax.plot(xs, [c.scheme(name).allowable_qps for c in comparisons], marker="o", label=name)
         ax.set_xlabel("budget ($/h)" if key == "budget" else "QoS target (ms)")
         ax.set_title(f"{comparisons[0].model}: allowable throughput vs {key}")
     else:
         width = 0.8 / len(names)
         x = np.arange(len(comparisons))
         for k, name in enumerate(names):
-            ax.bar(x + k * width, [c.scheme(name).allowable_qps for c in comparisons],
-                   width, label=name)
+            values = [c.scheme(name).allowable_qps for c in comparisons]
+            bars = ax.bar(x + k * width, values, width, label=name)
+            if len(comparisons) == 1:
+                ax.bar_label(bars, fmt="%.0f", fontsize=8)
         for i, c in enumerate(comparisons):
             if any(s.name == "homogeneous" for s in c.schemes):
                 level = c.scheme("homogeneous").allowable_qps
-                ax.hlines(level, i - 0.05, i + 0.85, colors="black", linestyles="dashed",
-                          linewidth=1)
+                ax.hlines(
+                    level, i - width, i + 0.8, colors="black", linestyles="dashed", linewidth=1
+                )
         ax.set_xticks(x + 0.4 - width / 2, [_label(c, vary) for c in comparisons])
         ax.set_title("allowable throughput (dashed: best homogeneous pool)")
         if len(comparisons) > 1 and "model" in vary:
             ax.set_yscale("log")
     ax.set_ylabel("queries/s with p99 within QoS")
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -77,25 +79,36 @@ def plot_throughput(comparisons: Sequence[Comparison], path: Path) -> Path:
 
 
 def plot_latency_cdfs(comparisons: Sequence[Comparison], path: Path) -> Path:
-    """One panel per comparison: latency CDF of every scheme at that comparison's common load."""
+    """Per comparison, two panels at its common load: the latency CDF of every scheme, and
+    the tail (CDF 0.9 to 1) where the p99 target is decided."""
     usable = [c for c in comparisons if c.latency_ms]
-    n = max(1, len(usable))
-    cols = min(n, 3)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    rows = max(1, len(usable))
+    fig, axes = plt.subplots(rows, 2, figsize=(10.0, 3.6 * rows), squeeze=False)
     vary = _varying(comparisons)
-    for ax, c in zip(axes.flat, usable, strict=False):
+    for (full, tail), c in zip(axes, usable, strict=False):
         for name, lat in c.latency_ms.items():
             if len(lat):
-                ax.plot(lat, np.arange(1, len(lat) + 1) / len(lat), label=name, linewidth=1.2)
-        ax.axvline(c.qos_ms, color="black", linestyle="dashed", linewidth=1)
-        ax.set_xscale("log")
-        ax.set_xlabel("latency (ms)")
-        ax.set_ylabel("CDF")
-        ax.set_title(f"{_label(c, vary)} at {c.cdf_rate_qps:.1f} qps", fontsize=9)
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(usable):]:
-        ax.axis("off")
+                cdf = np.arange(1, len(lat) + 1) / len(lat)
+                full.plot(lat, cdf, label=name, linewidth=1.2)
+                tail.plot(lat, cdf, label=name, linewidth=1.2)
+        for ax in (full, tail):
+            ax.axvline(c.qos_ms, color="black", linestyle="dashed", linewidth=1)
+            ax.set_xlabel("latency (ms); dashed: QoS target")
+        full.set_xscale("log")
+        lats = [lat for lat in c.latency_ms.values() if len(lat)]
+        if lats:
+            lo = min(float(np.quantile(lat, 0.9)) for lat in lats)
+            hi = max(max(float(lat[-1]) for lat in lats), c.qos_ms)
+            tail.set_xlim(0.95 * lo, 1.05 * hi)
+        full.set_ylabel("CDF")
+        full.set_title(f"{_label(c, vary)} at {c.cdf_rate_qps:.1f} qps", fontsize=9)
+        tail.axhline(0.99, color="grey", linestyle="dotted", linewidth=1)
+        tail.set_ylim(0.9, 1.001)
+        tail.set_title("tail (dotted: 99%)", fontsize=9)
+        tail.legend(fontsize=7, loc="lower right")
+    if not usable:
+        for ax in axes.flat:
+            ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -9,8 +9,17 @@ from pathlib import Path
 
 from kairos.compare import Comparison
 
-COLUMNS = ["scheme", "pool", "policy", "$/h", "allowable qps", "x homogeneous", "x oracle",
-           "pools tried", "fluid bound qps"]
+COLUMNS = [
+    "scheme",
+    "pool",
+    "policy",
+    "$/h",
+    "allowable qps",
+    "x homogeneous",
+    "x oracle",
+    "pools tried",
+    "fluid bound qps",
+]
 
 
 def scheme_rows(c: Comparison) -> list[list[str]]:
@@ -20,8 +29,19 @@ def scheme_rows(c: Comparison) -> list[list[str]]:
         homo = f"{c.ratio(s.name, 'homogeneous'):.2f}" if "homogeneous" in names else "-"
         orc = f"{c.ratio(s.name, 'oracle'):.2f}" if "oracle" in names else "-"
         tried = f"{s.explorations}" + ("" if s.explorations_charged else " (free)")
-        rows.append([s.name, str(s.pool), s.policy, f"{s.cost_per_hr:.3f}",
-                     f"{s.allowable_qps:.1f}", homo, orc, tried, f"{s.upper_bound_qps:.1f}"])
+        rows.append(
+            [
+                s.name,
+                str(s.pool),
+                s.policy,
+                f"{s.cost_per_hr:.3f}",
+                f"{s.allowable_qps:.1f}",
+                homo,
+                orc,
+                tried,
+                f"{s.upper_bound_qps:.1f}",
+            ]
+        )
     return rows
 
 
@@ -46,9 +66,13 @@ def write_report(
 def _markdown(comparisons, path: Path, plots, settings) -> str:
     out = ["# Kairos comparison", "", "## Settings", ""]
     out += [f"- **{k}**: `{v}`" for k, v in settings.items()]
-    out += ["", "Each scheme's throughput is the simulator's allowable throughput (highest "
-            "Poisson rate with 99% of queries within QoS) under the same workload and seed. "
-            "'(free)' marks explorations the paper did not charge to a competitor.", ""]
+    out += [
+        "",
+        "Each scheme's throughput is the simulator's allowable throughput (highest "
+        "Poisson rate with 99% of queries within QoS) under the same workload and seed. "
+        "'(free)' marks explorations the paper did not charge to a competitor.",
+        "",
+    ]
     for c in comparisons:
         out += [f"## {_title(c)}", ""]
         out.append("| " + " | ".join(COLUMNS) + " |")
@@ -57,18 +81,23 @@ def _markdown(comparisons, path: Path, plots, settings) -> str:
         out.append("")
     out += ["## Figures", ""]
     for p in plots:
-        rel = Path(p).resolve().relative_to(path.resolve().parent) if Path(p).resolve().is_relative_to(
-            path.resolve().parent) else Path(p)
+        rel = (
+            Path(p).resolve().relative_to(path.resolve().parent)
+            if Path(p).resolve().is_relative_to(path.resolve().parent)
+            else Path(p)
+        )
         out.append(f"![{Path(p).stem}]({rel.as_posix()})")
     return "\n".join(out) + "\n"
 
 
 def _html(comparisons, plots, settings) -> str:
     esc = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Kairos comparison</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
-             "</style></head><body><h1>Kairos comparison</h1><h2>Settings</h2><ul>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>Kairos comparison</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
+        "</style></head><body><h1>Kairos comparison</h1><h2>Settings</h2><ul>",
+    ]
     parts += [f"<li><b>{esc(k)}</b>: <code>{esc(str(v))}</code></li>" for k, v in settings.items()]
     parts.append("</ul>")
     for c in comparisons:

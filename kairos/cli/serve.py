@@ -1,0 +1,208 @@
+"""``kairos serve``, ``kairos worker``, ``kairos loadgen`` and ``kairos demo-live``."""
+
+from __future__ import annotations
+
+import click
+
+from kairos.cli.common import build_scenario, emit_json, parse_pool, scenario_options, table
+from kairos.cli.simulate import REFERENCE_POOL
+from kairos.distributor import policy_names
+from kairos.errors import ConfigError
+from kairos.runtime.worker import worker_command as worker
+from kairos.workload import parse_mix
+
+
+def _default_policy() -> str:
+    return "kairos" if "kairos" in policy_names() else "fcfs"
+
+
+def _parse_workers(text: str) -> tuple[str, ...] | None:
+    if text == "local":
+        return None
+    addresses = tuple(a.strip() for a in text.split(",") if a.strip())
+    bad = [a for a in addresses if not a.rpartition(":")[2].isdigit()]
+    if not addresses or bad:
+        raise ConfigError(
+            f"--workers {text!r} is not 'local' or a list of HOST:PORT ({bad or 'empty'}).",
+            "write e.g. --workers 127.0.0.1:7001,127.0.0.1:7002 (one per instance, pool order).",
+        )
+    return addresses
+
+
+@click.command()
+@scenario_options
+@click.option(
+    "--pool", "pool_text", default=REFERENCE_POOL, show_default=True, help="Pool as TYPE=N,TYPE=N."
+)
+@click.option("--policy", default=None, help="Distribution policy (default: kairos if present).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=int, default=8000, show_default=True, help="0 = any free port.")
+@click.option(
+    "--workers",
+    "workers_text",
+    default="local",
+    show_default=True,
+    help="'local' starts replay/model workers here; or HOST:PORT,... in pool order.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["replay", "model"]),
+    default="replay",
+    show_default=True,
+    help="Mode of local workers.",
+)
+@click.option("--handler", default=None, help="module:callable run by local workers.")
+@click.option(
+    "--transport",
+    type=click.Choice(["tcp", "grpc"]),
+    default="tcp",
+    show_default=True,
+    help="Router-to-worker carrier (framed TCP is ~3x cheaper).",
+)
+@click.option(
+    "--time-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Replay service times x this (0 = zero latency); the clock is scaled back.",
+)
+@click.option(
+    "--max-queue",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Queued queries beyond which requests get HTTP 503.",
+)
+@click.option("--max-body-bytes", type=int, default=16 * 1024 * 1024, show_default=True)
+@click.option(
+    "--api-token",
+    envvar="KAIROS_API_TOKEN",
+    default=None,
+    help="Require 'Authorization: Bearer TOKEN' (env KAIROS_API_TOKEN).",
+)
+@click.option("--drain-timeout-s", type=float, default=30.0, show_default=True)
+@click.option(
+    "--timeout-floor-s",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Per-query hang timeout: this + 5 x the profiled p99 service time.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def serve(
+    model,
+    qos_ms,
+    batch_mix,
+    profiles_path,
+    prices_path,
+    pool_text,
+    policy,
+    host,
+    port,
+    workers_text,
+    mode,
+    handler,
+    transport,
+    time_scale,
+    max_queue,
+    max_body_bytes,
+    api_token,
+    drain_timeout_s,
+    timeout_floor_s,
+    seed,
+):
+    """Serve MODEL on POOL behind one KServe v2 HTTP endpoint (Ctrl-C drains and stops)."""
+    from kairos.runtime.aio import run_event_loop
+    from kairos.runtime.router import RouterConfig, run_router
+
+    scenario = build_scenario(model, qos_ms, batch_mix, profiles_path, prices_path)
+    pool = parse_pool(scenario, pool_text)
+    name = policy or _default_policy()
+    if name not in policy_names():
+        raise ConfigError(f"policy {name!r} is not known ({', '.join(policy_names())}).",
+                          "pass --policy with one of the known names.")  # fmt: skip
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_token:
+        click.echo(f"warning: binding {host} without --api-token exposes the endpoint to "
+                   "anyone who can reach it", err=True)  # fmt: skip
+    cfg = RouterConfig(
+        model=scenario.model, pool=pool, policy=name, host=host, port=port,
+        workers=_parse_workers(workers_text), worker_mode=mode, handler=handler,
+        transport=transport,
+        time_scale=time_scale, max_queue=max_queue, api_token=api_token,
+        max_body_bytes=max_body_bytes, drain_timeout_s=drain_timeout_s,
+        timeout_floor_s=timeout_floor_s, seed=seed,
+        profiles_path=profiles_path,
+    )  # fmt: skip
+    run_event_loop(run_router(cfg, scenario))
+
+
+@click.command()
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True)
+@click.option("--model", "-m", required=True)
+@click.option("--rate-qps", type=float, default=None, help="Poisson rate (profile time).")
+@click.option("--duration-s", type=float, default=30.0, show_default=True)
+@click.option(
+    "--batch-mix", default="production", show_default=True, help="production | fixed:N | FILE.csv"
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--api-token", envvar="KAIROS_API_TOKEN", default=None)
+@click.option(
+    "--find-capacity", is_flag=True, help="Search the highest rate with 99% of queries within QoS."
+)
+@click.option("--precision", type=float, default=0.05, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def loadgen(
+    url, model, rate_qps, duration_s, batch_mix, seed, api_token, find_capacity, precision, as_json
+):
+    """Open-loop Poisson load against a KServe v2 endpoint; report latency and QoS."""
+    from kairos.runtime.aio import run_event_loop
+    from kairos.runtime.loadgen import LoadSpec, run_load
+    from kairos.runtime.loadgen import find_capacity as search
+
+    mix = parse_mix(batch_mix)
+    if rate_qps is None and not find_capacity:
+        raise ConfigError("--rate-qps is missing.", "pass --rate-qps R or --find-capacity.")
+    spec = LoadSpec(url, model, rate_qps or 1.0, duration_s, mix, seed=seed, api_token=api_token)
+    if find_capacity:
+
+        def show(t):
+            if not as_json:
+                click.echo(
+                    f"  trial {t.rate_qps:8.1f} qps: within QoS {t.qos_met_fraction:.2%}"
+                    f", p99 {t.p99_ms:.1f} ms -> {'pass' if t.passed else 'fail'}"
+                )
+
+        res = run_event_loop(search(spec, precision=precision, guess_qps=rate_qps, progress=show))
+        if as_json:
+            emit_json(res.as_dict())
+        else:
+            click.echo(
+                f"live allowable throughput: {res.allowable_qps:.1f} qps ({len(res.trials)} trials)"
+            )
+        return
+    report = run_event_loop(run_load(spec))
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    rows = [
+        [k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in report.as_dict().items()
+    ]
+    click.echo(table(rows, ["metric", "value"]))
+
+
+@click.command("demo-live")
+@click.option("--model", "-m", default="dien", show_default=True)
+@click.option("--pool", "pool_text", default="g4dn.xlarge=1,r5n.large=3", show_default=True)
+@click.option("--rate-qps", type=float, default=None, help="Default: between the policies.")
+@click.option("--duration-s", type=float, default=15.0, show_default=True)
+@click.option("--time-scale", type=float, default=1.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo_live(model, pool_text, rate_qps, duration_s, time_scale, seed):
+    """Serve a small local pool under kairos, then fcfs, and compare them side by side."""
+    from kairos.runtime.demo import run_live_demo
+
+    run_live_demo(model, pool_text, rate_qps=rate_qps, duration_s=duration_s,
+                  time_scale=time_scale, seed=seed, echo=click.echo)  # fmt: skip
+
+
+COMMANDS = [serve, worker, loadgen, demo_live]
