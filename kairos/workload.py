@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtr
 
 from kairos.errors import ConfigError, WorkloadError
 
@@ -76,7 +76,7 @@ class BatchMix:
 
 
 def _lognormal_bin_mass(edges: np.ndarray, mu: float, sigma: float) -> np.ndarray:
-    cdf = norm.cdf((np.log(edges) - mu) / sigma)
+    cdf = ndtr((np.log(edges) - mu) / sigma)
     return np.diff(cdf)
 
 

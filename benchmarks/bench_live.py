@@ -1,0 +1,137 @@
+"""Live runtime benchmark: the reference pool served for real on loopback.
+
+Prints, for 2 x g4dn.xlarge + 9 x r5n.large serving dien (QoS 35 ms) with replay workers at
+real time:
+  1. live allowable throughput (99% within QoS, open-loop Poisson, production mix) against
+     the simulator's, and their ratio (target >= 0.85);
+  2. the router's added latency per query, p50/p99, at the live allowable rate (client
+     latency minus the queue and service time the router reports; target p99 < 2 ms);
+  3. the router's ceiling with zero-latency workers: the highest completed rate among
+     offered rates it keeps up with (>= 95% completed, no errors; target >= 2,000 q/s).
+Everything (router, 11 workers, load generator) shares this machine's cores.
+
+    python benchmarks/bench_live.py [--policy kairos] [--trial-queries 3000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from kairos.catalog import Pool
+from kairos.distributor import policy_names
+from kairos.runtime.aio import run_event_loop
+from kairos.runtime.launch import running_router
+from kairos.runtime.loadgen import LoadReport, LoadSpec, find_capacity, run_load
+from kairos.scenario import Scenario
+from kairos.sim.capacity import allowable_throughput
+from kairos.workload import production_mix
+
+MODEL = "dien"
+POOL = "g4dn.xlarge=2,r5n.large=9"
+CEILING_RATES_QPS = (1000.0, 2000.0, 2250.0, 2500.0, 2750.0, 3000.0)
+KEEPS_UP = 0.95  # a ceiling run counts if it completes this share of the offered rate
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def live_capacity(policy: str, sim_qps: float, trial_queries: int
+                  ) -> tuple[float, LoadReport | None]:  # fmt: skip
+    args = ["--model", MODEL, "--pool", POOL, "--policy", policy, "--max-queue", "100000"]
+    with running_router(args, ready_timeout_s=120) as router:
+        # A p99 needs thousands of queries: trials last long enough for ``trial_queries``.
+        seconds = min(60.0, max(5.0, trial_queries / sim_qps))
+        spec = LoadSpec(router.url, MODEL, sim_qps, seconds, production_mix(), seed=1)
+
+        def show(t: LoadReport) -> None:
+            say(
+                f"  trial {t.rate_qps:7.1f} qps: within QoS {t.qos_met_fraction:7.2%}, "
+                f"p99 {t.p99_ms:6.1f} ms, overhead p99 {t.overhead_p99_ms:.2f} ms, "
+                f"send lag p99 {t.send_lag_p99_ms:.2f} ms -> {'pass' if t.passed else 'fail'}"
+            )
+
+        res = run_event_loop(
+            find_capacity(spec, precision=0.04, guess_qps=sim_qps, step=1.2, progress=show)
+        )
+    passing = [t for t in res.trials if t.rate_qps == res.allowable_qps]
+    return res.allowable_qps, passing[0] if passing else None
+
+
+def ceiling(policy: str, seconds: float) -> list[LoadReport]:
+    args = [
+        "--model",
+        MODEL,
+        "--pool",
+        POOL,
+        "--policy",
+        policy,
+        "--time-scale",
+        "0",
+        "--max-queue",
+        "100000",
+    ]
+    out = []
+    with running_router(args, ready_timeout_s=120) as router:
+        for rate in CEILING_RATES_QPS:
+            spec = LoadSpec(router.url, MODEL, rate, seconds, production_mix(), seed=2)
+            rep = run_event_loop(run_load(spec))
+            say(
+                f"  offered {rate:6.0f} q/s: completed {rep.throughput_qps:7.1f} q/s, errors "
+                f"{rep.errors}, p50 {rep.p50_ms:.2f} ms, p99 {rep.p99_ms:.2f} ms, "
+                f"send lag p99 {rep.send_lag_p99_ms:.1f} ms"
+            )
+            out.append(rep)
+            if rep.errors or rep.throughput_qps < KEEPS_UP * rate:
+                break
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    default_policy = "kairos" if "kairos" in policy_names() else "fcfs"
+    parser.add_argument("--policy", default=default_policy)
+    parser.add_argument(
+        "--trial-queries", type=int, default=3000, help="queries per live trial (5 to 60 s)"
+    )
+    parser.add_argument("--ceiling-s", type=float, default=4.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    scenario = Scenario.build(MODEL)
+    pool = Pool.parse(POOL)
+    say(f"{MODEL} on {POOL}, QoS {scenario.qos_ms:g} ms, policy {args.policy}")
+    sim = allowable_throughput(scenario, pool, args.policy, queries=5000).allowable_qps
+    say(f"simulated allowable throughput: {sim:.1f} qps")
+    say("live allowable throughput search (replay workers at real time):")
+    live, at = live_capacity(args.policy, sim, args.trial_queries)
+    say("router ceiling with zero-latency workers:")
+    runs = ceiling(args.policy, args.ceiling_s)
+    kept = [r for r in runs if not r.errors and r.throughput_qps >= KEEPS_UP * r.rate_qps]
+    top = max((r.throughput_qps for r in kept), default=0.0)
+    result = {
+        "policy": args.policy,
+        "simulated_allowable_qps": sim,
+        "live_allowable_qps": live,
+        "live_over_simulated": live / sim if sim else 0.0,
+        "router_overhead_p50_ms": at.overhead_p50_ms if at else None,
+        "router_overhead_p99_ms": at.overhead_p99_ms if at else None,
+        "ceiling_qps": top,
+        "seconds": time.perf_counter() - t0,
+    }
+    say(f"live / simulated allowable: {result['live_over_simulated']:.3f} (target >= 0.85)")
+    if at is not None:
+        say(
+            f"router-added latency at {live:.1f} qps: p50 {at.overhead_p50_ms:.3f} ms, "
+            f"p99 {at.overhead_p99_ms:.3f} ms (target p99 < 2 ms)"
+        )
+    say(f"router ceiling: {top:.0f} queries/s (target >= 2000)")
+    say(f"bench took {result['seconds']:.0f} s")
+    if args.json:
+        print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Start a ``kairos serve`` process and wait until it is ready (tests, benchmarks, demo).
+
+The router is started with ``--port 0`` and prints its URL on its first stdout line, so no
+port is guessed. ``RouterProcess.stop`` sends SIGTERM (the router drains, then stops its
+workers) and kills it if it has not exited within the grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from kairos.errors import RuntimeServiceError
+from kairos.runtime.router import LISTEN_LINE
+
+
+@dataclass
+class RouterProcess:
+    proc: subprocess.Popen[str]
+    url: str
+    lines: list[str] = field(default_factory=list)
+
+    def get(self, path: str, token: str | None = None, timeout_s: float = 10.0) -> tuple[int, str]:
+        return http_request(self.url + path, token=token, timeout_s=timeout_s)
+
+    def stop(self, grace_s: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return int(self.proc.returncode)
+
+
+def http_request(
+    url: str,
+    body: bytes | None = None,
+    token: str | None = None,
+    timeout_s: float = 10.0,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    """(status, text) of a GET (or POST when ``body`` is given); HTTP errors are returned."""
+    hdrs = {"Content-Type": "application/json"} | (headers or {})
+    if token:
+        hdrs["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=body, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def _pump(stream: object, sink: queue.Queue[str | None]) -> None:
+    for line in iter(stream.readline, ""):  # type: ignore[attr-defined]
+        sink.put(line)
+    sink.put(None)
+
+
+def start_router(args: Sequence[str], ready_timeout_s: float = 90.0) -> RouterProcess:
+    """Run ``kairos serve ARGS --port 0``; return once /v2/health/ready answers 200."""
+    cmd = [sys.executable, "-m", "kairos", "serve", *args, "--port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1)
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+    deadline = time.monotonic() + ready_timeout_s
+    seen: list[str] = []
+    url = ""
+    try:
+        while not url:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            if line is None:
+                raise RuntimeServiceError(
+                    f"kairos serve exited with status {proc.wait()} before listening "
+                    f"(output: {''.join(seen)[-500:]!r}).",
+                    "run the same command by hand to see its error.",
+                )
+            seen.append(line)
+            if line.startswith(LISTEN_LINE):
+                url = line.split()[4]
+        handle = RouterProcess(proc, url, seen)
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if handle.get("/v2/health/ready", timeout_s=2.0)[0] == 200:
+                    return handle
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeServiceError(
+            f"router at {url} was not ready within {ready_timeout_s:g} s.",
+            "check the workers start (see stderr).",
+        )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            RouterProcess(proc, url).stop(grace_s=5.0)
+        raise
+
+
+@contextlib.contextmanager
+def running_router(args: Sequence[str], ready_timeout_s: float = 90.0) -> Iterator[RouterProcess]:
+    handle = start_router(args, ready_timeout_s)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def metadata(handle: RouterProcess, model: str, token: str | None = None) -> dict[str, object]:
+    status, text = handle.get(f"/v2/models/{model}", token=token)
+    if status != 200:
+        raise RuntimeServiceError(f"metadata answered {status}: {text}", "check the model.")
+    return dict(json.loads(text))

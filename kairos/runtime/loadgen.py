@@ -1,0 +1,457 @@
+"""Open-loop load generator for a KServe v2 endpoint, and the live allowable-throughput search.
+
+Open loop: every query's send time is fixed in advance (Poisson arrivals, batch sizes from
+the mix, both seeded) and each query is sent by its own task at that time, on a connection
+pool without a size limit, so a slow server never slows the arrivals down (the measured
+``send_lag`` says how late the generator itself was). The request tensors follow the
+model's metadata (``GET /v2/models/{model}``). With a time-scaled pool the generator reads
+the router's ``time_scale`` and compresses arrival gaps by it, reporting latencies in
+profile milliseconds.
+
+``find_capacity`` searches the highest rate at which 99% of queries meet QoS the way the
+simulator's ``allowable_throughput`` does: bracket by multiplying or dividing the rate by a
+step, then bisect geometrically; each trial is a fresh run with the same seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import aiohttp
+import numpy as np
+import orjson
+
+from kairos.errors import ConfigError, RuntimeServiceError
+from kairos.runtime.aio import settle_heap
+from kairos.runtime.wire import DATATYPES, TensorSpec, parse_specs
+from kairos.workload import BatchMix, QueryStream, check_rate_qps, poisson_stream
+
+QOS_QUANTILE = 0.99
+MAX_TRIAL_S = 120.0
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    url: str
+    model: str
+    rate_qps: float
+    duration_s: float
+    mix: BatchMix
+    seed: int = 0
+    api_token: str | None = None
+    warmup_fraction: float = 0.1
+    request_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What the generator needs from the model's metadata."""
+
+    inputs: tuple[TensorSpec, ...]
+    qos_ms: float
+    time_scale: float
+    capacity_hint_qps: float
+    max_batch: int
+
+    @property
+    def clock_scale(self) -> float:
+        return self.time_scale if self.time_scale > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """Counts over all queries; latency and QoS over the measured (post-warm-up) ones."""
+
+    rate_qps: float
+    sent: int
+    completed: int
+    rejected: int
+    errors: int
+    measured: int
+    throughput_qps: float
+    p50_ms: float
+    p99_ms: float
+    qos_ms: float
+    qos_met_fraction: float
+    overhead_p50_ms: float  # wall ms per query beyond the router's queue + service time
+    overhead_p99_ms: float
+    send_lag_p99_ms: float
+    status_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.measured > 0 and self.qos_met_fraction >= QOS_QUANTILE
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"passed": self.passed}
+
+
+@dataclass(frozen=True)
+class CapacityReport:
+    allowable_qps: float
+    failing_qps: float
+    trials: tuple[LoadReport, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "allowable_qps": self.allowable_qps,
+            "failing_qps": self.failing_qps,
+            "trials": [t.as_dict() for t in self.trials],
+        }
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+async def fetch_info(
+    session: aiohttp.ClientSession, url: str, model: str, token: str | None = None
+) -> ServerInfo:
+    target = f"{url.rstrip('/')}/v2/models/{model}"
+    try:
+        async with session.get(target, headers=_headers(token)) as resp:
+            raw = await resp.read()
+            status = resp.status
+    except aiohttp.ClientError as exc:
+        raise RuntimeServiceError(
+            f"cannot reach {target} ({exc}).", "start the router (kairos serve) or fix --url."
+        ) from None
+    if status != 200:
+        raise RuntimeServiceError(
+            f"GET {target} answered HTTP {status}: {raw[:200]!r}.",
+            "check --model and --api-token match the router.",
+        )
+    doc = orjson.loads(raw)
+    params = doc.get("parameters", {})
+    inputs = parse_specs(doc.get("inputs")) or (TensorSpec("input", "FP32", (-1, 1)),)
+    return ServerInfo(
+        inputs=inputs,
+        qos_ms=float(params.get("qos_ms", math.inf)),
+        time_scale=float(params.get("time_scale", 1.0)),
+        capacity_hint_qps=float(params.get("capacity_hint_qps", 100.0)),
+        max_batch=int(params.get("max_batch", 1000)),
+    )
+
+
+class BodyFactory:
+    """Encoded request bodies, one per batch size (made once, seeded)."""
+
+    def __init__(self, inputs: tuple[TensorSpec, ...], seed: int) -> None:
+        self._inputs = inputs
+        self._rng = np.random.default_rng(seed)
+        self._cache: dict[int, bytes] = {}
+
+    def body(self, batch: int) -> bytes:
+        cached = self._cache.get(batch)
+        if cached is None:
+            cached = orjson.dumps({"inputs": [self._tensor(s, batch) for s in self._inputs]})
+            self._cache[batch] = cached
+        return cached
+
+    def _tensor(self, spec: TensorSpec, batch: int) -> dict[str, Any]:
+        shape = [batch] + [d if d >= 0 else 1 for d in spec.shape[1:]]
+        n = math.prod(shape)
+        kind = np.dtype(DATATYPES[spec.datatype]).kind
+        if kind == "f":
+            data: list[Any] = np.round(self._rng.random(n), 3).tolist()
+        elif kind == "b":
+            data = (self._rng.random(n) < 0.5).tolist()
+        else:
+            data = self._rng.integers(0, 100, n).tolist()
+        return {"name": spec.name, "datatype": spec.datatype, "shape": shape, "data": data}
+
+
+class _HttpConnection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection answering one request at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self._buf = bytearray()
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0 or self.waiter is None:
+            return
+        head = bytes(self._buf[:end]).lower()
+        at = head.find(b"content-length:")
+        length = int(head[at + 15 : head.find(b"\r\n", at) if b"\r\n" in head[at:] else None])
+        total = end + 4 + length
+        if len(self._buf) < total:
+            return
+        body = bytes(self._buf[end + 4 : total])
+        del self._buf[:total]
+        if b"connection: close" in head:
+            self.closed = True
+        waiter, self.waiter = self.waiter, None
+        if not waiter.done():
+            waiter.set_result((int(head[9:12]), body))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("connection closed by the server"))
+
+
+class HttpPool:
+    """A minimal HTTP/1.1 client: keep-alive connections, no size limit, one host.
+
+    aiohttp's client costs about twice the CPU per request; on a 2-core machine shared with
+    the router under test, the generator's own cost must stay small.
+    """
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or 80
+        self._timeout_s = timeout_s
+        self._idle: list[_HttpConnection] = []
+        self._all: list[_HttpConnection] = []
+
+    def request_bytes(self, path: str, body: bytes, token: str | None) -> bytes:
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n"
+            f"Content-Type: application/json\r\n{auth}Content-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        conn = self._idle.pop() if self._idle else await self._connect()
+        loop = asyncio.get_running_loop()
+        conn.waiter = loop.create_future()
+        assert conn.transport is not None
+        conn.transport.write(request)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                result = await conn.waiter
+        except BaseException:
+            conn.closed = True
+            conn.transport.close()
+            raise
+        if not conn.closed:
+            self._idle.append(conn)
+        return result
+
+    async def warm(self, n: int) -> None:
+        """Open ``n`` connections up front so the run does not pay for them mid-flight."""
+        conns = await asyncio.gather(*(self._connect() for _ in range(n - len(self._all))))
+        self._idle.extend(conns)
+
+    async def _connect(self) -> _HttpConnection:
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(_HttpConnection, self._host, self._port)
+        self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        for conn in self._all:
+            if conn.transport is not None:
+                conn.transport.close()
+
+
+async def run_load(
+    spec: LoadSpec, *, stream: QueryStream | None = None, info: ServerInfo | None = None
+) -> LoadReport:
+    """Send ``stream`` (default: Poisson at ``spec.rate_qps`` for ``spec.duration_s``)."""
+    check_rate_qps(spec.rate_qps)
+    if stream is None:
+        if spec.duration_s <= 0:
+            raise ConfigError(
+                f"duration {spec.duration_s!r} s is not positive.", "pass --duration-s > 0."
+            )
+        n = max(1, round(spec.rate_qps * spec.duration_s))
+        stream = poisson_stream(spec.rate_qps, n, spec.mix, np.random.default_rng(spec.seed))
+    if info is None:
+        async with aiohttp.ClientSession() as session:
+            info = await fetch_info(session, spec.url, spec.model, spec.api_token)
+    pool = HttpPool(spec.url, spec.request_timeout_s)
+    try:
+        return await _drive(pool, spec, stream, info)
+    finally:
+        pool.close()
+
+
+async def _drive(pool: HttpPool, spec: LoadSpec, stream: QueryStream, info: ServerInfo
+                 ) -> LoadReport:  # fmt: skip
+    n = len(stream)
+    scale = info.clock_scale
+    path = f"{urllib.parse.urlsplit(spec.url).path.rstrip('/')}/v2/models/{spec.model}/infer"
+    bodies = BodyFactory(info.inputs, spec.seed)
+    batches = np.minimum(stream.batch_size, info.max_batch).tolist()
+    requests = {
+        int(b): pool.request_bytes(path, bodies.body(int(b)), spec.api_token) for b in set(batches)
+    }
+    status = np.zeros(n, dtype=np.int64)
+    latency_ms = np.full(n, np.nan)
+    server_ms = np.full(n, np.nan)  # router queue + service time, profile ms
+    lag_ms = np.zeros(n)
+    done_t = np.full(n, np.nan)
+
+    async def one(i: int, request: bytes) -> None:
+        t_send = time.perf_counter()
+        try:
+            code, raw = await pool.send(request)
+        except (OSError, TimeoutError, ValueError):
+            code, raw = -1, b""
+        t_done = time.perf_counter()
+        status[i] = code
+        done_t[i] = t_done
+        latency_ms[i] = (t_done - t_send) * 1000.0 / scale
+        if code == 200:
+            params = orjson.loads(raw).get("parameters", {})
+            server_ms[i] = float(params.get("queue_ms", 0.0)) + float(params.get("service_ms", 0))
+
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[None]] = []
+    # Concurrency ~ rate x latency; a latency of 50 ms wall covers the runs that matter.
+    await pool.warm(
+        min(256, max(4, math.ceil(len(stream) / max(_span_s(stream, scale), 1e-3) * 0.05)))
+    )
+    settle_heap()
+    offsets = (stream.arrival_s - stream.arrival_s[0]) * scale
+    start = time.perf_counter() + 0.01
+    for i in range(n):
+        target = start + float(offsets[i])
+        delay = target - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        lag_ms[i] = max(0.0, time.perf_counter() - target) * 1000.0
+        tasks.append(loop.create_task(one(i, requests[int(batches[i])])))
+    await asyncio.gather(*tasks)
+    send_t = start + offsets
+    return _summarise(spec, info, status, latency_ms, server_ms, lag_ms, send_t, done_t)
+
+
+def _span_s(stream: QueryStream, scale: float) -> float:
+    return float(stream.arrival_s[-1] - stream.arrival_s[0]) * scale
+
+
+def _summarise(
+    spec: LoadSpec,
+    info: ServerInfo,
+    status: np.ndarray,
+    latency_ms: np.ndarray,
+    server_ms: np.ndarray,
+    lag_ms: np.ndarray,
+    send_t: np.ndarray,
+    done_t: np.ndarray,
+) -> LoadReport:
+    n = len(status)
+    warm = min(int(n * spec.warmup_fraction), n - 1)
+    ok = status == 200
+    m_ok = ok[warm:]
+    lat = latency_ms[warm:][m_ok]
+    measured = n - warm
+    span = float(np.nanmax(done_t[warm:]) - send_t[warm]) if measured else 0.0
+    p50, p99 = np.percentile(lat, [50, 99]) if lat.size else (math.nan, math.nan)
+    within = int(np.sum(lat <= info.qos_ms))
+    overhead = (latency_ms - server_ms)[warm:][m_ok] * info.clock_scale
+    o50, o99 = np.percentile(overhead, [50, 99]) if overhead.size else (math.nan, math.nan)
+    codes, counts = np.unique(status, return_counts=True)
+    return LoadReport(
+        rate_qps=spec.rate_qps,
+        sent=n,
+        completed=int(ok.sum()),
+        rejected=int(np.sum(status == 503)),
+        errors=int(np.sum(~ok & (status != 503))),
+        measured=measured,
+        throughput_qps=float(m_ok.sum()) / span * info.clock_scale if span > 0 else 0.0,
+        p50_ms=float(p50),
+        p99_ms=float(p99),
+        qos_ms=info.qos_ms,
+        qos_met_fraction=within / measured if measured else 0.0,
+        overhead_p50_ms=float(o50),
+        overhead_p99_ms=float(o99),
+        send_lag_p99_ms=float(np.percentile(lag_ms, 99)),
+        status_counts={str(int(c)): int(k) for c, k in zip(codes, counts, strict=True)},
+    )
+
+
+async def search_rate(
+    passes: Callable[[float], Awaitable[bool]],
+    guess_qps: float,
+    precision: float = 0.05,
+    step: float = 2.0,
+    max_steps: int = 10,
+) -> tuple[float, float]:
+    """(highest passing rate, lowest failing rate) by bracketing then geometric bisection.
+
+    The same scheme as ``kairos.sim.capacity``; ``step`` can be small when the guess is good
+    (for example the simulated allowable throughput). Returns ``(0, hi)`` if nothing passes.
+    """
+    if not 0 < precision < 1 or step <= 1:
+        raise ConfigError(
+            f"precision {precision!r} / step {step!r} is invalid.",
+            "use 0 < precision < 1 and step > 1.",
+        )
+    rate = guess_qps
+    if await passes(rate):
+        lo = hi = rate
+        for _ in range(max_steps):
+            hi = rate * step
+            if not await passes(hi):
+                break
+            lo = rate = hi
+        else:
+            return lo, math.inf
+    else:
+        hi = rate
+        for _ in range(max_steps):
+            rate /= step
+            if await passes(rate):
+                break
+            hi = rate
+        else:
+            return 0.0, hi
+        lo = rate
+    while hi / lo - 1 > precision:
+        mid = math.sqrt(lo * hi)
+        if await passes(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi
+
+
+async def find_capacity(
+    spec: LoadSpec,
+    *,
+    precision: float = 0.05,
+    guess_qps: float | None = None,
+    step: float = 2.0,
+    min_queries: int = 1000,
+    progress: Callable[[LoadReport], None] | None = None,
+) -> CapacityReport:
+    """Live allowable throughput: highest rate with >= 99% of measured queries within QoS."""
+    trials: list[LoadReport] = []
+    async with aiohttp.ClientSession() as session:
+        info = await fetch_info(session, spec.url, spec.model, spec.api_token)
+
+    async def passes(rate: float) -> bool:
+        # A p99 judged on a handful of queries is noise: every trial gets min_queries (but
+        # runs no longer than MAX_TRIAL_S unless --duration-s asks for more).
+        seconds = max(spec.duration_s, min(min_queries / rate, MAX_TRIAL_S))
+        report = await run_load(replace(spec, rate_qps=rate, duration_s=seconds), info=info)
+        trials.append(report)
+        if progress is not None:
+            progress(report)
+        return report.passed
+
+    guess = guess_qps if guess_qps is not None else 0.6 * info.capacity_hint_qps
+    lo, hi = await search_rate(passes, guess, precision, step)
+    return CapacityReport(lo, hi, tuple(trials))

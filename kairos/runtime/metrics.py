@@ -1,0 +1,94 @@
+"""The router's Prometheus metrics (one registry per router, so tests can run several).
+
+Times are in profile seconds: with ``--time-scale X`` the router divides wall time by X, so
+the histograms read like the profiles and the QoS target. Queue length, in-flight queries
+and workers up are read from the router's state at scrape time (no cost per query).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS_S = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.05, 0.075,
+    0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 1.0, 2.0, 5.0,
+)  # fmt: skip
+OVERHEAD_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class RouterMetrics:
+    def __init__(
+        self,
+        type_names: tuple[str, ...],
+        cost_per_hr: float,
+        queue_length: Callable[[], float],
+        in_flight: Callable[[], float],
+        workers_up: Callable[[], float],
+    ) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.latency = Histogram(
+            "kairos_query_latency_seconds",
+            "End-to-end latency in the router (arrival to answer), by instance type.",
+            ["instance_type"], buckets=LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.queue_time = Histogram(
+            "kairos_queue_time_seconds", "Time queries wait in the central queue.",
+            buckets=LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.overhead = Histogram(
+            "kairos_router_overhead_seconds",
+            "Wall time the router and RPC add per query beyond queueing and service.",
+            buckets=OVERHEAD_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.completed = Counter(
+            "kairos_queries_completed", "Queries answered with a result.", ["instance_type"],
+            registry=r,
+        )  # fmt: skip
+        self.qos_violations = Counter(
+            "kairos_qos_violations", "Answered queries whose latency exceeded the QoS target.",
+            registry=r,
+        )  # fmt: skip
+        self.rejected = Counter(
+            "kairos_queries_rejected", "Queries refused with HTTP 503 (queue full, draining).",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.errors = Counter(
+            "kairos_query_errors", "Queries answered with an error, by HTTP status.", ["status"],
+            registry=r,
+        )  # fmt: skip
+        self.worker_failures = Counter(
+            "kairos_worker_failures", "Workers marked down (died, hung or unreachable).",
+            registry=r,
+        )  # fmt: skip
+        self.redispatched = Counter(
+            "kairos_queries_redispatched", "Queries re-queued after their worker failed.",
+            registry=r,
+        )  # fmt: skip
+        Gauge("kairos_queue_length", "Queries in the central queue.", registry=r).set_function(
+            queue_length
+        )
+        Gauge("kairos_in_flight_queries", "Queries being served.", registry=r).set_function(
+            in_flight
+        )
+        Gauge("kairos_workers_up", "Workers up.", registry=r).set_function(workers_up)
+        Gauge("kairos_pool_cost_per_hour", "Hourly price of the pool in dollars.",
+              registry=r).set(cost_per_hr)  # fmt: skip
+        self._latency_by_type = {t: self.latency.labels(t) for t in type_names}
+        self._completed_by_type = {t: self.completed.labels(t) for t in type_names}
+
+    def observe(
+        self, instance_type: str, latency_s: float, queue_s: float, overhead_s: float, qos_s: float
+    ) -> None:
+        self._latency_by_type[instance_type].observe(latency_s)
+        self._completed_by_type[instance_type].inc()
+        self.queue_time.observe(queue_s)
+        self.overhead.observe(overhead_s)
+        if latency_s > qos_s:
+            self.qos_violations.inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

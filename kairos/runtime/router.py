@@ -1,0 +1,613 @@
+"""The router: one asyncio process that owns the central queue and applies a policy to it.
+
+It is the simulator's driver loop run on the wall clock. The queue and instance status are a
+``ClusterState``; the policy is made by ``make_policy`` exactly as the simulator makes it.
+After every arrival (an HTTP request passed validation) and every completion (a worker
+replied) the router sets ``state.now_s``, calls ``on_arrival``/``on_finish``, then
+``decide(state)``, and applies each decision with ``state.start``, sending the query to that
+instance's worker over its persistent connection. A worker that errors, disconnects or exceeds
+the per-query timeout is marked down (``state.mark_down`` puts its query back in the queue in
+arrival order), the policy is asked again, and a recovery task restarts (``--workers local``)
+or reconnects to it and marks it up. See docs/runtime.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import math
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from aiohttp import web
+
+from kairos.catalog import Pool
+from kairos.distributor import ClusterState, PolicyContext, make_policy
+from kairos.errors import ConfigError, RuntimeServiceError
+from kairos.runtime.aio import run_event_loop, settle_heap
+from kairos.runtime.metrics import CONTENT_TYPE, RouterMetrics
+from kairos.runtime.supervisor import LocalSupervisor, WorkerSpec
+from kairos.runtime.transport import TRANSPORTS, Link, WorkerLost, make_link
+from kairos.runtime.wire import (
+    BadRequest,
+    TensorSpec,
+    frame,
+    parse_specs,
+    specs_as_dicts,
+    unframe,
+    validate_request,
+)
+from kairos.scenario import Scenario
+from kairos.sim.capacity import rough_capacity_qps
+from kairos.workload import Query
+
+LISTEN_LINE = "kairos router listening on"
+__all__ = ["Router", "RouterConfig", "run_event_loop", "run_router"]
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """Settings of one router. ``workers=None`` starts the pool's workers locally."""
+
+    model: str
+    pool: Pool
+    policy: str = "fcfs"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: tuple[str, ...] | None = None
+    worker_mode: str = "replay"
+    transport: str = "tcp"
+    handler: str | None = None
+    time_scale: float = 1.0
+    max_queue: int = 1000
+    api_token: str | None = None
+    max_body_bytes: int = 16 * 1024 * 1024
+    timeout_floor_s: float = 2.0
+    timeout_p99_multiple: float = 5.0
+    max_attempts: int = 3
+    drain_timeout_s: float = 30.0
+    connect_timeout_s: float = 10.0
+    seed: int = 0
+    profiles_path: str | None = None
+
+    def check(self) -> None:
+        if self.max_queue < 1:
+            raise ConfigError(
+                f"--max-queue {self.max_queue} is below 1.", "allow at least one queued query."
+            )
+        if not math.isfinite(self.time_scale) or self.time_scale < 0:
+            raise ConfigError(
+                f"--time-scale {self.time_scale!r} is not a number >= 0.",
+                "pass 1 for real time, 0.1 for 10x faster, 0 for zero-latency replay workers.",
+            )
+        if self.workers is not None and len(self.workers) != self.pool.size:
+            raise ConfigError(
+                f"{len(self.workers)} worker addresses for a pool of {self.pool.size} "
+                f"instances ({self.pool}).",
+                "give one HOST:PORT per instance, in pool order, or --workers local.",
+            )
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(
+                f"transport {self.transport!r} is unknown.", f"use one of {TRANSPORTS}."
+            )
+        if not self.timeout_floor_s > 0:
+            raise ConfigError(
+                f"--timeout-floor-s {self.timeout_floor_s!r} is not positive.",
+                "pass a hang timeout floor in seconds, for example 2.",
+            )
+        if self.api_token is not None and not self.api_token:
+            raise ConfigError("--api-token is empty.", "pass a non-empty token or omit it.")
+
+
+class WorkerLink:
+    """Router-side record of one instance's worker and the carrier that reaches it."""
+
+    def __init__(self, index: int, instance_type: str, transport: str) -> None:
+        self.index = index
+        self.instance_type = instance_type
+        self.transport = transport
+        self.address = ""
+        self.epoch = 0  # bumped on every failure: replies from an older epoch are ignored
+        self.healthy = False
+        self.replay = False
+        self.pid: int | None = None
+        self._carrier: Link | None = None
+
+    async def open(self, timeout_s: float) -> dict[str, Any]:
+        carrier = make_link(self.transport, self.address)
+        try:
+            description = await carrier.open(timeout_s)
+        except BaseException:
+            await carrier.close()
+            raise
+        self._carrier = carrier
+        return description
+
+    async def call(self, message: bytes, timeout_s: float) -> bytes:
+        carrier = self._carrier
+        if carrier is None:
+            raise WorkerLost("not connected")
+        return await carrier.call(message, timeout_s)
+
+    async def close(self) -> None:
+        carrier, self._carrier = self._carrier, None
+        if carrier is not None:
+            await carrier.close()
+
+
+class Pending:
+    """A query the router accepted and has not answered yet."""
+
+    __slots__ = ("query", "body", "request_id", "future", "arrival_t", "dispatch_t", "attempts")
+
+    def __init__(self, query: Query, body: bytes, request_id: str | None, arrival_t: float):
+        self.query = query
+        self.body = body
+        self.request_id = request_id
+        self.future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        self.arrival_t = arrival_t
+        self.dispatch_t = arrival_t
+        self.attempts = 0
+
+
+class Router:
+    def __init__(self, cfg: RouterConfig, scenario: Scenario) -> None:
+        cfg.check()
+        self.cfg = cfg
+        self.scenario = scenario
+        types = cfg.pool.instance_types()
+        self.state = ClusterState(types)
+        seed_seq = np.random.SeedSequence(cfg.seed)
+        self.ctx = PolicyContext(
+            scenario.model, scenario.qos_ms, scenario.profiles, types,
+            np.random.default_rng(seed_seq.spawn(1)[0]),
+        )  # fmt: skip
+        self.policy = make_policy(cfg.policy, self.ctx)
+        self._scale = cfg.time_scale if cfg.time_scale > 0 else 1.0
+        self._t0 = time.perf_counter()
+        self._qos_s = scenario.qos_ms / 1000.0
+        self._qids = itertools.count()
+        self.pending: dict[int, Pending] = {}
+        self.links = [WorkerLink(j, t, cfg.transport) for j, t in enumerate(types)]
+        self.signature: tuple[TensorSpec, ...] | None = None
+        self.out_signature: tuple[TensorSpec, ...] | None = None
+        self.described = False
+        self.draining = False
+        self._closing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timeouts: dict[tuple[int, int], float] = {}
+        self._max_batch = scenario.profiles.max_batch
+        self.supervisor: LocalSupervisor | None = None
+        self.metrics = RouterMetrics(
+            self.state.type_names,
+            cfg.pool.cost_per_hr(scenario.prices),
+            queue_length=lambda: len(self.state.queue),
+            in_flight=lambda: sum(q is not None for q in self.state.running),
+            workers_up=lambda: sum(link.healthy for link in self.links),
+        )
+        self._model_bytes = orjson.dumps(scenario.model)
+        for j in range(self.state.n_instances):  # nothing runs until its worker is connected
+            self.state.mark_down(j)
+
+    # --- clock and bookkeeping ------------------------------------------------------------
+
+    def _now_s(self) -> float:
+        """The policy's clock: wall seconds since start, divided by the time scale."""
+        return (time.perf_counter() - self._t0) / self._scale
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _timeout_s(self, j: int, batch: int) -> float:
+        """Hang detection: several times the profiled p99 service time, plus a floor."""
+        key = (self.state.type_idx[j], batch)
+        t = self._timeouts.get(key)
+        if t is None:
+            p99_ms = float(self.scenario.profiles.get(self.links[j].instance_type).quantile_ms(
+                batch, 0.99))  # fmt: skip
+            worker_scale = self.cfg.time_scale
+            t = self.cfg.timeout_floor_s + self.cfg.timeout_p99_multiple * p99_ms / 1000.0 * (
+                worker_scale
+            )
+            self._timeouts[key] = t
+        return t
+
+    def _log(self, message: str) -> None:
+        print(f"kairos router: {message}", file=sys.stderr, flush=True)
+
+    # --- the driver loop (arrival, decide, dispatch, finish, failure) ----------------------
+
+    def admit(self, body: bytes, batch: int, request_id: str | None) -> Pending:
+        now_t = time.perf_counter()
+        state = self.state
+        state.now_s = (now_t - self._t0) / self._scale
+        query = Query(next(self._qids), state.now_s, batch)
+        pending = Pending(query, body, request_id, now_t)
+        self.pending[query.qid] = pending
+        state.enqueue(query)
+        self.policy.on_arrival(query, state)
+        self._schedule()
+        return pending
+
+    def _schedule(self) -> None:
+        state = self.state
+        if not state.queue or not state.idle:
+            return
+        state.now_s = self._now_s()
+        est = self.ctx.est_ms
+        type_idx = state.type_idx
+        for qid, j in self.policy.decide(state):
+            query = state.queue.get(qid)
+            batch = query.batch_size if query is not None else 0
+            state.start(qid, j, float(est(batch)[type_idx[j]]) / 1000.0)
+            pending = self.pending[qid]
+            pending.dispatch_t = time.perf_counter()
+            pending.attempts += 1
+            self._spawn(self._serve(j, pending))
+
+    async def _serve(self, j: int, pending: Pending) -> None:
+        link = self.links[j]
+        epoch = link.epoch
+        q = pending.query
+        # A replay worker never reads the tensors: sending them would only cost copies.
+        body = b"" if link.replay else pending.body
+        message = frame({"qid": q.qid, "batch": q.batch_size}, body)
+        try:
+            reply = await link.call(message, self._timeout_s(j, q.batch_size))
+            header, outputs = unframe(reply)
+        except (Exception, asyncio.CancelledError) as exc:
+            if self._closing:
+                return
+            reason = "timed out" if isinstance(exc, TimeoutError) else f"failed ({exc!r:.200})"
+            self._worker_failed(j, epoch, f"query {q.qid} {reason}")
+            return
+        if link.epoch == epoch:
+            self._finished(j, pending, header, outputs)
+
+    def _finished(self, j: int, pending: Pending, header: dict[str, Any], outputs: bytes) -> None:
+        now_t = time.perf_counter()
+        state = self.state
+        state.now_s = (now_t - self._t0) / self._scale
+        query = state.finish(j)
+        self.policy.on_finish(query, j, state)
+        self._schedule()
+        code = int(header.get("code", 500))
+        itype = self.links[j].instance_type
+        service_s = float(header.get("service_ms", 0.0)) / 1000.0
+        total_s = now_t - pending.arrival_t
+        queue_s = pending.dispatch_t - pending.arrival_t
+        scale = self._scale
+        latency_s = total_s / scale
+        if code != 200:
+            self.metrics.errors.labels(str(code)).inc()
+            self._answer(pending, code, _error_body(str(header.get("error", "worker error"))))
+            return
+        overhead_s = max(0.0, total_s - queue_s - service_s)
+        self.metrics.observe(itype, latency_s, queue_s / scale, overhead_s, self._qos_s)
+        params = {
+            "instance": j,
+            "instance_type": itype,
+            "queue_ms": queue_s / scale * 1000.0,
+            "service_ms": service_s / scale * 1000.0,
+            "latency_ms": latency_s * 1000.0,
+            "qos_met": latency_s <= self._qos_s,
+            "attempts": pending.attempts,
+        }
+        body = b"".join((
+            b'{"model_name":', self._model_bytes, b',"model_version":"1","id":',
+            orjson.dumps(pending.request_id), b',"parameters":', orjson.dumps(params),
+            b',"outputs":', outputs, b"}",
+        ))  # fmt: skip
+        self._answer(pending, 200, body)
+
+    def _answer(self, pending: Pending, status: int, body: bytes) -> None:
+        self.pending.pop(pending.query.qid, None)
+        if not pending.future.done():
+            pending.future.set_result((status, body))
+
+    def _worker_failed(self, j: int, epoch: int, reason: str) -> None:
+        link = self.links[j]
+        if link.epoch != epoch or not link.healthy:
+            return
+        link.healthy = False
+        link.epoch += 1
+        self.metrics.worker_failures.inc()
+        self._log(f"worker {j} ({link.instance_type} at {link.address}) marked down: {reason}")
+        self.state.now_s = self._now_s()
+        query = self.state.mark_down(j)
+        if query is not None:
+            self._requeued(query)
+        self._spawn(self._recover(j))
+        self._schedule()
+
+    def _requeued(self, query: Query) -> None:
+        pending = self.pending.get(query.qid)
+        if pending is None:
+            self.state.queue.pop(query.qid, None)
+            return
+        self.metrics.redispatched.inc()
+        if pending.attempts >= self.cfg.max_attempts:
+            self.state.queue.pop(query.qid, None)
+            self.metrics.errors.labels("502").inc()
+            self._answer(pending, 502, _error_body(
+                f"query failed on {pending.attempts} workers in a row (each died or hung "
+                "while serving it); it was not retried again."))  # fmt: skip
+
+    def on_worker_exit(self, j: int) -> None:
+        """The supervisor saw worker ``j``'s process exit."""
+        self._worker_failed(j, self.links[j].epoch, "its process exited")
+
+    async def _recover(self, j: int) -> None:
+        link = self.links[j]
+        await link.close()
+        backoff_s = 0.1
+        while not self._closing:
+            try:
+                if self.supervisor is not None:
+                    link.address = await self.supervisor.restart(j)
+                description = await link.open(self.cfg.connect_timeout_s)
+                self._check_worker(j, description)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await link.close()
+                self._log(f"worker {j} at {link.address} not back yet ({exc!r:.200})")
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(2 * backoff_s, 5.0)
+        else:
+            return
+        self._bring_up(j)
+        self._log(f"worker {j} ({link.instance_type} at {link.address}) is back up")
+
+    def _bring_up(self, j: int) -> None:
+        self.links[j].healthy = True
+        self.state.now_s = self._now_s()
+        self.state.mark_up(j)
+        self._schedule()
+
+    def _check_worker(self, j: int, description: dict[str, Any]) -> None:
+        link = self.links[j]
+        link.replay = description.get("mode") == "replay"
+        link.pid = description.get("pid")
+        got = (description.get("model"), description.get("instance_type"))
+        if got != (self.scenario.model, link.instance_type):
+            raise RuntimeServiceError(
+                f"worker at {link.address} serves model {got[0]!r} on {got[1]!r}, but pool "
+                f"slot {j} expects {self.scenario.model!r} on {link.instance_type!r}.",
+                "list --workers in pool order (types grouped as in --pool), one per instance.",
+            )
+        if not self.described:
+            self.signature = parse_specs(description.get("inputs"))
+            self.out_signature = parse_specs(description.get("outputs"))
+            self.described = True
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start_workers(self) -> None:
+        """Start (or connect to) every worker; unreachable remote ones keep being retried."""
+        if self.cfg.workers is None:
+            specs = [
+                WorkerSpec(t, self.scenario.model, self.cfg.worker_mode, self.cfg.handler,
+                           self.cfg.time_scale, self.cfg.seed * 1000 + j, self.cfg.profiles_path,
+                           self.cfg.transport)
+                for j, t in enumerate(self.state.instance_type)
+            ]  # fmt: skip
+            self.supervisor = LocalSupervisor(specs, self.on_worker_exit)
+            addresses = await self.supervisor.start_all()
+        else:
+            addresses = list(self.cfg.workers)
+        for link, address in zip(self.links, addresses, strict=True):
+            link.address = address
+        results = await asyncio.gather(
+            *(link.open(self.cfg.connect_timeout_s) for link in self.links), return_exceptions=True
+        )
+        for j, res in enumerate(results):
+            if isinstance(res, BaseException):
+                self._log(f"worker {j} at {self.links[j].address} unreachable ({res!r:.200})")
+                self._spawn(self._recover(j))
+            else:
+                self._check_worker(j, res)
+                self._bring_up(j)
+
+    @property
+    def ready(self) -> bool:
+        return self.described and not self.draining and any(k.healthy for k in self.links)
+
+    async def drain(self) -> None:
+        """Refuse new queries and wait for accepted ones; answer leftovers with 503."""
+        self.draining = True
+        deadline = time.perf_counter() + self.cfg.drain_timeout_s
+        while self.pending and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+        for pending in list(self.pending.values()):
+            self.state.queue.pop(pending.query.qid, None)
+            self.metrics.errors.labels("503").inc()
+            self._answer(pending, 503, _error_body(
+                "the router stopped before this query could be served."))  # fmt: skip
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(link.close() for link in self.links), return_exceptions=True)
+        if self.supervisor is not None:
+            await self.supervisor.stop_all()
+
+    # --- HTTP (KServe v2 / Open Inference Protocol) -----------------------------------------
+
+    def make_app(self) -> web.Application:
+        middlewares = [_bearer_auth(self.cfg.api_token)] if self.cfg.api_token else []
+        app = web.Application(client_max_size=self.cfg.max_body_bytes + 1, middlewares=middlewares)
+        app.router.add_get("/v2", self._server_metadata)
+        app.router.add_get("/v2/health/live", self._live)
+        app.router.add_get("/v2/health/ready", self._ready)
+        app.router.add_get("/v2/models/{model}", self._model_metadata)
+        app.router.add_get("/v2/models/{model}/ready", self._model_ready)
+        app.router.add_post("/v2/models/{model}/infer", self._infer)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    async def _server_metadata(self, request: web.Request) -> web.Response:
+        return _json(200, {"name": "kairos", "version": "0.1.0", "extensions": []})
+
+    async def _live(self, request: web.Request) -> web.Response:
+        return _json(200, {"live": True})
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        return _json(200 if self.ready else 503, {"ready": self.ready})
+
+    async def _model_ready(self, request: web.Request) -> web.Response:
+        if (missing := self._unknown_model(request)) is not None:
+            return missing
+        return _json(200 if self.ready else 503, {"name": self.scenario.model,
+                                                  "ready": self.ready})  # fmt: skip
+
+    async def _model_metadata(self, request: web.Request) -> web.Response:
+        if (missing := self._unknown_model(request)) is not None:
+            return missing
+        params = {
+            "pool": str(self.cfg.pool),
+            "policy": self.cfg.policy,
+            "qos_ms": self.scenario.qos_ms,
+            "time_scale": self.cfg.time_scale,
+            "max_batch": self._max_batch,
+            "capacity_hint_qps": rough_capacity_qps(self.scenario, self.cfg.pool),
+            "cost_per_hr": self.cfg.pool.cost_per_hr(self.scenario.prices),
+            "workers": [
+                {"instance": k.index, "instance_type": k.instance_type, "address": k.address,
+                 "up": k.healthy, "pid": k.pid}
+                for k in self.links
+            ],
+        }  # fmt: skip
+        return _json(200, {
+            "name": self.scenario.model, "versions": ["1"], "platform": "kairos",
+            "inputs": specs_as_dicts(self.signature) or [],
+            "outputs": specs_as_dicts(self.out_signature) or [],
+            "parameters": params,
+        })  # fmt: skip
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    def _unknown_model(self, request: web.Request) -> web.Response | None:
+        name = request.match_info["model"]
+        if name == self.scenario.model:
+            return None
+        return _error(404, f"model {name!r} is not served here (this router serves "
+                           f"{self.scenario.model!r}).")  # fmt: skip
+
+    def _reject(self, reason: str, message: str) -> web.Response:
+        self.metrics.rejected.labels(reason).inc()
+        n_up = max(1, sum(link.healthy for link in self.links))
+        mean_s = float(np.mean(self.ctx.est_ms(int(self.scenario.mix.mean)))) / 1000.0
+        wait_s = len(self.state.queue) * mean_s * self.cfg.time_scale / n_up
+        return _error(503, message, {"Retry-After": str(max(1, math.ceil(wait_s)))})
+
+    async def _infer(self, request: web.Request) -> web.Response:
+        if (missing := self._unknown_model(request)) is not None:
+            return missing
+        if self.draining:
+            return self._reject("draining", "the router is shutting down.")
+        if not self.described:
+            return self._reject("not_ready", "no worker has come up yet.")
+        if len(self.state.queue) >= self.cfg.max_queue:
+            return self._reject(
+                "queue_full", f"the queue is full ({self.cfg.max_queue} queries); retry later."
+            )
+        limit = self.cfg.max_body_bytes
+        size = request.content_length
+        if size is not None and size > limit:
+            return self._bad_request(
+                f"request body of {size} bytes exceeds the {limit}-byte "
+                "limit; split the query or raise --max-body-bytes."
+            )
+        try:
+            body = await request.read()
+            parsed = validate_request(body, self.signature, self._max_batch)
+        except web.HTTPRequestEntityTooLarge:
+            return self._bad_request(f"request body exceeds the {limit}-byte limit.")
+        except BadRequest as exc:
+            return self._bad_request(str(exc))
+        pending = self.admit(body, parsed.batch_size, parsed.request_id)
+        status, payload = await pending.future
+        return web.Response(body=payload, status=status, content_type=JSON)
+
+    def _bad_request(self, message: str) -> web.Response:
+        self.metrics.errors.labels("400").inc()
+        return _error(400, message)
+
+
+def _json(status: int, doc: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(doc), status=status, content_type=JSON, headers=headers)
+
+
+def _error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=_error_body(message), status=status, content_type=JSON,
+                        headers=headers)  # fmt: skip
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _bearer_auth(token: str | None) -> Any:
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/v2/health/"):
+            return await handler(request)
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return _error(401, "missing or wrong bearer token.",
+                          {"WWW-Authenticate": 'Bearer realm="kairos"'})  # fmt: skip
+        return await handler(request)
+
+    return auth
+
+
+async def run_router(
+    cfg: RouterConfig, scenario: Scenario, on_listening: Callable[[str], None] | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM, then drain accepted queries and stop the workers."""
+    router = Router(cfg, scenario)
+    runner = web.AppRunner(router.make_app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, cfg.host, cfg.port, backlog=2048)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        url = f"http://{host}:{port}"
+        print(f"{LISTEN_LINE} {url} (model {scenario.model}, pool {cfg.pool}, policy "
+              f"{cfg.policy}, QoS {scenario.qos_ms:g} ms)", flush=True)  # fmt: skip
+        if on_listening is not None:
+            on_listening(url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await router.start_workers()
+        settle_heap()
+        print(f"kairos router ready: {sum(k.healthy for k in router.links)} of "
+              f"{len(router.links)} workers up", flush=True)  # fmt: skip
+        await stop.wait()
+        print("kairos router: draining", flush=True)
+        await router.drain()
+    finally:
+        await runner.cleanup()
+        await router.close()

@@ -1,0 +1,288 @@
+"""A worker: one instance of the pool, serving one query at a time to the router.
+
+Modes:
+  replay  emulate an instance type: sleep for a service time sampled from the type's profile
+          at the query's batch size (seeded RNG), times ``time_scale`` (0 = answer at once);
+  model   run a real model on the query's inputs: the built-in TinyDlrm, or the user's
+          ``module:callable`` taking ``{name: ndarray}`` and returning ``{name: ndarray}``.
+
+The router reaches it over a persistent connection, framed TCP or gRPC (``transport``): a
+request frame in, a reply frame out, plus ``describe`` (what the worker serves). An
+``asyncio.Lock`` keeps one query in service even if several routers connect. A reply's
+``service_ms`` is the measured wall time of the query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import click
+import numpy as np
+
+from kairos.errors import ConfigError
+from kairos.profiles import LatencyProfile, default_profiles, load_profiles
+from kairos.runtime.aio import run_event_loop, settle_heap
+from kairos.runtime.dlrm import DlrmConfig, TinyDlrm, dlrm_signature
+from kairos.runtime.transport import TRANSPORTS, start_grpc_server, start_tcp_server
+from kairos.runtime.wire import (
+    BadRequest,
+    TensorSpec,
+    decode_inputs,
+    encode_outputs,
+    frame,
+    parse_specs,
+    specs_as_dicts,
+    unframe,
+)
+
+READY_LINE = "KAIROS_WORKER_READY"
+MODES = ("replay", "model")
+# asyncio timers have millisecond granularity; the last stretch of a sleep is spent in
+# time.sleep so replayed service times are accurate to tens of microseconds.
+_FINE_SLEEP_S = 0.002
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    instance_type: str
+    model: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    mode: str = "replay"
+    handler: str | None = None
+    time_scale: float = 1.0
+    seed: int = 0
+    parent_pid: int | None = None  # exit when this process is gone (set by the supervisor)
+    transport: str = "tcp"
+
+
+class Handler(Protocol):
+    inputs: tuple[TensorSpec, ...] | None
+    outputs: tuple[TensorSpec, ...] | None
+
+    async def run(self, batch_size: int, payload: bytes) -> bytes: ...
+
+
+class ReplayHandler:
+    """Sleeps the sampled service time; answers the built-in model's output shape."""
+
+    def __init__(self, profile: LatencyProfile, time_scale: float, seed: int) -> None:
+        self._profile = profile
+        self._scale = time_scale
+        self._rng = np.random.default_rng(seed)
+        self._k = profile.quantiles_ms.shape[1] - 1
+        # The emulated instance serves the built-in model, so clients send the same tensors.
+        inputs, outputs = dlrm_signature(DlrmConfig())
+        self.inputs: tuple[TensorSpec, ...] | None = inputs
+        self.outputs: tuple[TensorSpec, ...] | None = outputs
+        self._out_cache: dict[int, bytes] = {}
+        self._rows: dict[int, list[float]] = {}
+
+    def sample_ms(self, batch_size: int) -> float:
+        """``profile.sample_ms`` with the batch's inverse-CDF row cached (hot path)."""
+        row = self._rows.get(batch_size)
+        if row is None:
+            row = self._profile.service_ms(
+                np.full(self._k + 1, float(batch_size)), np.linspace(0.0, 1.0, self._k + 1)
+            ).tolist()
+            self._rows[batch_size] = row
+        pos = float(self._rng.random()) * self._k
+        i = min(int(pos), self._k - 1)
+        return row[i] + (pos - i) * (row[i + 1] - row[i])
+
+    async def run(self, batch_size: int, payload: bytes) -> bytes:
+        delay_s = self.sample_ms(batch_size) * self._scale / 1000.0
+        if delay_s > 0:
+            await precise_sleep(delay_s)
+        out = self._out_cache.get(batch_size)
+        if out is None:
+            out = encode_outputs({"score": np.full((batch_size, 1), 0.5, dtype=np.float32)})
+            self._out_cache[batch_size] = out
+        return out
+
+
+class CallableHandler:
+    """Runs ``fn(inputs) -> outputs`` in a thread so the RPC loop stays responsive."""
+
+    def __init__(self, fn: Callable[[dict[str, np.ndarray]], Any]) -> None:
+        self._fn = fn
+        self.inputs = parse_specs(getattr(fn, "inputs", None))
+        self.outputs = parse_specs(getattr(fn, "outputs", None))
+
+    async def run(self, batch_size: int, payload: bytes) -> bytes:
+        inputs = decode_inputs(payload)
+        result = await asyncio.to_thread(self._fn, inputs)
+        if not isinstance(result, Mapping):
+            result = {"output0": result}
+        return encode_outputs(result)
+
+
+async def precise_sleep(delay_s: float) -> None:
+    end = time.perf_counter() + delay_s
+    if delay_s > _FINE_SLEEP_S:
+        await asyncio.sleep(delay_s - _FINE_SLEEP_S)
+    rest = end - time.perf_counter()
+    if rest > 0:
+        time.sleep(rest)
+
+
+def load_callable(spec: str) -> Callable[[dict[str, np.ndarray]], Any]:
+    """``module:attr``; a class is instantiated without arguments."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(
+            f"handler {spec!r} is not MODULE:CALLABLE.", "write e.g. mypkg.models:predict."
+        )
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"handler {spec!r} cannot be loaded ({exc}).",
+            "check the module is importable (on PYTHONPATH) and defines that name.",
+        ) from None
+    if isinstance(obj, type):
+        obj = obj()
+    if not callable(obj):
+        raise ConfigError(f"handler {spec!r} is not callable.", "point at a function or class.")
+    return obj
+
+
+def make_handler(cfg: WorkerConfig, profile: LatencyProfile) -> Handler:
+    if cfg.mode not in MODES:
+        raise ConfigError(f"worker mode {cfg.mode!r} is unknown.", f"use one of {MODES}.")
+    if cfg.time_scale < 0:
+        raise ConfigError(
+            f"time scale {cfg.time_scale!r} is negative.", "pass --time-scale >= 0 (1 = real)."
+        )
+    if cfg.handler is not None:
+        return CallableHandler(load_callable(cfg.handler))
+    if cfg.mode == "model":
+        return CallableHandler(TinyDlrm())
+    return ReplayHandler(profile, cfg.time_scale, cfg.seed)
+
+
+class WorkerService:
+    """What the carriers call: ``description`` and ``handle``; all state lives here."""
+
+    def __init__(self, cfg: WorkerConfig, handler: Handler) -> None:
+        self._cfg = cfg
+        self._handler = handler
+        self._lock = asyncio.Lock()
+        self.served = 0
+
+    def description(self) -> dict[str, Any]:
+        return {
+            "model": self._cfg.model,
+            "instance_type": self._cfg.instance_type,
+            "mode": "custom" if self._cfg.handler else self._cfg.mode,
+            "inputs": specs_as_dicts(self._handler.inputs),
+            "outputs": specs_as_dicts(self._handler.outputs),
+            "pid": os.getpid(),
+        }
+
+    async def handle(self, request: bytes) -> bytes:
+        header, payload = unframe(request)
+        async with self._lock:
+            t0 = time.perf_counter()
+            code, error, outputs = 200, None, b"[]"
+            try:
+                outputs = await self._handler.run(int(header["batch"]), payload)
+            except BadRequest as exc:
+                code, error = 400, str(exc)
+            except Exception as exc:  # the user's model failed: an answer, not a dead worker
+                code, error = 500, f"model raised {type(exc).__name__}: {exc}"
+            service_ms = (time.perf_counter() - t0) * 1000.0
+            self.served += 1
+        reply = {"qid": header.get("qid"), "service_ms": service_ms, "code": code}
+        if error is not None:
+            reply["error"] = error
+        return frame(reply, outputs)
+
+
+async def serve_worker(cfg: WorkerConfig, profile: LatencyProfile) -> None:
+    """Run until SIGINT/SIGTERM (or the parent process is gone); print the bound port."""
+    service = WorkerService(cfg, make_handler(cfg, profile))
+    start = start_grpc_server if cfg.transport == "grpc" else start_tcp_server
+    try:
+        server, port = await start(cfg.host, cfg.port, service.handle, service.description)
+    except OSError as exc:
+        raise ConfigError(
+            f"worker could not bind {cfg.host}:{cfg.port} ({exc}).",
+            "pick a free port, or 0 for any.",
+        ) from None
+    settle_heap()
+    print(f"{READY_LINE} port={port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    watcher = asyncio.create_task(_watch_parent(cfg.parent_pid, stop))
+    await stop.wait()
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    await server.stop()
+
+
+async def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> None:
+    """A supervised worker must not outlive a router that was killed without cleanup."""
+    if parent_pid is None:
+        return
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(0.5)
+    print(f"kairos worker: parent {parent_pid} is gone; exiting", file=sys.stderr, flush=True)
+    stop.set()
+
+
+@click.command("worker")
+@click.option("--instance-type", required=True, help="The instance type this worker is.")
+@click.option("--model", "-m", required=True, help="Model name in the profiles.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=0, show_default=True, help="0 = any free port.")
+@click.option("--mode", type=click.Choice(MODES), default="replay", show_default=True)
+@click.option("--handler", default=None, help="module:callable taking {name: ndarray}.")
+@click.option(
+    "--time-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Replay: sleep profile time x this (0 = answer at once).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--profiles", "profiles_path", type=click.Path(), default=None)
+@click.option(
+    "--transport",
+    type=click.Choice(TRANSPORTS),
+    default="tcp",
+    show_default=True,
+    help="Framed TCP (fast) or gRPC; must match the router's --transport.",
+)
+@click.option("--parent-pid", type=int, default=None, hidden=True)
+def worker_command(
+    instance_type: str,
+    model: str,
+    host: str,
+    port: int,
+    mode: str,
+    handler: str | None,
+    time_scale: float,
+    seed: int,
+    profiles_path: str | None,
+    transport: str,
+    parent_pid: int | None,
+) -> None:
+    """Serve one instance to a router: replay its profile, or run a model."""
+    profiles = load_profiles(profiles_path) if profiles_path else default_profiles()
+    profile = profiles.get(model, instance_type)
+    cfg = WorkerConfig(instance_type, model, host, port, mode, handler, time_scale, seed,
+                       parent_pid, transport)  # fmt: skip
+    run_event_loop(serve_worker(cfg, profile))

@@ -1,0 +1,136 @@
+"""Request validation and the worker frame format (no processes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from kairos.runtime.wire import (
+    BadRequest,
+    TensorSpec,
+    decode_inputs,
+    encode_outputs,
+    frame,
+    unframe,
+    validate_request,
+)
+
+SIG = (TensorSpec("dense", "FP32", (-1, 13)), TensorSpec("sparse", "INT64", (-1, 8)))
+
+
+def body(batch: int = 4, **overrides: object) -> bytes:
+    dense = {"name": "dense", "datatype": "FP32", "shape": [batch, 13], "data": [0.5] * 13 * batch}
+    sparse = {"name": "sparse", "datatype": "INT64", "shape": [batch, 8], "data": [3] * 8 * batch}
+    doc: dict[str, object] = {"id": "q1", "inputs": [dense, sparse]}
+    doc.update(overrides)
+    return orjson.dumps(doc)
+
+
+def test_valid_request_gives_batch_and_id() -> None:
+    parsed = validate_request(body(7), SIG, 1000)
+    assert (parsed.batch_size, parsed.request_id) == (7, "q1")
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "not an object"),
+        (orjson.dumps({"inputs": []}), "no 'inputs'"),
+        (body(4, id=5), "'id'"),
+        (body(2000), "outside the profiled range"),
+        (
+            orjson.dumps(
+                {
+                    "inputs": [
+                        {"name": "dense", "datatype": "FP32", "shape": [2, 13], "data": [0.0] * 5}
+                    ]
+                }
+            ),
+            "has 5 values",
+        ),
+        (
+            orjson.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "dense",
+                            "datatype": "STRING",
+                            "shape": [1, 13],
+                            "data": [0.0] * 13,
+                        }
+                    ]
+                }
+            ),
+            "not supported",
+        ),
+        (
+            orjson.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "dense",
+                            "datatype": "FP32",
+                            "shape": [1, 13],
+                            "data": [[0.0] * 13],
+                        }
+                    ]
+                }
+            ),
+            "nested",
+        ),
+    ],
+)
+def test_bad_requests_name_the_problem(raw: bytes, needle: str) -> None:
+    with pytest.raises(BadRequest, match=needle):
+        validate_request(raw, SIG, 1000)
+
+
+def test_signature_mismatches_are_rejected() -> None:
+    doc = orjson.loads(body(3))
+    doc["inputs"][0]["shape"] = [3, 12]
+    doc["inputs"][0]["data"] = [0.1] * 36
+    with pytest.raises(BadRequest, match="reshape 'dense'"):
+        validate_request(orjson.dumps(doc), SIG, 1000)
+    doc = orjson.loads(body(3))
+    doc["inputs"][1]["datatype"] = "INT32"
+    with pytest.raises(BadRequest, match="datatype INT32"):
+        validate_request(orjson.dumps(doc), SIG, 1000)
+    doc = orjson.loads(body(3))
+    doc["inputs"][1]["shape"] = [2, 8]
+    doc["inputs"][1]["data"] = [1] * 16
+    with pytest.raises(BadRequest, match="disagree on the batch size"):
+        validate_request(orjson.dumps(doc), SIG, 1000)
+    doc = orjson.loads(body(3))
+    doc["inputs"].pop()
+    with pytest.raises(BadRequest, match="the model takes"):
+        validate_request(orjson.dumps(doc), SIG, 1000)
+
+
+def test_no_signature_accepts_any_names() -> None:
+    raw = orjson.dumps(
+        {"inputs": [{"name": "x", "datatype": "FP64", "shape": [2], "data": [1, 2]}]}
+    )
+    assert validate_request(raw, None, 10).batch_size == 2
+
+
+def test_frame_round_trip() -> None:
+    header, payload = unframe(frame({"qid": 3, "batch": 10}, b"xyz"))
+    assert header == {"qid": 3, "batch": 10}
+    assert payload == b"xyz"
+
+
+def test_tensors_round_trip_through_json() -> None:
+    inputs = decode_inputs(body(2))
+    assert inputs["dense"].shape == (2, 13) and inputs["dense"].dtype == np.float32
+    assert inputs["sparse"].dtype == np.int64
+    out = orjson.loads(encode_outputs({"score": np.ones((2, 1), dtype=np.float32)}))
+    assert out == [{"name": "score", "datatype": "FP32", "shape": [2, 1], "data": [1.0, 1.0]}]
+
+
+def test_values_that_do_not_fit_the_datatype_are_bad_requests() -> None:
+    doc = orjson.loads(body(1))
+    doc["inputs"][1]["data"] = ["a"] * 8
+    with pytest.raises(BadRequest, match="not INT64"):
+        decode_inputs(orjson.dumps(doc))
