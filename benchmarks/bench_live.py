@@ -20,6 +20,7 @@ import json
 import time
 
 from kairos.catalog import Pool
+from kairos.cli.common import parse_policy_options
 from kairos.distributor import policy_names
 from kairos.runtime.aio import run_event_loop
 from kairos.runtime.launch import running_router
@@ -38,9 +39,10 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def live_capacity(policy: str, sim_qps: float, trial_queries: int
+def live_capacity(policy: str, sim_qps: float, trial_queries: int, option_args: list[str]
                   ) -> tuple[float, LoadReport | None]:  # fmt: skip
     args = ["--model", MODEL, "--pool", POOL, "--policy", policy, "--max-queue", "100000"]
+    args += option_args
     with running_router(args, ready_timeout_s=120) as router:
         # A p99 needs thousands of queries: trials last long enough for ``trial_queries``.
         seconds = min(60.0, max(5.0, trial_queries / sim_qps))
@@ -97,22 +99,39 @@ def main() -> None:
         "--trial-queries", type=int, default=3000, help="queries per live trial (5 to 60 s)"
     )
     parser.add_argument("--ceiling-s", type=float, default=4.0)
+    parser.add_argument(
+        "--policy-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="policy option for both the simulator and the router (repeatable)",
+    )
+    parser.add_argument("--skip-ceiling", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     t0 = time.perf_counter()
     scenario = Scenario.build(MODEL)
     pool = Pool.parse(POOL)
     say(f"{MODEL} on {POOL}, QoS {scenario.qos_ms:g} ms, policy {args.policy}")
-    sim = allowable_throughput(scenario, pool, args.policy, queries=5000).allowable_qps
+    options = parse_policy_options(tuple(args.policy_option))
+    option_args = [a for text in args.policy_option for a in ("--policy-option", text)]
+    if options:
+        say(f"policy options: {options}")
+    sim = allowable_throughput(
+        scenario, pool, args.policy, queries=5000, policy_options=options
+    ).allowable_qps
     say(f"simulated allowable throughput: {sim:.1f} qps")
     say("live allowable throughput search (replay workers at real time):")
-    live, at = live_capacity(args.policy, sim, args.trial_queries)
-    say("router ceiling with zero-latency workers:")
-    runs = ceiling(args.policy, args.ceiling_s)
+    live, at = live_capacity(args.policy, sim, args.trial_queries, option_args)
+    runs: list[LoadReport] = []
+    if not args.skip_ceiling:
+        say("router ceiling with zero-latency workers:")
+        runs = ceiling(args.policy, args.ceiling_s)
     kept = [r for r in runs if not r.errors and r.throughput_qps >= KEEPS_UP * r.rate_qps]
     top = max((r.throughput_qps for r in kept), default=0.0)
     result = {
         "policy": args.policy,
+        "policy_options": options,
         "simulated_allowable_qps": sim,
         "live_allowable_qps": live,
         "live_over_simulated": live / sim if sim else 0.0,

@@ -22,16 +22,39 @@ F = TypeVar("F", bound=Callable[..., Any])
 def scenario_options(func: F) -> F:
     """--model, --qos-ms, --batch-mix, --profiles, --prices (every command takes these)."""
     options = [
-        click.option("--model", "-m", default="rm2", show_default=True,
-                     help="Model name in the profiles (built-in: rm2, wnd, mtwnd, dien, ncf)."),
-        click.option("--qos-ms", type=float, default=None,
-                     help="p99 latency target in ms (default: the model's built-in target)."),
-        click.option("--batch-mix", default="production", show_default=True,
-                     help="production | fixed:N | FILE.csv with columns batch_size,weight."),
-        click.option("--profiles", "profiles_path", type=click.Path(), default=None,
-                     help="Latency profile CSV (model,instance_type,batch_size,latency_ms)."),
-        click.option("--prices", "prices_path", type=click.Path(), default=None,
-                     help="Price CSV (instance_type,price_per_hr)."),
+        click.option(
+            "--model",
+            "-m",
+            default="rm2",
+            show_default=True,
+            help="Model name in the profiles (built-in: rm2, wnd, mtwnd, dien, ncf).",
+        ),
+        click.option(
+            "--qos-ms",
+            type=float,
+            default=None,
+            help="p99 latency target in ms (default: the model's built-in target).",
+        ),
+        click.option(
+            "--batch-mix",
+            default="production",
+            show_default=True,
+            help="production | fixed:N | FILE.csv with columns batch_size,weight.",
+        ),
+        click.option(
+            "--profiles",
+            "profiles_path",
+            type=click.Path(),
+            default=None,
+            help="Latency profile CSV (model,instance_type,batch_size,latency_ms).",
+        ),
+        click.option(
+            "--prices",
+            "prices_path",
+            type=click.Path(),
+            default=None,
+            help="Price CSV (instance_type,price_per_hr).",
+        ),
     ]
     for opt in reversed(options):
         func = opt(func)
@@ -85,3 +108,34 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     for r in rows:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
     return "\n".join(lines)
+
+
+def policy_options_option(func: F) -> F:
+    """--policy-option KEY=VALUE (repeatable): constructor options of the chosen policy."""
+    return click.option(
+        "--policy-option",
+        "policy_option_texts",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Policy option, e.g. safeguard_frac=0.1 (repeatable; values are JSON literals).",
+    )(func)
+
+
+def parse_policy_options(texts: tuple[str, ...]) -> dict[str, Any]:
+    """``("safeguard_frac=0.1", "paper=true")`` -> ``{"safeguard_frac": 0.1, "paper": True}``."""
+    from kairos.errors import ConfigError
+
+    options: dict[str, Any] = {}
+    for text in texts:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConfigError(
+                f"--policy-option {text!r} is not KEY=VALUE.",
+                "write e.g. --policy-option safeguard_frac=0.1.",
+            )
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        options[key.strip()] = value
+    return options

@@ -38,7 +38,7 @@ def demo(model: str, budget_per_hr: float, out_dir: str, live: bool) -> None:
     if live:
         from kairos.runtime.demo import run_live_demo
 
-        run_live_demo(model=model)
+        run_live_demo(model=model, echo=click.echo)
         return
     from kairos import allocator
     from kairos.scenario import Scenario

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from kairos.cli.common import build_scenario, emit_json, parse_pool, scenario_options, table
+from kairos.cli.common import (
+    build_scenario,
+    emit_json,
+    parse_policy_options,
+    parse_pool,
+    policy_options_option,
+    scenario_options,
+    table,
+)
 from kairos.cli.simulate import REFERENCE_POOL
 from kairos.distributor import policy_names
 from kairos.errors import ConfigError
@@ -35,6 +43,7 @@ def _parse_workers(text: str) -> tuple[str, ...] | None:
     "--pool", "pool_text", default=REFERENCE_POOL, show_default=True, help="Pool as TYPE=N,TYPE=N."
 )
 @click.option("--policy", default=None, help="Distribution policy (default: kairos if present).")
+@policy_options_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=int, default=8000, show_default=True, help="0 = any free port.")
 @click.option(
@@ -97,6 +106,7 @@ def serve(
     prices_path,
     pool_text,
     policy,
+    policy_option_texts,
     host,
     port,
     workers_text,
@@ -132,6 +142,7 @@ def serve(
         max_body_bytes=max_body_bytes, drain_timeout_s=drain_timeout_s,
         timeout_floor_s=timeout_floor_s, seed=seed,
         profiles_path=profiles_path,
+        policy_options=tuple(parse_policy_options(policy_option_texts).items()),
     )  # fmt: skip
     run_event_loop(run_router(cfg, scenario))
 

@@ -86,7 +86,7 @@ class Policy(ABC):
     def __init__(self, ctx: PolicyContext, **options: Any) -> None:
         if options:
             raise PolicyError(
-                f"policy {self.name!r} takes no options (got {', '.join(options)}).",
+                f"policy {self.name!r} has no option(s) {', '.join(options)}.",
                 "drop the options or pick a policy that accepts them.",
             )
         self.ctx = ctx

@@ -77,6 +77,7 @@ class RouterConfig:
     connect_timeout_s: float = 10.0
     seed: int = 0
     profiles_path: str | None = None
+    policy_options: tuple[tuple[str, Any], ...] = ()
 
     def check(self) -> None:
         if self.max_queue < 1:
@@ -170,7 +171,7 @@ class Router:
             scenario.model, scenario.qos_ms, scenario.profiles, types,
             np.random.default_rng(seed_seq.spawn(1)[0]),
         )  # fmt: skip
-        self.policy = make_policy(cfg.policy, self.ctx)
+        self.policy = make_policy(cfg.policy, self.ctx, **dict(cfg.policy_options))
         self._scale = cfg.time_scale if cfg.time_scale > 0 else 1.0
         self._t0 = time.perf_counter()
         self._qos_s = scenario.qos_ms / 1000.0
