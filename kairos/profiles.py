@@ -242,9 +242,7 @@ def profiles_from_samples(
             grid = np.array(sorted(cells), dtype=float)
             k = max(2, max(len(c) for c in cells.values()))
             probs = np.linspace(0.0, 1.0, k)
-            table = np.vstack(
-                [_resample(cells[int(b)], probs) for b in grid]
-            )
+            table = np.vstack([_resample(cells[int(b)], probs) for b in grid])
             by_type[itype] = LatencyProfile(model, itype, grid, table)
         models[model] = ModelProfiles(model, by_type)
     return ProfileSet(models, source)

@@ -197,9 +197,7 @@ class QueryStream:
         return [Query(i, times[i], batches[i]) for i in range(len(times))]
 
 
-def poisson_stream(
-    rate_qps: float, n: int, mix: BatchMix, rng: np.random.Generator
-) -> QueryStream:
+def poisson_stream(rate_qps: float, n: int, mix: BatchMix, rng: np.random.Generator) -> QueryStream:
     """``n`` Poisson arrivals (exponential gaps in continuous time) with batches from ``mix``."""
     check_rate_qps(rate_qps)
     if n <= 0:

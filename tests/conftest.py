@@ -19,9 +19,7 @@ def builtin_profiles() -> ProfileSet:
 
 def constant_profiles(latency_ms: dict[str, float], model: str = "toy") -> ProfileSet:
     """Each type takes exactly ``latency_ms[type] * batch / 10`` ms at batch 10..1000."""
-    samples = {
-        (model, t, b): [ms * b / 10.0] for t, ms in latency_ms.items() for b in (10, 1000)
-    }
+    samples = {(model, t, b): [ms * b / 10.0] for t, ms in latency_ms.items() for b in (10, 1000)}
     return profiles_from_samples(samples)
 
 

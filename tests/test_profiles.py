@@ -13,9 +13,9 @@ CSV_HEADER = "model,instance_type,batch_size,latency_ms\n"
 
 def two_point_profile():
     # batch 10: uniform-ish samples 10, 20, 30; batch 20: 30, 40, 50
-    return profiles_from_samples(
-        {("m", "t", 10): [10, 20, 30], ("m", "t", 20): [50, 40, 30]}
-    ).get("m", "t")
+    return profiles_from_samples({("m", "t", 10): [10, 20, 30], ("m", "t", 20): [50, 40, 30]}).get(
+        "m", "t"
+    )
 
 
 def test_builtin_profiles_cover_paper_grid(builtin_profiles):

@@ -30,35 +30,63 @@ REFERENCE_POOL = "g4dn.xlarge=2,r5n.large=9"
 
 def policy_option(default: str = "fcfs") -> Callable[[FC], FC]:
     return click.option(
-        "--policy", default=default, show_default=True,
+        "--policy",
+        default=default,
+        show_default=True,
         help=f"Distribution policy ({', '.join(policy_names())}).",
     )
 
 
 @click.command()
 @scenario_options
-@click.option("--pool", "pool_text", default=REFERENCE_POOL, show_default=True,
-              help="Pool as TYPE=N,TYPE=N.")
+@click.option(
+    "--pool", "pool_text", default=REFERENCE_POOL, show_default=True, help="Pool as TYPE=N,TYPE=N."
+)
 @policy_option()
 @policy_options_option
 @click.option("--rate-qps", type=float, required=True, help="Poisson arrival rate.")
 @click.option("--queries", type=int, default=20000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def simulate(model, qos_ms, batch_mix, profiles_path, prices_path, pool_text, policy,
-             policy_option_texts, rate_qps, queries, seed, as_json):
+def simulate(
+    model,
+    qos_ms,
+    batch_mix,
+    profiles_path,
+    prices_path,
+    pool_text,
+    policy,
+    policy_option_texts,
+    rate_qps,
+    queries,
+    seed,
+    as_json,
+):
     """Simulate POOL under Poisson load at RATE_QPS and report latency and QoS."""
     scenario = build_scenario(model, qos_ms, batch_mix, profiles_path, prices_path)
     pool = parse_pool(scenario, pool_text)
     check_rate_qps(rate_qps)
     stream = poisson_stream(rate_qps, queries, scenario.mix, np.random.default_rng(seed))
-    result = run_simulation(scenario, pool, policy, stream, seed=seed,
-                            policy_options=parse_policy_options(policy_option_texts))
+    result = run_simulation(
+        scenario,
+        pool,
+        policy,
+        stream,
+        seed=seed,
+        policy_options=parse_policy_options(policy_option_texts),
+    )
     m = result.records.metrics(scenario.qos_ms, default_warmup(queries) if queries > 2000 else 0)
     payload = {
-        "model": model, "pool": str(pool), "policy": policy, "qos_ms": scenario.qos_ms,
-        "cost_per_hr": round(result.cost_per_hr, 4), "rate_qps": rate_qps, "queries": queries,
-        "throughput_qps": m.throughput_qps, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms,
+        "model": model,
+        "pool": str(pool),
+        "policy": policy,
+        "qos_ms": scenario.qos_ms,
+        "cost_per_hr": round(result.cost_per_hr, 4),
+        "rate_qps": rate_qps,
+        "queries": queries,
+        "throughput_qps": m.throughput_qps,
+        "p50_ms": m.p50_ms,
+        "p99_ms": m.p99_ms,
         "qos_met_fraction": m.qos_met_fraction,
     }
     if as_json:
@@ -74,30 +102,61 @@ def simulate(model, qos_ms, batch_mix, profiles_path, prices_path, pool_text, po
 @click.option("--pool", "pool_text", default=REFERENCE_POOL, show_default=True)
 @policy_option()
 @policy_options_option
-@click.option("--queries", type=int, default=DEFAULT_QUERIES, show_default=True,
-              help="Measured queries per trial (plus a 10% warm-up).")
+@click.option(
+    "--queries",
+    type=int,
+    default=DEFAULT_QUERIES,
+    show_default=True,
+    help="Measured queries per trial (plus a 10% warm-up).",
+)
 @click.option("--precision", type=float, default=0.02, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def capacity(model, qos_ms, batch_mix, profiles_path, prices_path, pool_text, policy,
-             policy_option_texts, queries, precision, seed, as_json):
+def capacity(
+    model,
+    qos_ms,
+    batch_mix,
+    profiles_path,
+    prices_path,
+    pool_text,
+    policy,
+    policy_option_texts,
+    queries,
+    precision,
+    seed,
+    as_json,
+):
     """Allowable throughput of POOL: highest rate with 99% of queries within QoS."""
     scenario = build_scenario(model, qos_ms, batch_mix, profiles_path, prices_path)
     pool = parse_pool(scenario, pool_text)
     with progress_bar(not as_json, "capacity search") as bar:
         res = allowable_throughput(
-            scenario, pool, policy, queries=queries, seed=seed, precision=precision,
+            scenario,
+            pool,
+            policy,
+            queries=queries,
+            seed=seed,
+            precision=precision,
             policy_options=parse_policy_options(policy_option_texts),
             progress=lambda t: bar.update(1),
         )
     payload = {
-        "model": model, "pool": str(pool), "policy": policy, "qos_ms": scenario.qos_ms,
+        "model": model,
+        "pool": str(pool),
+        "policy": policy,
+        "qos_ms": scenario.qos_ms,
         "cost_per_hr": round(pool.cost_per_hr(scenario.prices), 4),
         "allowable_qps": res.allowable_qps,
     }
     if as_json:
-        emit_json(payload | {"reason": res.reason, "trials": len(res.trials),
-                             "p99_ms": res.metrics.p99_ms if res.metrics else None})
+        emit_json(
+            payload
+            | {
+                "reason": res.reason,
+                "trials": len(res.trials),
+                "p99_ms": res.metrics.p99_ms if res.metrics else None,
+            }
+        )
         return
     rows = [[k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in payload.items()]
     if res.metrics:

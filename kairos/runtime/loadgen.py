@@ -30,6 +30,7 @@ import orjson
 from kairos.errors import ConfigError, RuntimeServiceError
 from kairos.runtime.aio import settle_heap
 from kairos.runtime.wire import DATATYPES, TensorSpec, parse_specs
+from kairos.sim.search import drive_async, rate_search
 from kairos.workload import BatchMix, QueryStream, check_rate_qps, poisson_stream
 
 QOS_QUANTILE = 0.99
@@ -389,43 +390,12 @@ async def search_rate(
     step: float = 2.0,
     max_steps: int = 10,
 ) -> tuple[float, float]:
-    """(highest passing rate, lowest failing rate) by bracketing then geometric bisection.
+    """(highest passing rate, lowest failing rate): ``kairos.sim.search`` driven by live trials.
 
-    The same scheme as ``kairos.sim.capacity``; ``step`` can be small when the guess is good
-    (for example the simulated allowable throughput). Returns ``(0, hi)`` if nothing passes.
+    ``step`` can be small when the guess is good (for example the simulated allowable
+    throughput). Returns ``(0, hi)`` if nothing passes.
     """
-    if not 0 < precision < 1 or step <= 1:
-        raise ConfigError(
-            f"precision {precision!r} / step {step!r} is invalid.",
-            "use 0 < precision < 1 and step > 1.",
-        )
-    rate = guess_qps
-    if await passes(rate):
-        lo = hi = rate
-        for _ in range(max_steps):
-            hi = rate * step
-            if not await passes(hi):
-                break
-            lo = rate = hi
-        else:
-            return lo, math.inf
-    else:
-        hi = rate
-        for _ in range(max_steps):
-            rate /= step
-            if await passes(rate):
-                break
-            hi = rate
-        else:
-            return 0.0, hi
-        lo = rate
-    while hi / lo - 1 > precision:
-        mid = math.sqrt(lo * hi)
-        if await passes(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo, hi
+    return await drive_async(rate_search(guess_qps, precision, step, max_steps), passes)
 
 
 async def find_capacity(

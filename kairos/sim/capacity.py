@@ -23,12 +23,13 @@ from kairos.errors import ConfigError
 from kairos.scenario import Scenario
 from kairos.sim.engine import PolicyFactory, simulate
 from kairos.sim.records import Metrics
+from kairos.sim.search import drive, rate_search
 from kairos.workload import QueryStream
 
 DEFAULT_QUERIES = 5000
 DEFAULT_PRECISION = 0.02
 QOS_QUANTILE = 0.99
-MAX_HALVINGS = 14
+MAX_STEPS = 14  # doublings or halvings while bracketing
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,9 @@ def rough_capacity_qps(scenario: Scenario, pool: Pool) -> float:
     """Sum over instances of 1 / mean service time over the mix: a starting point only."""
     total = 0.0
     for t, n in pool.counts:
-        mean_ms = float(np.dot(scenario.profiles.get(t).mean_ms(scenario.mix.support),
-                               scenario.mix.probs))
+        mean_ms = float(
+            np.dot(scenario.profiles.get(t).mean_ms(scenario.mix.support), scenario.mix.probs)
+        )
         total += n * 1000.0 / mean_ms
     return total
 
@@ -128,8 +130,10 @@ def allowable_throughput(
             progress(trial)
         return trial.passed
 
-    lo, hi = _bracket(run, 0.6 * rough_capacity_qps(scenario, pool))
-    if lo is None:
+    lo, _ = drive(
+        rate_search(0.6 * rough_capacity_qps(scenario, pool), precision, 2.0, MAX_STEPS), run
+    )
+    if lo == 0.0:
         return CapacityResult(
             0.0,
             tuple(trials),
@@ -137,28 +141,4 @@ def allowable_throughput(
             f"QoS was missed even at {trials[-1].rate_qps:.3g} qps under this policy",
             settings,
         )
-    while hi / lo - 1 > precision:
-        mid = float(np.sqrt(lo * hi))
-        if run(mid):
-            lo = mid
-        else:
-            hi = mid
     return CapacityResult(lo, tuple(trials), metrics_at[lo], "", settings)
-
-
-def _bracket(run: Callable[[float], bool], guess: float) -> tuple[float | None, float]:
-    """Return (passing rate or None, failing rate) around ``guess``."""
-    rate = guess
-    if run(rate):
-        lo = rate
-        while run(rate * 2):
-            rate *= 2
-            lo = rate
-        return lo, rate * 2
-    hi = rate
-    for _ in range(MAX_HALVINGS):
-        rate /= 2
-        if run(rate):
-            return rate, hi
-        hi = rate
-    return None, hi

@@ -89,9 +89,7 @@ def simulate(
         batch_size=stream.batch_size,
         instance_type=instance_types,
     )
-    return SimResult(
-        pool, pol.name, scenario.qos_ms, pool.cost_per_hr(scenario.prices), records
-    )
+    return SimResult(pool, pol.name, scenario.qos_ms, pool.cost_per_hr(scenario.prices), records)
 
 
 def _run(

@@ -43,3 +43,19 @@ def test_more_instances_never_lower_capacity(toy_scenario):
     one = allowable_throughput(toy_scenario, Pool.parse("fast=1"), queries=2000).allowable_qps
     two = allowable_throughput(toy_scenario, Pool.parse("fast=2"), queries=2000).allowable_qps
     assert two > 1.5 * one
+
+
+def test_rate_search_brackets_then_bisects():
+    from kairos.sim.search import drive, rate_search
+
+    tried = []
+
+    def passes(rate):
+        tried.append(rate)
+        return rate <= 123.0
+
+    lo, hi = drive(rate_search(10.0, 0.01), passes)
+    assert lo <= 123.0 < hi and hi / lo - 1 <= 0.01
+    assert tried[:5] == [10.0, 20.0, 40.0, 80.0, 160.0]
+    assert drive(rate_search(10.0, 0.01, max_steps=3), lambda r: False) == (0.0, 1.25)
+    assert drive(rate_search(10.0, 0.01, max_steps=2), lambda r: True)[1] == float("inf")
