@@ -35,8 +35,10 @@ def main() -> None:
         best = min(best, time.perf_counter() - t0)
     rate = args.queries / best
     print(f"pool {pool}, model rm2, policy fcfs, {args.queries} queries at 40 qps")
-    print(f"best of {args.repeats}: {best:.3f} s -> {rate:,.0f} queries/s "
-          f"({rate / 200_000:.2f} x the 200,000 queries/s target)")
+    print(
+        f"best of {args.repeats}: {best:.3f} s -> {rate:,.0f} queries/s "
+        f"({rate / 200_000:.2f} x the 200,000 queries/s target)"
+    )
 
 
 if __name__ == "__main__":

@@ -19,9 +19,10 @@ from kairos.cli.common import (
     table,
 )
 from kairos.distributor import policy_names
+from kairos.errors import ConfigError
 from kairos.sim.capacity import DEFAULT_QUERIES, allowable_throughput, default_warmup
 from kairos.sim.engine import simulate as run_simulation
-from kairos.workload import check_rate_qps, poisson_stream
+from kairos.workload import check_rate_qps, load_trace, poisson_stream
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
@@ -44,7 +45,14 @@ def policy_option(default: str = "fcfs") -> Callable[[FC], FC]:
 )
 @policy_option()
 @policy_options_option
-@click.option("--rate-qps", type=float, required=True, help="Poisson arrival rate.")
+@click.option("--rate-qps", type=float, default=None, help="Poisson arrival rate.")
+@click.option(
+    "--trace",
+    "trace_path",
+    type=click.Path(),
+    default=None,
+    help="Replay a trace CSV (arrival_s,batch_size) instead of Poisson arrivals.",
+)
 @click.option("--queries", type=int, default=20000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -58,6 +66,7 @@ def simulate(
     policy,
     policy_option_texts,
     rate_qps,
+    trace_path,
     queries,
     seed,
     as_json,
@@ -65,8 +74,18 @@ def simulate(
     """Simulate POOL under Poisson load at RATE_QPS and report latency and QoS."""
     scenario = build_scenario(model, qos_ms, batch_mix, profiles_path, prices_path)
     pool = parse_pool(scenario, pool_text)
-    check_rate_qps(rate_qps)
-    stream = poisson_stream(rate_qps, queries, scenario.mix, np.random.default_rng(seed))
+    if trace_path is not None:
+        stream = load_trace(trace_path)
+        queries = len(stream)
+        rate_qps = queries / max(float(stream.arrival_s[-1] - stream.arrival_s[0]), 1e-9)
+    elif rate_qps is None:
+        raise ConfigError(
+            "simulate needs an arrival process.",
+            "pass --rate-qps R for Poisson arrivals or --trace FILE.csv to replay a trace.",
+        )
+    else:
+        check_rate_qps(rate_qps)
+        stream = poisson_stream(rate_qps, queries, scenario.mix, np.random.default_rng(seed))
     result = run_simulation(
         scenario,
         pool,

@@ -105,3 +105,15 @@ def test_policy_options_reach_the_policy(capsys):
     assert code == 2 and "window_factor" in err
     code, _, err = run(capsys, *base, "--policy-option", "nonsense")
     assert code == 2 and "KEY=VALUE" in err
+
+
+def test_simulate_replays_a_trace(capsys, write):
+    rows = "\n".join(f"{i * 0.1:.1f},{100 + 10 * (i % 3)}" for i in range(50))
+    trace = write("trace.csv", "arrival_s,batch_size\n" + rows + "\n")
+    code, out, _ = run(capsys, "simulate", "--trace", str(trace), "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["queries"] == 50 and data["rate_qps"] == pytest.approx(50 / 4.9)
+    assert data["qos_met_fraction"] == 1.0  # 10 qps is light for the reference pool
+    code, _, err = run(capsys, "simulate")
+    assert code == 2 and "--trace" in err
