@@ -8,15 +8,19 @@ real time:
      latency minus the queue and service time the router reports; target p99 < 2 ms);
   3. the router's ceiling with zero-latency workers: the highest completed rate among
      offered rates it keeps up with (>= 95% completed, no errors; target >= 2,000 q/s).
-Everything (router, 11 workers, load generator) shares this machine's cores.
+Everything (router, 11 workers in 2 processes, load generator) shares this machine's cores;
+``--pin-router 0`` gives the router core 0 and the rest the other cores, the nearest a
+2-core machine gets to the router having a machine of its own.
 
-    python benchmarks/bench_live.py [--policy kairos] [--trial-queries 3000] [--json]
+    python benchmarks/bench_live.py [--policy kairos] [--trial-queries 3000] [--pin-router 0]
+        [--worker-hosting type|instance] [--policy-option K=V] [--skip-ceiling] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 from kairos.catalog import Pool
@@ -37,6 +41,20 @@ KEEPS_UP = 0.95  # a ceiling run counts if it completes this share of the offere
 
 def say(text: str) -> None:
     print(text, flush=True)
+
+
+def pin_args(router_cpus: set[int] | None) -> list[str]:
+    """Serve options giving the router ``router_cpus`` and its workers the other cores; this
+    process (the load generator) moves to the other cores too, as when the router has a
+    machine of its own (Linux)."""
+    if not router_cpus:
+        return []
+    rest = set(range(os.cpu_count() or 1)) - router_cpus
+    if not rest:
+        raise SystemExit(f"--pin-router {sorted(router_cpus)} leaves no core for the rest")
+    os.sched_setaffinity(0, rest)
+    cores = ",".join(map(str, sorted(rest)))
+    return ["--router-cpus", ",".join(map(str, sorted(router_cpus))), "--worker-cpus", cores]
 
 
 def live_capacity(policy: str, sim_qps: float, trial_queries: int, option_args: list[str]
@@ -62,19 +80,9 @@ def live_capacity(policy: str, sim_qps: float, trial_queries: int, option_args: 
     return res.allowable_qps, passing[0] if passing else None
 
 
-def ceiling(policy: str, seconds: float) -> list[LoadReport]:
-    args = [
-        "--model",
-        MODEL,
-        "--pool",
-        POOL,
-        "--policy",
-        policy,
-        "--time-scale",
-        "0",
-        "--max-queue",
-        "100000",
-    ]
+def ceiling(policy: str, seconds: float, serve_args: list[str]) -> list[LoadReport]:
+    args = ["--model", MODEL, "--pool", POOL, "--policy", policy, "--time-scale", "0",
+            "--max-queue", "100000", *serve_args]  # fmt: skip
     out = []
     with running_router(args, ready_timeout_s=120) as router:
         for rate in CEILING_RATES_QPS:
@@ -106,15 +114,35 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="policy option for both the simulator and the router (repeatable)",
     )
+    parser.add_argument(
+        "--worker-hosting",
+        choices=("type", "instance"),
+        default="type",
+        help="local worker processes: one per instance or one per instance type",
+    )
+    parser.add_argument(
+        "--pin-router",
+        default="",
+        metavar="CPUS",
+        help="e.g. 0: the router on these cores, workers and load generator on the others",
+    )
     parser.add_argument("--skip-ceiling", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     t0 = time.perf_counter()
     scenario = Scenario.build(MODEL)
     pool = Pool.parse(POOL)
-    say(f"{MODEL} on {POOL}, QoS {scenario.qos_ms:g} ms, policy {args.policy}")
+    say(
+        f"{MODEL} on {POOL}, QoS {scenario.qos_ms:g} ms, policy {args.policy}, "
+        f"worker hosting {args.worker_hosting}"
+    )
     options = parse_policy_options(tuple(args.policy_option))
     option_args = [a for text in args.policy_option for a in ("--policy-option", text)]
+    serve_args = ["--worker-hosting", args.worker_hosting]
+    router_cpus = {int(c) for c in args.pin_router.split(",") if c.strip()} or None
+    serve_args += pin_args(router_cpus)
+    if router_cpus:
+        say(f"router pinned to cores {sorted(router_cpus)}, everything else to the others")
     if options:
         say(f"policy options: {options}")
     sim = allowable_throughput(
@@ -122,16 +150,18 @@ def main() -> None:
     ).allowable_qps
     say(f"simulated allowable throughput: {sim:.1f} qps")
     say("live allowable throughput search (replay workers at real time):")
-    live, at = live_capacity(args.policy, sim, args.trial_queries, option_args)
+    live, at = live_capacity(args.policy, sim, args.trial_queries, option_args + serve_args)
     runs: list[LoadReport] = []
     if not args.skip_ceiling:
         say("router ceiling with zero-latency workers:")
-        runs = ceiling(args.policy, args.ceiling_s)
+        runs = ceiling(args.policy, args.ceiling_s, serve_args)
     kept = [r for r in runs if not r.errors and r.throughput_qps >= KEEPS_UP * r.rate_qps]
     top = max((r.throughput_qps for r in kept), default=0.0)
     result = {
         "policy": args.policy,
         "policy_options": options,
+        "worker_hosting": args.worker_hosting,
+        "pin_router": sorted(router_cpus) if router_cpus else None,
         "simulated_allowable_qps": sim,
         "live_allowable_qps": live,
         "live_over_simulated": live / sim if sim else 0.0,

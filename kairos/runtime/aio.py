@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+from kairos.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -31,3 +34,39 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 100)
+
+
+def parse_cpus(text: str | None) -> tuple[int, ...]:
+    """``"0,2"`` -> (0, 2); empty or None -> () (no pinning)."""
+    if not text or not text.strip():
+        return ()
+    try:
+        return tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise ConfigError(
+            f"CPU list {text!r} is not comma-separated core numbers.", "write e.g. 0 or 1,2."
+        ) from None
+
+
+def pin_to_cpus(cpus: tuple[int, ...]) -> None:
+    """Restrict this process (threads started later inherit it) to ``cpus`` (Linux).
+
+    On a machine shared by router, workers and client, the router's wake-ups otherwise
+    queue behind the others' (docs/runtime.md, "A core for the router").
+    """
+    if not cpus:
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        raise ConfigError("CPU pinning is not supported on this platform.", "drop the CPU lists.")
+    n = os.cpu_count() or 1
+    missing = sorted(c for c in cpus if not 0 <= c < n)
+    try:
+        if missing:
+            raise OSError
+        os.sched_setaffinity(0, cpus)
+    except OSError:
+        raise ConfigError(
+            f"cores {missing or list(cpus)} are not available (this machine has cores 0-{n - 1}"
+            " and the process may be limited to fewer).",
+            "list cores this process may run on.",
+        ) from None

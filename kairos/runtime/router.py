@@ -31,10 +31,10 @@ from aiohttp import web
 from kairos.catalog import Pool
 from kairos.distributor import ClusterState, PolicyContext, make_policy
 from kairos.errors import ConfigError, RuntimeServiceError
-from kairos.runtime.aio import run_event_loop, settle_heap
+from kairos.runtime.aio import pin_to_cpus, run_event_loop, settle_heap
 from kairos.runtime.metrics import CONTENT_TYPE, RouterMetrics
-from kairos.runtime.supervisor import LocalSupervisor, WorkerSpec
-from kairos.runtime.transport import TRANSPORTS, Link, WorkerLost, make_link
+from kairos.runtime.supervisor import HOSTINGS, LocalSupervisor, WorkerSpec
+from kairos.runtime.transport import TRANSPORTS, Link, TcpLink, WorkerLost, make_link
 from kairos.runtime.wire import (
     BadRequest,
     TensorSpec,
@@ -64,6 +64,9 @@ class RouterConfig:
     port: int = 8000
     workers: tuple[str, ...] | None = None
     worker_mode: str = "replay"
+    worker_hosting: str = "type"  # local replay workers: a process per instance type or instance
+    router_cpus: tuple[int, ...] = ()  # pin the router to these cores (() = no pinning)
+    worker_cpus: tuple[int, ...] = ()  # pin local workers to these cores
     transport: str = "tcp"
     handler: str | None = None
     time_scale: float = 1.0
@@ -98,6 +101,10 @@ class RouterConfig:
         if self.transport not in TRANSPORTS:
             raise ConfigError(
                 f"transport {self.transport!r} is unknown.", f"use one of {TRANSPORTS}."
+            )
+        if self.worker_hosting not in HOSTINGS:
+            raise ConfigError(
+                f"worker hosting {self.worker_hosting!r} is unknown.", f"use one of {HOSTINGS}."
             )
         if not self.timeout_floor_s > 0:
             raise ConfigError(
@@ -138,6 +145,12 @@ class WorkerLink:
             raise WorkerLost("not connected")
         return await carrier.call(message, timeout_s)
 
+    @property
+    def direct(self) -> TcpLink | None:
+        """The framed-TCP carrier, which supports callback dispatch (None for gRPC)."""
+        carrier = self._carrier
+        return carrier if isinstance(carrier, TcpLink) else None
+
     async def close(self) -> None:
         carrier, self._carrier = self._carrier, None
         if carrier is not None:
@@ -176,6 +189,7 @@ class Router:
         self._t0 = time.perf_counter()
         self._qos_s = scenario.qos_ms / 1000.0
         self._qids = itertools.count()
+        self._last_arrival_s = 0.0
         self.pending: dict[int, Pending] = {}
         self.links = [WorkerLink(j, t, cfg.transport) for j, t in enumerate(types)]
         self.signature: tuple[TensorSpec, ...] | None = None
@@ -228,11 +242,22 @@ class Router:
 
     # --- the driver loop (arrival, decide, dispatch, finish, failure) ----------------------
 
-    def admit(self, body: bytes, batch: int, request_id: str | None) -> Pending:
+    def admit(
+        self, body: bytes, batch: int, request_id: str | None, received_t: float | None = None
+    ) -> Pending:
+        """Queue a validated query. ``received_t`` (perf_counter) is when its request reached
+        the handler: the policy's deadline counts from there, so the time spent reading and
+        validating the body is not slack the policy believes it still has. Arrival times
+        stay non-decreasing, so the queue remains in arrival order."""
         now_t = time.perf_counter()
         state = self.state
         state.now_s = (now_t - self._t0) / self._scale
-        query = Query(next(self._qids), state.now_s, batch)
+        arrival_s = state.now_s
+        if received_t is not None:
+            arrival_s = min(arrival_s, max((received_t - self._t0) / self._scale,
+                                           self._last_arrival_s))  # fmt: skip
+        self._last_arrival_s = arrival_s
+        query = Query(next(self._qids), arrival_s, batch)
         pending = Pending(query, body, request_id, now_t)
         self.pending[query.qid] = pending
         state.enqueue(query)
@@ -254,15 +279,57 @@ class Router:
             pending = self.pending[qid]
             pending.dispatch_t = time.perf_counter()
             pending.attempts += 1
-            self._spawn(self._serve(j, pending))
+            self._dispatch(j, pending)
 
-    async def _serve(self, j: int, pending: Pending) -> None:
+    def _dispatch(self, j: int, pending: Pending) -> None:
         link = self.links[j]
-        epoch = link.epoch
         q = pending.query
         # A replay worker never reads the tensors: sending them would only cost copies.
         body = b"" if link.replay else pending.body
         message = frame({"qid": q.qid, "batch": q.batch_size}, body)
+        carrier = link.direct
+        if carrier is None:
+            self._spawn(self._serve(j, pending, message))
+            return
+        # Framed TCP: write now and take the reply in the protocol callback (see TcpLink).
+        epoch = link.epoch
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self._timeout_s(j, q.batch_size), self._failed_soon, j,
+                                epoch, f"query {q.qid} timed out")  # fmt: skip
+
+        def on_reply(result: bytes | BaseException) -> None:
+            timer.cancel()
+            self._replied(j, epoch, pending, result)
+
+        try:
+            carrier.start_call(message, on_reply)
+        except WorkerLost as exc:
+            timer.cancel()
+            # Not inline: the caller is iterating over the policy's decisions.
+            loop.call_soon(self._failed_soon, j, epoch, f"query {q.qid} failed ({exc!r:.200})")
+
+    def _failed_soon(self, j: int, epoch: int, reason: str) -> None:
+        if not self._closing:
+            self._worker_failed(j, epoch, reason)
+
+    def _replied(self, j: int, epoch: int, pending: Pending, result: bytes | BaseException
+                 ) -> None:  # fmt: skip
+        if isinstance(result, BaseException):
+            self._failed_soon(j, epoch, f"query {pending.query.qid} failed ({result!r:.200})")
+            return
+        try:
+            header, outputs = unframe(result)
+        except ValueError as exc:
+            self._failed_soon(j, epoch, f"query {pending.query.qid} bad reply ({exc!r:.200})")
+            return
+        if self.links[j].epoch == epoch:
+            self._finished(j, pending, header, outputs)
+
+    async def _serve(self, j: int, pending: Pending, message: bytes) -> None:
+        """gRPC carrier: a task per query awaits the reply."""
+        link = self.links[j]
+        epoch = link.epoch
+        q = pending.query
         try:
             reply = await link.call(message, self._timeout_s(j, q.batch_size))
             header, outputs = unframe(reply)
@@ -352,16 +419,19 @@ class Router:
         link = self.links[j]
         await link.close()
         backoff_s = 0.1
+        stale_pid = link.pid  # the process that failed (a co-hosting sibling may restart it)
         while not self._closing:
             try:
                 if self.supervisor is not None:
-                    link.address = await self.supervisor.restart(j)
+                    link.address = await self.supervisor.restart(j, stale_pid)
                 description = await link.open(self.cfg.connect_timeout_s)
                 self._check_worker(j, description)
                 break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self.supervisor is not None:
+                    stale_pid = self.supervisor.pid(j)
                 await link.close()
                 self._log(f"worker {j} at {link.address} not back yet ({exc!r:.200})")
                 await asyncio.sleep(backoff_s)
@@ -401,10 +471,10 @@ class Router:
             specs = [
                 WorkerSpec(t, self.scenario.model, self.cfg.worker_mode, self.cfg.handler,
                            self.cfg.time_scale, self.cfg.seed * 1000 + j, self.cfg.profiles_path,
-                           self.cfg.transport)
+                           self.cfg.transport, self.cfg.worker_cpus)
                 for j, t in enumerate(self.state.instance_type)
             ]  # fmt: skip
-            self.supervisor = LocalSupervisor(specs, self.on_worker_exit)
+            self.supervisor = LocalSupervisor(specs, self.on_worker_exit, self.cfg.worker_hosting)
             addresses = await self.supervisor.start_all()
         else:
             addresses = list(self.cfg.workers)
@@ -517,6 +587,7 @@ class Router:
         return _error(503, message, {"Retry-After": str(max(1, math.ceil(wait_s)))})
 
     async def _infer(self, request: web.Request) -> web.Response:
+        received_t = time.perf_counter()
         if (missing := self._unknown_model(request)) is not None:
             return missing
         if self.draining:
@@ -541,7 +612,7 @@ class Router:
             return self._bad_request(f"request body exceeds the {limit}-byte limit.")
         except BadRequest as exc:
             return self._bad_request(str(exc))
-        pending = self.admit(body, parsed.batch_size, parsed.request_id)
+        pending = self.admit(body, parsed.batch_size, parsed.request_id, received_t)
         status, payload = await pending.future
         return web.Response(body=payload, status=status, content_type=JSON)
 
@@ -587,6 +658,7 @@ async def run_router(
 ) -> None:
     """Serve until SIGINT/SIGTERM, then drain accepted queries and stop the workers."""
     router = Router(cfg, scenario)
+    pin_to_cpus(cfg.router_cpus)
     runner = web.AppRunner(router.make_app(), access_log=None, handle_signals=False)
     await runner.setup()
     try:

@@ -1,10 +1,15 @@
 """``--workers local``: start the pool's workers as child processes and keep them alive.
 
-Each worker is ``python -m kairos worker ... --port 0``; it binds a free loopback port and
-prints it on its first stdout line, so there is no port race. A watcher task per child
-reports an unexpected exit to the router (which marks the instance down and calls
-``restart``). A hung worker is killed by ``restart`` too. Children watch their parent's pid
-and exit if the router dies without cleaning up.
+Each worker process is ``python -m kairos.runtime ... --port 0``; it binds free loopback
+ports and prints them on its first stdout line, so there is no port race. ``hosting``
+decides how instances map to processes: ``instance`` (one process per instance) or
+``type`` (replay mode: one process per run of same-type instances, each instance still its
+own thread, socket, connection and RNG stream; see docs/runtime.md for the measurements
+behind the default). A watcher task per process reports an unexpected exit to the router
+for every instance the process hosted (which marks them down and calls ``restart``). A hung
+worker is killed by ``restart`` too; restarting one instance of a group restarts the group
+once, and the other instances are reported down so they reconnect. Children watch their
+parent's pid and exit if the router dies without cleaning up.
 """
 
 from __future__ import annotations
@@ -15,13 +20,16 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kairos.errors import RuntimeServiceError
 from kairos.runtime.worker import READY_LINE
 
 START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 5.0
+
+
+HOSTINGS = ("instance", "type")
 
 
 @dataclass(frozen=True)
@@ -34,65 +42,124 @@ class WorkerSpec:
     seed: int = 0
     profiles_path: str | None = None
     transport: str = "tcp"
+    cpus: tuple[int, ...] = ()
+
+
+def group_instances(specs: list[WorkerSpec], hosting: str) -> list[list[int]]:
+    """Instances per process: singletons, or runs of same-type replay instances whose seeds
+    follow each other (so every instance keeps the RNG stream it has when alone)."""
+    groups: list[list[int]] = []
+    for j, spec in enumerate(specs):
+        prev = specs[groups[-1][-1]] if groups else None
+        shareable = hosting == "type" and spec.mode == "replay" and spec.handler is None
+        if (
+            shareable
+            and prev is not None
+            and prev.instance_type == spec.instance_type
+            and replace(prev, seed=spec.seed) == spec
+            and prev.seed + 1 == spec.seed
+        ):
+            groups[-1].append(j)
+        else:
+            groups.append([j])
+    return groups
 
 
 class LocalSupervisor:
     """Owns the worker processes of one router; index ``j`` is the router's instance ``j``."""
 
-    def __init__(self, specs: list[WorkerSpec], on_exit: Callable[[int], None]) -> None:
+    def __init__(
+        self, specs: list[WorkerSpec], on_exit: Callable[[int], None], hosting: str = "instance"
+    ) -> None:
         self._specs = specs
         self._on_exit = on_exit
-        self._procs: list[asyncio.subprocess.Process | None] = [None] * len(specs)
-        self._watchers: list[asyncio.Task[None] | None] = [None] * len(specs)
+        self._groups = group_instances(specs, hosting)
+        self._group_of = {j: g for g, members in enumerate(self._groups) for j in members}
+        n = len(self._groups)
+        self._procs: list[asyncio.subprocess.Process | None] = [None] * n
+        self._watchers: list[asyncio.Task[None] | None] = [None] * n
+        self._locks = [asyncio.Lock() for _ in range(n)]
+        self._addresses: list[str] = [""] * len(specs)
         self._stopping = False
         self.restarts = 0
 
+    @property
+    def n_processes(self) -> int:
+        return len(self._groups)
+
     def pid(self, j: int) -> int | None:
-        proc = self._procs[j]
+        proc = self._procs[self._group_of[j]]
         return None if proc is None else proc.pid
 
     async def start_all(self) -> list[str]:
-        """Start every worker; return their addresses in instance order."""
-        return list(await asyncio.gather(*(self.start(j) for j in range(len(self._specs)))))
+        """Start every worker process; return the instances' addresses in instance order."""
+        await asyncio.gather(*(self._start(g) for g in range(len(self._groups))))
+        return list(self._addresses)
 
-    async def start(self, j: int) -> str:
-        spec = self._specs[j]
+    async def _start(self, g: int) -> None:
+        members = self._groups[g]
+        spec = self._specs[members[0]]
         args = [
             sys.executable, "-m", "kairos.runtime",
             "--instance-type", spec.instance_type, "--model", spec.model,
             "--port", "0", "--mode", spec.mode, "--time-scale", repr(spec.time_scale),
             "--seed", str(spec.seed), "--parent-pid", str(os.getpid()),
-            "--transport", spec.transport,
+            "--transport", spec.transport, "--instances", str(len(members)),
         ]  # fmt: skip
         if spec.handler:
             args += ["--handler", spec.handler]
         if spec.profiles_path:
             args += ["--profiles", spec.profiles_path]
+        if spec.cpus:
+            args += ["--cpus", ",".join(map(str, spec.cpus))]
         proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
-        self._procs[j] = proc
+        self._procs[g] = proc
         try:
-            port = await asyncio.wait_for(_read_port(proc), START_TIMEOUT_S)
+            ports = await asyncio.wait_for(_read_ports(proc), START_TIMEOUT_S)
+            if len(ports) != len(members):
+                raise RuntimeServiceError(f"{len(ports)} ports for {len(members)} instances",
+                                          "report a bug.")  # fmt: skip
         except (TimeoutError, RuntimeServiceError):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
             raise RuntimeServiceError(
-                f"worker {j} ({spec.instance_type}) did not start within {START_TIMEOUT_S:g} s "
-                f"(exit status {proc.returncode}).",
+                f"worker for instances {members} ({spec.instance_type}) did not start within "
+                f"{START_TIMEOUT_S:g} s (exit status {proc.returncode}).",
                 "run the same 'kairos worker' command by hand to see its error.",
             ) from None
-        self._watchers[j] = asyncio.create_task(self._watch(j, proc))
-        return f"127.0.0.1:{port}"
+        for j, port in zip(members, ports, strict=True):
+            self._addresses[j] = f"127.0.0.1:{port}"
+        self._watchers[g] = asyncio.create_task(self._watch(g, proc))
 
-    async def restart(self, j: int) -> str:
-        """Kill worker ``j`` if it still runs (it may hang) and start a fresh one."""
-        await self._kill(j)
-        self.restarts += 1
-        return await self.start(j)
+    async def restart(self, j: int, stale_pid: int | None = None) -> str:
+        """Kill instance ``j``'s process if it still runs (it may hang) and start a fresh one.
 
-    async def _kill(self, j: int) -> None:
-        watcher, proc = self._watchers[j], self._procs[j]
-        self._watchers[j] = None
+        ``stale_pid`` is the process the caller found failing: if the group was already
+        restarted since (by a sibling instance's recovery), the new process is kept.
+        """
+        g = self._group_of[j]
+        async with self._locks[g]:
+            proc = self._procs[g]
+            if (
+                stale_pid is not None
+                and proc is not None
+                and proc.pid != stale_pid
+                and proc.returncode is None
+            ):
+                return self._addresses[j]
+            await self._kill(g)
+            self.restarts += 1
+            await self._start(g)
+        # Siblings' connections went with the old process; they must reconnect too.
+        for k in self._groups[g]:
+            if k != j:
+                self._on_exit(k)
+        return self._addresses[j]
+
+    async def _kill(self, g: int) -> None:
+        watcher, proc = self._watchers[g], self._procs[g]
+        self._watchers[g] = None
         if watcher is not None:
             watcher.cancel()
         if proc is not None and proc.returncode is None:
@@ -100,10 +167,11 @@ class LocalSupervisor:
                 proc.kill()
             await proc.wait()
 
-    async def _watch(self, j: int, proc: asyncio.subprocess.Process) -> None:
+    async def _watch(self, g: int, proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
-        if not self._stopping and self._procs[j] is proc:
-            self._on_exit(j)
+        if not self._stopping and self._procs[g] is proc:
+            for j in self._groups[g]:
+                self._on_exit(j)
 
     async def stop_all(self) -> None:
         """SIGTERM every worker, then SIGKILL those still alive after a grace period."""
@@ -125,11 +193,11 @@ class LocalSupervisor:
             await asyncio.gather(*(p.wait() for p in live))
 
 
-async def _read_port(proc: asyncio.subprocess.Process) -> int:
+async def _read_ports(proc: asyncio.subprocess.Process) -> list[int]:
     assert proc.stdout is not None
     while True:
         line = (await proc.stdout.readline()).decode(errors="replace")
         if not line:
             raise RuntimeServiceError("worker exited before it was ready.", "see its stderr.")
         if line.startswith(READY_LINE):
-            return int(line.rsplit("=", 1)[1])
+            return [int(p) for p in line.rsplit("=", 1)[1].split(",")]

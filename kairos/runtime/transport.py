@@ -70,10 +70,16 @@ class _FrameReader:
         return out
 
 
+OnReply = Callable[[bytes | BaseException], None]
+
+
 class _ClientProtocol(asyncio.Protocol):
+    """Router side of one worker connection: at most one outstanding call, whose reply goes
+    to ``on_reply`` straight from ``data_received`` (no task or future per query)."""
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[bytes] | None = None
+        self.on_reply: OnReply | None = None
         self._frames = _FrameReader()
         self.lost = False
 
@@ -81,15 +87,24 @@ class _ClientProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        for message in self._frames.feed(data):
-            waiter, self.waiter = self.waiter, None
-            if waiter is not None and not waiter.done():
-                waiter.set_result(message)
+        try:
+            messages = self._frames.feed(data)
+        except ValueError as exc:
+            self._fail(WorkerLost(f"bad frame from the worker ({exc})"))
+            return
+        for message in messages:
+            callback, self.on_reply = self.on_reply, None
+            if callback is not None:
+                callback(message)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(WorkerLost("the worker closed its connection"))
+        self._fail(WorkerLost("the worker closed its connection"))
+
+    def _fail(self, exc: BaseException) -> None:
+        callback, self.on_reply = self.on_reply, None
+        if callback is not None:
+            callback(exc)
 
 
 class TcpLink:
@@ -109,12 +124,31 @@ class TcpLink:
         header, _ = unframe(reply)
         return header
 
-    async def call(self, message: bytes, timeout_s: float) -> bytes:
+    def start_call(self, message: bytes, on_reply: OnReply) -> None:
+        """Send ``message`` now; ``on_reply`` later gets the reply or a ``WorkerLost``.
+
+        The router's hot path: the write happens inside the scheduling decision, and the
+        reply is handled inside ``data_received``, so a query costs no task, future or
+        extra event-loop pass on either side. The caller owns the timeout.
+        """
         proto = self._proto
         if proto is None or proto.lost or proto.transport is None:
             raise WorkerLost("no open connection")
-        waiter = proto.waiter = asyncio.get_running_loop().create_future()
+        proto.on_reply = on_reply
         proto.transport.write(_LENGTH.pack(len(message)) + message)
+
+    async def call(self, message: bytes, timeout_s: float) -> bytes:
+        waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def on_reply(result: bytes | BaseException) -> None:
+            if waiter.done():
+                return
+            if isinstance(result, BaseException):
+                waiter.set_exception(result)
+            else:
+                waiter.set_result(result)
+
+        self.start_call(message, on_reply)
         async with asyncio.timeout(timeout_s):
             return await waiter
 

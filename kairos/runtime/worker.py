@@ -20,6 +20,7 @@ import importlib
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,9 +31,9 @@ import numpy as np
 
 from kairos.errors import ConfigError
 from kairos.profiles import LatencyProfile, default_profiles, load_profiles
-from kairos.runtime.aio import run_event_loop, settle_heap
+from kairos.runtime.aio import parse_cpus, pin_to_cpus, run_event_loop, settle_heap
 from kairos.runtime.dlrm import DlrmConfig, TinyDlrm, dlrm_signature
-from kairos.runtime.transport import TRANSPORTS, start_grpc_server, start_tcp_server
+from kairos.runtime.transport import TRANSPORTS, Server, start_grpc_server, start_tcp_server
 from kairos.runtime.wire import (
     BadRequest,
     TensorSpec,
@@ -126,6 +127,22 @@ class CallableHandler:
         return encode_outputs(result)
 
 
+def tighten_timer_slack() -> None:
+    """Ask Linux to fire this process's timers on time (its default slack is 50 us).
+
+    A replayed service time is a sleep; the slack is added to every wake-up, and on a
+    shared machine every microsecond of it is a microsecond the simulator does not have.
+    No-op where prctl is unavailable.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        pr_set_timerslack = 29
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_timerslack, 1, 0, 0, 0)
+
+
 async def precise_sleep(delay_s: float) -> None:
     end = time.perf_counter() + delay_s
     if delay_s > _FINE_SLEEP_S:
@@ -208,17 +225,22 @@ class WorkerService:
         return frame(reply, outputs)
 
 
-async def serve_worker(cfg: WorkerConfig, profile: LatencyProfile) -> None:
-    """Run until SIGINT/SIGTERM (or the parent process is gone); print the bound port."""
-    service = WorkerService(cfg, make_handler(cfg, profile))
+async def _bind(cfg: WorkerConfig, service: WorkerService) -> tuple[Server, int]:
     start = start_grpc_server if cfg.transport == "grpc" else start_tcp_server
     try:
-        server, port = await start(cfg.host, cfg.port, service.handle, service.description)
+        return await start(cfg.host, cfg.port, service.handle, service.description)
     except OSError as exc:
         raise ConfigError(
             f"worker could not bind {cfg.host}:{cfg.port} ({exc}).",
             "pick a free port, or 0 for any.",
         ) from None
+
+
+async def serve_worker(cfg: WorkerConfig, profile: LatencyProfile) -> None:
+    """Run until SIGINT/SIGTERM (or the parent process is gone); print the bound port."""
+    tighten_timer_slack()
+    service = WorkerService(cfg, make_handler(cfg, profile))
+    server, port = await _bind(cfg, service)
     settle_heap()
     print(f"{READY_LINE} port={port}", flush=True)
     stop = asyncio.Event()
@@ -231,6 +253,85 @@ async def serve_worker(cfg: WorkerConfig, profile: LatencyProfile) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await watcher
     await server.stop()
+
+
+class HostedInstance(threading.Thread):
+    """One instance of a co-hosted group: its own thread, event loop, socket, RNG and lock.
+
+    A thread (not a coroutine on a shared loop) so that the replayed sleep keeps its
+    ``time.sleep`` tail without stalling the other instances (the GIL is released while
+    sleeping), and so that each instance still serves exactly one query at a time.
+    """
+
+    def __init__(self, cfg: WorkerConfig, profile: LatencyProfile) -> None:
+        super().__init__(name=f"kairos-instance-{cfg.seed}", daemon=True)
+        self.cfg = cfg
+        self._profile = profile
+        self.bound = threading.Event()
+        self.port: int | None = None
+        self.error: BaseException | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+
+    def run(self) -> None:
+        tighten_timer_slack()  # the slack is per thread
+        try:
+            run_event_loop(self._main())
+        except BaseException as exc:  # reported to the main thread, which exits the process
+            self.error = exc
+        finally:
+            self.bound.set()
+
+    async def _main(self) -> None:
+        self._event_loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        service = WorkerService(self.cfg, make_handler(self.cfg, self._profile))
+        server, self.port = await _bind(self.cfg, service)
+        self.bound.set()
+        await self._stop_event.wait()
+        await server.stop()
+
+    def stop(self) -> None:
+        loop, stop = self._event_loop, self._stop_event
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop just closed
+                loop.call_soon_threadsafe(stop.set)
+
+
+def serve_group(cfgs: list[WorkerConfig], profile: LatencyProfile) -> None:
+    """Co-host several instances in this process (``--instances N``); print their ports.
+
+    The process ends (so a supervisor restarts the whole group) on SIGINT/SIGTERM, when the
+    parent is gone, or when any instance's thread dies: a group is healthy only as a whole.
+    """
+    tighten_timer_slack()
+    hosted = [HostedInstance(cfg, profile) for cfg in cfgs]
+    for h in hosted:
+        h.start()
+    for h in hosted:
+        h.bound.wait()
+    failed = next((h.error for h in hosted if h.error is not None), None)
+    if failed is not None:
+        raise failed
+    settle_heap()
+    print(f"{READY_LINE} port={','.join(str(h.port) for h in hosted)}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    parent = cfgs[0].parent_pid
+    while not stop.wait(0.5):
+        if parent is not None and os.getppid() != parent:
+            print(f"kairos worker: parent {parent} is gone; exiting", file=sys.stderr, flush=True)
+            break
+        if any(not h.is_alive() for h in hosted):
+            print("kairos worker: an instance thread died; exiting", file=sys.stderr, flush=True)
+            for h in hosted:
+                h.stop()
+            sys.exit(1)
+    for h in hosted:
+        h.stop()
+    for h in hosted:
+        h.join(5.0)
 
 
 async def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> None:
@@ -266,6 +367,15 @@ async def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> None:
     show_default=True,
     help="Framed TCP (fast) or gRPC; must match the router's --transport.",
 )
+@click.option(
+    "--instances",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Co-host N instances of the type (replay mode), one port each from --port "
+    "(0 = any); seeds --seed, --seed+1, ...",
+)
+@click.option("--cpus", default=None, help="Pin this process to these cores, e.g. 1 or 1,2.")
 @click.option("--parent-pid", type=int, default=None, hidden=True)
 def worker_command(
     instance_type: str,
@@ -278,11 +388,25 @@ def worker_command(
     seed: int,
     profiles_path: str | None,
     transport: str,
+    instances: int,
+    cpus: str | None,
     parent_pid: int | None,
 ) -> None:
     """Serve one instance to a router: replay its profile, or run a model."""
+    pin_to_cpus(parse_cpus(cpus))  # before any thread starts: they inherit it
     profiles = load_profiles(profiles_path) if profiles_path else default_profiles()
     profile = profiles.get(model, instance_type)
-    cfg = WorkerConfig(instance_type, model, host, port, mode, handler, time_scale, seed,
-                       parent_pid, transport)  # fmt: skip
-    run_event_loop(serve_worker(cfg, profile))
+    cfgs = [
+        WorkerConfig(instance_type, model, host, port + k if port else 0, mode, handler,
+                     time_scale, seed + k, parent_pid, transport)
+        for k in range(instances)
+    ]  # fmt: skip
+    if instances == 1:
+        run_event_loop(serve_worker(cfgs[0], profile))
+        return
+    if mode != "replay" or handler is not None:
+        raise ConfigError(
+            f"--instances {instances} co-hosts replay instances only (mode {mode!r}).",
+            "run one process per instance for a real model: its compute needs its own core.",
+        )
+    serve_group(cfgs, profile)

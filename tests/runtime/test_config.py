@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from click.testing import CliRunner
 
@@ -10,6 +12,7 @@ from kairos.cli.main import cli
 from kairos.cli.serve import _parse_workers
 from kairos.errors import ConfigError
 from kairos.runtime.router import RouterConfig
+from kairos.runtime.supervisor import WorkerSpec, group_instances
 
 
 def config(**overrides: object) -> RouterConfig:
@@ -26,6 +29,7 @@ def config(**overrides: object) -> RouterConfig:
         ({"transport": "http3"}, "transport 'http3'"),
         ({"timeout_floor_s": 0.0}, "--timeout-floor-s"),
         ({"api_token": ""}, "--api-token is empty"),
+        ({"worker_hosting": "core"}, "worker hosting 'core'"),
     ],
 )
 def test_router_config_errors_name_the_setting(overrides: dict, needle: str) -> None:
@@ -54,3 +58,52 @@ def test_serve_help_lists_the_protocol_options() -> None:
     assert result.exit_code == 0
     for option in ("--workers", "--max-queue", "--api-token", "--transport", "--time-scale"):
         assert option in result.output
+
+
+def test_type_hosting_groups_runs_of_same_type_replay_instances_with_their_own_seeds() -> None:
+    types = ["g4dn.xlarge", "g4dn.xlarge", "r5n.large", "r5n.large", "r5n.large"]
+    specs = [WorkerSpec(t, "dien", seed=1000 + j) for j, t in enumerate(types)]
+    assert group_instances(specs, "instance") == [[0], [1], [2], [3], [4]]
+    assert group_instances(specs, "type") == [[0, 1], [2, 3, 4]]
+    # Real models keep a process each: their compute needs its own core.
+    model = [WorkerSpec(t, "dien", mode="model", seed=j) for j, t in enumerate(types)]
+    assert group_instances(model, "type") == [[0], [1], [2], [3], [4]]
+
+
+def test_worker_refuses_to_cohost_a_real_model() -> None:
+    from kairos.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["worker", "--instance-type", "r5n.large", "--model", "dien", "--mode", "model",
+              "--instances", "2"])  # fmt: skip
+    assert exit_.value.code == 2
+
+
+def test_cpu_lists_parse_and_unavailable_cores_are_refused() -> None:
+    from kairos.runtime.aio import parse_cpus, pin_to_cpus
+
+    assert parse_cpus(None) == () and parse_cpus(" ") == ()
+    assert parse_cpus("2, 0,2") == (0, 2)
+    with pytest.raises(ConfigError, match="not comma-separated"):
+        parse_cpus("0-1")
+    with pytest.raises(ConfigError, match=r"cores \[4096\] are not available"):
+        pin_to_cpus((4096,))
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs two usable cores",
+)
+def test_router_and_local_workers_are_pinned_to_their_cores() -> None:
+    import json
+
+    from kairos.runtime.launch import running_router
+
+    first, second = sorted(os.sched_getaffinity(0))[:2]
+    args = ["--model", "dien", "--pool", "r5n.large=2", "--router-cpus", str(first),
+            "--worker-cpus", str(second)]  # fmt: skip
+    with running_router(args, ready_timeout_s=60) as handle:
+        doc = json.loads(handle.get("/v2/models/dien")[1])
+        pids = {w["pid"] for w in doc["parameters"]["workers"]}
+        assert os.sched_getaffinity(handle.proc.pid) == {first}
+        assert all(os.sched_getaffinity(pid) == {second} for pid in pids)

@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -80,6 +81,8 @@ def test_worker_killed_or_hung_mid_load_loses_no_query() -> None:
         "0.2",
         "--timeout-floor-s",
         "1.0",
+        "--worker-hosting",  # a process per instance: the others must keep theirs
+        "instance",
     ]
     with running_router(args, ready_timeout_s=60) as handle:
         before = [w["pid"] for w in workers(handle)]
@@ -109,3 +112,45 @@ def test_worker_killed_or_hung_mid_load_loses_no_query() -> None:
         small = LoadSpec(handle.url, "dien", 20.0, 2.0, fixed_mix(100), seed=4)
         again = run_event_loop(run_load(small))
         assert again.completed == again.sent
+
+
+@pytest.mark.slow
+def test_cohosted_worker_process_killed_or_hung_restarts_all_its_instances_no_query_lost() -> None:
+    args = ["--model", "dien", "--pool", "g4dn.xlarge=1,r5n.large=2", "--policy", "fcfs",
+            "--time-scale", "0.2", "--worker-hosting", "type",
+            "--timeout-floor-s", "1.0"]  # fmt: skip
+    with running_router(args, ready_timeout_s=60) as handle:
+        before = [w["pid"] for w in workers(handle)]
+        # One process per instance type: the two r5n.large instances share one.
+        assert before[1] == before[2] and before[0] != before[1]
+
+        def sabotage() -> None:
+            time.sleep(0.6)
+            os.kill(before[1], signal.SIGKILL)
+
+        killer = threading.Thread(target=sabotage)
+        killer.start()
+        spec = LoadSpec(handle.url, "dien", 30.0, 8.0, production_mix(), seed=5)
+        report = run_event_loop(run_load(spec))
+        killer.join()
+        assert report.sent == report.completed, report.status_counts
+        assert metric(handle, "kairos_worker_failures_total") >= 2  # both hosted instances
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(w["up"] for w in workers(handle)):
+            time.sleep(0.2)
+        after = workers(handle)
+        assert all(w["up"] for w in after)
+        assert after[1]["pid"] == after[2]["pid"] != before[1]
+        assert after[0]["pid"] == before[0]
+
+        # A hung shared process: the instance whose query times out restarts the group once,
+        # and its sibling is reported down and reconnects to the new process.
+        os.kill(after[1]["pid"], signal.SIGSTOP)
+        again = run_event_loop(run_load(replace(spec, duration_s=4.0, seed=6)))
+        assert again.sent == again.completed, again.status_counts
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(w["up"] for w in workers(handle)):
+            time.sleep(0.2)
+        final = workers(handle)
+        assert all(w["up"] for w in final)
+        assert final[1]["pid"] == final[2]["pid"] not in (after[1]["pid"], before[1])
