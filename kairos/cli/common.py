@@ -19,22 +19,9 @@ from kairos.workload import parse_mix
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def scenario_options(func: F) -> F:
-    """--model, --qos-ms, --batch-mix, --profiles, --prices (every command takes these)."""
+def data_options(func: F) -> F:
+    """--batch-mix, --profiles, --prices: the workload and the data it is judged on."""
     options = [
-        click.option(
-            "--model",
-            "-m",
-            default="rm2",
-            show_default=True,
-            help="Model name in the profiles (built-in: rm2, wnd, mtwnd, dien, ncf).",
-        ),
-        click.option(
-            "--qos-ms",
-            type=float,
-            default=None,
-            help="p99 latency target in ms (default: the model's built-in target).",
-        ),
         click.option(
             "--batch-mix",
             default="production",
@@ -56,6 +43,29 @@ def scenario_options(func: F) -> F:
             help="Price CSV (instance_type,price_per_hr).",
         ),
     ]
+    for opt in reversed(options):
+        func = opt(func)
+    return func
+
+
+def scenario_options(func: F) -> F:
+    """--model, --qos-ms and the data options (every single-scenario command takes these)."""
+    options = [
+        click.option(
+            "--model",
+            "-m",
+            default="rm2",
+            show_default=True,
+            help="Model name in the profiles (built-in: rm2, wnd, mtwnd, dien, ncf).",
+        ),
+        click.option(
+            "--qos-ms",
+            type=float,
+            default=None,
+            help="p99 latency target in ms (default: the model's built-in target).",
+        ),
+    ]
+    func = data_options(func)
     for opt in reversed(options):
         func = opt(func)
     return func

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from kairos.catalog import check_qos_ms
-from kairos.cli.common import emit_json, progress_bar, table
+from kairos.cli.common import build_scenario, data_options, emit_json, progress_bar, table
 from kairos.compare import SCHEMES, CompareSettings, Comparison, compare
 from kairos.errors import ConfigError
 from kairos.plots.report import COLUMNS, scheme_rows
@@ -58,8 +58,6 @@ def run_comparisons(
     show_progress: bool = True,
 ) -> list[Comparison]:
     """One comparison per (model, budget, QoS) combination, with a progress bar."""
-    from kairos.cli.common import build_scenario
-
     combos = [(m, b, q) for m in models for b in budgets for q in qos_list]
     scenarios = {
         (m, q): build_scenario(m, q, batch_mix, profiles_path, prices_path)
@@ -147,9 +145,7 @@ def settings_info(
     default=None,
     help="p99 target in ms, or a list (default: each model's built-in target).",
 )
-@click.option("--batch-mix", default="production", show_default=True)
-@click.option("--profiles", "profiles_path", type=click.Path(), default=None)
-@click.option("--prices", "prices_path", type=click.Path(), default=None)
+@data_options
 @click.option(
     "--queries",
     type=int,
