@@ -113,6 +113,13 @@ def _parse_workers(text: str) -> tuple[str, ...] | None:
     show_default=True,
     help="Per-query hang timeout: this + 5 x the profiled p99 service time.",
 )
+@click.option(
+    "--overhead-factor",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Policy sees this x the p95 worker round-trip overhead as extra time per query (0 = off).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 def serve(
     model,
@@ -138,6 +145,7 @@ def serve(
     api_token,
     drain_timeout_s,
     timeout_floor_s,
+    overhead_factor,
     seed,
 ):
     """Serve MODEL on POOL behind one KServe v2 HTTP endpoint (Ctrl-C drains and stops)."""
@@ -163,6 +171,7 @@ def serve(
         timeout_floor_s=timeout_floor_s, seed=seed,
         profiles_path=profiles_path,
         policy_options=tuple(parse_policy_options(policy_option_texts).items()),
+        overhead_factor=overhead_factor,
     )  # fmt: skip
     run_event_loop(run_router(cfg, scenario))
 

@@ -28,6 +28,9 @@ class ClusterState:
       est_free_s: when each instance is estimated to be free (start + mean service time);
         at or before ``now_s`` for an idle instance. Never the true (sampled) finish time.
       up: False for an instance the runtime marked down (dead worker); never idle.
+      overhead_s: time a query spends outside queueing and service that the driver knows of
+        (the live router's measured transport delay; 0 in simulation). Policies that plan
+        against deadlines add it to a query's estimated finish.
     """
 
     __slots__ = (
@@ -40,6 +43,7 @@ class ClusterState:
         "running",
         "est_free_s",
         "up",
+        "overhead_s",
     )
 
     def __init__(self, instance_types: tuple[str, ...]) -> None:
@@ -55,6 +59,7 @@ class ClusterState:
         self.running: list[Query | None] = [None] * len(instance_types)
         self.est_free_s: list[float] = [0.0] * len(instance_types)
         self.up: list[bool] = [True] * len(instance_types)
+        self.overhead_s = 0.0
 
     @property
     def n_instances(self) -> int:

@@ -53,6 +53,10 @@ __all__ = ["Router", "RouterConfig", "run_event_loop", "run_router"]
 JSON = "application/json"
 
 
+OVERHEAD_WINDOW = 512  # recent queries whose round-trip overhead the router remembers
+OVERHEAD_REFRESH = 64  # recompute the policy's overhead estimate every this many answers
+
+
 @dataclass(frozen=True)
 class RouterConfig:
     """Settings of one router. ``workers=None`` starts the pool's workers locally."""
@@ -81,6 +85,11 @@ class RouterConfig:
     seed: int = 0
     profiles_path: str | None = None
     policy_options: tuple[tuple[str, Any], ...] = ()
+    # Tell the policy the measured transport delay: state.overhead_s = factor x this quantile
+    # of the recent worker round-trip overhead (factor 2: the client's HTTP legs, which the
+    # router cannot time, behave like the worker legs it can). 0 turns it off.
+    overhead_factor: float = 3.0
+    overhead_quantile: float = 0.95
 
     def check(self) -> None:
         if self.max_queue < 1:
@@ -110,6 +119,16 @@ class RouterConfig:
             raise ConfigError(
                 f"--timeout-floor-s {self.timeout_floor_s!r} is not positive.",
                 "pass a hang timeout floor in seconds, for example 2.",
+            )
+        if not (math.isfinite(self.overhead_factor) and self.overhead_factor >= 0):
+            raise ConfigError(
+                f"--overhead-factor {self.overhead_factor!r} is not a number >= 0.",
+                "pass 3 (the default), or 0 to keep the policy unaware of transport delay.",
+            )
+        if not 0.0 < self.overhead_quantile < 1.0:
+            raise ConfigError(
+                f"overhead quantile {self.overhead_quantile!r} is not in (0, 1).",
+                "use e.g. 0.95.",
             )
         if self.api_token is not None and not self.api_token:
             raise ConfigError("--api-token is empty.", "pass a non-empty token or omit it.")
@@ -186,6 +205,8 @@ class Router:
         )  # fmt: skip
         self.policy = make_policy(cfg.policy, self.ctx, **dict(cfg.policy_options))
         self._scale = cfg.time_scale if cfg.time_scale > 0 else 1.0
+        self._overheads = np.zeros(OVERHEAD_WINDOW)
+        self._n_overheads = 0
         self._t0 = time.perf_counter()
         self._qos_s = scenario.qos_ms / 1000.0
         self._qids = itertools.count()
@@ -361,6 +382,7 @@ class Router:
             self._answer(pending, code, _error_body(str(header.get("error", "worker error"))))
             return
         overhead_s = max(0.0, total_s - queue_s - service_s)
+        self._note_overhead(overhead_s)
         self.metrics.observe(itype, latency_s, queue_s / scale, overhead_s, self._qos_s)
         params = {
             "instance": j,
@@ -377,6 +399,19 @@ class Router:
             b',"outputs":', outputs, b"}",
         ))  # fmt: skip
         self._answer(pending, 200, body)
+
+    def _note_overhead(self, overhead_s: float) -> None:
+        """Keep a window of round-trip overheads; refresh ``state.overhead_s`` periodically."""
+        if self.cfg.overhead_factor <= 0:
+            return
+        self._overheads[self._n_overheads % OVERHEAD_WINDOW] = overhead_s
+        self._n_overheads += 1
+        if self._n_overheads % OVERHEAD_REFRESH == 0:
+            window = self._overheads[: min(self._n_overheads, OVERHEAD_WINDOW)]
+            wall_s = self.cfg.overhead_factor * float(
+                np.quantile(window, self.cfg.overhead_quantile)
+            )
+            self.state.overhead_s = wall_s / self._scale
 
     def _answer(self, pending: Pending, status: int, body: bytes) -> None:
         self.pending.pop(pending.query.qid, None)

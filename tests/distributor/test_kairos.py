@@ -198,3 +198,15 @@ def test_urgent_query_outbids_queries_that_can_wait():
     assert make_policy("kairos", ctx, urgency_frac=None).decide(state) == [(1, 0)]
     with pytest.raises(ConfigError, match="urgency_frac"):
         make_policy("kairos", ctx, urgency_frac=-1.0)
+
+
+def test_known_transport_overhead_counts_against_the_deadline():
+    # dien, QoS 35 ms: batch 410 takes ~33.7 ms on an idle r5n, inside QoS and the 0.7 ms
+    # safeguard. If the driver reports 2 ms of transport delay per query, that pair would
+    # miss, so the query waits for the GPU (free in 10 ms, ~13 ms there) instead.
+    ctx = context((GPU, CPU), model="dien", qos_ms=35.0)
+    state = busy_state((GPU, CPU), 0.0, {0: 0.010}, [Query(0, 0.0, 410)])
+    pol = make_policy("kairos", ctx)
+    assert pol.decide(state) == [(0, 1)]
+    state.overhead_s = 0.002
+    assert pol.decide(state) == []

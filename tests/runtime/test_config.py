@@ -30,6 +30,8 @@ def config(**overrides: object) -> RouterConfig:
         ({"timeout_floor_s": 0.0}, "--timeout-floor-s"),
         ({"api_token": ""}, "--api-token is empty"),
         ({"worker_hosting": "core"}, "worker hosting 'core'"),
+        ({"overhead_factor": -1.0}, "--overhead-factor"),
+        ({"overhead_quantile": 1.0}, "overhead quantile"),
     ],
 )
 def test_router_config_errors_name_the_setting(overrides: dict, needle: str) -> None:
@@ -107,3 +109,19 @@ def test_router_and_local_workers_are_pinned_to_their_cores() -> None:
         pids = {w["pid"] for w in doc["parameters"]["workers"]}
         assert os.sched_getaffinity(handle.proc.pid) == {first}
         assert all(os.sched_getaffinity(pid) == {second} for pid in pids)
+
+
+def test_router_tells_the_policy_its_measured_transport_overhead() -> None:
+    from kairos.runtime.router import OVERHEAD_REFRESH, Router
+    from kairos.scenario import Scenario
+
+    router = Router(config(policy="kairos", time_scale=0.5), Scenario.build("dien"))
+    assert router.state.overhead_s == 0.0
+    for k in range(OVERHEAD_REFRESH):
+        router._note_overhead(0.001 if k % 2 else 0.002)
+    # 3 x the p95 of the window (0.002 s wall), in the policy's clock (wall / time scale).
+    assert router.state.overhead_s == pytest.approx(3 * 0.002 / 0.5)
+    off = Router(config(policy="kairos", overhead_factor=0.0), Scenario.build("dien"))
+    for _ in range(OVERHEAD_REFRESH):
+        off._note_overhead(0.002)
+    assert off.state.overhead_s == 0.0

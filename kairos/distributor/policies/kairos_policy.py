@@ -159,8 +159,13 @@ class Kairos(Policy):
             keep = candidate_columns(members, remaining, n_rows)
             up, remaining, col_type = up[keep], remaining[keep], col_type[keep]
         batches = np.fromiter((q.batch_size for q in queries), np.int64, n_rows)
-        est_s = self._lookup("mean", batches)
-        tail_s = None if self.slack_quantile is None else self._lookup("tail", batches)
+        # The driver's transport delay (0 in simulation) is part of every finish estimate.
+        est_s = self._lookup("mean", batches) + state.overhead_s
+        tail_s = (
+            None
+            if self.slack_quantile is None
+            else self._lookup("tail", batches) + state.overhead_s
+        )
         deadline_s = np.fromiter((q.arrival_s for q in queries), float, n_rows) + self._qos_s
         cost = pair_costs(
             est_s,
