@@ -137,15 +137,6 @@ class _Measurer:
         return self._cache[key]
 
 
-def _best_among(measure: _Measurer, pools: list[Pool], policy: str) -> tuple[Pool, float, int]:
-    best_pool, best_qps = pools[0], -1.0
-    for pool in pools:
-        qps = measure(pool, policy)
-        if qps > best_qps:
-            best_pool, best_qps = pool, qps
-    return best_pool, best_qps, len(pools)
-
-
 def compare(
     scenario: Scenario,
     budget_per_hr: float,
@@ -155,9 +146,20 @@ def compare(
     """Run every scheme in ``settings.schemes`` on one scenario and budget."""
     cfg = settings or CompareSettings()
     measure = _Measurer(scenario, cfg)
-    ranked = allocator.plan(scenario, budget_per_hr, bound="kairos", top=cfg.top_k)
-    top_pools = [r.pool for r in ranked.ranked][: cfg.top_k]
+    ranked = allocator.plan(scenario, budget_per_hr, bound="kairos", top=1)
     results: list[SchemeResult] = []
+
+    def best_of_top_k(policy: str) -> allocator.SearchResult:
+        """The best pool for ``policy`` among the top-K by the KAIROS bound (simulated)."""
+        return allocator.oracle_search(
+            scenario,
+            budget_per_hr,
+            policy=policy,
+            top_k=cfg.top_k,
+            queries=cfg.queries,
+            seed=cfg.seed,
+            precision=cfg.precision,
+        )
 
     def add(
         name: str,
@@ -211,12 +213,13 @@ def compare(
             )
             add(name, r.pool, "fcfs", r.allowable_qps, r.explorations)
         elif name == "clockwork":
-            pool, qps, n = _best_among(measure, top_pools, name)
-            add(name, pool, name, qps, n, charged=False)
+            found = best_of_top_k(name)
+            add(name, found.pool, name, found.allowable_qps, found.explorations, charged=False)
         elif name == "drs":
             # Rank the candidate pools with DRS's analytic threshold, then hill-climb the
             # threshold on the winner (tuning is not charged, as the paper did).
-            pool, qps, n = _best_among(measure, top_pools, name)
+            found = best_of_top_k(name)
+            pool, qps, n = found.pool, found.allowable_qps, found.explorations
             tuned = tune_drs(
                 scenario, pool, queries=cfg.queries, seed=cfg.seed, precision=cfg.precision
             )
@@ -225,8 +228,8 @@ def compare(
             else:
                 add(name, pool, name, qps, n, charged=False)
         elif name == "oracle":
-            pool, qps, n = _best_among(measure, top_pools, "kairos")
-            add(name, pool, "kairos", qps, n)
+            found = best_of_top_k("kairos")
+            add(name, found.pool, "kairos", found.allowable_qps, found.explorations)
     comparison = Comparison(scenario.model, budget_per_hr, scenario.qos_ms, cfg, tuple(results))
     return _with_latency_cdfs(scenario, comparison)
 
