@@ -109,6 +109,21 @@ def default_prices() -> PriceTable:
     return PriceTable(table.prices_per_hr, "built-in AWS prices")
 
 
+def split_type_count(text: str) -> tuple[str, int] | None:
+    """``"TYPE=N"`` -> ``("TYPE", N)``; None unless N is a whole number >= 0 and TYPE is set.
+
+    Pools and ``--max`` caps share this syntax; each caller raises its own error.
+    """
+    name, sep, count = text.partition("=")
+    try:
+        n = int(count)
+    except ValueError:
+        return None
+    if not sep or not name.strip() or n < 0:
+        return None
+    return name.strip(), n
+
+
 @dataclass(frozen=True)
 class Pool:
     """How many instances of each type: ``counts`` as ((type, n), ...) with n >= 1, in order."""
@@ -136,18 +151,13 @@ class Pool:
             part = part.strip()
             if not part:
                 continue
-            name, sep, count = part.partition("=")
-            name = name.strip()
-            try:
-                n = int(count)
-            except ValueError:
-                n = -1
-            if not sep or not name or n < 0:
+            pair = split_type_count(part)
+            if pair is None:
                 raise PoolError(
                     f"pool entry {part!r} is not TYPE=N with N a whole number >= 0.",
                     "write pools like g4dn.xlarge=2,r5n.large=9.",
                 )
-            pairs.append((name, n))
+            pairs.append(pair)
         pool = cls.of(pairs)
         if pool.size == 0:
             raise PoolError(

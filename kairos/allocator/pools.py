@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kairos.catalog import Pool
+from kairos.catalog import Pool, split_type_count
 from kairos.errors import ConfigError, UnknownInstanceTypeError
 from kairos.scenario import Scenario
 
@@ -95,17 +95,13 @@ def parse_caps(items: tuple[str, ...] | list[str]) -> dict[str, int]:
     """``["TYPE=N", ...]`` -> ``{TYPE: N}`` (types are checked later against the catalog)."""
     caps: dict[str, int] = {}
     for item in items:
-        name, sep, text = item.partition("=")
-        try:
-            n = int(text)
-        except ValueError:
-            n = -1
-        if not sep or not name.strip() or n < 0:
+        pair = split_type_count(item)
+        if pair is None:
             raise ConfigError(
                 f"--max {item!r} is not TYPE=N with N a whole number >= 0.",
                 "write caps like --max g4dn.xlarge=5 --max r5n.large=17.",
             )
-        caps[name.strip()] = n
+        caps[pair[0]] = pair[1]
     return caps
 
 
