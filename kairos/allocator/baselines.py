@@ -19,8 +19,6 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import numpy as np
-
 from kairos.allocator.plan import VERIFY_QUERIES, budget_too_small, check_bound, rank, verify
 from kairos.allocator.pools import COST_EPS, check_budget, pool_matrix, type_caps
 from kairos.allocator.result import RankedPool
@@ -234,8 +232,3 @@ def oracle_search(
     )
     history = [Exploration(r.pool, r.cost_per_hr, float(r.allowable_qps or 0.0)) for r in done]
     return _best("oracle", policy, history)
-
-
-def explored_pools(result: SearchResult) -> np.ndarray:
-    """Allowable throughput of each exploration in order (for plots of search progress)."""
-    return np.array([e.allowable_qps for e in result.history])

@@ -8,7 +8,6 @@ workers) and kills it if it has not exited within the grace period.
 from __future__ import annotations
 
 import contextlib
-import json
 import queue
 import signal
 import subprocess
@@ -115,10 +114,3 @@ def running_router(args: Sequence[str], ready_timeout_s: float = 90.0) -> Iterat
         yield handle
     finally:
         handle.stop()
-
-
-def metadata(handle: RouterProcess, model: str, token: str | None = None) -> dict[str, object]:
-    status, text = handle.get(f"/v2/models/{model}", token=token)
-    if status != 200:
-        raise RuntimeServiceError(f"metadata answered {status}: {text}", "check the model.")
-    return dict(json.loads(text))

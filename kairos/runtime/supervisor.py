@@ -81,11 +81,6 @@ class LocalSupervisor:
         self._locks = [asyncio.Lock() for _ in range(n)]
         self._addresses: list[str] = [""] * len(specs)
         self._stopping = False
-        self.restarts = 0
-
-    @property
-    def n_processes(self) -> int:
-        return len(self._groups)
 
     def pid(self, j: int) -> int | None:
         proc = self._procs[self._group_of[j]]
@@ -149,7 +144,6 @@ class LocalSupervisor:
             ):
                 return self._addresses[j]
             await self._kill(g)
-            self.restarts += 1
             await self._start(g)
         # Siblings' connections went with the old process; they must reconnect too.
         for k in self._groups[g]:
