@@ -12,8 +12,9 @@ Everything (router, 11 workers in 2 processes, load generator) shares this machi
 ``--pin-router 0`` gives the router core 0 and the rest the other cores, the nearest a
 2-core machine gets to the router having a machine of its own.
 
-    python benchmarks/bench_live.py [--policy kairos] [--trial-queries 3000] [--pin-router 0]
-        [--worker-hosting type|instance] [--policy-option K=V] [--skip-ceiling] [--json]
+    python benchmarks/bench_live.py [--policy kairos] [--trial-queries 5500] [--pin-router 0]
+        [--tensors binary|json] [--precision 0.02] [--worker-hosting type|instance]
+        [--policy-option K=V] [--skip-ceiling] [--json]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from kairos.workload import production_mix
 
 MODEL = "dien"
 POOL = "g4dn.xlarge=2,r5n.large=9"
-CEILING_RATES_QPS = (1000.0, 2000.0, 2250.0, 2500.0, 2750.0, 3000.0)
+CEILING_RATES_QPS = (1000.0, 2000.0, 2500.0, 3000.0, 3500.0, 4000.0, 4500.0)
 KEEPS_UP = 0.95  # a ceiling run counts if it completes this share of the offered rate
 
 
@@ -57,14 +58,15 @@ def pin_args(router_cpus: set[int] | None) -> list[str]:
     return ["--router-cpus", ",".join(map(str, sorted(router_cpus))), "--worker-cpus", cores]
 
 
-def live_capacity(policy: str, sim_qps: float, trial_queries: int, option_args: list[str]
-                  ) -> tuple[float, LoadReport | None]:  # fmt: skip
+def live_capacity(policy: str, sim_qps: float, trial_queries: int, option_args: list[str],
+                  binary: bool, precision: float) -> tuple[float, LoadReport | None]:  # fmt: skip
     args = ["--model", MODEL, "--pool", POOL, "--policy", policy, "--max-queue", "100000"]
     args += option_args
     with running_router(args, ready_timeout_s=120) as router:
         # A p99 needs thousands of queries: trials last long enough for ``trial_queries``.
         seconds = min(60.0, max(5.0, trial_queries / sim_qps))
-        spec = LoadSpec(router.url, MODEL, sim_qps, seconds, production_mix(), seed=1)
+        spec = LoadSpec(router.url, MODEL, sim_qps, seconds, production_mix(), seed=1,
+                        binary=binary)  # fmt: skip
 
         def show(t: LoadReport) -> None:
             say(
@@ -74,19 +76,21 @@ def live_capacity(policy: str, sim_qps: float, trial_queries: int, option_args: 
             )
 
         res = run_event_loop(
-            find_capacity(spec, precision=0.04, guess_qps=sim_qps, step=1.2, progress=show)
+            find_capacity(spec, precision=precision, guess_qps=sim_qps, step=1.2, progress=show)
         )
     passing = [t for t in res.trials if t.rate_qps == res.allowable_qps]
     return res.allowable_qps, passing[0] if passing else None
 
 
-def ceiling(policy: str, seconds: float, serve_args: list[str]) -> list[LoadReport]:
+def ceiling(policy: str, seconds: float, serve_args: list[str], binary: bool
+            ) -> list[LoadReport]:  # fmt: skip
     args = ["--model", MODEL, "--pool", POOL, "--policy", policy, "--time-scale", "0",
             "--max-queue", "100000", *serve_args]  # fmt: skip
     out = []
     with running_router(args, ready_timeout_s=120) as router:
         for rate in CEILING_RATES_QPS:
-            spec = LoadSpec(router.url, MODEL, rate, seconds, production_mix(), seed=2)
+            spec = LoadSpec(router.url, MODEL, rate, seconds, production_mix(), seed=2,
+                            binary=binary)  # fmt: skip
             rep = run_event_loop(run_load(spec))
             say(
                 f"  offered {rate:6.0f} q/s: completed {rep.throughput_qps:7.1f} q/s, errors "
@@ -104,7 +108,22 @@ def main() -> None:
     default_policy = "kairos" if "kairos" in policy_names() else "fcfs"
     parser.add_argument("--policy", default=default_policy)
     parser.add_argument(
-        "--trial-queries", type=int, default=3000, help="queries per live trial (5 to 60 s)"
+        "--trial-queries",
+        type=int,
+        default=5500,
+        help="queries per live trial (5 to 60 s; the simulator measures 5,000 after warm-up)",
+    )
+    parser.add_argument(
+        "--precision",
+        type=float,
+        default=0.02,
+        help="relative precision of the live search (the simulator's is 0.02)",
+    )
+    parser.add_argument(
+        "--tensors",
+        choices=("binary", "json"),
+        default="binary",
+        help="request tensors as raw bytes (binary extension, as Triton's clients) or JSON",
     )
     parser.add_argument("--ceiling-s", type=float, default=4.0)
     parser.add_argument(
@@ -134,7 +153,7 @@ def main() -> None:
     pool = Pool.parse(POOL)
     say(
         f"{MODEL} on {POOL}, QoS {scenario.qos_ms:g} ms, policy {args.policy}, "
-        f"worker hosting {args.worker_hosting}"
+        f"worker hosting {args.worker_hosting}, {args.tensors} tensors"
     )
     options = parse_policy_options(tuple(args.policy_option))
     option_args = [a for text in args.policy_option for a in ("--policy-option", text)]
@@ -150,17 +169,20 @@ def main() -> None:
     ).allowable_qps
     say(f"simulated allowable throughput: {sim:.1f} qps")
     say("live allowable throughput search (replay workers at real time):")
-    live, at = live_capacity(args.policy, sim, args.trial_queries, option_args + serve_args)
+    binary = args.tensors == "binary"
+    live, at = live_capacity(args.policy, sim, args.trial_queries, option_args + serve_args,
+                             binary, args.precision)  # fmt: skip
     runs: list[LoadReport] = []
     if not args.skip_ceiling:
         say("router ceiling with zero-latency workers:")
-        runs = ceiling(args.policy, args.ceiling_s, serve_args)
+        runs = ceiling(args.policy, args.ceiling_s, serve_args, binary)
     kept = [r for r in runs if not r.errors and r.throughput_qps >= KEEPS_UP * r.rate_qps]
     top = max((r.throughput_qps for r in kept), default=0.0)
     result = {
         "policy": args.policy,
         "policy_options": options,
         "worker_hosting": args.worker_hosting,
+        "tensors": args.tensors,
         "pin_router": sorted(router_cpus) if router_cpus else None,
         "simulated_allowable_qps": sim,
         "live_allowable_qps": live,

@@ -190,10 +190,19 @@ def serve(
     "--find-capacity", is_flag=True, help="Search the highest rate with 99% of queries within QoS."
 )
 @click.option("--precision", type=float, default=0.05, show_default=True)
+@click.option(
+    "--tensors",
+    type=click.Choice(["binary", "json"]),
+    default="binary",
+    show_default=True,
+    help="Send tensors as raw bytes (KServe binary tensor data extension, as Triton's clients "
+    "do) or as JSON 'data' lists.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def loadgen(
-    url, model, rate_qps, duration_s, batch_mix, seed, api_token, find_capacity, precision, as_json
-):
+    url, model, rate_qps, duration_s, batch_mix, seed, api_token, find_capacity, precision,
+    tensors, as_json,
+):  # fmt: skip
     """Open-loop Poisson load against a KServe v2 endpoint; report latency and QoS."""
     from kairos.runtime.aio import run_event_loop
     from kairos.runtime.loadgen import LoadSpec, run_load
@@ -202,7 +211,8 @@ def loadgen(
     mix = parse_mix(batch_mix)
     if rate_qps is None and not find_capacity:
         raise ConfigError("--rate-qps is missing.", "pass --rate-qps R or --find-capacity.")
-    spec = LoadSpec(url, model, rate_qps or 1.0, duration_s, mix, seed=seed, api_token=api_token)
+    spec = LoadSpec(url, model, rate_qps or 1.0, duration_s, mix, seed=seed, api_token=api_token,
+                    binary=tensors == "binary")  # fmt: skip
     if find_capacity:
 
         def show(t):

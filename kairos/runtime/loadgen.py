@@ -29,7 +29,7 @@ import orjson
 
 from kairos.errors import ConfigError, RuntimeServiceError
 from kairos.runtime.aio import settle_heap
-from kairos.runtime.wire import DATATYPES, TensorSpec, parse_specs
+from kairos.runtime.wire import BINARY_HEADER, DATATYPES, TensorSpec, parse_specs
 from kairos.sim.search import drive_async, rate_search
 from kairos.workload import BatchMix, QueryStream, check_rate_qps, poisson_stream
 
@@ -48,6 +48,7 @@ class LoadSpec:
     api_token: str | None = None
     warmup_fraction: float = 0.1
     request_timeout_s: float = 120.0
+    binary: bool = True  # tensors in the binary extension (as Triton's clients), else JSON
 
 
 @dataclass(frozen=True)
@@ -144,31 +145,73 @@ async def fetch_info(
 
 
 class BodyFactory:
-    """Encoded request bodies, one per batch size (made once, seeded)."""
+    """Encoded request bodies, one per batch size and format (made once, seeded).
+
+    ``body`` puts the values in JSON ``data``; ``binary_body`` uses the binary tensor data
+    extension (JSON part, then each tensor's raw little-endian bytes), the way Triton's
+    clients send numpy arrays, and returns the JSON part's length for the
+    ``Inference-Header-Content-Length`` header.
+    """
 
     def __init__(self, inputs: tuple[TensorSpec, ...], seed: int) -> None:
         self._inputs = inputs
         self._rng = np.random.default_rng(seed)
-        self._cache: dict[int, bytes] = {}
+        self._arrays: dict[int, list[np.ndarray]] = {}
+        self._cache: dict[tuple[int, bool], tuple[bytes, int | None]] = {}
 
     def body(self, batch: int) -> bytes:
-        cached = self._cache.get(batch)
+        return self.encoded(batch, binary=False)[0]
+
+    def binary_body(self, batch: int) -> tuple[bytes, int]:
+        body, json_length = self.encoded(batch, binary=True)
+        assert json_length is not None
+        return body, json_length
+
+    def encoded(self, batch: int, binary: bool) -> tuple[bytes, int | None]:
+        cached = self._cache.get((batch, binary))
         if cached is None:
-            cached = orjson.dumps({"inputs": [self._tensor(s, batch) for s in self._inputs]})
-            self._cache[batch] = cached
+            cached = self._encode(self._values(batch), binary)
+            self._cache[(batch, binary)] = cached
         return cached
 
-    def _tensor(self, spec: TensorSpec, batch: int) -> dict[str, Any]:
+    def _values(self, batch: int) -> list[np.ndarray]:
+        arrays = self._arrays.get(batch)
+        if arrays is None:
+            arrays = self._arrays[batch] = [self._tensor(s, batch) for s in self._inputs]
+        return arrays
+
+    def _tensor(self, spec: TensorSpec, batch: int) -> np.ndarray:
         shape = [batch] + [d if d >= 0 else 1 for d in spec.shape[1:]]
         n = math.prod(shape)
-        kind = np.dtype(DATATYPES[spec.datatype]).kind
-        if kind == "f":
-            data: list[Any] = np.round(self._rng.random(n), 3).tolist()
-        elif kind == "b":
-            data = (self._rng.random(n) < 0.5).tolist()
+        dtype = np.dtype(DATATYPES[spec.datatype])
+        values: np.ndarray
+        if dtype.kind == "f":
+            values = np.round(self._rng.random(n), 3)
+        elif dtype.kind == "b":
+            values = self._rng.random(n) < 0.5
         else:
-            data = self._rng.integers(0, 100, n).tolist()
-        return {"name": spec.name, "datatype": spec.datatype, "shape": shape, "data": data}
+            values = self._rng.integers(0, 100, n)
+        return values.astype(dtype).reshape(shape)
+
+    def _encode(self, arrays: list[np.ndarray], binary: bool) -> tuple[bytes, int | None]:
+        items: list[dict[str, Any]] = []
+        raw: list[bytes] = []
+        for spec, arr in zip(self._inputs, arrays, strict=True):
+            item: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype,
+                                    "shape": list(arr.shape)}  # fmt: skip
+            if binary:
+                data = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+                item["parameters"] = {"binary_data_size": len(data)}
+                raw.append(data)
+            elif arr.dtype.kind == "f":
+                # The values were drawn with 3 decimals: writing them so keeps JSON short,
+                # and they parse back to exactly the same floats as the binary form.
+                item["data"] = np.round(arr.ravel().astype(np.float64), 3).tolist()
+            else:
+                item["data"] = arr.ravel().tolist()
+            items.append(item)
+        head = orjson.dumps({"inputs": items})
+        return (head + b"".join(raw), len(head)) if binary else (head, None)
 
 
 class _HttpConnection(asyncio.Protocol):
@@ -223,11 +266,16 @@ class HttpPool:
         self._idle: list[_HttpConnection] = []
         self._all: list[_HttpConnection] = []
 
-    def request_bytes(self, path: str, body: bytes, token: str | None) -> bytes:
+    def request_bytes(
+        self, path: str, body: bytes, token: str | None, json_length: int | None = None
+    ) -> bytes:
         auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        kind = "application/json"
+        if json_length is not None:
+            kind = f"application/octet-stream\r\n{BINARY_HEADER}: {json_length}"
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n"
-            f"Content-Type: application/json\r\n{auth}Content-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: {kind}\r\n{auth}Content-Length: {len(body)}\r\n\r\n"
         )
         return head.encode() + body
 
@@ -294,9 +342,10 @@ async def _drive(pool: HttpPool, spec: LoadSpec, stream: QueryStream, info: Serv
     path = f"{urllib.parse.urlsplit(spec.url).path.rstrip('/')}/v2/models/{spec.model}/infer"
     bodies = BodyFactory(info.inputs, spec.seed)
     batches = np.minimum(stream.batch_size, info.max_batch).tolist()
-    requests = {
-        int(b): pool.request_bytes(path, bodies.body(int(b)), spec.api_token) for b in set(batches)
-    }
+    requests = {}
+    for b in set(batches):
+        body, json_length = bodies.encoded(int(b), spec.binary)
+        requests[int(b)] = pool.request_bytes(path, body, spec.api_token, json_length)
     status = np.zeros(n, dtype=np.int64)
     latency_ms = np.full(n, np.nan)
     server_ms = np.full(n, np.nan)  # router queue + service time, profile ms

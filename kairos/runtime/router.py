@@ -26,19 +26,21 @@ from typing import Any
 
 import numpy as np
 import orjson
-from aiohttp import web
 
 from kairos.catalog import Pool
 from kairos.distributor import ClusterState, PolicyContext, make_policy
 from kairos.errors import ConfigError, RuntimeServiceError
 from kairos.runtime.aio import pin_to_cpus, run_event_loop, settle_heap
+from kairos.runtime.http import JSON, HttpRequest, HttpResponse, HttpServer
 from kairos.runtime.metrics import CONTENT_TYPE, RouterMetrics
 from kairos.runtime.supervisor import HOSTINGS, LocalSupervisor, WorkerSpec
 from kairos.runtime.transport import TRANSPORTS, Link, TcpLink, WorkerLost, make_link
 from kairos.runtime.wire import (
+    BINARY_HEADER,
     BadRequest,
     TensorSpec,
     frame,
+    parse_json_length,
     parse_specs,
     specs_as_dicts,
     unframe,
@@ -50,7 +52,6 @@ from kairos.workload import Query
 
 LISTEN_LINE = "kairos router listening on"
 __all__ = ["Router", "RouterConfig", "run_event_loop", "run_router"]
-JSON = "application/json"
 
 
 OVERHEAD_WINDOW = 512  # recent queries whose round-trip overhead the router remembers
@@ -179,13 +180,16 @@ class WorkerLink:
 class Pending:
     """A query the router accepted and has not answered yet."""
 
-    __slots__ = ("query", "body", "request_id", "future", "arrival_t", "dispatch_t", "attempts")
+    __slots__ = ("query", "body", "request_id", "future", "arrival_t", "dispatch_t", "attempts",
+                 "json_length")  # fmt: skip
 
-    def __init__(self, query: Query, body: bytes, request_id: str | None, arrival_t: float):
+    def __init__(self, query: Query, body: bytes, request_id: str | None, arrival_t: float,
+                 json_length: int | None = None) -> None:  # fmt: skip
         self.query = query
         self.body = body
+        self.json_length = json_length
         self.request_id = request_id
-        self.future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        self.future: asyncio.Future[HttpResponse] = asyncio.get_running_loop().create_future()
         self.arrival_t = arrival_t
         self.dispatch_t = arrival_t
         self.attempts = 0
@@ -230,6 +234,8 @@ class Router:
             workers_up=lambda: sum(link.healthy for link in self.links),
         )
         self._model_bytes = orjson.dumps(scenario.model)
+        self._expected_auth = f"Bearer {cfg.api_token}".encode()
+        self._routes = self._make_routes()
         for j in range(self.state.n_instances):  # nothing runs until its worker is connected
             self.state.mark_down(j)
 
@@ -264,7 +270,12 @@ class Router:
     # --- the driver loop (arrival, decide, dispatch, finish, failure) ----------------------
 
     def admit(
-        self, body: bytes, batch: int, request_id: str | None, received_t: float | None = None
+        self,
+        body: bytes,
+        batch: int,
+        request_id: str | None,
+        received_t: float | None = None,
+        json_length: int | None = None,
     ) -> Pending:
         """Queue a validated query. ``received_t`` (perf_counter) is when its request reached
         the handler: the policy's deadline counts from there, so the time spent reading and
@@ -279,7 +290,7 @@ class Router:
                                            self._last_arrival_s))  # fmt: skip
         self._last_arrival_s = arrival_s
         query = Query(next(self._qids), arrival_s, batch)
-        pending = Pending(query, body, request_id, now_t)
+        pending = Pending(query, body, request_id, now_t, json_length)
         self.pending[query.qid] = pending
         state.enqueue(query)
         self.policy.on_arrival(query, state)
@@ -306,8 +317,11 @@ class Router:
         link = self.links[j]
         q = pending.query
         # A replay worker never reads the tensors: sending them would only cost copies.
+        header: dict[str, int] = {"qid": q.qid, "batch": q.batch_size}
         body = b"" if link.replay else pending.body
-        message = frame({"qid": q.qid, "batch": q.batch_size}, body)
+        if body and pending.json_length is not None:
+            header["json_length"] = pending.json_length
+        message = frame(header, body)
         carrier = link.direct
         if carrier is None:
             self._spawn(self._serve(j, pending, message))
@@ -416,7 +430,7 @@ class Router:
     def _answer(self, pending: Pending, status: int, body: bytes) -> None:
         self.pending.pop(pending.query.qid, None)
         if not pending.future.done():
-            pending.future.set_result((status, body))
+            pending.future.set_result(HttpResponse(status, body))
 
     def _worker_failed(self, j: int, epoch: int, reason: str) -> None:
         link = self.links[j]
@@ -553,36 +567,51 @@ class Router:
 
     # --- HTTP (KServe v2 / Open Inference Protocol) -----------------------------------------
 
-    def make_app(self) -> web.Application:
-        middlewares = [_bearer_auth(self.cfg.api_token)] if self.cfg.api_token else []
-        app = web.Application(client_max_size=self.cfg.max_body_bytes + 1, middlewares=middlewares)
-        app.router.add_get("/v2", self._server_metadata)
-        app.router.add_get("/v2/health/live", self._live)
-        app.router.add_get("/v2/health/ready", self._ready)
-        app.router.add_get("/v2/models/{model}", self._model_metadata)
-        app.router.add_get("/v2/models/{model}/ready", self._model_ready)
-        app.router.add_post("/v2/models/{model}/infer", self._infer)
-        app.router.add_get("/metrics", self._metrics)
-        return app
+    def handle(self, request: HttpRequest) -> HttpResponse | asyncio.Future[HttpResponse]:
+        """Route one request (see ``kairos.runtime.http``); inference answers with a future."""
+        path = request.path
+        if self.cfg.api_token and not path.startswith("/v2/health/"):
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, self._expected_auth):
+                return _error(401, "missing or wrong bearer token.",
+                              (("WWW-Authenticate", 'Bearer realm="kairos"'),))  # fmt: skip
+        fixed = self._routes.get(path)
+        if fixed is not None:
+            return fixed() if request.method in ("GET", "HEAD") else _not_allowed("GET")
+        if not path.startswith("/v2/models/"):
+            return _error(404, f"no endpoint {path!r}; see GET /v2 and the KServe v2 paths.")
+        model, _, rest = path[len("/v2/models/"):].partition("/")  # fmt: skip
+        if rest.startswith("versions/"):
+            version, _, rest = rest[len("versions/") :].partition("/")
+            if version != "1":
+                return _error(404, f"model version {version!r} does not exist (only '1').")
+        action = rest
+        if model != self.scenario.model:
+            return _error(404, f"model {model!r} is not served here (this router serves "
+                               f"{self.scenario.model!r}).")  # fmt: skip
+        if action == "infer":
+            return self._infer(request) if request.method == "POST" else _not_allowed("POST")
+        if action not in ("", "ready"):
+            return _error(404, f"no endpoint {path!r}; see GET /v2 and the KServe v2 paths.")
+        if request.method not in ("GET", "HEAD"):
+            return _not_allowed("GET")
+        return self._model_ready() if action else self._model_metadata()
 
-    async def _server_metadata(self, request: web.Request) -> web.Response:
-        return _json(200, {"name": "kairos", "version": "0.1.0", "extensions": []})
+    def _make_routes(self) -> dict[str, Callable[[], HttpResponse]]:
+        return {
+            "/v2": lambda: _json(
+                200, {"name": "kairos", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
+            ),  # fmt: skip
+            "/v2/health/live": lambda: _json(200, {"live": True}),
+            "/v2/health/ready": lambda: _json(200 if self.ready else 503, {"ready": self.ready}),
+            "/metrics": lambda: HttpResponse(200, self.metrics.render(), CONTENT_TYPE.encode()),
+        }
 
-    async def _live(self, request: web.Request) -> web.Response:
-        return _json(200, {"live": True})
-
-    async def _ready(self, request: web.Request) -> web.Response:
-        return _json(200 if self.ready else 503, {"ready": self.ready})
-
-    async def _model_ready(self, request: web.Request) -> web.Response:
-        if (missing := self._unknown_model(request)) is not None:
-            return missing
+    def _model_ready(self) -> HttpResponse:
         return _json(200 if self.ready else 503, {"name": self.scenario.model,
                                                   "ready": self.ready})  # fmt: skip
 
-    async def _model_metadata(self, request: web.Request) -> web.Response:
-        if (missing := self._unknown_model(request)) is not None:
-            return missing
+    def _model_metadata(self) -> HttpResponse:
         params = {
             "pool": str(self.cfg.pool),
             "policy": self.cfg.policy,
@@ -604,27 +633,14 @@ class Router:
             "parameters": params,
         })  # fmt: skip
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
-
-    def _unknown_model(self, request: web.Request) -> web.Response | None:
-        name = request.match_info["model"]
-        if name == self.scenario.model:
-            return None
-        return _error(404, f"model {name!r} is not served here (this router serves "
-                           f"{self.scenario.model!r}).")  # fmt: skip
-
-    def _reject(self, reason: str, message: str) -> web.Response:
+    def _reject(self, reason: str, message: str) -> HttpResponse:
         self.metrics.rejected.labels(reason).inc()
         n_up = max(1, sum(link.healthy for link in self.links))
         mean_s = float(np.mean(self.ctx.est_ms(int(self.scenario.mix.mean)))) / 1000.0
         wait_s = len(self.state.queue) * mean_s * self.cfg.time_scale / n_up
-        return _error(503, message, {"Retry-After": str(max(1, math.ceil(wait_s)))})
+        return _error(503, message, (("Retry-After", str(max(1, math.ceil(wait_s)))),))
 
-    async def _infer(self, request: web.Request) -> web.Response:
-        received_t = time.perf_counter()
-        if (missing := self._unknown_model(request)) is not None:
-            return missing
+    def _infer(self, request: HttpRequest) -> HttpResponse | asyncio.Future[HttpResponse]:
         if self.draining:
             return self._reject("draining", "the router is shutting down.")
         if not self.described:
@@ -633,59 +649,41 @@ class Router:
             return self._reject(
                 "queue_full", f"the queue is full ({self.cfg.max_queue} queries); retry later."
             )
-        limit = self.cfg.max_body_bytes
-        size = request.content_length
-        if size is not None and size > limit:
+        if request.too_large:
             return self._bad_request(
-                f"request body of {size} bytes exceeds the {limit}-byte "
-                "limit; split the query or raise --max-body-bytes."
+                f"request body of {request.body_size} bytes exceeds the "
+                f"{self.cfg.max_body_bytes}-byte limit; split the query or raise "
+                "--max-body-bytes."
             )
+        body = request.body
         try:
-            body = await request.read()
-            parsed = validate_request(body, self.signature, self._max_batch)
-        except web.HTTPRequestEntityTooLarge:
-            return self._bad_request(f"request body exceeds the {limit}-byte limit.")
+            json_length = parse_json_length(request.headers.get(BINARY_HEADER), len(body))
+            parsed = validate_request(body, self.signature, self._max_batch, json_length)
         except BadRequest as exc:
             return self._bad_request(str(exc))
-        pending = self.admit(body, parsed.batch_size, parsed.request_id, received_t)
-        status, payload = await pending.future
-        return web.Response(body=payload, status=status, content_type=JSON)
+        pending = self.admit(body, parsed.batch_size, parsed.request_id, request.received_t,
+                             json_length)  # fmt: skip
+        return pending.future
 
-    def _bad_request(self, message: str) -> web.Response:
+    def _bad_request(self, message: str) -> HttpResponse:
         self.metrics.errors.labels("400").inc()
         return _error(400, message)
 
 
-def _json(status: int, doc: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(doc), status=status, content_type=JSON, headers=headers)
+def _json(status: int, doc: Any, headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
+    return HttpResponse(status, orjson.dumps(doc), JSON, headers)
 
 
 def _error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=_error_body(message), status=status, content_type=JSON,
-                        headers=headers)  # fmt: skip
+def _error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
+    return HttpResponse(status, _error_body(message), JSON, headers)
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _bearer_auth(token: str | None) -> Any:
-    expected = f"Bearer {token}".encode()
-
-    @web.middleware
-    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/v2/health/"):
-            return await handler(request)
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            return _error(401, "missing or wrong bearer token.",
-                          {"WWW-Authenticate": 'Bearer realm="kairos"'})  # fmt: skip
-        return await handler(request)
-
-    return auth
+def _not_allowed(allow: str) -> HttpResponse:
+    return _error(405, f"method not allowed here; use {allow}.", (("Allow", allow),))
 
 
 async def run_router(
@@ -694,13 +692,10 @@ async def run_router(
     """Serve until SIGINT/SIGTERM, then drain accepted queries and stop the workers."""
     router = Router(cfg, scenario)
     pin_to_cpus(cfg.router_cpus)
-    runner = web.AppRunner(router.make_app(), access_log=None, handle_signals=False)
-    await runner.setup()
+    server = HttpServer(router.handle, cfg.max_body_bytes)
     try:
-        site = web.TCPSite(runner, cfg.host, cfg.port, backlog=2048)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        url = f"http://{host}:{port}"
+        host, port = await server.start(cfg.host, cfg.port)
+        url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         print(f"{LISTEN_LINE} {url} (model {scenario.model}, pool {cfg.pool}, policy "
               f"{cfg.policy}, QoS {scenario.qos_ms:g} ms)", flush=True)  # fmt: skip
         if on_listening is not None:
@@ -717,5 +712,5 @@ async def run_router(
         print("kairos router: draining", flush=True)
         await router.drain()
     finally:
-        await runner.cleanup()
+        await server.stop()
         await router.close()

@@ -101,22 +101,55 @@ def parse_specs(raw: Iterable[Any] | None) -> tuple[TensorSpec, ...] | None:
     return None if raw is None else tuple(TensorSpec.parse(s) for s in raw)
 
 
+# The binary tensor data extension (as Triton and its clients implement it): the HTTP header
+# names the JSON part's length; each binary input says its byte count in
+# ``parameters.binary_data_size``, and the raw little-endian row-major bytes follow the JSON
+# in input order.
+BINARY_HEADER = "inference-header-content-length"
+
+
 @dataclass(frozen=True)
 class ParsedRequest:
     batch_size: int
     request_id: str | None
+    json_length: int | None = None  # the JSON part's length in a binary-extension body
+
+
+def parse_json_length(value: str | None, body_size: int) -> int | None:
+    """The ``Inference-Header-Content-Length`` header as a number of bytes (None if absent)."""
+    if value is None:
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if not 0 < n <= body_size:
+        raise BadRequest(
+            f"Inference-Header-Content-Length {value!r} is not a byte count within the "
+            f"{body_size}-byte body.",
+            "send the length of the JSON part that starts the body, or drop the header and "
+            "send every tensor's values in 'data'.",
+        )
+    return n
 
 
 def validate_request(
-    body: bytes, signature: Sequence[TensorSpec] | None, max_batch: int
+    body: bytes,
+    signature: Sequence[TensorSpec] | None,
+    max_batch: int,
+    json_length: int | None = None,
 ) -> ParsedRequest:
-    """Check a KServe v2 infer body (flat ``data`` only) and return its batch size.
+    """Check a KServe v2 infer body and return its batch size.
 
-    Element types are not inspected here (that would cost a pass over every number); the
-    worker converts the data with numpy and answers 400 itself if a value does not fit.
+    Tensors come as flat JSON ``data`` or, with ``json_length`` (the binary extension), as
+    raw bytes after the JSON part. Element values are not inspected here (that would cost
+    a pass over every number); the worker converts them with numpy and answers 400 itself
+    if a value does not fit. The binary form costs the router almost nothing to check: only
+    the small JSON part is parsed.
     """
+    text = body if json_length is None else body[:json_length]
     try:
-        doc = orjson.loads(body)
+        doc = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON ({exc}).") from None
     if not isinstance(doc, dict):
@@ -127,7 +160,10 @@ def validate_request(
     rid = doc.get("id")
     if rid is not None and not isinstance(rid, str):
         raise BadRequest(f"request 'id' {rid!r} is not a string.", "send 'id' as a string.")
-    checked = [_check_tensor(t, k) for k, t in enumerate(inputs)]
+    sized = [_check_tensor(t, k, json_length is not None) for k, t in enumerate(inputs)]
+    if json_length is not None:
+        _check_binary_total(sum(size for *_, size in sized), len(body) - json_length)
+    checked = [(name, dt, shape) for name, dt, shape, _ in sized]
     names = [name for name, _, _ in checked]
     if len(set(names)) != len(names):
         raise BadRequest(f"input names {names} repeat a name.", "give each input once.")
@@ -146,10 +182,37 @@ def validate_request(
             f"batch size {batch} is outside the profiled range 1..{max_batch}.",
             f"split the query into batches of at most {max_batch} samples.",
         )
-    return ParsedRequest(batch, rid)
+    return ParsedRequest(batch, rid, json_length)
 
 
-def _check_tensor(t: Any, k: int) -> tuple[str, str, tuple[int, ...]]:
+def _check_binary_total(declared: int, present: int) -> None:
+    if declared != present:
+        raise BadRequest(
+            f"the inputs declare {declared} bytes of binary data but {present} bytes follow "
+            "the JSON part.",
+            "set Inference-Header-Content-Length to the JSON part's length and append each "
+            "binary input's bytes, in input order.",
+        )
+
+
+def _binary_size(t: dict[str, Any], name: str) -> int | None:
+    params = t.get("parameters")
+    if params is None:
+        return None
+    if not isinstance(params, dict):
+        raise BadRequest(f"input {name!r} has 'parameters' that are not an object.")
+    size = params.get("binary_data_size")
+    if size is None:
+        return None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise BadRequest(
+            f"input {name!r} has binary_data_size {size!r}; it must be a byte count.",
+            "give the number of bytes of the tensor's raw data.",
+        )
+    return size
+
+
+def _check_tensor(t: Any, k: int, binary: bool = False) -> tuple[str, str, tuple[int, ...], int]:
     if not isinstance(t, dict):
         raise BadRequest(f"inputs[{k}] is not an object.")
     name, datatype, shape, data = t.get("name"), t.get("datatype"), t.get("shape"), t.get("data")
@@ -169,6 +232,25 @@ def _check_tensor(t: Any, k: int) -> tuple[str, str, tuple[int, ...]]:
             f"input {name!r} has shape {shape!r}; it must be a non-empty list of whole numbers.",
             "give 'shape' as [batch, ...], for example [100, 13].",
         )
+    size = _binary_size(t, name)
+    if size is not None:
+        if not binary:
+            raise BadRequest(
+                f"input {name!r} has binary_data_size but the request has no "
+                "Inference-Header-Content-Length header.",
+                "send that header with the JSON part's length, or send the values in 'data'.",
+            )
+        if data is not None:
+            raise BadRequest(f"input {name!r} has both 'data' and binary_data_size.",
+                             "send the values one way only.")  # fmt: skip
+        need = math.prod(shape) * np.dtype(DATATYPES[str(datatype)]).itemsize
+        if size != need:
+            raise BadRequest(
+                f"input {name!r} has {size} bytes of binary data but shape {shape} of "
+                f"{datatype} needs {need}.",
+                "send exactly prod(shape) x element size bytes, row-major, little-endian.",
+            )
+        return name, str(datatype), tuple(shape), size
     if not isinstance(data, list):
         raise BadRequest(f"input {name!r} has no 'data' list.", "send the values in 'data'.")
     if data and isinstance(data[0], list):
@@ -178,7 +260,7 @@ def _check_tensor(t: Any, k: int) -> tuple[str, str, tuple[int, ...]]:
             f"input {name!r} has {len(data)} values but shape {shape} needs {math.prod(shape)}.",
             "send exactly prod(shape) values, flattened in row-major order.",
         )
-    return name, str(datatype), tuple(shape)
+    return name, str(datatype), tuple(shape), 0
 
 
 def _check_signature(
@@ -209,11 +291,22 @@ def _check_signature(
             )
 
 
-def decode_inputs(body: bytes) -> dict[str, np.ndarray]:
-    """The request's inputs as numpy arrays (worker side); raises BadRequest on bad data."""
-    doc = orjson.loads(body)
+def decode_inputs(body: bytes, json_length: int | None = None) -> dict[str, np.ndarray]:
+    """The request's inputs as numpy arrays (worker side); raises BadRequest on bad data.
+
+    The body was validated by the router; ``json_length`` marks a binary-extension body.
+    """
+    doc = orjson.loads(body if json_length is None else body[:json_length])
     out: dict[str, np.ndarray] = {}
+    offset = json_length or 0
     for t in doc["inputs"]:
+        size = (t.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            dtype = np.dtype(DATATYPES[t["datatype"]]).newbyteorder("<")
+            raw = np.frombuffer(body, dtype=dtype, count=size // dtype.itemsize, offset=offset)
+            out[t["name"]] = raw.reshape(t["shape"]).astype(dtype.newbyteorder("="))
+            offset += size
+            continue
         try:
             arr = np.asarray(t["data"], dtype=DATATYPES[t["datatype"]])
         except (ValueError, TypeError, OverflowError) as exc:

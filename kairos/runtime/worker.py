@@ -70,7 +70,9 @@ class Handler(Protocol):
     inputs: tuple[TensorSpec, ...] | None
     outputs: tuple[TensorSpec, ...] | None
 
-    async def run(self, batch_size: int, payload: bytes) -> bytes: ...
+    async def run(
+        self, batch_size: int, payload: bytes, json_length: int | None = None
+    ) -> bytes: ...
 
 
 class ReplayHandler:
@@ -100,7 +102,7 @@ class ReplayHandler:
         i = min(int(pos), self._k - 1)
         return row[i] + (pos - i) * (row[i + 1] - row[i])
 
-    async def run(self, batch_size: int, payload: bytes) -> bytes:
+    async def run(self, batch_size: int, payload: bytes, json_length: int | None = None) -> bytes:
         delay_s = self.sample_ms(batch_size) * self._scale / 1000.0
         if delay_s > 0:
             await precise_sleep(delay_s)
@@ -119,8 +121,8 @@ class CallableHandler:
         self.inputs = parse_specs(getattr(fn, "inputs", None))
         self.outputs = parse_specs(getattr(fn, "outputs", None))
 
-    async def run(self, batch_size: int, payload: bytes) -> bytes:
-        inputs = decode_inputs(payload)
+    async def run(self, batch_size: int, payload: bytes, json_length: int | None = None) -> bytes:
+        inputs = decode_inputs(payload, json_length)
         result = await asyncio.to_thread(self._fn, inputs)
         if not isinstance(result, Mapping):
             result = {"output0": result}
@@ -212,7 +214,9 @@ class WorkerService:
             t0 = time.perf_counter()
             code, error, outputs = 200, None, b"[]"
             try:
-                outputs = await self._handler.run(int(header["batch"]), payload)
+                outputs = await self._handler.run(
+                    int(header["batch"]), payload, header.get("json_length")
+                )
             except BadRequest as exc:
                 code, error = 400, str(exc)
             except Exception as exc:  # the user's model failed: an answer, not a dead worker

@@ -210,3 +210,30 @@ def test_known_transport_overhead_counts_against_the_deadline():
     assert pol.decide(state) == [(0, 1)]
     state.overhead_s = 0.002
     assert pol.decide(state) == []
+
+
+@st.composite
+def one_query_states(draw):
+    types, rem, _ = draw(random_states())
+    query = Query(0, 1.0 - draw(st.floats(0.0, 0.5)), draw(st.integers(1, 1000)))
+    down = draw(st.sets(st.integers(0, len(types) - 1), max_size=len(types) - 1))
+    options = draw(
+        st.sampled_from([{}, {"slack_quantile": 0.9}, {"hold_doomed": False}, {"paper": True}])
+    )
+    return types, rem, query, down, draw(st.sampled_from([0.0, 0.002])), options
+
+
+@settings(max_examples=200, deadline=None)
+@given(one_query_states())
+def test_single_query_scan_decides_exactly_like_the_matching(case):
+    types, rem, query, down, overhead_s, options = case
+    # Ties matter here: two idle instances of a type cost the same, and both paths must
+    # pick the same one (the lowest), so instance ids are compared, not just types.
+    state = busy_state(types, 1.0, rem, [query])
+    for j in down:
+        state.mark_down(j)
+    for qid in [qid for qid in state.queue if qid < 0]:  # a busy filler put back by mark_down
+        del state.queue[qid]
+    state.overhead_s = overhead_s
+    pol = make_policy("kairos", context(types, model="dien", qos_ms=35.0), **options)
+    assert pol.decide_one(state) == pol.decide_matching(state)

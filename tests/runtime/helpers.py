@@ -20,9 +20,17 @@ class Reply:
 
 
 def call(
-    url: str, body: bytes | None = None, token: str | None = None, timeout_s: float = 30.0
+    url: str,
+    body: bytes | None = None,
+    token: str | None = None,
+    timeout_s: float = 30.0,
+    json_length: int | None = None,
 ) -> Reply:
+    """A request; ``json_length`` sends ``body`` in the binary tensor data extension."""
     headers = {"Content-Type": "application/json"}
+    if json_length is not None:
+        headers = {"Content-Type": "application/octet-stream",
+                   "Inference-Header-Content-Length": str(json_length)}  # fmt: skip
     if token:
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=body, headers=headers)

@@ -37,9 +37,13 @@ def router() -> Iterator[RouterProcess]:
 
 
 def infer(
-    router: RouterProcess, body: bytes, token: str | None = TOKEN, model: str = "dien"
+    router: RouterProcess,
+    body: bytes,
+    token: str | None = TOKEN,
+    model: str = "dien",
+    json_length: int | None = None,
 ) -> tuple[int, dict]:
-    reply = call(f"{router.url}/v2/models/{model}/infer", body, token)
+    reply = call(f"{router.url}/v2/models/{model}/infer", body, token, json_length=json_length)
     return reply.status, json.loads(reply.text)
 
 
@@ -71,6 +75,25 @@ def test_infer_answers_outputs_and_where_it_ran(router: RouterProcess) -> None:
     assert params["instance_type"] == ("g4dn.xlarge", "r5n.large")[params["instance"]]
     assert params["queue_ms"] >= 0 and params["service_ms"] > 0
     assert isinstance(params["qos_met"], bool)
+
+
+def test_binary_tensor_requests_are_served_and_checked(router: RouterProcess) -> None:
+    raw, json_length = BODIES.binary_body(6)
+    status, doc = infer(router, raw, json_length=json_length)
+    assert status == 200, doc
+    assert doc["outputs"][0]["shape"] == [6, 1]
+    status, doc = infer(router, raw[:-8], json_length=json_length)
+    assert status == 400 and "bytes of binary data but" in doc["error"]
+    status, doc = infer(router, raw, json_length=len(raw) + 1)
+    assert status == 400 and "Inference-Header-Content-Length" in doc["error"]
+
+
+def test_paths_and_methods_outside_the_api_are_refused(router: RouterProcess) -> None:
+    assert call(f"{router.url}/v2/nothing", token=TOKEN).status == 404
+    assert call(f"{router.url}/v2/models/dien/versions/1", token=TOKEN).status == 200
+    assert call(f"{router.url}/v2/models/dien/versions/7", token=TOKEN).status == 404
+    reply = call(f"{router.url}/v2/models/dien/infer", token=TOKEN)  # GET, not POST
+    assert reply.status == 405 and reply.headers["Allow"] == "POST"
 
 
 def test_unknown_model_is_404(router: RouterProcess) -> None:
@@ -131,9 +154,13 @@ def test_model_mode_over_grpc_runs_the_built_in_dlrm() -> None:
             "--transport", "grpc"]  # fmt: skip
     with running_router(args, ready_timeout_s=60) as handle:
         status, doc = infer(handle, BODIES.body(4), token=None)
+        raw, json_length = BODIES.binary_body(4)
+        status_binary, doc_binary = infer(handle, raw, token=None, json_length=json_length)
     assert status == 200, doc
     scores = doc["outputs"][0]["data"]
     assert len(scores) == 4 and all(0.0 < s < 1.0 for s in scores)
+    assert status_binary == 200, doc_binary
+    assert doc_binary["outputs"][0]["data"] == scores  # the same tensors, sent as raw bytes
 
 
 def test_user_handler_runs_and_its_signature_is_enforced() -> None:

@@ -12,6 +12,7 @@ from kairos.runtime.wire import (
     decode_inputs,
     encode_outputs,
     frame,
+    parse_json_length,
     unframe,
     validate_request,
 )
@@ -134,3 +135,50 @@ def test_values_that_do_not_fit_the_datatype_are_bad_requests() -> None:
     doc["inputs"][1]["data"] = ["a"] * 8
     with pytest.raises(BadRequest, match="not INT64"):
         decode_inputs(orjson.dumps(doc))
+
+
+def test_binary_tensors_validate_and_decode_like_json() -> None:
+    from kairos.runtime.dlrm import TinyDlrm
+    from kairos.runtime.loadgen import BodyFactory
+
+    bodies = BodyFactory(TinyDlrm().inputs, seed=3)
+    raw, json_length = bodies.binary_body(6)
+    parsed = validate_request(raw, SIG, 1000, json_length)
+    assert (parsed.batch_size, parsed.json_length) == (6, json_length)
+    as_json = decode_inputs(bodies.body(6))
+    as_binary = decode_inputs(raw, json_length)
+    assert set(as_binary) == {"dense", "sparse"}
+    for name, arr in as_json.items():
+        assert as_binary[name].dtype == arr.dtype and np.array_equal(as_binary[name], arr)
+
+
+def _binary(doc: dict, tail: bytes) -> tuple[bytes, int]:
+    head = orjson.dumps(doc)
+    return head + tail, len(head)
+
+
+def test_bad_binary_requests_name_the_problem() -> None:
+    dense = {"name": "dense", "datatype": "FP32", "shape": [2, 13],
+             "parameters": {"binary_data_size": 104}}  # fmt: skip
+    sparse = {"name": "sparse", "datatype": "INT64", "shape": [2, 8],
+              "parameters": {"binary_data_size": 128}}  # fmt: skip
+    good, n = _binary({"inputs": [dense, sparse]}, bytes(232))
+    assert validate_request(good, SIG, 1000, n).batch_size == 2
+    short, n_short = _binary({"inputs": [dense, sparse]}, bytes(200))
+    with pytest.raises(BadRequest, match="declare 232 bytes of binary data but 200"):
+        validate_request(short, SIG, 1000, n_short)
+    wrong = dict(dense, parameters={"binary_data_size": 100})
+    raw, n = _binary({"inputs": [wrong, sparse]}, bytes(228))
+    with pytest.raises(BadRequest, match="needs 104"):
+        validate_request(raw, SIG, 1000, n)
+    with pytest.raises(BadRequest, match="no Inference-Header-Content-Length"):
+        validate_request(orjson.dumps({"inputs": [dense, sparse]}), SIG, 1000)
+    both = dict(dense, data=[0.0] * 26)
+    raw, n = _binary({"inputs": [both, sparse]}, bytes(232))
+    with pytest.raises(BadRequest, match="both 'data' and binary_data_size"):
+        validate_request(raw, SIG, 1000, n)
+    with pytest.raises(BadRequest, match="not a byte count within"):
+        parse_json_length("12x", 100)
+    with pytest.raises(BadRequest, match="not a byte count within"):
+        parse_json_length("101", 100)
+    assert parse_json_length(None, 100) is None

@@ -29,6 +29,10 @@ from kairos.distributor.state import ClusterState
 from kairos.errors import ConfigError
 from kairos.workload import Query
 
+# Pools up to this size decide a single queued query by a scan (see ``Kairos.decide_one``);
+# beyond it numpy's vector work over the pruned columns is cheaper.
+SCAN_MAX_INSTANCES = 64
+
 
 @dataclass(frozen=True, eq=False)
 class Matching:
@@ -124,11 +128,22 @@ class Kairos(Policy):
         self._overdue_s = OVERDUE_EPS_QOS * ctx.qos_s
         self._members = [np.flatnonzero(self._inst_type == t) for t in range(len(types))]
         self._tables: dict[str, np.ndarray] = {}  # [batch, type] service time (s) by kind
+        # Plain-float copies for ``decide_one``'s scan.
+        self._type_list: list[int] = self._inst_type.tolist()
+        self._coeff_list: list[float] = self._coeff.tolist()
+        self._scan_cache: dict[int, tuple[list[float], list[float] | None]] = {}
 
     def decide(self, state: ClusterState) -> list[Decision]:
         idle = state.idle
         if not idle or not state.queue:
             return []
+        if len(state.queue) == 1 and not self.plain and len(self._all) <= SCAN_MAX_INSTANCES:
+            return self.decide_one(state)
+        return self.decide_matching(state)
+
+    def decide_matching(self, state: ClusterState) -> list[Decision]:
+        """The general decision: solve the assignment, start the matched idle pairs."""
+        idle = state.idle
         m = self.match(state)
         inst = m.instances
         hold = m.hold.tolist() if m.hold is not None else [False] * len(m.rows)
@@ -137,6 +152,61 @@ class Kairos(Policy):
             for r, c, h in zip(m.rows.tolist(), m.cols.tolist(), hold, strict=True)
             if not h and int(inst[c]) in idle
         ]
+
+    def decide_one(self, state: ClusterState) -> list[Decision]:
+        """One queued query: the assignment is the cheapest column, found by a scan.
+
+        The same decision as ``decide_matching`` (same float operations in the same order,
+        ties to the lowest instance, which is what the assignment solver returns for one
+        row), without numpy's per-call cost, which dominates on small pools. It is the most
+        common live decision: at the reference pool's allowable rate about two thirds of
+        decisions see a single queued query (tests/distributor/test_kairos.py).
+        """
+        (query,) = state.queue.values()
+        now = state.now_s
+        rows = self._scan_rows(query.batch_size)
+        mean_s, tail_s = rows[0], rows[1]
+        overhead = state.overhead_s
+        deadline = query.arrival_s + self._qos_s
+        live = deadline >= now
+        ahead = deadline - now
+        miss, near = (
+            self.weights.miss_penalty_qos * self._qos_s,
+            self.weights.slack_penalty_qos * self._qos_s,
+        )
+        guard = self.weights.safeguard_frac * self._qos_s
+        idle, est_free, up, coeff = state.idle, state.est_free_s, state.up, self._coeff_list
+        best_j, best_cost, best_slack, any_savable = -1, math.inf, 0.0, False
+        for j, t in enumerate(self._type_list):
+            if not up[j]:
+                continue
+            rem = 0.0 if j in idle else max(max(est_free[j] - now, 0.0), self._overdue_s)
+            finish = rem + (mean_s[t] + overhead)
+            cost = coeff[t] * finish
+            slack = ahead - (finish if tail_s is None else rem + (tail_s[t] + overhead))
+            if live:
+                if slack < 0.0:
+                    cost += miss
+                elif slack < guard:
+                    cost += near
+            if cost < best_cost:
+                best_j, best_cost = j, cost
+                best_slack = ahead - finish
+            any_savable = any_savable or ahead - finish >= 0.0
+        if best_j < 0 or best_j not in idle:
+            return []
+        if self.hold_doomed and live and any_savable and best_slack < 0.0:
+            return []
+        return [(query.qid, best_j)]
+
+    def _scan_rows(self, batch: int) -> tuple[list[float], list[float] | None]:
+        rows = self._scan_cache.get(batch)
+        if rows is None:
+            b = np.array([batch], dtype=np.int64)
+            mean = self._lookup("mean", b)[0].tolist()
+            tail = None if self.slack_quantile is None else self._lookup("tail", b)[0].tolist()
+            rows = self._scan_cache[batch] = (mean, tail)
+        return rows
 
     def match(self, state: ClusterState) -> Matching:
         """Solve this decision's assignment (every pair, idle or busy instance)."""

@@ -1,0 +1,249 @@
+"""The router's HTTP/1.1 server: httptools' parser under a plain asyncio protocol.
+
+Why not aiohttp's (or uvicorn's) server: the router's ceiling and its added latency are set
+by CPU per query, and on the 2-core development machine a 25 KB POST answered with a small
+JSON cost about 150 us of server CPU in aiohttp (uvicorn with httptools: the same) against
+about 45 us with the parser driven directly (open loop, 500 requests/s, one request per
+wake-up; docs/runtime.md, "HTTP stack"). The framework features the router does not use
+(middleware chains, a request object per call, a task per request, streaming bodies) are
+what that difference buys.
+
+What it does: keep-alive, pipelined requests answered in order, chunked request bodies (the
+parser decodes them), ``Expect: 100-continue``, a body size limit (the body is read and
+dropped, then the handler is told, so the client always gets an answer it can read), 400 and
+close on a malformed request. A handler returns an ``HttpResponse`` or a future of one; the
+answer is written when the future is done, with no task per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import httptools
+
+JSON = b"application/json"
+MAX_PIPELINED = 16  # requests buffered on one connection before it stops reading
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+    received_t: float  # perf_counter() when the request's first bytes were parsed
+    too_large: bool = False  # the body exceeded the limit and was dropped (body is b"")
+    body_size: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class HttpResponse:
+    status: int
+    body: bytes
+    content_type: bytes = JSON
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+Handler = Callable[[HttpRequest], "HttpResponse | asyncio.Future[HttpResponse]"]
+
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_HEAD = b"HTTP/1.1 %d %s\r\nServer: kairos\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n"
+
+
+def encode_response(resp: HttpResponse, keep_alive: bool, head_only: bool = False) -> bytes:
+    """Status line, headers and (unless answering HEAD) the body, ready for one write."""
+    extra = b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in resp.headers)
+    head = _HEAD % (
+        resp.status,
+        _REASONS.get(resp.status, b"Unknown"),
+        resp.content_type,
+        len(resp.body),
+        extra,
+        b"" if keep_alive else b"Connection: close\r\n",
+    )
+    return head if head_only else head + resp.body
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse, hand complete requests to the handler, answer in order."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._size = 0
+        self._started_t = 0.0
+        self._waiting: collections.deque[tuple[HttpRequest, bool]] = collections.deque()
+        self._busy = False  # an answer is being produced for the head of the line
+        self._paused = False
+        self._closing = False
+
+    # --- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.connections.discard(self)
+        self._closing = True
+        self._waiting.clear()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(b"protocol upgrades are not supported.")
+        except httptools.HttpParserError as exc:
+            self._fail(f"malformed HTTP request ({exc}).".encode())
+
+    # --- parser callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._started_t = time.perf_counter()
+        self._url = b""
+        self._headers = {}
+        self._body = []
+        self._size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        old = self._headers.get(key)
+        self._headers[key] = text if old is None else f"{old}, {text}"
+
+    def on_headers_complete(self) -> None:
+        if self._headers.get("expect", "").lower() == "100-continue" and self.transport:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size <= self._server.max_body_bytes:
+            self._body.append(body)
+        elif self._body:
+            self._body = []  # over the limit: keep reading, stop keeping
+
+    def on_message_complete(self) -> None:
+        parsed = httptools.parse_url(self._url)
+        too_large = self._size > self._server.max_body_bytes
+        request = HttpRequest(
+            self._parser.get_method().decode("latin-1"),
+            parsed.path.decode("latin-1"),
+            self._headers,
+            b"" if too_large else b"".join(self._body),
+            self._started_t,
+            too_large,
+            self._size,
+        )
+        self._body = []
+        self._waiting.append((request, self._parser.should_keep_alive()))
+        if len(self._waiting) > MAX_PIPELINED and self.transport and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+        if not self._busy:
+            self._next()
+
+    # --- answering --------------------------------------------------------------------------
+
+    def _next(self) -> None:
+        while self._waiting and not self._closing:
+            request, keep_alive = self._waiting[0]
+            try:
+                result = self._server.handler(request)
+            except Exception as exc:  # a bug in a handler must not kill the connection silently
+                result = HttpResponse(500, f'{{"error": "internal error: {type(exc).__name__}"}}'
+                                      .encode())  # fmt: skip
+            if isinstance(result, HttpResponse):
+                self._waiting.popleft()
+                self._write(result, keep_alive, request.method == "HEAD")
+                continue
+            self._busy = True
+            result.add_done_callback(self._answered)
+            return
+        if self._paused and self.transport and not self._closing:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def _answered(self, fut: asyncio.Future[HttpResponse]) -> None:
+        self._busy = False
+        if self._closing:
+            return
+        request, keep_alive = self._waiting.popleft()
+        if fut.cancelled():
+            resp = HttpResponse(503, b'{"error": "the request was cancelled."}')
+        elif fut.exception() is not None:
+            resp = HttpResponse(500, b'{"error": "internal error."}')
+        else:
+            resp = fut.result()
+        self._write(resp, keep_alive, request.method == "HEAD")
+        self._next()
+
+    def _write(self, resp: HttpResponse, keep_alive: bool, head_only: bool = False) -> None:
+        transport = self.transport
+        if transport is None or self._closing:
+            return
+        keep_alive = keep_alive and not self._server.closing
+        transport.write(encode_response(resp, keep_alive, head_only))
+        if not keep_alive:
+            self._closing = True
+            transport.close()
+
+    def _fail(self, message: bytes) -> None:
+        if self.transport is not None and not self._closing:
+            body = b'{"error": "' + message.replace(b'"', b"'") + b'"}'
+            self._closing = True
+            self.transport.write(encode_response(HttpResponse(400, body), keep_alive=False))
+            self.transport.close()
+
+    def close_if_idle(self) -> None:
+        if not self._busy and not self._waiting and self.transport is not None:
+            self._closing = True
+            self.transport.close()
+
+
+class HttpServer:
+    """Serves ``handler`` on ``host:port`` (0 = any free port)."""
+
+    def __init__(self, handler: Handler, max_body_bytes: int) -> None:
+        self.handler = handler
+        self.max_body_bytes = max_body_bytes
+        self.connections: set[_Connection] = set()
+        self.closing = False
+        self._server: Any = None
+
+    async def start(self, host: str, port: int, backlog: int = 2048) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._connection, host, port, backlog=backlog, reuse_address=True
+        )
+        bound = self._server.sockets[0].getsockname()
+        return str(bound[0]), int(bound[1])
+
+    def _connection(self) -> _Connection:
+        return _Connection(self)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop listening; close connections once their answers are written."""
+        self.closing = True
+        if self._server is not None:
+            self._server.close()
+        deadline = time.perf_counter() + grace_s
+        while self.connections and time.perf_counter() < deadline:
+            for conn in list(self.connections):
+                conn.close_if_idle()
+            await asyncio.sleep(0.01)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()

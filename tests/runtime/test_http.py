@@ -1,0 +1,91 @@
+"""The router's HTTP/1.1 server on raw sockets: keep-alive, pipelining, chunked bodies,
+100-continue, the body limit and malformed requests (in-process, loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from kairos.runtime.aio import run_event_loop
+from kairos.runtime.http import HttpRequest, HttpResponse, HttpServer
+
+LIMIT = 1000
+
+
+def echo(request: HttpRequest) -> HttpResponse | asyncio.Future[HttpResponse]:
+    """Answers what it saw; ``/slow`` answers later through a future, like inference."""
+    doc = {"method": request.method, "path": request.path, "size": len(request.body),
+           "too_large": request.too_large, "x": request.headers.get("x-tag")}  # fmt: skip
+    response = HttpResponse(200, orjson.dumps(doc))
+    if request.path != "/slow":
+        return response
+    future = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_later(0.05, future.set_result, response)
+    return future
+
+
+async def exchange(raw: bytes, n_answers: int) -> list[tuple[int, dict, bytes]]:
+    """Send ``raw`` on one connection and read ``n_answers`` responses."""
+    server = HttpServer(echo, LIMIT)
+    host, port = await server.start("127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(raw)
+    out = []
+    try:
+        async with asyncio.timeout(10):
+            for _ in range(n_answers):
+                status_line = await reader.readline()
+                headers = {}
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.decode().partition(":")
+                    headers[name.lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", 0)))
+                status = int(status_line.split()[1]) if status_line else 0
+                out.append((status, orjson.loads(body) if body else {}, status_line))
+    finally:
+        writer.close()
+        await server.stop(grace_s=1.0)
+    return out
+
+
+def post(path: str, body: bytes, extra: str = "") -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    return head.encode() + body
+
+
+def test_pipelined_requests_are_answered_in_order_even_when_the_first_is_slow() -> None:
+    raw = post("/slow", b"a" * 10, "X-Tag: first\r\n") + post("/fast", b"bb", "X-Tag: second\r\n")
+    answers = run_event_loop(exchange(raw, 2))
+    assert [a[1]["x"] for a in answers] == ["first", "second"]
+    assert [a[1]["size"] for a in answers] == [10, 2]
+
+
+def test_chunked_body_is_reassembled() -> None:
+    raw = (b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")  # fmt: skip
+    ((status, doc, _),) = run_event_loop(exchange(raw, 1))
+    assert status == 200 and doc["size"] == 11
+
+
+def test_expect_continue_gets_an_interim_answer() -> None:
+    raw = post("/e", b"xyz", "Expect: 100-continue\r\n")
+    (interim, final) = run_event_loop(exchange(raw, 2))
+    assert interim[0] == 100 and final[0] == 200 and final[1]["size"] == 3
+
+
+def test_oversized_body_is_read_dropped_and_flagged_for_the_handler() -> None:
+    raw = post("/big", b"z" * (LIMIT + 1)) + post("/after", b"ok")
+    big, after = run_event_loop(exchange(raw, 2))
+    assert big[1]["too_large"] is True and big[1]["size"] == 0
+    assert after[1] == {"method": "POST", "path": "/after", "size": 2, "too_large": False,
+                        "x": None}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "raw", [b"NOT HTTP AT ALL\r\n\r\n", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"]
+)
+def test_malformed_request_gets_400_and_the_connection_closes(raw: bytes) -> None:
+    ((status, doc, _),) = run_event_loop(exchange(raw, 1))
+    assert status == 400 and "malformed HTTP request" in doc["error"]
