@@ -219,7 +219,8 @@ class _HttpConnection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        # (status, body, perf_counter() when the whole response had arrived)
+        self.waiter: asyncio.Future[tuple[int, bytes, float]] | None = None
         self._buf = bytearray()
         self.closed = False
 
@@ -243,7 +244,7 @@ class _HttpConnection(asyncio.Protocol):
             self.closed = True
         waiter, self.waiter = self.waiter, None
         if not waiter.done():
-            waiter.set_result((int(head[9:12]), body))
+            waiter.set_result((int(head[9:12]), body, time.perf_counter()))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -279,7 +280,8 @@ class HttpPool:
         )
         return head.encode() + body
 
-    async def send(self, request: bytes) -> tuple[int, bytes]:
+    async def send(self, request: bytes) -> tuple[int, bytes, float]:
+        """Send one request; (status, body, arrival time of the whole response)."""
         conn = self._idle.pop() if self._idle else await self._connect()
         loop = asyncio.get_running_loop()
         conn.waiter = loop.create_future()
@@ -355,10 +357,11 @@ async def _drive(pool: HttpPool, spec: LoadSpec, stream: QueryStream, info: Serv
     async def one(i: int, request: bytes) -> None:
         t_send = time.perf_counter()
         try:
-            code, raw = await pool.send(request)
+            # The response's arrival is stamped where its last byte is read, so the time
+            # this task waits to be resumed is not counted as the server's.
+            code, raw, t_done = await pool.send(request)
         except (OSError, TimeoutError, ValueError):
-            code, raw = -1, b""
-        t_done = time.perf_counter()
+            code, raw, t_done = -1, b"", time.perf_counter()
         status[i] = code
         done_t[i] = t_done
         latency_ms[i] = (t_done - t_send) * 1000.0 / scale
