@@ -1,6 +1,7 @@
 """What travels between client, router and worker: KServe v2 tensors and the worker RPC frames.
 
-Client to router is the Open Inference Protocol (KServe v2) over HTTP/1.1 with JSON bodies.
+Client to router is the Open Inference Protocol (KServe v2) over HTTP/1.1: JSON bodies, or
+the binary tensor data extension (a JSON part, then raw tensor bytes).
 Router to worker (framed TCP or gRPC with generic byte handlers, see ``transport``; no
 ``protoc`` step either way) carries *frames*: a 4-byte big-endian header length, a
 small JSON header, then an opaque payload. The router forwards the client's request body as
