@@ -29,6 +29,7 @@ import httptools
 
 JSON = b"application/json"
 MAX_PIPELINED = 16  # requests buffered on one connection before it stops reading
+MAX_HEAD_BYTES = 64 * 1024  # request line + headers; beyond it the request is refused
 
 
 @dataclass(slots=True)
@@ -81,7 +82,9 @@ class _Connection(asyncio.Protocol):
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
         self._size = 0
+        self._head_bytes = 0
         self._started_t = 0.0
+        self.active_t = time.monotonic()  # last time bytes arrived (idle connections close)
         self._waiting: collections.deque[tuple[HttpRequest, bool]] = collections.deque()
         self._busy = False  # an answer is being produced for the head of the line
         self._paused = False
@@ -99,12 +102,18 @@ class _Connection(asyncio.Protocol):
         self._waiting.clear()
 
     def data_received(self, data: bytes) -> None:
+        self.active_t = time.monotonic()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(b"protocol upgrades are not supported.")
+        except _HeadTooLarge:
+            self._fail(f"request line and headers exceed {MAX_HEAD_BYTES} bytes.".encode())
         except httptools.HttpParserError as exc:
-            self._fail(f"malformed HTTP request ({exc}).".encode())
+            if isinstance(exc.__context__, _HeadTooLarge):  # raised inside a parser callback
+                self._fail(f"request line and headers exceed {MAX_HEAD_BYTES} bytes.".encode())
+            else:
+                self._fail(f"malformed HTTP request ({exc}).".encode())
 
     # --- parser callbacks -------------------------------------------------------------------
 
@@ -114,11 +123,19 @@ class _Connection(asyncio.Protocol):
         self._headers = {}
         self._body = []
         self._size = 0
+        self._head_bytes = 0
+
+    def _count_head(self, n: int) -> None:
+        self._head_bytes += n
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise _HeadTooLarge
 
     def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         old = self._headers.get(key)
@@ -207,21 +224,38 @@ class _Connection(asyncio.Protocol):
             self.transport.write(encode_response(HttpResponse(400, body), keep_alive=False))
             self.transport.close()
 
-    def close_if_idle(self) -> None:
-        if not self._busy and not self._waiting and self.transport is not None:
+    def close_if_idle(self, idle_since: float | None = None) -> None:
+        """Close the connection if no answer is pending (and, given ``idle_since``, no bytes
+        arrived after that monotonic time)."""
+        if self._busy or self._waiting or self.transport is None or self._closing:
+            return
+        if idle_since is None or self.active_t < idle_since:
             self._closing = True
             self.transport.close()
 
 
-class HttpServer:
-    """Serves ``handler`` on ``host:port`` (0 = any free port)."""
+class _HeadTooLarge(Exception):
+    pass
 
-    def __init__(self, handler: Handler, max_body_bytes: int) -> None:
+
+class HttpServer:
+    """Serves ``handler`` on ``host:port`` (0 = any free port).
+
+    A keep-alive connection with nothing pending that has sent nothing for
+    ``keepalive_timeout_s`` is closed (checked every few seconds), so idle clients cannot
+    hold sockets forever.
+    """
+
+    def __init__(
+        self, handler: Handler, max_body_bytes: int, keepalive_timeout_s: float = 75.0
+    ) -> None:
         self.handler = handler
         self.max_body_bytes = max_body_bytes
+        self.keepalive_timeout_s = keepalive_timeout_s
         self.connections: set[_Connection] = set()
         self.closing = False
         self._server: Any = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int, backlog: int = 2048) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -229,7 +263,16 @@ class HttpServer:
             self._connection, host, port, backlog=backlog, reuse_address=True
         )
         bound = self._server.sockets[0].getsockname()
+        self._sweeper = asyncio.ensure_future(self._sweep_idle())
         return str(bound[0]), int(bound[1])
+
+    async def _sweep_idle(self) -> None:
+        period_s = min(5.0, self.keepalive_timeout_s / 2)
+        while True:
+            await asyncio.sleep(period_s)
+            cutoff = time.monotonic() - self.keepalive_timeout_s
+            for conn in list(self.connections):
+                conn.close_if_idle(idle_since=cutoff)
 
     def _connection(self) -> _Connection:
         return _Connection(self)
@@ -237,6 +280,8 @@ class HttpServer:
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop listening; close connections once their answers are written."""
         self.closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._server is not None:
             self._server.close()
         deadline = time.perf_counter() + grace_s

@@ -89,3 +89,28 @@ def test_oversized_body_is_read_dropped_and_flagged_for_the_handler() -> None:
 def test_malformed_request_gets_400_and_the_connection_closes(raw: bytes) -> None:
     ((status, doc, _),) = run_event_loop(exchange(raw, 1))
     assert status == 400 and "malformed HTTP request" in doc["error"]
+
+
+def test_oversized_headers_are_refused() -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (70 * 1024) + b"\r\n\r\n"
+    ((status, doc, _),) = run_event_loop(exchange(raw, 1))
+    assert status == 400 and "exceed 65536 bytes" in doc["error"]
+
+
+def test_idle_keepalive_connections_are_closed() -> None:
+    async def idle_then_read() -> tuple[bytes, bytes]:
+        server = HttpServer(echo, LIMIT, keepalive_timeout_s=0.2)
+        host, port = await server.start("127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(post("/once", b"x"))
+        try:
+            async with asyncio.timeout(10):
+                first = await reader.readuntil(b"}")
+                rest = await reader.read()  # b"" once the server closes the idle connection
+        finally:
+            writer.close()
+            await server.stop(grace_s=1.0)
+        return first, rest
+
+    first, rest = run_event_loop(idle_then_read())
+    assert first.startswith(b"HTTP/1.1 200") and rest == b""
