@@ -694,7 +694,13 @@ async def run_router(
     pin_to_cpus(cfg.router_cpus)
     server = HttpServer(router.handle, cfg.max_body_bytes)
     try:
-        host, port = await server.start(cfg.host, cfg.port)
+        try:
+            host, port = await server.start(cfg.host, cfg.port)
+        except OSError as exc:
+            raise ConfigError(
+                f"the router cannot listen on {cfg.host}:{cfg.port} ({exc.strerror or exc}).",
+                "pick a free --port (0 = any free port) or stop what is using it.",
+            ) from None
         url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         print(f"{LISTEN_LINE} {url} (model {scenario.model}, pool {cfg.pool}, policy "
               f"{cfg.policy}, QoS {scenario.qos_ms:g} ms)", flush=True)  # fmt: skip

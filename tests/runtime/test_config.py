@@ -125,3 +125,19 @@ def test_router_tells_the_policy_its_measured_transport_overhead() -> None:
     for _ in range(OVERHEAD_REFRESH):
         off._note_overhead(0.002)
     assert off.state.overhead_s == 0.0
+
+
+def test_serve_on_a_port_in_use_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from kairos.cli.main import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as exit_:
+            main(["serve", "--model", "dien", "--pool", "r5n.large=1", "--port", str(port)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "To fix:" in err
