@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -179,7 +181,8 @@ class _Connection(asyncio.Protocol):
             request, keep_alive = self._waiting[0]
             try:
                 result = self._server.handler(request)
-            except Exception as exc:  # a bug in a handler must not kill the connection silently
+            except Exception as exc:  # a handler bug: answer 500, keep serving, say why
+                traceback.print_exc(file=sys.stderr)
                 result = HttpResponse(500, f'{{"error": "internal error: {type(exc).__name__}"}}'
                                       .encode())  # fmt: skip
             if isinstance(result, HttpResponse):

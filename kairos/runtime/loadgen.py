@@ -270,13 +270,14 @@ class HttpPool:
     def request_bytes(
         self, path: str, body: bytes, token: str | None, json_length: int | None = None
     ) -> bytes:
-        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        extra = f"Authorization: Bearer {token}\r\n" if token else ""
         kind = "application/json"
         if json_length is not None:
-            kind = f"application/octet-stream\r\n{BINARY_HEADER}: {json_length}"
+            kind = "application/octet-stream"
+            extra += f"{BINARY_HEADER}: {json_length}\r\n"
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n"
-            f"Content-Type: {kind}\r\n{auth}Content-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: {kind}\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
         )
         return head.encode() + body
 

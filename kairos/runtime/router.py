@@ -585,17 +585,16 @@ class Router:
             version, _, rest = rest[len("versions/") :].partition("/")
             if version != "1":
                 return _error(404, f"model version {version!r} does not exist (only '1').")
-        action = rest
         if model != self.scenario.model:
             return _error(404, f"model {model!r} is not served here (this router serves "
                                f"{self.scenario.model!r}).")  # fmt: skip
-        if action == "infer":
+        if rest == "infer":
             return self._infer(request) if request.method == "POST" else _not_allowed("POST")
-        if action not in ("", "ready"):
+        if rest not in ("", "ready"):
             return _error(404, f"no endpoint {path!r}; see GET /v2 and the KServe v2 paths.")
         if request.method not in ("GET", "HEAD"):
             return _not_allowed("GET")
-        return self._model_ready() if action else self._model_metadata()
+        return self._model_ready() if rest else self._model_metadata()
 
     def _make_routes(self) -> dict[str, Callable[[], HttpResponse]]:
         return {
