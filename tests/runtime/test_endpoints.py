@@ -176,3 +176,33 @@ def test_user_handler_runs_and_its_signature_is_enforced() -> None:
         ]
         status, doc = infer(handle, BODIES.body(2), token=None)
         assert status == 400 and "the model takes ['x']" in doc["error"]
+
+
+def test_the_triton_http_client_works_unchanged(router: RouterProcess) -> None:
+    """A standard KServe v2 client (NVIDIA's tritonclient), JSON and binary tensors."""
+    import numpy as np
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(url=router.url.removeprefix("http://"))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.is_server_live() and client.is_model_ready("dien", headers=auth)
+    meta = client.get_model_metadata("dien", headers=auth)
+    assert [(t["name"], t["datatype"]) for t in meta["inputs"]] == [
+        ("dense", "FP32"),
+        ("sparse", "INT64"),
+    ]
+    rng = np.random.default_rng(0)
+    for binary in (True, False):
+        dense = triton.InferInput("dense", [3, 13], "FP32")
+        dense.set_data_from_numpy(rng.random((3, 13), dtype=np.float32), binary_data=binary)
+        sparse = triton.InferInput("sparse", [3, 8], "INT64")
+        sparse.set_data_from_numpy(rng.integers(0, 100, (3, 8)), binary_data=binary)
+        # A fresh dict: tritonclient adds its Inference-Header-Content-Length to the one given.
+        result = client.infer("dien", [dense, sparse], headers=dict(auth))
+        scores = result.as_numpy("score")
+        assert scores is not None and scores.shape == (3, 1)
+        assert result.get_response()["parameters"]["instance_type"] in (
+            "g4dn.xlarge",
+            "r5n.large",
+        )
+    client.close()
