@@ -199,7 +199,7 @@ def main() -> None:
             f"p99 {at.overhead_p99_ms:.3f} ms (target p99 < 2 ms)"
         )
     capped = len(kept) == len(CEILING_RATES_QPS)
-    note = ", the highest rate tried: the real ceiling is higher" if capped else ""
+    note = " (kept up with every rate tried; the ceiling may be higher)" if capped else ""
     say(f"router ceiling: {top:.0f} queries/s{note} (target >= 2000)")
     say(f"bench took {result['seconds']:.0f} s")
     if args.json:
