@@ -95,7 +95,11 @@ def start_router(args: Sequence[str], ready_timeout_s: float = 90.0) -> RouterPr
                 if handle.get("/v2/health/ready", timeout_s=2.0)[0] == 200:
                     return handle
             if proc.poll() is not None:
-                break
+                raise RuntimeServiceError(
+                    f"kairos serve exited with status {proc.returncode} before it was ready "
+                    f"(output: {''.join(seen)[-500:]!r}).",
+                    "see its error on stderr; run the same command by hand to reproduce it.",
+                )
             time.sleep(0.1)
         raise RuntimeServiceError(
             f"router at {url} was not ready within {ready_timeout_s:g} s.",
