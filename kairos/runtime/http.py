@@ -11,8 +11,10 @@ what that difference buys.
 What it does: keep-alive, pipelined requests answered in order, chunked request bodies (the
 parser decodes them), ``Expect: 100-continue``, a body size limit (the body is read and
 dropped, then the handler is told, so the client always gets an answer it can read), 400 and
-close on a malformed request. A handler returns an ``HttpResponse`` or a future of one; the
-answer is written when the future is done, with no task per request.
+close on a malformed request. A handler returns an ``HttpResponse`` or a ``Deferred`` one;
+``Deferred.resolve`` writes the answer at once, inside the caller's callback: no task per
+request, and no event-loop pass between the answer being known and being sent (an asyncio
+future would schedule its callbacks for the next pass, behind whatever else is ready).
 """
 
 from __future__ import annotations
@@ -53,7 +55,35 @@ class HttpResponse:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-Handler = Callable[[HttpRequest], "HttpResponse | asyncio.Future[HttpResponse]"]
+class Deferred:
+    """An answer known later. The first ``resolve`` wins; later ones are ignored."""
+
+    __slots__ = ("response", "_sink")
+
+    def __init__(self) -> None:
+        self.response: HttpResponse | None = None
+        self._sink: Callable[[HttpResponse], None] | None = None
+
+    def done(self) -> bool:
+        return self.response is not None
+
+    def resolve(self, response: HttpResponse) -> None:
+        if self.response is not None:
+            return
+        self.response = response
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink(response)
+
+    def then(self, sink: Callable[[HttpResponse], None]) -> None:
+        """Call ``sink`` with the answer: now if it is known, else when it is resolved."""
+        if self.response is not None:
+            sink(self.response)
+        else:
+            self._sink = sink
+
+
+Handler = Callable[[HttpRequest], "HttpResponse | Deferred"]
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _HEAD = b"HTTP/1.1 %d %s\r\nServer: kairos\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n"
@@ -190,25 +220,26 @@ class _Connection(asyncio.Protocol):
                 self._write(result, keep_alive, request.method == "HEAD")
                 continue
             self._busy = True
-            result.add_done_callback(self._answered)
+            result.then(self._answered)
             return
         if self._paused and self.transport and not self._closing:
             self._paused = False
             self.transport.resume_reading()
 
-    def _answered(self, fut: asyncio.Future[HttpResponse]) -> None:
+    def _answered(self, resp: HttpResponse) -> None:
+        """Write a deferred answer now (called from inside whoever resolved it)."""
         self._busy = False
         if self._closing:
             return
         request, keep_alive = self._waiting.popleft()
-        if fut.cancelled():
-            resp = HttpResponse(503, b'{"error": "the request was cancelled."}')
-        elif fut.exception() is not None:
-            resp = HttpResponse(500, b'{"error": "internal error."}')
-        else:
-            resp = fut.result()
         self._write(resp, keep_alive, request.method == "HEAD")
-        self._next()
+        if self._waiting:
+            # Pipelined requests wait for the next loop pass: the resolver is mid-callback
+            # (the router in the middle of a completion) and must not be re-entered.
+            asyncio.get_running_loop().call_soon(self._next)
+        elif self._paused and self.transport and not self._closing:
+            self._paused = False
+            self.transport.resume_reading()
 
     def _write(self, resp: HttpResponse, keep_alive: bool, head_only: bool = False) -> None:
         transport = self.transport

@@ -31,7 +31,7 @@ from kairos.catalog import Pool
 from kairos.distributor import ClusterState, PolicyContext, make_policy
 from kairos.errors import ConfigError, RuntimeServiceError
 from kairos.runtime.aio import pin_to_cpus, run_event_loop, settle_heap
-from kairos.runtime.http import JSON, HttpRequest, HttpResponse, HttpServer
+from kairos.runtime.http import JSON, Deferred, HttpRequest, HttpResponse, HttpServer
 from kairos.runtime.metrics import CONTENT_TYPE, RouterMetrics
 from kairos.runtime.supervisor import HOSTINGS, LocalSupervisor, WorkerSpec
 from kairos.runtime.transport import TRANSPORTS, Link, TcpLink, WorkerLost, make_link
@@ -180,7 +180,7 @@ class WorkerLink:
 class Pending:
     """A query the router accepted and has not answered yet."""
 
-    __slots__ = ("query", "body", "request_id", "future", "arrival_t", "dispatch_t", "attempts",
+    __slots__ = ("query", "body", "request_id", "answer", "arrival_t", "dispatch_t", "attempts",
                  "json_length")  # fmt: skip
 
     def __init__(self, query: Query, body: bytes, request_id: str | None, arrival_t: float,
@@ -189,7 +189,7 @@ class Pending:
         self.body = body
         self.json_length = json_length
         self.request_id = request_id
-        self.future: asyncio.Future[HttpResponse] = asyncio.get_running_loop().create_future()
+        self.answer = Deferred()
         self.arrival_t = arrival_t
         self.dispatch_t = arrival_t
         self.attempts = 0
@@ -383,7 +383,13 @@ class Router:
         state.now_s = (now_t - self._t0) / self._scale
         query = state.finish(j)
         self.policy.on_finish(query, j, state)
+        # Answer first: the client is not kept waiting behind the next decision (a matching
+        # can take a few hundred us); the next query starts a write later (tens of us).
+        self._respond(j, pending, header, outputs, now_t)
         self._schedule()
+
+    def _respond(self, j: int, pending: Pending, header: dict[str, Any], outputs: bytes,
+                 now_t: float) -> None:  # fmt: skip
         code = int(header.get("code", 500))
         itype = self.links[j].instance_type
         service_s = float(header.get("service_ms", 0.0)) / 1000.0
@@ -429,8 +435,7 @@ class Router:
 
     def _answer(self, pending: Pending, status: int, body: bytes) -> None:
         self.pending.pop(pending.query.qid, None)
-        if not pending.future.done():
-            pending.future.set_result(HttpResponse(status, body))
+        pending.answer.resolve(HttpResponse(status, body))
 
     def _worker_failed(self, j: int, epoch: int, reason: str) -> None:
         link = self.links[j]
@@ -567,8 +572,8 @@ class Router:
 
     # --- HTTP (KServe v2 / Open Inference Protocol) -----------------------------------------
 
-    def handle(self, request: HttpRequest) -> HttpResponse | asyncio.Future[HttpResponse]:
-        """Route one request (see ``kairos.runtime.http``); inference answers with a future."""
+    def handle(self, request: HttpRequest) -> HttpResponse | Deferred:
+        """Route one request (see ``kairos.runtime.http``); inference answers later."""
         path = request.path
         if self.cfg.api_token and not path.startswith("/v2/health/"):
             given = request.headers.get("authorization", "").encode()
@@ -639,7 +644,7 @@ class Router:
         wait_s = len(self.state.queue) * mean_s * self.cfg.time_scale / n_up
         return _error(503, message, (("Retry-After", str(max(1, math.ceil(wait_s)))),))
 
-    def _infer(self, request: HttpRequest) -> HttpResponse | asyncio.Future[HttpResponse]:
+    def _infer(self, request: HttpRequest) -> HttpResponse | Deferred:
         if self.draining:
             return self._reject("draining", "the router is shutting down.")
         if not self.described:
@@ -662,7 +667,7 @@ class Router:
             return self._bad_request(str(exc))
         pending = self.admit(body, parsed.batch_size, parsed.request_id, request.received_t,
                              json_length)  # fmt: skip
-        return pending.future
+        return pending.answer
 
     def _bad_request(self, message: str) -> HttpResponse:
         self.metrics.errors.labels("400").inc()

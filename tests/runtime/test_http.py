@@ -9,21 +9,21 @@ import orjson
 import pytest
 
 from kairos.runtime.aio import run_event_loop
-from kairos.runtime.http import HttpRequest, HttpResponse, HttpServer
+from kairos.runtime.http import Deferred, HttpRequest, HttpResponse, HttpServer
 
 LIMIT = 1000
 
 
-def echo(request: HttpRequest) -> HttpResponse | asyncio.Future[HttpResponse]:
-    """Answers what it saw; ``/slow`` answers later through a future, like inference."""
+def echo(request: HttpRequest) -> HttpResponse | Deferred:
+    """Answers what it saw; ``/slow`` answers later through a ``Deferred``, like inference."""
     doc = {"method": request.method, "path": request.path, "size": len(request.body),
            "too_large": request.too_large, "x": request.headers.get("x-tag")}  # fmt: skip
     response = HttpResponse(200, orjson.dumps(doc))
     if request.path != "/slow":
         return response
-    future = asyncio.get_running_loop().create_future()
-    asyncio.get_running_loop().call_later(0.05, future.set_result, response)
-    return future
+    later = Deferred()
+    asyncio.get_running_loop().call_later(0.05, later.resolve, response)
+    return later
 
 
 async def exchange(raw: bytes, n_answers: int) -> list[tuple[int, dict, bytes]]:
