@@ -84,6 +84,9 @@ class LoadReport:
     overhead_p50_ms: float  # wall ms per query beyond the router's queue + service time
     overhead_p99_ms: float
     send_lag_p99_ms: float
+    # The same, as the router measured it inside its process (no client or network legs).
+    router_overhead_p50_ms: float = math.nan
+    router_overhead_p99_ms: float = math.nan
     status_counts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -352,6 +355,7 @@ async def _drive(pool: HttpPool, spec: LoadSpec, stream: QueryStream, info: Serv
     status = np.zeros(n, dtype=np.int64)
     latency_ms = np.full(n, np.nan)
     server_ms = np.full(n, np.nan)  # router queue + service time, profile ms
+    inside_ms = np.full(n, np.nan)  # the router's own overhead, wall ms
     lag_ms = np.zeros(n)
     done_t = np.full(n, np.nan)
 
@@ -369,6 +373,7 @@ async def _drive(pool: HttpPool, spec: LoadSpec, stream: QueryStream, info: Serv
         if code == 200:
             params = orjson.loads(raw).get("parameters", {})
             server_ms[i] = float(params.get("queue_ms", 0.0)) + float(params.get("service_ms", 0))
+            inside_ms[i] = float(params.get("overhead_ms", math.nan))
 
     loop = asyncio.get_running_loop()
     tasks: list[asyncio.Task[None]] = []
@@ -388,7 +393,7 @@ async def _drive(pool: HttpPool, spec: LoadSpec, stream: QueryStream, info: Serv
         tasks.append(loop.create_task(one(i, requests[int(batches[i])])))
     await asyncio.gather(*tasks)
     send_t = start + offsets
-    return _summarise(spec, info, status, latency_ms, server_ms, lag_ms, send_t, done_t)
+    return _summarise(spec, info, status, latency_ms, server_ms, inside_ms, lag_ms, send_t, done_t)
 
 
 def _span_s(stream: QueryStream, scale: float) -> float:
@@ -401,6 +406,7 @@ def _summarise(
     status: np.ndarray,
     latency_ms: np.ndarray,
     server_ms: np.ndarray,
+    inside_ms: np.ndarray,
     lag_ms: np.ndarray,
     send_t: np.ndarray,
     done_t: np.ndarray,
@@ -416,6 +422,9 @@ def _summarise(
     within = int(np.sum(lat <= info.qos_ms))
     overhead = (latency_ms - server_ms)[warm:][m_ok] * info.clock_scale
     o50, o99 = np.percentile(overhead, [50, 99]) if overhead.size else (math.nan, math.nan)
+    inside = inside_ms[warm:][m_ok]
+    inside = inside[~np.isnan(inside)]
+    r50, r99 = np.percentile(inside, [50, 99]) if inside.size else (math.nan, math.nan)
     codes, counts = np.unique(status, return_counts=True)
     return LoadReport(
         rate_qps=spec.rate_qps,
@@ -432,6 +441,8 @@ def _summarise(
         overhead_p50_ms=float(o50),
         overhead_p99_ms=float(o99),
         send_lag_p99_ms=float(np.percentile(lag_ms, 99)),
+        router_overhead_p50_ms=float(r50),
+        router_overhead_p99_ms=float(r99),
         status_counts={str(int(c)): int(k) for c, k in zip(codes, counts, strict=True)},
     )
 

@@ -181,13 +181,14 @@ class Pending:
     """A query the router accepted and has not answered yet."""
 
     __slots__ = ("query", "body", "request_id", "answer", "arrival_t", "dispatch_t", "attempts",
-                 "json_length")  # fmt: skip
+                 "json_length", "received_t")  # fmt: skip
 
     def __init__(self, query: Query, body: bytes, request_id: str | None, arrival_t: float,
                  json_length: int | None = None) -> None:  # fmt: skip
         self.query = query
         self.body = body
         self.json_length = json_length
+        self.received_t = arrival_t  # when its request's first bytes were parsed (admit sets it)
         self.request_id = request_id
         self.answer = Deferred()
         self.arrival_t = arrival_t
@@ -291,6 +292,8 @@ class Router:
         self._last_arrival_s = arrival_s
         query = Query(next(self._qids), arrival_s, batch)
         pending = Pending(query, body, request_id, now_t, json_length)
+        if received_t is not None:
+            pending.received_t = min(received_t, now_t)
         self.pending[query.qid] = pending
         state.enqueue(query)
         self.policy.on_arrival(query, state)
@@ -393,17 +396,19 @@ class Router:
         code = int(header.get("code", 500))
         itype = self.links[j].instance_type
         service_s = float(header.get("service_ms", 0.0)) / 1000.0
-        total_s = now_t - pending.arrival_t
-        queue_s = pending.dispatch_t - pending.arrival_t
+        queue_s = pending.dispatch_t - pending.arrival_t  # admitted -> sent to a worker
         scale = self._scale
-        latency_s = total_s / scale
+        # Latency counts from the request's first parsed byte, as the policy's deadline does.
+        latency_s = (now_t - pending.received_t) / scale
         if code != 200:
             self.metrics.errors.labels(str(code)).inc()
             self._answer(pending, code, _error_body(str(header.get("error", "worker error"))))
             return
-        overhead_s = max(0.0, total_s - queue_s - service_s)
-        self._note_overhead(overhead_s)
-        self.metrics.observe(itype, latency_s, queue_s / scale, overhead_s, self._qos_s)
+        # The worker link's round trip beyond the service, which the policy is told about.
+        self._note_overhead(max(0.0, now_t - pending.dispatch_t - service_s))
+        # All this process and its worker link added (wall seconds): parse, validation, links.
+        router_s = max(0.0, now_t - pending.received_t - queue_s - service_s)
+        self.metrics.observe(itype, latency_s, queue_s / scale, router_s, self._qos_s)
         params = {
             "instance": j,
             "instance_type": itype,
@@ -412,6 +417,7 @@ class Router:
             "latency_ms": latency_s * 1000.0,
             "qos_met": latency_s <= self._qos_s,
             "attempts": pending.attempts,
+            "overhead_ms": router_s * 1000.0,  # wall ms, see docs/runtime.md
         }
         body = b"".join((
             b'{"model_name":', self._model_bytes, b',"model_version":"1","id":',

@@ -74,6 +74,8 @@ def test_infer_answers_outputs_and_where_it_ran(router: RouterProcess) -> None:
     assert params["instance"] in (0, 1)
     assert params["instance_type"] == ("g4dn.xlarge", "r5n.large")[params["instance"]]
     assert params["queue_ms"] >= 0 and params["service_ms"] > 0
+    # The router's own wall overhead: part of the query's wall latency (time scale 0.05).
+    assert 0 <= params["overhead_ms"] <= params["latency_ms"] * 0.05 + 1e-6
     assert isinstance(params["qos_met"], bool)
 
 
