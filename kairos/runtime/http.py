@@ -243,7 +243,8 @@ class _Connection(asyncio.Protocol):
 
     def _write(self, resp: HttpResponse, keep_alive: bool, head_only: bool = False) -> None:
         transport = self.transport
-        if transport is None or self._closing:
+        # A client that went away gets nothing; the write must not raise into the resolver.
+        if transport is None or self._closing or transport.is_closing():
             return
         keep_alive = keep_alive and not self._server.closing
         transport.write(encode_response(resp, keep_alive, head_only))

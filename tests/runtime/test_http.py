@@ -114,3 +114,20 @@ def test_idle_keepalive_connections_are_closed() -> None:
 
     first, rest = run_event_loop(idle_then_read())
     assert first.startswith(b"HTTP/1.1 200") and rest == b""
+
+
+def test_an_answer_for_a_client_that_left_is_dropped_quietly() -> None:
+    async def leave_early() -> bool:
+        later = Deferred()
+        server = HttpServer(lambda request: later, LIMIT)
+        host, port = await server.start("127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(post("/slow", b"x"))
+        await asyncio.sleep(0.05)
+        writer.close()
+        await asyncio.sleep(0.05)  # the server sees the connection go
+        later.resolve(HttpResponse(200, b"{}"))  # must not raise into the resolver
+        await server.stop(grace_s=1.0)
+        return later.done()
+
+    assert run_event_loop(leave_early()) is True
