@@ -222,9 +222,7 @@ class _Connection(asyncio.Protocol):
             self._busy = True
             result.then(self._answered)
             return
-        if self._paused and self.transport and not self._closing:
-            self._paused = False
-            self.transport.resume_reading()
+        self._resume_reading()
 
     def _answered(self, resp: HttpResponse) -> None:
         """Write a deferred answer now (called from inside whoever resolved it)."""
@@ -237,7 +235,12 @@ class _Connection(asyncio.Protocol):
             # Pipelined requests wait for the next loop pass: the resolver is mid-callback
             # (the router in the middle of a completion) and must not be re-entered.
             asyncio.get_running_loop().call_soon(self._next)
-        elif self._paused and self.transport and not self._closing:
+        else:
+            self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        """Read again once the pipelined backlog that paused the connection is answered."""
+        if self._paused and self.transport and not self._closing:
             self._paused = False
             self.transport.resume_reading()
 

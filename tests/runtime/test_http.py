@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from kairos.runtime.aio import run_event_loop
-from kairos.runtime.http import Deferred, HttpRequest, HttpResponse, HttpServer
+from kairos.runtime.http import MAX_PIPELINED, Deferred, HttpRequest, HttpResponse, HttpServer
 
 LIMIT = 1000
 
@@ -131,3 +131,12 @@ def test_an_answer_for_a_client_that_left_is_dropped_quietly() -> None:
         return later.done()
 
     assert run_event_loop(leave_early()) is True
+
+
+def test_a_long_pipeline_pauses_reading_and_is_answered_in_full() -> None:
+    n = MAX_PIPELINED + 8  # beyond the backlog at which the connection stops reading
+    raw = post("/slow", b"", "X-Tag: 0\r\n") + b"".join(
+        post("/fast", b"", f"X-Tag: {k}\r\n") for k in range(1, n)
+    )
+    answers = run_event_loop(exchange(raw, n))
+    assert [a[1]["x"] for a in answers] == [str(k) for k in range(n)]
