@@ -14,7 +14,7 @@ from kairos.cli.common import (
     table,
 )
 from kairos.cli.simulate import REFERENCE_POOL
-from kairos.distributor import policy_names
+from kairos.distributor import policy_class, policy_names
 from kairos.errors import ConfigError
 from kairos.runtime.aio import parse_cpus
 from kairos.runtime.worker import worker_command as worker
@@ -155,9 +155,7 @@ def serve(
     scenario = build_scenario(model, qos_ms, batch_mix, profiles_path, prices_path)
     pool = parse_pool(scenario, pool_text)
     name = policy or _default_policy()
-    if name not in policy_names():
-        raise ConfigError(f"policy {name!r} is not known ({', '.join(policy_names())}).",
-                          "pass --policy with one of the known names.")  # fmt: skip
+    policy_class(name)  # an unknown name fails here, before any worker starts
     if host not in ("127.0.0.1", "localhost", "::1") and not api_token:
         click.echo(f"warning: binding {host} without --api-token exposes the endpoint to "
                    "anyone who can reach it", err=True)  # fmt: skip

@@ -590,7 +590,7 @@ class Router:
         if fixed is not None:
             return fixed() if request.method in ("GET", "HEAD") else _not_allowed("GET")
         if not path.startswith("/v2/models/"):
-            return _error(404, f"no endpoint {path!r}; see GET /v2 and the KServe v2 paths.")
+            return _no_endpoint(path)
         model, _, rest = path[len("/v2/models/"):].partition("/")  # fmt: skip
         if rest.startswith("versions/"):
             version, _, rest = rest[len("versions/") :].partition("/")
@@ -602,7 +602,7 @@ class Router:
         if rest == "infer":
             return self._infer(request) if request.method == "POST" else _not_allowed("POST")
         if rest not in ("", "ready"):
-            return _error(404, f"no endpoint {path!r}; see GET /v2 and the KServe v2 paths.")
+            return _no_endpoint(path)
         if request.method not in ("GET", "HEAD"):
             return _not_allowed("GET")
         return self._model_ready() if rest else self._model_metadata()
@@ -690,6 +690,10 @@ def _error_body(message: str) -> bytes:
 
 def _error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
     return HttpResponse(status, _error_body(message), JSON, headers)
+
+
+def _no_endpoint(path: str) -> HttpResponse:
+    return _error(404, f"no endpoint {path!r}; see GET /v2 and the KServe v2 paths.")
 
 
 def _not_allowed(allow: str) -> HttpResponse:
