@@ -2,12 +2,13 @@
 
 Plans a pool for rm2 at $2.5/h and QoS 350 ms, compares KAIROS with the best homogeneous pool
 and earlier schemes using modest simulation sizes, prints the table and writes a plot and a
-report into a folder. ``--live`` instead serves a small pool on loopback and drives load
-through it with the ``kairos`` policy and then ``fcfs``.
+report into a folder. ``--live`` instead serves a small pool on loopback and drives the same
+load through it under the ``kairos`` policy and then ``fcfs``, and prints them side by side.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -15,6 +16,7 @@ import click
 from kairos.cli.common import table
 from kairos.cli.compare import render_table, run_comparisons, settings_info, write_outputs
 from kairos.compare import CompareSettings
+from kairos.runtime.demo import DEMO_POOL, DemoRow
 
 DEMO_SETTINGS = CompareSettings(
     queries=4000, precision=0.04, seed=0, top_k=6, ribbon_max_explorations=15, cdf_queries=3000
@@ -22,7 +24,7 @@ DEMO_SETTINGS = CompareSettings(
 
 
 @click.command()
-@click.option("--model", "-m", default="rm2", show_default=True)
+@click.option("--model", "-m", default=None, help="Model (default: rm2; dien with --live).")
 @click.option("--budget-per-hr", type=float, default=2.5, show_default=True)
 @click.option(
     "--out",
@@ -33,13 +35,35 @@ DEMO_SETTINGS = CompareSettings(
     help="Folder for the plot and the report.",
 )
 @click.option("--live", is_flag=True, help="Serve a small pool on loopback instead.")
-def demo(model: str, budget_per_hr: float, out_dir: str, live: bool) -> None:
-    """Plan and compare on the built-in data (rm2, $2.5/h, QoS 350 ms)."""
+@click.option("--pool", "pool_text", default=DEMO_POOL, show_default=True, help="--live: the pool.")
+@click.option("--rate-qps", type=float, default=None, help="--live: default between policies.")
+@click.option("--duration-s", type=float, default=15.0, show_default=True, help="--live.")
+@click.option("--time-scale", type=float, default=1.0, show_default=True, help="--live.")
+def demo(
+    model: str | None,
+    budget_per_hr: float,
+    out_dir: str,
+    live: bool,
+    pool_text: str,
+    rate_qps: float | None,
+    duration_s: float,
+    time_scale: float,
+) -> None:
+    """Plan and compare on the built-in data (rm2, $2.5/h, QoS 350 ms); --live: serve."""
     if live:
         from kairos.runtime.demo import run_live_demo
 
-        run_live_demo(model=model, echo=click.echo)
+        live_rows = run_live_demo(
+            model or "dien",
+            pool_text,
+            rate_qps=rate_qps,
+            duration_s=duration_s,
+            time_scale=time_scale,
+            echo=click.echo,
+        )
+        click.echo(format_live_demo(live_rows))
         return
+    model = model or "rm2"
     from kairos import allocator
     from kairos.scenario import Scenario
 
@@ -74,6 +98,37 @@ def demo(model: str, budget_per_hr: float, out_dir: str, live: bool) -> None:
         f"kairos / oracle = {c.ratio('kairos', 'oracle'):.2f}"
     )
     click.echo(f"wrote {', '.join(str(p) for p in written)} (folder {out}/)")
+
+
+def format_live_demo(rows: Sequence[DemoRow]) -> str:
+    header = [
+        "policy",
+        "sim_allowable_qps",
+        "sent",
+        "completed",
+        "rejected",
+        "errors",
+        "throughput_qps",
+        "p50_ms",
+        "p99_ms",
+        "within_qos",
+    ]
+    body = [
+        [
+            r.policy,
+            f"{r.simulated_allowable_qps:.1f}",
+            str(r.report.sent),
+            str(r.report.completed),
+            str(r.report.rejected),
+            str(r.report.errors),
+            f"{r.report.throughput_qps:.1f}",
+            f"{r.report.p50_ms:.1f}",
+            f"{r.report.p99_ms:.1f}",
+            f"{r.report.qos_met_fraction:.2%}",
+        ]
+        for r in rows
+    ]
+    return table(body, header)
 
 
 COMMANDS = [demo]

@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "kairos.cli.simulate",
     "kairos.cli.demo",
     "kairos.cli.serve",
+    "kairos.cli.worker",
     "kairos.cli.plan",
     "kairos.cli.compare",
 ]

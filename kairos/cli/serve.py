@@ -1,4 +1,4 @@
-"""``kairos serve``, ``kairos worker``, ``kairos loadgen`` and ``kairos demo-live``."""
+"""``kairos serve`` and ``kairos loadgen``."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from kairos.cli.common import (
     table,
 )
 from kairos.cli.simulate import REFERENCE_POOL
-from kairos.distributor import policy_class, policy_names
+from kairos.distributor import policy_names
 from kairos.errors import ConfigError
 from kairos.runtime.aio import parse_cpus
-from kairos.runtime.worker import worker_command as worker
+from kairos.runtime.pool import POOL_BACKENDS
+from kairos.runtime.router import LOG_FORMATS, RouterConfig
+from kairos.runtime.supervisor import HOSTINGS
+from kairos.runtime.transport import TRANSPORTS
+from kairos.runtime.worker import WORKER_MODES
 from kairos.workload import parse_mix
-
-
-def _default_policy() -> str:
-    return "kairos" if "kairos" in policy_names() else "fcfs"
 
 
 def _parse_workers(text: str) -> tuple[str, ...] | None:
@@ -38,15 +38,32 @@ def _parse_workers(text: str) -> tuple[str, ...] | None:
     return addresses
 
 
+def _d(name: str):
+    return RouterConfig.default(name)
+
+
 @click.command()
 @scenario_options
 @click.option(
     "--pool", "pool_text", default=REFERENCE_POOL, show_default=True, help="Pool as TYPE=N,TYPE=N."
 )
-@click.option("--policy", default=None, help="Distribution policy (default: kairos if present).")
+@click.option(
+    "--policy",
+    type=click.Choice(policy_names()),
+    default=_d("policy"),
+    show_default=True,
+    help="Distribution policy.",
+)
 @policy_options_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=int, default=8000, show_default=True, help="0 = any free port.")
+@click.option("--host", default=_d("host"), show_default=True, help="Address to bind.")
+@click.option("--port", type=int, default=_d("port"), show_default=True, help="0 = any free port.")
+@click.option(
+    "--backend",
+    type=click.Choice(POOL_BACKENDS.names()),
+    default=_d("backend"),
+    show_default=True,
+    help="Where the pool's workers run: local processes (or --workers addresses).",
+)
 @click.option(
     "--workers",
     "workers_text",
@@ -56,15 +73,15 @@ def _parse_workers(text: str) -> tuple[str, ...] | None:
 )
 @click.option(
     "--mode",
-    type=click.Choice(["replay", "model"]),
-    default="replay",
+    type=click.Choice(WORKER_MODES.names()),
+    default=_d("worker_mode"),
     show_default=True,
     help="Mode of local workers.",
 )
 @click.option(
     "--worker-hosting",
-    type=click.Choice(["type", "instance"]),
-    default="type",
+    type=click.Choice(HOSTINGS.names()),
+    default=_d("worker_hosting"),
     show_default=True,
     help="Local replay workers: one process per instance type (each instance still its own "
     "thread, socket, connection and RNG; ~35% less worker CPU) or one per instance. Model "
@@ -79,48 +96,63 @@ def _parse_workers(text: str) -> tuple[str, ...] | None:
 @click.option("--worker-cpus", default=None, help="Pin local workers to these cores, e.g. 1.")
 @click.option(
     "--transport",
-    type=click.Choice(["tcp", "grpc"]),
-    default="tcp",
+    type=click.Choice(TRANSPORTS.names()),
+    default=_d("transport"),
     show_default=True,
     help="Router-to-worker carrier (framed TCP is ~3x cheaper).",
 )
 @click.option(
     "--time-scale",
     type=float,
-    default=1.0,
+    default=_d("time_scale"),
     show_default=True,
     help="Replay service times x this (0 = zero latency); the clock is scaled back.",
 )
 @click.option(
     "--max-queue",
     type=int,
-    default=1000,
+    default=_d("max_queue"),
     show_default=True,
     help="Queued queries beyond which requests get HTTP 503.",
 )
-@click.option("--max-body-bytes", type=int, default=16 * 1024 * 1024, show_default=True)
+@click.option("--max-body-bytes", type=int, default=_d("max_body_bytes"), show_default=True)
 @click.option(
     "--api-token",
     envvar="KAIROS_API_TOKEN",
     default=None,
     help="Require 'Authorization: Bearer TOKEN' (env KAIROS_API_TOKEN).",
 )
-@click.option("--drain-timeout-s", type=float, default=30.0, show_default=True)
+@click.option("--drain-timeout-s", type=float, default=_d("drain_timeout_s"), show_default=True)
 @click.option(
     "--timeout-floor-s",
     type=float,
-    default=2.0,
+    default=_d("timeout_floor_s"),
     show_default=True,
-    help="Per-query hang timeout: this + 5 x the profiled p99 service time.",
+    help=f"Per-query hang timeout: this + {_d('timeout_p99_multiple'):g} x the profiled p99 "
+    "service time.",
+)
+@click.option(
+    "--max-attempts",
+    type=int,
+    default=_d("max_attempts"),
+    show_default=True,
+    help="Fail a query (502) once it may have caused this many worker failures.",
 )
 @click.option(
     "--overhead-factor",
     type=float,
-    default=3.0,
+    default=_d("overhead_factor"),
     show_default=True,
     help="Policy sees this x the p95 worker round-trip overhead as extra time per query (0 = off).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS.names()),
+    default=_d("log_format"),
+    show_default=True,
+    help="Router log lines on stderr: timestamped text, or one JSON object per line.",
+)
+@click.option("--seed", type=int, default=_d("seed"), show_default=True)
 def serve(
     model,
     qos_ms,
@@ -132,6 +164,7 @@ def serve(
     policy_option_texts,
     host,
     port,
+    backend,
     workers_text,
     mode,
     worker_hosting,
@@ -145,32 +178,51 @@ def serve(
     api_token,
     drain_timeout_s,
     timeout_floor_s,
+    max_attempts,
     overhead_factor,
+    log_format,
     seed,
 ):
     """Serve MODEL on POOL behind one KServe v2 HTTP endpoint (Ctrl-C drains and stops)."""
     from kairos.runtime.aio import run_event_loop
-    from kairos.runtime.router import RouterConfig, run_router
+    from kairos.runtime.router import run_router
 
     scenario = build_scenario(model, qos_ms, batch_mix, profiles_path, prices_path)
     pool = parse_pool(scenario, pool_text)
-    name = policy or _default_policy()
-    policy_class(name)  # an unknown name fails here, before any worker starts
     if host not in ("127.0.0.1", "localhost", "::1") and not api_token:
-        click.echo(f"warning: binding {host} without --api-token exposes the endpoint to "
-                   "anyone who can reach it", err=True)  # fmt: skip
+        click.echo(
+            f"warning: binding {host} without --api-token exposes the endpoint to "
+            "anyone who can reach it",
+            err=True,
+        )
     cfg = RouterConfig(
-        model=scenario.model, pool=pool, policy=name, host=host, port=port,
-        workers=_parse_workers(workers_text), worker_mode=mode, handler=handler,
-        worker_hosting=worker_hosting, transport=transport,
-        router_cpus=parse_cpus(router_cpus), worker_cpus=parse_cpus(worker_cpus),
-        time_scale=time_scale, max_queue=max_queue, api_token=api_token,
-        max_body_bytes=max_body_bytes, drain_timeout_s=drain_timeout_s,
-        timeout_floor_s=timeout_floor_s, seed=seed,
+        model=scenario.model,
+        pool=pool,
+        policy=policy,
+        host=host,
+        port=port,
+        backend=backend,
+        workers=_parse_workers(workers_text),
+        worker_mode=mode,
+        handler=handler,
+        worker_hosting=worker_hosting,
+        transport=transport,
+        router_cpus=parse_cpus(router_cpus),
+        worker_cpus=parse_cpus(worker_cpus),
+        time_scale=time_scale,
+        max_queue=max_queue,
+        api_token=api_token,
+        max_body_bytes=max_body_bytes,
+        drain_timeout_s=drain_timeout_s,
+        timeout_floor_s=timeout_floor_s,
+        max_attempts=max_attempts,
+        seed=seed,
         profiles_path=profiles_path,
         policy_options=tuple(parse_policy_options(policy_option_texts).items()),
         overhead_factor=overhead_factor,
-    )  # fmt: skip
+        log_format=log_format,
+    )
+    cfg.check()  # every bad setting fails here, before any worker starts
     run_event_loop(run_router(cfg, scenario))
 
 
@@ -198,9 +250,18 @@ def serve(
 )
 @click.option("--json", "as_json", is_flag=True)
 def loadgen(
-    url, model, rate_qps, duration_s, batch_mix, seed, api_token, find_capacity, precision,
-    tensors, as_json,
-):  # fmt: skip
+    url,
+    model,
+    rate_qps,
+    duration_s,
+    batch_mix,
+    seed,
+    api_token,
+    find_capacity,
+    precision,
+    tensors,
+    as_json,
+):
     """Open-loop Poisson load against a KServe v2 endpoint; report latency and QoS."""
     from kairos.runtime.aio import run_event_loop
     from kairos.runtime.loadgen import LoadSpec, run_load
@@ -209,8 +270,16 @@ def loadgen(
     mix = parse_mix(batch_mix)
     if rate_qps is None and not find_capacity:
         raise ConfigError("--rate-qps is missing.", "pass --rate-qps R or --find-capacity.")
-    spec = LoadSpec(url, model, rate_qps or 1.0, duration_s, mix, seed=seed, api_token=api_token,
-                    binary=tensors == "binary")  # fmt: skip
+    spec = LoadSpec(
+        url,
+        model,
+        rate_qps or 1.0,
+        duration_s,
+        mix,
+        seed=seed,
+        api_token=api_token,
+        binary=tensors == "binary",
+    )
     if find_capacity:
 
         def show(t):
@@ -238,19 +307,4 @@ def loadgen(
     click.echo(table(rows, ["metric", "value"]))
 
 
-@click.command("demo-live")
-@click.option("--model", "-m", default="dien", show_default=True)
-@click.option("--pool", "pool_text", default="g4dn.xlarge=1,r5n.large=3", show_default=True)
-@click.option("--rate-qps", type=float, default=None, help="Default: between the policies.")
-@click.option("--duration-s", type=float, default=15.0, show_default=True)
-@click.option("--time-scale", type=float, default=1.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-def demo_live(model, pool_text, rate_qps, duration_s, time_scale, seed):
-    """Serve a small local pool under kairos, then fcfs, and compare them side by side."""
-    from kairos.runtime.demo import run_live_demo
-
-    run_live_demo(model, pool_text, rate_qps=rate_qps, duration_s=duration_s,
-                  time_scale=time_scale, seed=seed, echo=click.echo)  # fmt: skip
-
-
-COMMANDS = [serve, worker, loadgen, demo_live]
+COMMANDS = [serve, loadgen]

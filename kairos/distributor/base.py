@@ -24,6 +24,7 @@ import numpy as np
 from kairos.distributor.state import ClusterState
 from kairos.errors import PolicyError
 from kairos.profiles import ModelProfiles
+from kairos.registry import Registry
 from kairos.workload import Query
 
 Decision = tuple[int, int]  # (qid, instance index)
@@ -102,41 +103,30 @@ class Policy(ABC):
         """Called once per completed query (before ``decide``)."""
 
 
-_REGISTRY: dict[str, type[Policy]] = {}
-_DISCOVERED = [False]
+def _discover() -> None:
+    package = importlib.import_module("kairos.distributor.policies")
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{info.name}")
+
+
+POLICIES: Registry[type[Policy]] = Registry(
+    "policy", "pass --policy with one of the known names.", PolicyError, _discover
+)
 
 
 def register(cls: type[Policy]) -> type[Policy]:
     """Class decorator: make a policy selectable by its ``name``."""
     if not cls.name:
         raise PolicyError(f"policy class {cls.__name__} has no name.", "set name = '...'.")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _discover() -> None:
-    if _DISCOVERED[0]:
-        return
-    _DISCOVERED[0] = True
-    package = importlib.import_module("kairos.distributor.policies")
-    for info in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{info.name}")
+    return POLICIES.add(cls.name, cls)
 
 
 def policy_names() -> tuple[str, ...]:
-    _discover()
-    return tuple(sorted(_REGISTRY))
+    return tuple(sorted(POLICIES.names()))
 
 
 def policy_class(name: str) -> type[Policy]:
-    _discover()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise PolicyError(
-            f"policy {name!r} is not known (known: {', '.join(policy_names())}).",
-            "pass --policy with one of the known names.",
-        ) from None
+    return POLICIES.get(name)
 
 
 def make_policy(name: str, ctx: PolicyContext, **options: Any) -> Policy:

@@ -8,6 +8,7 @@ and workers up are read from the router's state at scrape time (no cost per quer
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -24,7 +25,7 @@ class RouterMetrics:
     def __init__(
         self,
         type_names: tuple[str, ...],
-        cost_per_hr: float,
+        cost_per_hr: Callable[[], float],
         queue_length: Callable[[], float],
         in_flight: Callable[[], float],
         workers_up: Callable[[], float],
@@ -76,15 +77,25 @@ class RouterMetrics:
         )
         Gauge("kairos_workers_up", "Workers up.", registry=r).set_function(workers_up)
         Gauge("kairos_pool_cost_per_hour", "Hourly price of the pool in dollars.",
-              registry=r).set(cost_per_hr)  # fmt: skip
-        self._latency_by_type = {t: self.latency.labels(t) for t in type_names}
-        self._completed_by_type = {t: self.completed.labels(t) for t in type_names}
+              registry=r).set_function(cost_per_hr)  # fmt: skip
+        self._by_type: dict[str, tuple[Any, Any]] = {}
+        for t in type_names:
+            self._series(t)
+
+    def _series(self, instance_type: str) -> tuple[Any, Any]:
+        """The type's latency histogram and completion counter (types join on a resize)."""
+        series = self._by_type.get(instance_type)
+        if series is None:
+            series = (self.latency.labels(instance_type), self.completed.labels(instance_type))
+            self._by_type[instance_type] = series
+        return series
 
     def observe(
         self, instance_type: str, latency_s: float, queue_s: float, overhead_s: float, qos_s: float
     ) -> None:
-        self._latency_by_type[instance_type].observe(latency_s)
-        self._completed_by_type[instance_type].inc()
+        latency, completed = self._series(instance_type)
+        latency.observe(latency_s)
+        completed.inc()
         self.queue_time.observe(queue_s)
         self.overhead.observe(overhead_s)
         if latency_s > qos_s:

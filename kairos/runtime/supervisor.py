@@ -1,15 +1,15 @@
 """``--workers local``: start the pool's workers as child processes and keep them alive.
 
-Each worker process is ``python -m kairos.runtime ... --port 0``; it binds free loopback
+Each worker process is ``python -m kairos.cli.worker ... --port 0``; it binds free loopback
 ports and prints them on its first stdout line, so there is no port race. ``hosting``
 decides how instances map to processes: ``instance`` (one process per instance) or
 ``type`` (replay mode: one process per run of same-type instances, each instance still its
 own thread, socket, connection and RNG stream; see docs/runtime.md for the measurements
-behind the default). A watcher task per process reports an unexpected exit to the router
-for every instance the process hosted (which marks them down and calls ``restart``). A hung
-worker is killed by ``restart`` too; restarting one instance of a group restarts the group
-once, and the other instances are reported down so they reconnect. Children watch their
-parent's pid and exit if the router dies without cleaning up.
+behind the default). A watcher task per process reports an unexpected exit to its owner (the
+local worker pool) for every instance the process hosted. A hung worker is killed by
+``restart`` too; restarting one instance of a group restarts the group once, and the other
+instances are reported down so they reconnect. Children watch their parent's pid and exit if
+the router dies without cleaning up.
 """
 
 from __future__ import annotations
@@ -23,13 +23,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from kairos.errors import RuntimeServiceError
+from kairos.registry import Registry
 from kairos.runtime.worker import READY_LINE
 
 START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 5.0
 
-
-HOSTINGS = ("instance", "type")
+# How local instances map to processes; the value says whether same-type replay instances
+# may share one process.
+HOSTINGS: Registry[bool] = Registry(
+    "worker hosting", "pass --worker-hosting type (a process per type) or instance."
+)
+HOSTINGS.add("type", True)
+HOSTINGS.add("instance", False)
 
 
 @dataclass(frozen=True)
@@ -45,13 +51,16 @@ class WorkerSpec:
     cpus: tuple[int, ...] = ()
 
 
-def group_instances(specs: list[WorkerSpec], hosting: str) -> list[list[int]]:
+def group_instances(specs: list[WorkerSpec], hosting: str, first: int = 0) -> list[list[int]]:
     """Instances per process: singletons, or runs of same-type replay instances whose seeds
-    follow each other (so every instance keeps the RNG stream it has when alone)."""
+    follow each other (so every instance keeps the RNG stream it has when alone). Instance
+    ids are ``first``, ``first + 1``, ... in ``specs`` order."""
+    share = HOSTINGS.get(hosting)
     groups: list[list[int]] = []
-    for j, spec in enumerate(specs):
-        prev = specs[groups[-1][-1]] if groups else None
-        shareable = hosting == "type" and spec.mode == "replay" and spec.handler is None
+    for k, spec in enumerate(specs):
+        j = first + k
+        prev = specs[groups[-1][-1] - first] if groups else None
+        shareable = share and spec.mode == "replay" and spec.handler is None
         if (
             shareable
             and prev is not None
@@ -66,41 +75,74 @@ def group_instances(specs: list[WorkerSpec], hosting: str) -> list[list[int]]:
 
 
 class LocalSupervisor:
-    """Owns the worker processes of one router; index ``j`` is the router's instance ``j``."""
+    """Owns the worker processes of one pool; index ``j`` is the pool's instance ``j``.
 
-    def __init__(
-        self, specs: list[WorkerSpec], on_exit: Callable[[int], None], hosting: str = "instance"
-    ) -> None:
-        self._specs = specs
+    ``on_exit(j, group_size)`` reports an unexpected exit of the process hosting ``j``.
+    """
+
+    def __init__(self, on_exit: Callable[[int, int], None], hosting: str = "instance") -> None:
+        HOSTINGS.check(hosting)
+        self._hosting = hosting
         self._on_exit = on_exit
-        self._groups = group_instances(specs, hosting)
-        self._group_of = {j: g for g, members in enumerate(self._groups) for j in members}
-        n = len(self._groups)
-        self._procs: list[asyncio.subprocess.Process | None] = [None] * n
-        self._watchers: list[asyncio.Task[None] | None] = [None] * n
-        self._locks = [asyncio.Lock() for _ in range(n)]
-        self._addresses: list[str] = [""] * len(specs)
+        self._specs: list[WorkerSpec] = []
+        self._groups: list[list[int]] = []
+        self._group_of: dict[int, int] = {}
+        self._procs: list[asyncio.subprocess.Process | None] = []
+        self._watchers: list[asyncio.Task[None] | None] = []
+        self._locks: list[asyncio.Lock] = []
+        self._addresses: list[str] = []
         self._stopping = False
 
     def pid(self, j: int) -> int | None:
         proc = self._procs[self._group_of[j]]
         return None if proc is None else proc.pid
 
-    async def start_all(self) -> list[str]:
-        """Start every worker process; return the instances' addresses in instance order."""
-        await asyncio.gather(*(self._start(g) for g in range(len(self._groups))))
-        return list(self._addresses)
+    def group_size(self, j: int) -> int:
+        return len(self._groups[self._group_of[j]])
+
+    async def add(self, specs: list[WorkerSpec]) -> list[str]:
+        """Start processes for new instances (ids continue after the existing ones); return
+        the new instances' addresses in order."""
+        first = len(self._specs)
+        self._specs += specs
+        self._addresses += [""] * len(specs)
+        new_groups = group_instances(specs, self._hosting, first)
+        start = len(self._groups)
+        for members in new_groups:
+            self._group_of.update({j: len(self._groups) for j in members})
+            self._groups.append(members)
+            self._procs.append(None)
+            self._watchers.append(None)
+            self._locks.append(asyncio.Lock())
+        await asyncio.gather(*(self._start(g) for g in range(start, len(self._groups))))
+        return self._addresses[first:]
 
     async def _start(self, g: int) -> None:
         members = self._groups[g]
         spec = self._specs[members[0]]
         args = [
-            sys.executable, "-m", "kairos.runtime",
-            "--instance-type", spec.instance_type, "--model", spec.model,
-            "--port", "0", "--mode", spec.mode, "--time-scale", repr(spec.time_scale),
-            "--seed", str(spec.seed), "--parent-pid", str(os.getpid()),
-            "--transport", spec.transport, "--instances", str(len(members)),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "kairos.cli.worker",
+            "--instance-type",
+            spec.instance_type,
+            "--model",
+            spec.model,
+            "--port",
+            "0",
+            "--mode",
+            spec.mode,
+            "--time-scale",
+            repr(spec.time_scale),
+            "--seed",
+            str(spec.seed),
+            "--parent-pid",
+            str(os.getpid()),
+            "--transport",
+            spec.transport,
+            "--instances",
+            str(len(members)),
+        ]
         if spec.handler:
             args += ["--handler", spec.handler]
         if spec.profiles_path:
@@ -111,18 +153,25 @@ class LocalSupervisor:
         self._procs[g] = proc
         try:
             ports = await asyncio.wait_for(_read_ports(proc), START_TIMEOUT_S)
-            if len(ports) != len(members):
-                raise RuntimeServiceError(f"{len(ports)} ports for {len(members)} instances",
-                                          "report a bug.")  # fmt: skip
-        except (TimeoutError, RuntimeServiceError):
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        except TimeoutError:
+            await _kill(proc)
             raise RuntimeServiceError(
                 f"worker for instances {members} ({spec.instance_type}) did not start within "
-                f"{START_TIMEOUT_S:g} s (exit status {proc.returncode}).",
-                "run the same 'kairos worker' command by hand to see its error.",
+                f"{START_TIMEOUT_S:g} s.",
+                "run the same 'kairos worker' command by hand to see what it waits for.",
             ) from None
+        except RuntimeServiceError:
+            await _kill(proc)
+            raise RuntimeServiceError(
+                f"worker for instances {members} ({spec.instance_type}) exited before it was "
+                f"ready (exit status {proc.returncode}); its error is above.",
+                "fix what its error names, or run the same 'kairos worker' command by hand.",
+            ) from None
+        if len(ports) != len(members):
+            await _kill(proc)
+            raise RuntimeServiceError(
+                f"{len(ports)} ports for {len(members)} instances", "report a bug."
+            )
         for j, port in zip(members, ports, strict=True):
             self._addresses[j] = f"127.0.0.1:{port}"
         self._watchers[g] = asyncio.create_task(self._watch(g, proc))
@@ -143,29 +192,42 @@ class LocalSupervisor:
                 and proc.returncode is None
             ):
                 return self._addresses[j]
-            await self._kill(g)
+            await self._stop_group(g)
             await self._start(g)
         # Siblings' connections went with the old process; they must reconnect too.
         for k in self._groups[g]:
             if k != j:
-                self._on_exit(k)
+                self._on_exit(k, len(self._groups[g]))
         return self._addresses[j]
 
-    async def _kill(self, g: int) -> None:
+    async def stop(self, instances: list[int]) -> list[int]:
+        """Stop the processes all of whose instances are in ``instances``; return the
+        instances whose process still runs (it co-hosts an instance not being stopped)."""
+        gone = set(instances)
+        kept = []
+        for g, members in enumerate(self._groups):
+            if not gone & set(members):
+                continue
+            if set(members) <= gone:
+                async with self._locks[g]:
+                    await self._stop_group(g)
+            else:
+                kept += [j for j in members if j in gone]
+        return kept
+
+    async def _stop_group(self, g: int) -> None:
         watcher, proc = self._watchers[g], self._procs[g]
         self._watchers[g] = None
         if watcher is not None:
             watcher.cancel()
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        if proc is not None:
+            await _kill(proc)
 
     async def _watch(self, g: int, proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
         if not self._stopping and self._procs[g] is proc:
             for j in self._groups[g]:
-                self._on_exit(j)
+                self._on_exit(j, len(self._groups[g]))
 
     async def stop_all(self) -> None:
         """SIGTERM every worker, then SIGKILL those still alive after a grace period."""
@@ -185,6 +247,13 @@ class LocalSupervisor:
                     with contextlib.suppress(ProcessLookupError):
                         p.kill()
             await asyncio.gather(*(p.wait() for p in live))
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    await proc.wait()
 
 
 async def _read_ports(proc: asyncio.subprocess.Process) -> list[int]:

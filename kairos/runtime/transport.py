@@ -12,7 +12,11 @@ unary call, and the router's ceiling depends on exactly that (docs/runtime.md).
 grpcurl, service meshes) matters more than the per-query CPU.
 
 A link is "one query at a time" by construction: the router only dispatches to an idle
-instance, and the worker serialises queries with a lock in any case.
+instance, and the worker serialises queries with a lock in any case. Both carriers offer the
+same call, ``start_call(message, on_reply)``: the framed-TCP one writes at once and calls back
+from ``data_received`` (no task per query); gRPC's asyncio API has no callback form, so its
+``start_call`` runs one small task per query that awaits the stream and then calls back. The
+router has one dispatch path for both.
 """
 
 from __future__ import annotations
@@ -20,16 +24,17 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from kairos.registry import Registry
 from kairos.runtime.wire import DESCRIBE, GRPC_OPTIONS, SERVE, SERVICE, frame, unframe
 
 if TYPE_CHECKING:
     import grpc
 
-TRANSPORTS = ("tcp", "grpc")
 _LENGTH = struct.Struct("!I")
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
@@ -38,10 +43,15 @@ class WorkerLost(Exception):
     """A worker's connection ended or failed; the instance must be marked down."""
 
 
+OnReply = Callable[[bytes | BaseException], None]
+
+
 class Link(Protocol):
     address: str
 
     async def open(self, timeout_s: float) -> dict[str, Any]: ...
+
+    def start_call(self, message: bytes, on_reply: OnReply) -> None: ...
 
     async def call(self, message: bytes, timeout_s: float) -> bytes: ...
 
@@ -68,9 +78,6 @@ class _FrameReader:
             out.append(bytes(buf[_LENGTH.size : end]))
             del buf[:end]
         return out
-
-
-OnReply = Callable[[bytes | BaseException], None]
 
 
 class _ClientProtocol(asyncio.Protocol):
@@ -165,6 +172,7 @@ class GrpcLink:
         self.address = address
         self._channel: grpc.aio.Channel | None = None  # grpc is imported only when used
         self._stream: Any = None
+        self._tasks: set[asyncio.Task[bytes]] = set()
 
     async def open(self, timeout_s: float) -> dict[str, Any]:
         import grpc
@@ -179,30 +187,46 @@ class GrpcLink:
         self._stream = channel.stream_stream(SERVE)()
         return dict(orjson.loads(raw))
 
-    async def call(self, message: bytes, timeout_s: float) -> bytes:
+    def start_call(self, message: bytes, on_reply: OnReply) -> None:
+        """Send ``message`` on the stream; ``on_reply`` gets the reply or the failure."""
+        if self._stream is None:
+            raise WorkerLost("no open stream")
+        task = asyncio.ensure_future(self._exchange(message))
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[bytes]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled():
+                exc = t.exception()
+                on_reply(t.result() if exc is None else WorkerLost(f"gRPC call failed ({exc!r})"))
+
+        task.add_done_callback(done)
+
+    async def _exchange(self, message: bytes) -> bytes:
         stream = self._stream
         if stream is None:
             raise WorkerLost("no open stream")
-        async with asyncio.timeout(timeout_s):
-            await stream.write(message)
-            reply = await stream.read()
+        await stream.write(message)
+        reply = await stream.read()
         import grpc
 
         if reply is grpc.aio.EOF:
             raise WorkerLost("the worker closed its stream")
         return bytes(reply)
 
+    async def call(self, message: bytes, timeout_s: float) -> bytes:
+        async with asyncio.timeout(timeout_s):
+            return await self._exchange(message)
+
     async def close(self) -> None:
         stream, channel = self._stream, self._channel
         self._stream = self._channel = None
+        for task in list(self._tasks):
+            task.cancel()
         if stream is not None:
             stream.cancel()
         if channel is not None:
             await channel.close(grace=None)
-
-
-def make_link(transport: str, address: str) -> Link:
-    return GrpcLink(address) if transport == "grpc" else TcpLink(address)
 
 
 # --- worker side ----------------------------------------------------------------------------
@@ -259,8 +283,11 @@ class _ServerProtocol(asyncio.Protocol):
 
     async def _answer(self, message: bytes) -> None:
         header, _ = unframe(message)
-        reply = frame(self._describe()) if header.get("op") == "describe" else (
-            await self._handle(message))  # fmt: skip
+        reply = (
+            frame(self._describe())
+            if header.get("op") == "describe"
+            else (await self._handle(message))
+        )
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(_LENGTH.pack(len(reply)) + reply)
 
@@ -268,16 +295,18 @@ class _ServerProtocol(asyncio.Protocol):
         self._transport = None
 
 
-async def start_tcp_server(host: str, port: int, handle: Handle, describe: Describe
-                           ) -> tuple[Server, int]:  # fmt: skip
+async def start_tcp_server(
+    host: str, port: int, handle: Handle, describe: Describe
+) -> tuple[Server, int]:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _ServerProtocol(handle, describe), host, port)
     bound = server.sockets[0].getsockname()[1]
     return _TcpServer(server), int(bound)
 
 
-async def start_grpc_server(host: str, port: int, handle: Handle, describe: Describe
-                            ) -> tuple[Server, int]:  # fmt: skip
+async def start_grpc_server(
+    host: str, port: int, handle: Handle, describe: Describe
+) -> tuple[Server, int]:
     import grpc
 
     async def describe_rpc(request: bytes, context: Any) -> bytes:
@@ -305,3 +334,22 @@ async def start_grpc_server(host: str, port: int, handle: Handle, describe: Desc
         raise OSError(f"cannot bind {host}:{port}")
     await server.start()
     return _GrpcServer(server), bound
+
+
+@dataclass(frozen=True)
+class Transport:
+    """A carrier's two ends: the router's link and the worker's server."""
+
+    link: Callable[[str], Link]
+    serve: Callable[[str, int, Handle, Describe], Awaitable[tuple[Server, int]]]
+
+
+TRANSPORTS: Registry[Transport] = Registry(
+    "transport", "pass --transport tcp (framed TCP, the default) or grpc."
+)
+TRANSPORTS.add("tcp", Transport(TcpLink, start_tcp_server))
+TRANSPORTS.add("grpc", Transport(GrpcLink, start_grpc_server))
+
+
+def make_link(transport: str, address: str) -> Link:
+    return TRANSPORTS.get(transport).link(address)

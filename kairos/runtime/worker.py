@@ -23,17 +23,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-import click
 import numpy as np
 
 from kairos.errors import ConfigError
 from kairos.profiles import LatencyProfile, default_profiles, load_profiles
-from kairos.runtime.aio import parse_cpus, pin_to_cpus, run_event_loop, settle_heap
+from kairos.registry import Registry
+from kairos.runtime.aio import pin_to_cpus, run_event_loop, settle_heap
 from kairos.runtime.dlrm import DlrmConfig, TinyDlrm, dlrm_signature
-from kairos.runtime.transport import TRANSPORTS, Server, start_grpc_server, start_tcp_server
+from kairos.runtime.transport import TRANSPORTS, Server
 from kairos.runtime.wire import (
     BadRequest,
     TensorSpec,
@@ -46,7 +46,6 @@ from kairos.runtime.wire import (
 )
 
 READY_LINE = "KAIROS_WORKER_READY"
-MODES = ("replay", "model")
 # asyncio timers have millisecond granularity; the last stretch of a sleep is spent in
 # time.sleep so replayed service times are accurate to tens of microseconds.
 _FINE_SLEEP_S = 0.002
@@ -175,18 +174,23 @@ def load_callable(spec: str) -> Callable[[dict[str, np.ndarray]], Any]:
     return obj
 
 
+WORKER_MODES: Registry[Callable[[WorkerConfig, LatencyProfile], Handler]] = Registry(
+    "worker mode", "pass --mode replay (emulate the type from its profile) or model."
+)
+WORKER_MODES.add("replay", lambda cfg, profile: ReplayHandler(profile, cfg.time_scale, cfg.seed))
+WORKER_MODES.add("model", lambda cfg, profile: CallableHandler(TinyDlrm()))
+
+
 def make_handler(cfg: WorkerConfig, profile: LatencyProfile) -> Handler:
-    if cfg.mode not in MODES:
-        raise ConfigError(f"worker mode {cfg.mode!r} is unknown.", f"use one of {MODES}.")
+    """A user's ``--handler`` wins over the mode; otherwise the mode's handler."""
+    make = WORKER_MODES.get(cfg.mode)
     if cfg.time_scale < 0:
         raise ConfigError(
             f"time scale {cfg.time_scale!r} is negative.", "pass --time-scale >= 0 (1 = real)."
         )
     if cfg.handler is not None:
         return CallableHandler(load_callable(cfg.handler))
-    if cfg.mode == "model":
-        return CallableHandler(TinyDlrm())
-    return ReplayHandler(profile, cfg.time_scale, cfg.seed)
+    return make(cfg, profile)
 
 
 class WorkerService:
@@ -230,7 +234,7 @@ class WorkerService:
 
 
 async def _bind(cfg: WorkerConfig, service: WorkerService) -> tuple[Server, int]:
-    start = start_grpc_server if cfg.transport == "grpc" else start_tcp_server
+    start = TRANSPORTS.get(cfg.transport).serve
     try:
         return await start(cfg.host, cfg.port, service.handle, service.description)
     except OSError as exc:
@@ -348,69 +352,32 @@ async def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> None:
     stop.set()
 
 
-@click.command("worker")
-@click.option("--instance-type", required=True, help="The instance type this worker is.")
-@click.option("--model", "-m", required=True, help="Model name in the profiles.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=0, show_default=True, help="0 = any free port.")
-@click.option("--mode", type=click.Choice(MODES), default="replay", show_default=True)
-@click.option("--handler", default=None, help="module:callable taking {name: ndarray}.")
-@click.option(
-    "--time-scale",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="Replay: sleep profile time x this (0 = answer at once).",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--profiles", "profiles_path", type=click.Path(), default=None)
-@click.option(
-    "--transport",
-    type=click.Choice(TRANSPORTS),
-    default="tcp",
-    show_default=True,
-    help="Framed TCP (fast) or gRPC; must match the router's --transport.",
-)
-@click.option(
-    "--instances",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Co-host N instances of the type (replay mode), one port each from --port "
-    "(0 = any); seeds --seed, --seed+1, ...",
-)
-@click.option("--cpus", default=None, help="Pin this process to these cores, e.g. 1 or 1,2.")
-@click.option("--parent-pid", type=int, default=None, hidden=True)
-def worker_command(
-    instance_type: str,
-    model: str,
-    host: str,
-    port: int,
-    mode: str,
-    handler: str | None,
-    time_scale: float,
-    seed: int,
-    profiles_path: str | None,
-    transport: str,
-    instances: int,
-    cpus: str | None,
-    parent_pid: int | None,
+def run_worker(
+    cfg: WorkerConfig,
+    *,
+    instances: int = 1,
+    profiles_path: str | None = None,
+    cpus: tuple[int, ...] = (),
 ) -> None:
-    """Serve one instance to a router: replay its profile, or run a model."""
-    pin_to_cpus(parse_cpus(cpus))  # before any thread starts: they inherit it
-    profiles = load_profiles(profiles_path) if profiles_path else default_profiles()
-    profile = profiles.get(model, instance_type)
-    cfgs = [
-        WorkerConfig(instance_type, model, host, port + k if port else 0, mode, handler,
-                     time_scale, seed + k, parent_pid, transport)
-        for k in range(instances)
-    ]  # fmt: skip
-    if instances == 1:
-        run_event_loop(serve_worker(cfgs[0], profile))
-        return
-    if mode != "replay" or handler is not None:
+    """Serve ``instances`` instances (ports ``cfg.port``, +1, ...; seeds ``cfg.seed``, +1, ...)
+    until stopped; several are co-hosted in this process (replay mode only)."""
+    pin_to_cpus(cpus)  # before any thread starts: they inherit it
+    if instances < 1:
+        raise ConfigError(f"--instances {instances} is below 1.", "host at least one instance.")
+    WORKER_MODES.check(cfg.mode)
+    TRANSPORTS.check(cfg.transport)
+    if instances > 1 and (cfg.mode != "replay" or cfg.handler is not None):
         raise ConfigError(
-            f"--instances {instances} co-hosts replay instances only (mode {mode!r}).",
+            f"--instances {instances} co-hosts replay instances only (mode {cfg.mode!r}).",
             "run one process per instance for a real model: its compute needs its own core.",
         )
-    serve_group(cfgs, profile)
+    profiles = load_profiles(profiles_path) if profiles_path else default_profiles()
+    profile = profiles.get(cfg.model, cfg.instance_type)
+    cfgs = [
+        replace(cfg, port=cfg.port + k if cfg.port else 0, seed=cfg.seed + k)
+        for k in range(instances)
+    ]
+    if instances == 1:
+        run_event_loop(serve_worker(cfgs[0], profile))
+    else:
+        serve_group(cfgs, profile)

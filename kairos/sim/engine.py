@@ -1,8 +1,9 @@
 """Discrete-event simulator of a heterogeneous pool behind one central queue.
 
 Events are query arrivals (pre-generated, already sorted) and instance completions (a heap);
-the loop merges the two streams in time order, completions first on ties. After each event
-the policy is asked for decisions and the simulator applies them. Each instance serves one
+the loop merges the two streams in time order, completions first on ties, and feeds each to
+the ``Driver`` (``arrive`` / ``complete``), which asks the policy and applies its decisions;
+the simulator schedules the completion of every query started. Each instance serves one
 query at a time. A query's service time on every type is drawn up front from one uniform
 ``u`` per query (common random numbers: the same query is equally lucky on any type it may
 land on), so the policy's choice never changes which random numbers later queries get and a
@@ -12,21 +13,18 @@ run is a pure function of its seed.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from kairos.catalog import Pool
-from kairos.distributor.base import Policy, PolicyContext, make_policy
-from kairos.distributor.state import ClusterState
+from kairos.distributor.driver import Driver, PolicyFactory
 from kairos.errors import PolicyError
 from kairos.scenario import Scenario
 from kairos.sim.records import QueryRecords
 from kairos.workload import QueryStream
-
-PolicyFactory = Callable[[PolicyContext], Policy]
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,12 +34,6 @@ class SimResult:
     qos_ms: float
     cost_per_hr: float
     records: QueryRecords
-
-
-def seed_streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
-    """Independent (service-time, policy) generators derived from one seed."""
-    service, policy = np.random.SeedSequence(seed).spawn(2)
-    return np.random.default_rng(service), np.random.default_rng(policy)
 
 
 def service_times_s(
@@ -68,19 +60,10 @@ def simulate(
     instance_types = pool.instance_types()
     for t in pool.types:
         scenario.profiles.get(t)
-    svc_rng, policy_rng = seed_streams(seed)
-    ctx = PolicyContext(
-        scenario.model, scenario.qos_ms, scenario.profiles, instance_types, policy_rng
-    )
-    pol = (
-        make_policy(policy, ctx, **(policy_options or {}))
-        if isinstance(policy, str)
-        else policy(ctx)
-    )
-    state = ClusterState(instance_types)
-    ctx.prime(stream.batch_size)
-    service = service_times_s(scenario, state.type_names, stream, svc_rng)
-    start_s, finish_s, instance = _run(state, pol, ctx, stream, service)
+    driver = Driver(scenario, instance_types, policy, seed=seed, policy_options=policy_options)
+    driver.ctx.prime(stream.batch_size)
+    service = service_times_s(scenario, driver.state.type_names, stream, driver.service_rng)
+    start_s, finish_s, instance = _run(driver, stream, service)
     records = QueryRecords(
         arrival_s=stream.arrival_s,
         start_s=np.array(start_s),
@@ -89,54 +72,42 @@ def simulate(
         batch_size=stream.batch_size,
         instance_type=instance_types,
     )
-    return SimResult(pool, pol.name, scenario.qos_ms, pool.cost_per_hr(scenario.prices), records)
+    name = driver.policy.name
+    return SimResult(pool, name, scenario.qos_ms, pool.cost_per_hr(scenario.prices), records)
 
 
 def _run(
-    state: ClusterState,
-    pol: Policy,
-    ctx: PolicyContext,
-    stream: QueryStream,
-    service: list[list[float]],
+    driver: Driver, stream: QueryStream, service: list[list[float]]
 ) -> tuple[list[float], list[float], list[int]]:
+    """Merge arrivals and completions in time order (completions first on ties)."""
     n = len(stream)
     queries = stream.queries()
     arrivals = stream.arrival_s.tolist()
     start_s = [0.0] * n
     finish_s = [0.0] * n
     where = [-1] * n
-    type_idx = state.type_idx
+    type_idx = driver.state.type_idx
     heap: list[tuple[float, int]] = []
-    decide = pol.decide
-    on_arrival = pol.on_arrival
-    on_finish = pol.on_finish
-    est_ms = ctx.est_ms
+    arrive, complete = driver.arrive, driver.complete
     push, pop = heapq.heappush, heapq.heappop
     i = 0
     while i < n or heap:
         if heap and (i >= n or heap[0][0] <= arrivals[i]):
             now, j = pop(heap)
-            state.now_s = now
-            q = state.finish(j)
+            q, starts = complete(j, now)
             finish_s[q.qid] = now
-            on_finish(q, j, state)
         else:
             now = arrivals[i]
-            state.now_s = now
-            q = queries[i]
+            starts = arrive(queries[i], now)
             i += 1
-            state.enqueue(q)
-            on_arrival(q, state)
-        for qid, j in decide(state):
-            k = type_idx[j]
-            q = state.start(qid, j, est_ms(queries[qid].batch_size)[k] / 1000.0)
+        for qid, j in starts:
             start_s[qid] = now
             where[qid] = j
-            push(heap, (now + service[k][qid], j))
-        if not heap and i >= n and state.queue:
+            push(heap, (now + service[type_idx[j]][qid], j))
+        if not heap and i >= n and driver.state.queue:
             raise PolicyError(
-                f"policy {pol.name!r} left {len(state.queue)} queries queued with every "
-                "instance idle and no event pending.",
+                f"policy {driver.policy.name!r} left {len(driver.state.queue)} queries queued "
+                "with every instance idle and no event pending.",
                 "a policy must eventually start every queued query.",
             )
     return start_s, finish_s, where

@@ -5,22 +5,32 @@ checking that no query is lost or started twice."""
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from kairos.distributor import ClusterState, PolicyContext, make_policy
-from kairos.profiles import ModelProfiles, default_profiles
+from kairos.distributor import ClusterState, PolicyContext
+from kairos.distributor.driver import Driver
+from kairos.profiles import ModelProfiles, ProfileSet, default_profiles
+from kairos.scenario import Scenario
 from kairos.workload import Query
 
 _PROFILES: dict[str, ModelProfiles] = {}
+_SETS: list[ProfileSet] = []
 
 GPU, CPU, SLOW = "g4dn.xlarge", "r5n.large", "t3.xlarge"
 
 
+def _profile_set() -> ProfileSet:
+    if not _SETS:
+        _SETS.append(default_profiles())
+    return _SETS[0]
+
+
 def model_profiles(model: str = "rm2") -> ModelProfiles:
     if model not in _PROFILES:
-        _PROFILES[model] = default_profiles().model(model)
+        _PROFILES[model] = _profile_set().model(model)
     return _PROFILES[model]
 
 
@@ -71,66 +81,58 @@ def replay(
 ) -> Trace:
     """Replay queries (``batches``, inter-arrival ``gaps_ms``) through ``policy``.
 
-    A query's true service time is its profile mean times ``service_scale`` (so estimates are
-    off both ways). ``downs``: (after arrival k, instance j) pairs mark j down right after the
-    k-th arrival and up again after the next arrival. Raises PolicyError (from the state) on
-    an invalid decision and AssertionError if queries are stranded.
+    The events go through the same ``Driver`` the simulator and the router use. A query's
+    true service time is its profile mean times ``service_scale`` (so estimates are off both
+    ways). ``downs``: (after arrival k, instance j) pairs mark j down right after the k-th
+    arrival and up again after the next arrival. Raises PolicyError (from the state) on an
+    invalid decision and AssertionError if queries are stranded.
     """
-    ctx = context(types, model, seed=seed)
-    pol = make_policy(policy, ctx, **(options or {}))
-    state = ClusterState(types)
+    scenario = Scenario.build(model, profiles=_profile_set())
+    driver = Driver(scenario, types, policy, seed=seed, policy_options=options)
+    state = driver.state
     trace = Trace()
     heap: list[tuple[float, int, int]] = []  # (finish time, instance, generation)
     generation = [0] * len(types)
-    down_at = {k: j for k, j in downs}
+    down_at = dict(downs)
     revive: list[int] = []
     arrivals = np.cumsum(gaps_ms) / 1000.0
     queries = [
         Query(i, float(t), b) for i, (t, b) in enumerate(zip(arrivals, batches, strict=True))
     ]
 
-    def apply(now: float) -> None:
-        for qid, j in pol.decide(state):
-            k = state.type_idx[j]
-            q = state.queue.get(qid)
-            assert q is not None, f"query {qid} is not queued"
-            est_s = float(ctx.est_ms(q.batch_size)[k]) / 1000.0
-            state.start(qid, j, est_s)
+    def carry_out(now: float, starts: Sequence[tuple[int, int]]) -> None:
+        for qid, j in starts:
             trace.decisions.append((now, qid, j))
             trace.starts[qid] = trace.starts.get(qid, 0) + 1
+            est_s = state.est_free_s[j] - now
             true_s = est_s * service_scale[qid % len(service_scale)]
             heapq.heappush(heap, (now + true_s, j, generation[j]))
 
     def complete(now: float, j: int, gen: int) -> None:
         if gen != generation[j] or state.running[j] is None:
             return  # the instance went down while this query ran; it was requeued
-        state.now_s = now
-        q = state.finish(j)
+        q, starts = driver.complete(j, now)
         trace.finished.add(q.qid)
-        pol.on_finish(q, j, state)
-        apply(now)
+        carry_out(now, starts)
 
     for i, q in enumerate(queries):
         while heap and heap[0][0] <= q.arrival_s:
             complete(*heapq.heappop(heap))
-        state.now_s = q.arrival_s
         for j in revive:
-            state.mark_up(j)
+            carry_out(q.arrival_s, driver.up(j, q.arrival_s))
         revive.clear()
-        state.enqueue(q)
-        pol.on_arrival(q, state)
+        carry_out(q.arrival_s, driver.arrive(q, q.arrival_s))
         if i in down_at and state.up[down_at[i]]:
             j = down_at[i]
             generation[j] += 1
-            lost = state.mark_down(j)
+            lost, starts = driver.down(j, q.arrival_s)
             if lost is not None:
                 trace.requeues[lost.qid] = trace.requeues.get(lost.qid, 0) + 1
             revive.append(j)
-        apply(q.arrival_s)
+            carry_out(q.arrival_s, starts)
     now = state.now_s
     for j in revive:
-        state.mark_up(j)
-    apply(now)
+        carry_out(now, driver.up(j, now))
     while heap:
         complete(*heapq.heappop(heap))
     assert not state.queue, f"{len(state.queue)} queries stranded with every instance idle"

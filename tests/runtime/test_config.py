@@ -112,19 +112,20 @@ def test_router_and_local_workers_are_pinned_to_their_cores() -> None:
 
 
 def test_router_tells_the_policy_its_measured_transport_overhead() -> None:
-    from kairos.runtime.router import OVERHEAD_REFRESH, Router
+    from kairos.runtime.dispatcher import OVERHEAD_REFRESH
+    from kairos.runtime.router import Router
     from kairos.scenario import Scenario
 
     router = Router(config(policy="kairos", time_scale=0.5), Scenario.build("dien"))
-    assert router.state.overhead_s == 0.0
+    assert router.driver.state.overhead_s == 0.0
     for k in range(OVERHEAD_REFRESH):
-        router._note_overhead(0.001 if k % 2 else 0.002)
+        router.dispatcher._note_overhead(0.001 if k % 2 else 0.002)
     # 3 x the p95 of the window (0.002 s wall), in the policy's clock (wall / time scale).
-    assert router.state.overhead_s == pytest.approx(3 * 0.002 / 0.5)
+    assert router.driver.state.overhead_s == pytest.approx(3 * 0.002 / 0.5)
     off = Router(config(policy="kairos", overhead_factor=0.0), Scenario.build("dien"))
     for _ in range(OVERHEAD_REFRESH):
-        off._note_overhead(0.002)
-    assert off.state.overhead_s == 0.0
+        off.dispatcher._note_overhead(0.002)
+    assert off.driver.state.overhead_s == 0.0
 
 
 def test_serve_on_a_port_in_use_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,106 @@
+"""``kairos worker``: serve one instance (or several co-hosted replay instances) to a router.
+
+Also run as ``python -m kairos.cli.worker`` by the local supervisor: this module imports only
+the worker's own code, so a worker process starts without loading the rest of the CLI.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kairos.errors import KairosError
+from kairos.runtime.aio import parse_cpus
+from kairos.runtime.transport import TRANSPORTS
+from kairos.runtime.worker import WORKER_MODES, WorkerConfig, run_worker
+
+_DEFAULTS = WorkerConfig("", "")
+
+
+@click.command("worker")
+@click.option("--instance-type", required=True, help="The instance type this worker is.")
+@click.option("--model", "-m", required=True, help="Model name in the profiles.")
+@click.option("--host", default=_DEFAULTS.host, show_default=True)
+@click.option("--port", type=int, default=_DEFAULTS.port, show_default=True, help="0 = any.")
+@click.option(
+    "--mode",
+    type=click.Choice(WORKER_MODES.names()),
+    default=_DEFAULTS.mode,
+    show_default=True,
+    help="replay: emulate the type from its profile; model: run the model.",
+)
+@click.option("--handler", default=None, help="module:callable taking {name: ndarray}.")
+@click.option(
+    "--time-scale",
+    type=float,
+    default=_DEFAULTS.time_scale,
+    show_default=True,
+    help="Replay: sleep profile time x this (0 = answer at once).",
+)
+@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
+@click.option("--profiles", "profiles_path", type=click.Path(), default=None)
+@click.option(
+    "--transport",
+    type=click.Choice(TRANSPORTS.names()),
+    default=_DEFAULTS.transport,
+    show_default=True,
+    help="Framed TCP (fast) or gRPC; must match the router's --transport.",
+)
+@click.option(
+    "--instances",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Co-host N instances of the type (replay mode), one port each from --port "
+    "(0 = any); seeds --seed, --seed+1, ...",
+)
+@click.option("--cpus", default=None, help="Pin this process to these cores, e.g. 1 or 1,2.")
+@click.option("--parent-pid", type=int, default=None, hidden=True)
+def worker(
+    instance_type: str,
+    model: str,
+    host: str,
+    port: int,
+    mode: str,
+    handler: str | None,
+    time_scale: float,
+    seed: int,
+    profiles_path: str | None,
+    transport: str,
+    instances: int,
+    cpus: str | None,
+    parent_pid: int | None,
+) -> None:
+    """Serve one instance to a router: replay its profile, or run a model."""
+    cfg = WorkerConfig(
+        instance_type=instance_type,
+        model=model,
+        host=host,
+        port=port,
+        mode=mode,
+        handler=handler,
+        time_scale=time_scale,
+        seed=seed,
+        parent_pid=parent_pid,
+        transport=transport,
+    )
+    run_worker(cfg, instances=instances, profiles_path=profiles_path, cpus=parse_cpus(cpus))
+
+
+COMMANDS = [worker]
+
+
+def _main() -> None:
+    try:
+        worker.main(prog_name="kairos worker", standalone_mode=False)
+    except KairosError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    _main()
