@@ -60,11 +60,14 @@ def imports(path: Path) -> set[str]:
             continue
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("kairos")}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module.startswith("kairos"):
-                found.add(node.module)
-                # ``from kairos.x import y`` may name a submodule y.
-                found |= {f"{node.module}.{a.name}" for a in node.names}
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and (node.module or "").startswith("kairos")
+        ):
+            found.add(str(node.module))
+            # ``from kairos.x import y`` may name a submodule y.
+            found |= {f"{node.module}.{a.name}" for a in node.names}
     return found
 
 
