@@ -152,6 +152,13 @@ def _d(name: str):
     show_default=True,
     help="Router log lines on stderr: timestamped text, or one JSON object per line.",
 )
+@click.option(
+    "--traffic-window-s",
+    type=float,
+    default=_d("traffic_window_s"),
+    show_default=True,
+    help="Seconds of traffic (profile time) behind GET /v2/traffic and the headroom metrics.",
+)
 @click.option("--seed", type=int, default=_d("seed"), show_default=True)
 def serve(
     model,
@@ -181,6 +188,7 @@ def serve(
     max_attempts,
     overhead_factor,
     log_format,
+    traffic_window_s,
     seed,
 ):
     """Serve MODEL on POOL behind one KServe v2 HTTP endpoint (Ctrl-C drains and stops)."""
@@ -221,6 +229,7 @@ def serve(
         policy_options=tuple(parse_policy_options(policy_option_texts).items()),
         overhead_factor=overhead_factor,
         log_format=log_format,
+        traffic_window_s=traffic_window_s,
     )
     cfg.check()  # every bad setting fails here, before any worker starts
     run_event_loop(run_router(cfg, scenario))

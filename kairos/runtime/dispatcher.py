@@ -31,6 +31,7 @@ from kairos.distributor.driver import Driver
 from kairos.errors import ConfigError
 from kairos.runtime.metrics import RouterMetrics
 from kairos.runtime.pool import InstanceSpec, WorkerPool
+from kairos.runtime.traffic import Traffic, TrafficWindow
 from kairos.runtime.wire import frame, unframe
 from kairos.workload import Query
 
@@ -48,6 +49,7 @@ class DispatchSettings:
     timeout_p99_multiple: float = 5.0
     overhead_factor: float = 3.0
     overhead_quantile: float = 0.95
+    traffic_window_s: float = 60.0
 
 
 class Pending:
@@ -140,6 +142,7 @@ class Dispatcher:
         self._n_overheads = 0
         self._timeouts: dict[tuple[str, int], float] = {}
         self._resize_lock = asyncio.Lock()
+        self.traffic = TrafficWindow(settings.traffic_window_s)
 
     # --- clock --------------------------------------------------------------------------------
 
@@ -172,6 +175,7 @@ class Dispatcher:
         query = Query(next(self._qids), arrival_s, batch)
         pending = Pending(query, body, request_id, reply, now_t, received, json_length)
         self.pending[query.qid] = pending
+        self.traffic.note(arrival_s, batch)
         self._carry_out(self.driver.arrive(query, now_s))
         return pending
 
@@ -329,6 +333,10 @@ class Dispatcher:
             self._carry_out(self.driver.tick(self.now_s()))
             self.log(f"resized to {target}: +{len(new_ids)} instances, -{len(removing)}")
             return {"added": new_ids, "removed": removing}
+
+    def observed(self) -> Traffic:
+        """The traffic admitted over the last ``traffic_window_s`` (profile seconds)."""
+        return self.traffic.snapshot(self.now_s())
 
     def active_pool(self) -> Pool:
         state = self.driver.state

@@ -7,6 +7,7 @@ the HTTP answer (``AnswerSink``). Paths (Open Inference Protocol / KServe v2):
   GET  /v2, /v2/health/live, /v2/health/ready, /metrics
   GET  /v2/models/{m}[/versions/1], /v2/models/{m}[/versions/1]/ready
   POST /v2/models/{m}[/versions/1]/infer   (JSON or binary tensor data)
+  GET  /v2/traffic  (observed rate and batch mix, the pool's headroom; see runtime.md)
   GET  /v2/admin/pool, POST /v2/admin/pool {"pool": "TYPE=N,..."}  (resize; see runtime.md)
 
 Every answer the router gives with status >= 400 is counted in ``kairos_query_errors`` (by
@@ -31,6 +32,7 @@ from kairos.errors import KairosError
 from kairos.runtime.dispatcher import Pending, Served
 from kairos.runtime.http import JSON, Deferred, HttpRequest, HttpResponse
 from kairos.runtime.metrics import CONTENT_TYPE, RouterMetrics
+from kairos.runtime.traffic import PlanWatch
 from kairos.runtime.wire import BINARY_HEADER, BadRequest, parse_json_length, specs_as_dicts
 from kairos.runtime.wire import validate_request as validate
 from kairos.sim.capacity import rough_capacity_qps
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from kairos.scenario import Scenario
 
 ADMIN_POOL_PATH = "/v2/admin/pool"
+TRAFFIC_PATH = "/v2/traffic"
 
 
 class Frontend:
@@ -71,7 +74,9 @@ class Frontend:
             "/v2/health/live": lambda: _json(200, {"live": True}),
             "/v2/health/ready": lambda: _json(200 if self.ready else 503, {"ready": self.ready}),
             "/metrics": lambda: HttpResponse(200, self.metrics.render(), CONTENT_TYPE.encode()),
+            TRAFFIC_PATH: lambda: _json(200, self.traffic_view()),
         }
+        self.plan_watch: PlanWatch | None = None
 
     def attach(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
@@ -164,6 +169,24 @@ class Frontend:
                 "parameters": params,
             },
         )
+
+    def traffic_view(self) -> dict[str, Any]:
+        """Observed traffic, the running pool, and its headroom for that traffic."""
+        d = self._d
+        traffic = d.observed()
+        pool = d.active_pool()
+        head = None if self.plan_watch is None else self.plan_watch.update(traffic)
+        view = traffic.as_dict() | {
+            "model": self.scenario.model,
+            "qos_ms": self.scenario.qos_ms,
+            "policy": self.cfg.policy,
+            "pool": str(pool),
+            "cost_per_hr": pool.cost_per_hr(self.scenario.prices),
+            "bound_qps": None if head is None else head.bound_qps,
+            "allowable_qps": None if head is None else head.allowable_qps,
+            "utilisation": None if head is None else head.utilisation(traffic.rate_qps),
+        }
+        return view
 
     def workers(self) -> list[dict[str, Any]]:
         """The pool's instances, with the ones being drained for a resize marked so."""

@@ -7,6 +7,7 @@ and workers up are read from the router's state at scrape time (no cost per quer
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ class RouterMetrics:
         queue_length: Callable[[], float],
         in_flight: Callable[[], float],
         workers_up: Callable[[], float],
+        traffic: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.latency = Histogram(
@@ -78,6 +80,8 @@ class RouterMetrics:
         Gauge("kairos_workers_up", "Workers up.", registry=r).set_function(workers_up)
         Gauge("kairos_pool_cost_per_hour", "Hourly price of the pool in dollars.",
               registry=r).set_function(cost_per_hr)  # fmt: skip
+        if traffic is not None:
+            self._traffic_gauges(traffic)
         self._by_type: dict[str, tuple[Any, Any]] = {}
         for t in type_names:
             self._series(t)
@@ -89,6 +93,40 @@ class RouterMetrics:
             series = (self.latency.labels(instance_type), self.completed.labels(instance_type))
             self._by_type[instance_type] = series
         return series
+
+    def _traffic_gauges(self, traffic: Callable[[], dict[str, Any]]) -> None:
+        """Observed traffic and the pool's headroom, read at scrape time (one snapshot serves
+        the gauges of one scrape: it is kept for a second)."""
+        cache: dict[str, Any] = {}
+        taken = [-1.0]
+
+        def reader(key: str) -> Callable[[], float]:
+            def read() -> float:
+                now = time.monotonic()
+                if now - taken[0] > 1.0:
+                    cache.clear()
+                    cache.update(traffic())
+                    taken[0] = now
+                value = cache.get(key)
+                return float("nan") if value is None else float(value)
+
+            return read
+
+        specs = [
+            ("kairos_observed_rate_qps", "Arrival rate over the traffic window.", "rate_qps"),
+            ("kairos_observed_mean_batch", "Mean batch size over the traffic window.",
+             "mean_batch"),
+            ("kairos_plan_bound_qps", "Fluid upper bound of the pool for the observed mix.",
+             "bound_qps"),
+            ("kairos_plan_allowable_qps",
+             "Simulated allowable throughput of the pool for the observed mix.",
+             "allowable_qps"),
+            ("kairos_plan_utilisation",
+             "Observed rate / allowable throughput (bound until simulated); near 1 = at risk.",
+             "utilisation"),
+        ]  # fmt: skip
+        for name, doc, key in specs:
+            Gauge(name, doc, registry=self.registry).set_function(reader(key))
 
     def observe(
         self, instance_type: str, latency_s: float, queue_s: float, overhead_s: float, qos_s: float

@@ -38,6 +38,7 @@ from kairos.runtime.http import HttpServer
 from kairos.runtime.metrics import RouterMetrics
 from kairos.runtime.pool import POOL_BACKENDS, InstanceSpec, WorkerPool
 from kairos.runtime.supervisor import HOSTINGS
+from kairos.runtime.traffic import PlanWatch
 from kairos.runtime.transport import TRANSPORTS
 from kairos.runtime.worker import WORKER_MODES
 from kairos.scenario import Scenario
@@ -100,6 +101,10 @@ class RouterConfig:
     overhead_factor: float = 3.0
     overhead_quantile: float = 0.95
     log_format: str = "text"
+    # The router keeps the arrival rate and batch mix of this many recent seconds (profile
+    # time; GET /v2/traffic, /metrics) and re-checks the pool's headroom this often.
+    traffic_window_s: float = 60.0
+    plan_refresh_s: float = 15.0
 
     @classmethod
     def default(cls, name: str) -> Any:
@@ -134,6 +139,8 @@ class RouterConfig:
             "timeout_p99_multiple",
             "drain_timeout_s",
             "connect_timeout_s",
+            "traffic_window_s",
+            "plan_refresh_s",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -162,6 +169,7 @@ class RouterConfig:
             timeout_p99_multiple=self.timeout_p99_multiple,
             overhead_factor=self.overhead_factor,
             overhead_quantile=self.overhead_quantile,
+            traffic_window_s=self.traffic_window_s,
         )
 
     def instance_spec(self, instance_type: str, j: int) -> InstanceSpec:
@@ -216,6 +224,7 @@ class Router:
             queue_length=lambda: len(self.driver.state.queue),
             in_flight=lambda: sum(q is not None for q in self.driver.state.running),
             workers_up=lambda: len(self.pool.healthy_instances()),
+            traffic=lambda: self.frontend.traffic_view(),
         )
         self.frontend = Frontend(cfg, scenario, self.metrics, self.log)
         self.dispatcher = Dispatcher(
@@ -230,12 +239,18 @@ class Router:
         )
         self.frontend.attach(self.dispatcher)
         self.handle = self.frontend.handle
+        self.plan_watch = PlanWatch(scenario, cfg.policy, self.dispatcher.active_pool)
+        self.frontend.plan_watch = self.plan_watch
+        self._watching: asyncio.Task[None] | None = None
 
     async def start_workers(self) -> None:
         """Start (or connect to) every worker; unreachable ones keep being retried."""
         types = self.driver.state.instance_type
         specs = [self.cfg.instance_spec(t, j) for j, t in enumerate(types)]
         await self.pool.start(self.dispatcher, specs)
+        self._watching = asyncio.ensure_future(
+            self.plan_watch.run(self.dispatcher.observed, self.cfg.plan_refresh_s)
+        )
 
     @property
     def ready(self) -> bool:
@@ -247,6 +262,9 @@ class Router:
         await self.dispatcher.drain(self.cfg.drain_timeout_s)
 
     async def close(self) -> None:
+        if self._watching is not None:
+            self._watching.cancel()
+        self.plan_watch.close()
         await self.pool.close()
 
 

@@ -1,0 +1,150 @@
+"""Re-planning from live traffic: what the router observed -> the pool that fits it now.
+
+``fetch_traffic`` reads a router's ``GET /v2/traffic`` (model, QoS, policy, running pool,
+observed rate and batch mix). ``advise`` plans for the observed mix (the best pool within a
+budget, or the cheapest that holds a target rate), simulates the running pool and the
+proposal on that mix under the router's policy, and returns both with the predicted gain and
+the ``kairos scale`` command that would apply the proposal.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kairos import allocator
+from kairos.catalog import Pool, load_prices
+from kairos.errors import ConfigError, RuntimeServiceError
+from kairos.profiles import load_profiles
+from kairos.scenario import Scenario
+from kairos.sim.capacity import allowable_throughput
+from kairos.workload import BatchMix
+
+VERIFY_TOP = 5
+
+
+def fetch_traffic(url: str, token: str | None = None, timeout_s: float = 10.0) -> dict[str, Any]:
+    """The router's traffic view (``GET {url}/v2/traffic``)."""
+    req = urllib.request.Request(url.rstrip("/") + "/v2/traffic")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            doc = json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        raise RuntimeServiceError(
+            f"router at {url} answered {err.code} to GET /v2/traffic.",
+            "check --url points at a kairos router and pass --api-token if it needs one.",
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise RuntimeServiceError(
+            f"cannot read the traffic of the router at {url} ({exc}).",
+            "check the router runs and --url is its address, e.g. http://127.0.0.1:8000.",
+        ) from None
+    if not isinstance(doc, dict) or "pool" not in doc:
+        raise RuntimeServiceError(
+            f"{url}/v2/traffic did not return a kairos traffic view.", "point --url at a router."
+        )
+    return doc
+
+
+def observed_mix(view: dict[str, Any], url: str = "the router") -> BatchMix:
+    mix = view.get("mix")
+    if not mix:
+        raise ConfigError(
+            f"{url} has observed no queries in its last {view.get('window_s', '?')} s.",
+            "send traffic first (the mix is measured over the router's --traffic-window-s).",
+        )
+    return BatchMix(
+        "observed", np.asarray(mix["batch_size"], dtype=np.int64), np.asarray(mix["weight"])
+    )
+
+
+def observed_scenario(
+    view: dict[str, Any], profiles_path: str | None = None, prices_path: str | None = None
+) -> Scenario:
+    """The router's model and QoS with the observed mix (and the given data, if any)."""
+    return Scenario.build(
+        str(view["model"]),
+        qos_ms=float(view["qos_ms"]),
+        profiles=load_profiles(profiles_path) if profiles_path else None,
+        prices=load_prices(prices_path) if prices_path else None,
+        mix=observed_mix(view),
+    )
+
+
+@dataclass(frozen=True)
+class Advice:
+    rate_qps: float
+    mean_batch: float
+    running_pool: Pool
+    running_cost_per_hr: float
+    running_allowable_qps: float
+    proposed_pool: Pool
+    proposed_cost_per_hr: float
+    proposed_allowable_qps: float
+    scale_command: str
+
+    @property
+    def gain(self) -> float:
+        """Proposed / running allowable throughput on the observed mix."""
+        run = self.running_allowable_qps
+        return self.proposed_allowable_qps / run if run > 0 else float("inf")
+
+    @property
+    def changed(self) -> bool:
+        return self.proposed_pool != self.running_pool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "observed_rate_qps": self.rate_qps,
+            "observed_mean_batch": self.mean_batch,
+            "running_pool": str(self.running_pool),
+            "running_cost_per_hr": self.running_cost_per_hr,
+            "running_allowable_qps": self.running_allowable_qps,
+            "proposed_pool": str(self.proposed_pool),
+            "proposed_cost_per_hr": self.proposed_cost_per_hr,
+            "proposed_allowable_qps": self.proposed_allowable_qps,
+            "gain": self.gain,
+            "changed": self.changed,
+            "scale_command": self.scale_command,
+        }
+
+
+def advise(
+    view: dict[str, Any],
+    scenario: Scenario,
+    url: str,
+    *,
+    budget_per_hr: float,
+    queries: int = 2000,
+    seed: int = 0,
+) -> Advice:
+    """The best pool within ``budget_per_hr`` for the observed traffic, against the running
+    one, both simulated on the observed mix under the router's policy."""
+    policy = str(view["policy"])
+    running = Pool.parse(str(view["pool"]))
+    plan = allocator.plan(
+        scenario, budget_per_hr, verify_top=VERIFY_TOP, policy=policy, queries=queries, seed=seed
+    )
+    proposed = plan.pool
+    proposed_qps = float(plan.allowable_qps or 0.0)
+    run_qps = allowable_throughput(scenario, running, policy, queries=queries, seed=seed)
+    if proposed == running:
+        proposed_qps = run_qps.allowable_qps
+    return Advice(
+        rate_qps=float(view.get("rate_qps") or 0.0),
+        mean_batch=scenario.mix.mean,
+        running_pool=running,
+        running_cost_per_hr=running.cost_per_hr(scenario.prices),
+        running_allowable_qps=run_qps.allowable_qps,
+        proposed_pool=proposed,
+        proposed_cost_per_hr=proposed.cost_per_hr(scenario.prices),
+        proposed_allowable_qps=proposed_qps,
+        scale_command=f"kairos scale --url {url} --pool {proposed}",
+    )
