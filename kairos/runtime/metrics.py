@@ -80,6 +80,11 @@ class RouterMetrics:
         Gauge("kairos_workers_up", "Workers up.", registry=r).set_function(workers_up)
         Gauge("kairos_pool_cost_per_hour", "Hourly price of the pool in dollars.",
               registry=r).set_function(cost_per_hr)  # fmt: skip
+        # Series that exist from the start read 0 instead of missing (rates and alerts work).
+        for reason in ("queue_full", "draining", "not_ready"):
+            self.rejected.labels(reason)
+        for status in ("400", "500", "502"):
+            self.errors.labels(status)
         if traffic is not None:
             self._traffic_gauges(traffic)
         self._by_type: dict[str, tuple[Any, Any]] = {}
