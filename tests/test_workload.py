@@ -21,13 +21,13 @@ def procedural_production(n: int, rng: np.random.Generator) -> np.ndarray:
         x = rng.lognormal(5.1, 0.2)
         r = rng.random()
         if r < 8 / 99:
-            x = rng.integers(1, 100)
+            x = float(rng.integers(1, 100))
         elif r < 30 / 99:
-            x = rng.integers(200, 600)
+            x = float(rng.integers(200, 600))
         elif r < 35 / 99:
-            x = rng.integers(600, 1000)
+            x = float(rng.integers(600, 1000))
         elif not 100 <= x <= 200:
-            x = rng.integers(190, 200)
+            x = float(rng.integers(190, 200))
         out[i] = int(np.ceil(x / 10) * 10)
     return out
 

@@ -110,7 +110,7 @@ def test_drain_answers_leftovers_with_503() -> None:
         router, pool = make_router("r5n.large=1", drain_timeout_s=0.05)
         await router.start_workers()
         answers = admit(router, 3)
-        router.dispatcher.clock = lambda: asyncio.get_running_loop().time()  # type: ignore[method-assign]
+        router.dispatcher.clock = lambda: asyncio.get_running_loop().time()
         await router.drain()
         assert [status(a) for a in answers] == [503, 503, 503]
         assert not router.driver.state.queue

@@ -33,11 +33,11 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, int, floa
     seen: list[tuple[str, int, float]] = []
     arrive, complete = Driver.arrive, Driver.complete
 
-    def spy_arrive(self, query, now_s):  # type: ignore[no-untyped-def]
+    def spy_arrive(self, query, now_s):
         seen.append(("arrive", query.qid, now_s))
         return arrive(self, query, now_s)
 
-    def spy_complete(self, instance, now_s, then=None):  # type: ignore[no-untyped-def]
+    def spy_complete(self, instance, now_s, then=None):
         seen.append(("complete", instance, now_s))
         return complete(self, instance, now_s, then)
 
