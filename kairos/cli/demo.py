@@ -12,8 +12,15 @@ from pathlib import Path
 
 import click
 
-from kairos.cli.common import table
-from kairos.cli.compare import render_table, run_comparisons, settings_info, write_outputs
+from kairos import limits
+from kairos.cli.common import bounded, check_output_path, table
+from kairos.cli.compare import (
+    render_legend,
+    render_table,
+    run_comparisons,
+    settings_info,
+    write_outputs,
+)
 from kairos.compare import CompareSettings
 
 DEMO_SETTINGS = CompareSettings(
@@ -23,7 +30,7 @@ DEMO_SETTINGS = CompareSettings(
 
 @click.command()
 @click.option("--model", "-m", default="rm2", show_default=True)
-@click.option("--budget-per-hr", type=float, default=2.5, show_default=True)
+@click.option("--budget-per-hr", type=bounded(limits.BUDGET_PER_HR), default=2.5, show_default=True)
 @click.option(
     "--out",
     "out_dir",
@@ -43,6 +50,7 @@ def demo(model: str, budget_per_hr: float, out_dir: str, live: bool) -> None:
     from kairos import allocator
     from kairos.scenario import Scenario
 
+    check_output_path(out_dir, "--out", folder=True)  # before a minute of work, not after
     scenario = Scenario.build(model)
     plan = allocator.plan(scenario, budget_per_hr, bound="kairos", top=5)
     click.echo(
@@ -52,7 +60,11 @@ def demo(model: str, budget_per_hr: float, out_dir: str, live: bool) -> None:
     rows = [
         [str(r.pool), f"{r.cost_per_hr:.3f}", f"{r.upper_bound_qps:.1f}"] for r in plan.ranked[:5]
     ]
-    click.echo(table(rows, ["pool", "$/h", "upper bound qps"]) + "\n")
+    click.echo(table(rows, ["pool", "$/h", "upper bound qps"]))
+    click.echo(
+        "upper bound qps: the KAIROS upper bound on the pool's allowable throughput, from "
+        "the profiles alone (no pool simulated)\n"
+    )
     click.echo("Comparing schemes by simulated allowable throughput ...")
     comparisons = run_comparisons([model], [budget_per_hr], [None], DEMO_SETTINGS)
     out = Path(out_dir)
@@ -63,6 +75,7 @@ def demo(model: str, budget_per_hr: float, out_dir: str, live: bool) -> None:
     )
     c = comparisons[0]
     click.echo(render_table(c))
+    click.echo(render_legend())
     best_other = max(
         (s for s in c.schemes if s.name not in ("kairos", "kairos-fluid", "oracle")),
         key=lambda s: s.allowable_qps,

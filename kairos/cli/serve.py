@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import click
 
+from kairos import limits
 from kairos.cli.common import (
+    HANDLER,
+    HOST,
+    WORKERS,
+    bounded,
     build_scenario,
     emit_json,
     parse_policy_options,
@@ -45,11 +50,14 @@ def _parse_workers(text: str) -> tuple[str, ...] | None:
 )
 @click.option("--policy", default=None, help="Distribution policy (default: kairos if present).")
 @policy_options_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=int, default=8000, show_default=True, help="0 = any free port.")
+@click.option("--host", type=HOST, default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port", type=bounded(limits.PORT), default=8000, show_default=True, help="0 = any free port."
+)
 @click.option(
     "--workers",
     "workers_text",
+    type=WORKERS,
     default="local",
     show_default=True,
     help="'local' starts replay/model workers here; or HOST:PORT,... in pool order.",
@@ -70,7 +78,7 @@ def _parse_workers(text: str) -> tuple[str, ...] | None:
     "thread, socket, connection and RNG; ~35% less worker CPU) or one per instance. Model "
     "workers always get a process each. See docs/runtime.md.",
 )
-@click.option("--handler", default=None, help="module:callable run by local workers.")
+@click.option("--handler", type=HANDLER, default=None, help="module:callable run by local workers.")
 @click.option(
     "--router-cpus",
     default=None,
@@ -86,41 +94,53 @@ def _parse_workers(text: str) -> tuple[str, ...] | None:
 )
 @click.option(
     "--time-scale",
-    type=float,
+    type=bounded(limits.TIME_SCALE),
     default=1.0,
     show_default=True,
     help="Replay service times x this (0 = zero latency); the clock is scaled back.",
 )
 @click.option(
     "--max-queue",
-    type=int,
+    type=bounded(limits.MAX_QUEUE),
     default=1000,
     show_default=True,
     help="Queued queries beyond which requests get HTTP 503.",
 )
-@click.option("--max-body-bytes", type=int, default=16 * 1024 * 1024, show_default=True)
+@click.option(
+    "--max-body-bytes",
+    type=bounded(limits.MAX_BODY_BYTES),
+    default=16 * 1024 * 1024,
+    show_default=True,
+    help="Larger request bodies get HTTP 400.",
+)
 @click.option(
     "--api-token",
     envvar="KAIROS_API_TOKEN",
     default=None,
     help="Require 'Authorization: Bearer TOKEN' (env KAIROS_API_TOKEN).",
 )
-@click.option("--drain-timeout-s", type=float, default=30.0, show_default=True)
+@click.option(
+    "--drain-timeout-s",
+    type=bounded(limits.DRAIN_TIMEOUT_S),
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM, wait this long for accepted queries before answering them 503.",
+)
 @click.option(
     "--timeout-floor-s",
-    type=float,
+    type=bounded(limits.TIMEOUT_FLOOR_S),
     default=2.0,
     show_default=True,
     help="Per-query hang timeout: this + 5 x the profiled p99 service time.",
 )
 @click.option(
     "--overhead-factor",
-    type=float,
+    type=bounded(limits.OVERHEAD_FACTOR),
     default=3.0,
     show_default=True,
     help="Policy sees this x the p95 worker round-trip overhead as extra time per query (0 = off).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=bounded(limits.SEED), default=0, show_default=True)
 def serve(
     model,
     qos_ms,
@@ -177,17 +197,28 @@ def serve(
 @click.command()
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True)
 @click.option("--model", "-m", required=True)
-@click.option("--rate-qps", type=float, default=None, help="Poisson rate (profile time).")
-@click.option("--duration-s", type=float, default=30.0, show_default=True)
+@click.option(
+    "--rate-qps",
+    type=bounded(limits.RATE_QPS),
+    default=None,
+    help="Poisson rate (profile time); with --find-capacity, the first guess.",
+)
+@click.option(
+    "--duration-s",
+    type=bounded(limits.DURATION_S),
+    default=30.0,
+    show_default=True,
+    help=f"Seconds of load; rate x duration is at most {limits.MAX_LOADGEN_QUERIES:,} queries.",
+)
 @click.option(
     "--batch-mix", default="production", show_default=True, help="production | fixed:N | FILE.csv"
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=bounded(limits.SEED), default=0, show_default=True)
 @click.option("--api-token", envvar="KAIROS_API_TOKEN", default=None)
 @click.option(
     "--find-capacity", is_flag=True, help="Search the highest rate with 99% of queries within QoS."
 )
-@click.option("--precision", type=float, default=0.05, show_default=True)
+@click.option("--precision", type=bounded(limits.PRECISION), default=0.05, show_default=True)
 @click.option(
     "--tensors",
     type=click.Choice(["binary", "json"]),
@@ -227,24 +258,46 @@ def loadgen(
             click.echo(
                 f"live allowable throughput: {res.allowable_qps:.1f} qps ({len(res.trials)} trials)"
             )
+        if res.allowable_qps <= 0:  # the check failed at every rate tried: exit status 1
+            fail_check(
+                "no rate tried passed (99% of queries within QoS).",
+                "grow the pool, relax --qos-ms on the router, or check its workers are up.",
+            )
         return
     report = run_event_loop(run_load(spec))
     if as_json:
         emit_json(report.as_dict())
-        return
-    rows = [
-        [k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in report.as_dict().items()
-    ]
-    click.echo(table(rows, ["metric", "value"]))
+    else:
+        rows = [
+            [k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in report.as_dict().items()
+        ]
+        click.echo(table(rows, ["metric", "value"]))
+    if not report.passed:  # a run that failed its check exits with status 1
+        fail_check(
+            f"the run {report.verdict()}.",
+            "lower --rate-qps, grow the pool, or see the router's log for the errors.",
+        )
+
+
+def fail_check(message: str, fix: str) -> None:
+    """A load run that completed but failed its check: one line, exit status 1 (not 2, which
+    is bad input)."""
+    click.echo(f"error: {message} To fix: {fix}", err=True)
+    raise click.exceptions.Exit(1)
 
 
 @click.command("demo-live")
 @click.option("--model", "-m", default="dien", show_default=True)
 @click.option("--pool", "pool_text", default="g4dn.xlarge=1,r5n.large=3", show_default=True)
-@click.option("--rate-qps", type=float, default=None, help="Default: between the policies.")
-@click.option("--duration-s", type=float, default=15.0, show_default=True)
-@click.option("--time-scale", type=float, default=1.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--rate-qps",
+    type=bounded(limits.RATE_QPS),
+    default=None,
+    help="Default: between the policies.",
+)
+@click.option("--duration-s", type=bounded(limits.DURATION_S), default=15.0, show_default=True)
+@click.option("--time-scale", type=bounded(limits.TIME_SCALE), default=1.0, show_default=True)
+@click.option("--seed", type=bounded(limits.SEED), default=0, show_default=True)
 def demo_live(model, pool_text, rate_qps, duration_s, time_scale, seed):
     """Serve a small local pool under kairos, then fcfs, and compare them side by side."""
     from kairos.runtime.demo import run_live_demo

@@ -30,8 +30,15 @@ import click
 import numpy as np
 
 from kairos.errors import ConfigError
+from kairos.limits import INSTANCES, PORT, SEED, TIME_SCALE
 from kairos.profiles import LatencyProfile, default_profiles, load_profiles
-from kairos.runtime.aio import parse_cpus, pin_to_cpus, run_event_loop, settle_heap
+from kairos.runtime.aio import (
+    check_bind_host,
+    parse_cpus,
+    pin_to_cpus,
+    run_event_loop,
+    settle_heap,
+)
 from kairos.runtime.dlrm import DlrmConfig, TinyDlrm, dlrm_signature
 from kairos.runtime.transport import TRANSPORTS, Server, start_grpc_server, start_tcp_server
 from kairos.runtime.wire import (
@@ -178,10 +185,7 @@ def load_callable(spec: str) -> Callable[[dict[str, np.ndarray]], Any]:
 def make_handler(cfg: WorkerConfig, profile: LatencyProfile) -> Handler:
     if cfg.mode not in MODES:
         raise ConfigError(f"worker mode {cfg.mode!r} is unknown.", f"use one of {MODES}.")
-    if cfg.time_scale < 0:
-        raise ConfigError(
-            f"time scale {cfg.time_scale!r} is negative.", "pass --time-scale >= 0 (1 = real)."
-        )
+    TIME_SCALE.check(cfg.time_scale)
     if cfg.handler is not None:
         return CallableHandler(load_callable(cfg.handler))
     if cfg.mode == "model":
@@ -352,7 +356,13 @@ async def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> None:
 @click.option("--instance-type", required=True, help="The instance type this worker is.")
 @click.option("--model", "-m", required=True, help="Model name in the profiles.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=0, show_default=True, help="0 = any free port.")
+@click.option(
+    "--port",
+    type=click.IntRange(int(PORT.lo), int(PORT.hi)),
+    default=0,
+    show_default=True,
+    help="0 = any free port.",
+)
 @click.option("--mode", type=click.Choice(MODES), default="replay", show_default=True)
 @click.option("--handler", default=None, help="module:callable taking {name: ndarray}.")
 @click.option(
@@ -362,7 +372,9 @@ async def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> None:
     show_default=True,
     help="Replay: sleep profile time x this (0 = answer at once).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed", type=click.IntRange(int(SEED.lo), int(SEED.hi)), default=0, show_default=True
+)
 @click.option("--profiles", "profiles_path", type=click.Path(), default=None)
 @click.option(
     "--transport",
@@ -373,7 +385,7 @@ async def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> None:
 )
 @click.option(
     "--instances",
-    type=click.IntRange(min=1),
+    type=click.IntRange(int(INSTANCES.lo), int(INSTANCES.hi)),
     default=1,
     show_default=True,
     help="Co-host N instances of the type (replay mode), one port each from --port "
@@ -397,6 +409,13 @@ def worker_command(
     parent_pid: int | None,
 ) -> None:
     """Serve one instance to a router: replay its profile, or run a model."""
+    check_bind_host(host)
+    TIME_SCALE.check(time_scale)
+    if port and port + instances - 1 > PORT.hi:
+        raise ConfigError(
+            f"--port {port} with --instances {instances} runs past port {int(PORT.hi)}.",
+            "pass a lower --port, or --port 0 for free ports.",
+        )
     pin_to_cpus(parse_cpus(cpus))  # before any thread starts: they inherit it
     profiles = load_profiles(profiles_path) if profiles_path else default_profiles()
     profile = profiles.get(model, instance_type)
