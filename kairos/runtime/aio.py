@@ -27,7 +27,7 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
 def settle_heap() -> None:
     """Move everything allocated so far out of the garbage collector's sight.
 
-    A full collection walks every tracked object (aiohttp, numpy, the profiles: hundreds of
+    A full collection walks every tracked object (numpy, grpc, the profiles: hundreds of
     thousands) and stalls the event loop for tens of milliseconds, which lands straight in
     the latency tail. After start-up those objects live forever, so they are frozen, and the
     young-generation threshold is raised so collections are rarer and stay small.
