@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     value of the wrong type): they are rewritten into the same one-line form.
     """
     try:
-        cli.main(args=argv, prog_name="kairos", standalone_mode=False)
+        status = cli.main(args=argv, prog_name="kairos", standalone_mode=False)
     except KairosError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
+    if isinstance(status, int) and status != 0:  # a command's click.exceptions.Exit(status)
+        sys.exit(status)
 
 
 def usage_line(err: click.UsageError, argv: list[str] | None = None) -> str:
