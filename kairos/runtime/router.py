@@ -33,6 +33,7 @@ from kairos.errors import ConfigError, RuntimeServiceError
 from kairos.runtime.aio import pin_to_cpus, run_event_loop, settle_heap
 from kairos.runtime.http import JSON, Deferred, HttpRequest, HttpResponse, HttpServer
 from kairos.runtime.metrics import CONTENT_TYPE, RouterMetrics
+from kairos.runtime.openapi import openapi_response
 from kairos.runtime.supervisor import HOSTINGS, LocalSupervisor, WorkerSpec
 from kairos.runtime.transport import TRANSPORTS, Link, TcpLink, WorkerLost, make_link
 from kairos.runtime.wire import (
@@ -615,6 +616,7 @@ class Router:
             "/v2/health/live": lambda: _json(200, {"live": True}),
             "/v2/health/ready": lambda: _json(200 if self.ready else 503, {"ready": self.ready}),
             "/metrics": lambda: HttpResponse(200, self.metrics.render(), CONTENT_TYPE.encode()),
+            "/v2/openapi.json": lambda: openapi_response(self.cfg.model, self.signature),
         }
 
     def _model_ready(self) -> HttpResponse:
