@@ -178,12 +178,6 @@ def check_output_path(
     the path is a folder to write files into.
     """
     p = Path(text)
-    if suffixes and p.suffix.lower() not in suffixes:
-        raise ConfigError(
-            f"{option} {text!r}: the format is chosen by the file's suffix, and "
-            f"{p.suffix or 'no suffix'!r} is not one Kairos writes here.",
-            f"name the file with one of {', '.join(suffixes)}.",
-        )
     if folder and p.exists() and not p.is_dir():
         raise ConfigError(
             f"{option} {text!r} is a file, not a folder.",
@@ -193,6 +187,12 @@ def check_output_path(
         raise ConfigError(
             f"{option} {text!r} is a folder, not a file.",
             f"pass a file name inside it, e.g. {p / ('out' + (suffixes or ('',))[0])}.",
+        )
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise ConfigError(
+            f"{option} {text!r}: the format is chosen by the file's suffix, and "
+            f"{repr(p.suffix) if p.suffix else 'a name without one'} is not one Kairos writes.",
+            f"name the file with one of {', '.join(suffixes)}.",
         )
     target = p if folder else p.parent
     try:
