@@ -276,6 +276,16 @@ def check_load_size(rate_qps: float, duration_s: float) -> int:
     return n
 
 
+@dataclass(frozen=True, eq=False)
+class QueryRecords:
+    """Per-query outcomes of one run, in send order: HTTP status (``NO_ANSWER``,
+    ``UNREADABLE`` otherwise) and when it was sent and answered (``time.perf_counter``)."""
+
+    status: np.ndarray
+    send_t: np.ndarray
+    done_t: np.ndarray
+
+
 async def run_load(
     spec: LoadSpec, *, stream: QueryStream | None = None, info: ServerInfo | None = None
 ) -> LoadReport:
@@ -285,6 +295,14 @@ async def run_load(
     resets, stops answering, goes away); errors of the run itself (bad settings, a server
     that cannot be reached at the start) raise before anything is sent.
     """
+    report, _ = await run_load_records(spec, stream=stream, info=info)
+    return report
+
+
+async def run_load_records(
+    spec: LoadSpec, *, stream: QueryStream | None = None, info: ServerInfo | None = None
+) -> tuple[LoadReport, QueryRecords]:
+    """``run_load``, with the per-query records (for fault-injection benchmarks)."""
     n = check_load_size(spec.rate_qps, spec.duration_s) if stream is None else len(stream)
     if n > MAX_LOADGEN_QUERIES:
         raise ConfigError(
@@ -323,7 +341,7 @@ class _Tally:
 
 async def _drive(
     pool: HttpPool, spec: LoadSpec, stream: QueryStream, info: ServerInfo
-) -> LoadReport:
+) -> tuple[LoadReport, QueryRecords]:
     n = len(stream)
     scale = info.clock_scale
     path = f"/v2/models/{spec.model}/infer"
@@ -390,7 +408,9 @@ async def _drive(
         task.add_done_callback(tasks.discard)
     if tasks:  # only unfinished ones are kept (done ones remove themselves)
         await asyncio.gather(*tasks)
-    return _summarise(spec, info, tally, start + offsets)
+    send_t = start + offsets
+    records = QueryRecords(tally.status, send_t + tally.lag_ms / 1000.0, tally.done_t)
+    return _summarise(spec, info, tally, send_t), records
 
 
 def _span_s(stream: QueryStream, scale: float) -> float:
