@@ -128,6 +128,7 @@ class _Connection(asyncio.Protocol):
         self.deadline_t: float | None = None  # perf_counter() by which the request must be read
         self._expired = False  # missed a deadline: answer 408 once earlier answers are out
         self._discarding = False  # an error was answered; input is dropped until the close
+        self._eof = False  # the client half-closed: close once its answers are written
         self.active_t = time.monotonic()  # last time bytes arrived (idle connections close)
         self._waiting: collections.deque[tuple[HttpRequest, bool]] = collections.deque()
         self._busy = False  # an answer is being produced for the head of the line
@@ -139,6 +140,14 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self._server.connections.add(self)
+
+    def eof_received(self) -> bool:
+        """The client finished sending (a half-close): answer what it asked, then close.
+
+        Returning True keeps the transport open for the answers still being produced.
+        """
+        self._eof = True
+        return bool(self._busy or self._waiting)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
@@ -257,6 +266,10 @@ class _Connection(asyncio.Protocol):
 
     def _resume_reading(self) -> None:
         """Read again once the pipelined backlog that paused the connection is answered."""
+        if self._eof and self.transport is not None and not self._closing:
+            self._closing = True  # nothing more can come: every answer is out
+            self.transport.close()
+            return
         if self._expired:
             self._fail(b"the request was not received in time.", status=408)
             return

@@ -193,3 +193,21 @@ def test_a_request_within_its_deadlines_is_answered_and_earlier_answers_come_fir
     answer, _ = run_event_loop(trickle(pieces, 0.1, head_timeout_s=0.4))
     assert answer.startswith(b"HTTP/1.1 200") and answer.count(b"HTTP/1.1 ") == 2
     assert b"HTTP/1.1 408" in answer
+
+
+def test_a_client_that_half_closes_still_gets_its_deferred_answer() -> None:
+    async def half_close() -> bytes:
+        server = HttpServer(echo, LIMIT)
+        host, port = await server.start("127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(post("/slow", b"abc"))  # answered 50 ms later, through a Deferred
+        writer.write_eof()
+        try:
+            async with asyncio.timeout(10):
+                return await reader.read()  # the answer, then the server's close
+        finally:
+            writer.close()
+            await server.stop(grace_s=1.0)
+
+    answer = run_event_loop(half_close())
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"}")
