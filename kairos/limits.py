@@ -85,9 +85,9 @@ def _show(value: object) -> str:
 
 
 def _num(x: float) -> str:
-    if x == int(x) and abs(x) < 1e7:
-        return str(int(x))
-    return f"{x:g}"
+    if x != int(x):
+        return f"{x:g}"
+    return f"{int(x):,}" if abs(x) >= 10_000 else str(int(x))
 
 
 # Workload and data.
