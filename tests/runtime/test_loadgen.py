@@ -29,29 +29,29 @@ def table(out: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def fast_router():
-    args = ["--model", "dien", "--pool", "g4dn.xlarge=1,r5n.large=2", "--time-scale", "0.05"]
-    with running_router(args) as router:
+def cpu_router():
+    # Real time (a scaled clock would scale the machine's hiccups into QoS misses too).
+    with running_router(["--model", "dien", "--pool", "r5n.large=2"]) as router:
         yield router
 
 
-def test_exit_status_follows_the_check(capsys, fast_router: RouterProcess) -> None:
-    base = ["loadgen", "--url", fast_router.url, "--model", "dien", "--duration-s", "2"]
+def test_exit_status_follows_the_check(capsys, cpu_router: RouterProcess) -> None:
+    base = ["loadgen", "--url", cpu_router.url, "--model", "dien", "--duration-s", "2"]
     code, out, err = run(capsys, *base, "--rate-qps", "20", "--batch-mix", "fixed:10")
     assert code == 0 and table(out)["passed"] == "True" and err == ""
-    # Batches of 1000 take longer than dien's 35 ms on the r5n.large instances.
+    # A batch of 1000 takes about 84 ms on an r5n.large: every query misses dien's 35 ms.
     code, out, err = run(capsys, *base, "--rate-qps", "20", "--batch-mix", "fixed:1000")
     assert code == 1 and table(out)["passed"] == "False"
     (line,) = err.strip().splitlines()
-    assert line.startswith("error: the run failed: ") and "To fix:" in line
+    assert line.startswith("error: the run failed: 0.00% of") and "To fix:" in line
 
 
-def test_a_mix_the_router_refuses_is_refused_before_sending(capsys, fast_router) -> None:
+def test_a_mix_the_router_refuses_is_refused_before_sending(capsys, cpu_router) -> None:
     code, out, err = run(
         capsys,
         "loadgen",
         "--url",
-        fast_router.url,
+        cpu_router.url,
         "--model",
         "dien",
         "--rate-qps",

@@ -23,6 +23,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.core.result import Ok
 
 from kairos.runtime.launch import RouterProcess, running_router
 from kairos.runtime.openapi import PATH, openapi_document
@@ -43,7 +44,7 @@ def live_router() -> Iterator[RouterProcess]:
         yield router
 
 
-EXAMPLES = {"positive": 100, "negative": 100}  # per operation, at most
+EXAMPLES = {"positive": 100, "negative": 60}  # per operation, at most
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
@@ -51,7 +52,9 @@ def test_the_router_answers_as_its_openapi_document_says(live_router, mode) -> N
     # Driven through hypothesis directly: schemathesis's pytest fixture integration does not
     # run under pytest 9.2 (it reads a private node attribute that is gone).
     schema = schemathesis.openapi.from_url(live_router.url + PATH)
-    operations = [result.ok() for result in schema.get_all_operations()]
+    results = list(schema.get_all_operations())
+    assert all(isinstance(r, Ok) for r in results), results  # the document loads cleanly
+    operations = [r.ok() for r in results if isinstance(r, Ok)]
     assert len(operations) >= 10  # schemathesis leaves out the document's own path
     if mode is GenerationMode.NEGATIVE:  # only operations with inputs can be given bad ones
         operations = [op for op in operations if "{model}" in op.path]
