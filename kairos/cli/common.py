@@ -94,6 +94,21 @@ class BoundedList(click.ParamType):
         return value
 
 
+class NameList(click.ParamType):
+    """One name or a comma-separated list of them (at least one); the text is kept."""
+
+    name = "names"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not [n for n in str(value).split(",") if n.strip()]:
+            option = max(param.opts, key=len) if isinstance(param, click.Option) else "value"
+            raise ConfigError(
+                f"{option} {value!r} names nothing.",
+                f"pass {option} with a name, or a comma-separated list of names.",
+            )
+        return value
+
+
 class HostType(click.ParamType):
     """An address this machine can bind (checked by binding it with port 0)."""
 

@@ -14,6 +14,7 @@ from kairos import limits
 from kairos.catalog import check_qos_ms
 from kairos.cli.common import (
     BoundedList,
+    NameList,
     bounded,
     build_scenario,
     data_options,
@@ -143,6 +144,7 @@ def settings_info(
     "--model",
     "-m",
     "model_text",
+    type=NameList(),
     default="rm2",
     show_default=True,
     help="Model, comma-separated models, or 'all'.",

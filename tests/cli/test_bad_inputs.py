@@ -43,6 +43,7 @@ def refused(capsys, *argv: str) -> str:
         (["plan", "--budget-per-hr", "2", "--top", "0"], "--top 0 is outside"),
         (["compare", "--budget-per-hr", "2,1e308"], "--budget-per-hr 1e+308 is outside"),
         (["compare", "--budget-per-hr", "2", "--top-k", "0"], "--top-k 0 is outside"),
+        (["compare", "--budget-per-hr", "2", "--model", ""], "--model '' names nothing"),
         (["serve", "--port", "70000"], "--port 70000 is outside"),
         (["serve", "--max-queue", "0"], "--max-queue 0 is outside"),
         (["serve", "--drain-timeout-s", "-1"], "--drain-timeout-s -1 is outside"),
