@@ -211,8 +211,10 @@ def poisson_stream(rate_qps: float, n: int, mix: BatchMix, rng: np.random.Genera
     return QueryStream(np.cumsum(gaps), mix.sample(n, rng))
 
 
-TRACE_COLUMNS = (Column("arrival_s", Range("arrival_s", 0, 1e9, "s")),
-                 Column("batch_size", BATCH_SIZE))  # fmt: skip
+TRACE_COLUMNS = (
+    Column("arrival_s", Range("arrival_s", 0, 1e9, "s")),
+    Column("batch_size", BATCH_SIZE),
+)
 
 
 def load_trace(path: str | Path) -> QueryStream:

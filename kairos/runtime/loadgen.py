@@ -278,8 +278,8 @@ def check_load_size(rate_qps: float, duration_s: float) -> int:
 
 @dataclass(frozen=True, eq=False)
 class QueryRecords:
-    """Per-query outcomes of one run, in send order: HTTP status (``NO_ANSWER``,
-    ``UNREADABLE`` otherwise) and when it was sent and answered (``time.perf_counter``)."""
+    """Per-query outcomes of one run, in send order: the HTTP status (or ``NO_ANSWER`` /
+    ``UNREADABLE``), and when it was sent and answered (``time.perf_counter``)."""
 
     status: np.ndarray
     send_t: np.ndarray
