@@ -6,14 +6,14 @@ on-demand prices the KAIROS paper used (``kairos/data/aws_prices.csv``).
 
 from __future__ import annotations
 
-import csv
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from kairos.csvio import Column, read_csv
 from kairos.errors import ConfigError, PoolError, PriceError, UnknownInstanceTypeError
+from kairos.limits import MAX_POOL_INSTANCES, QOS_MS, Range
 
 # p99 latency targets (ms) the paper's artifact uses for each recommendation model.
 DEFAULT_QOS_MS: Mapping[str, float] = {
@@ -37,12 +37,7 @@ def default_qos_ms(model: str) -> float:
 
 
 def check_qos_ms(qos_ms: float) -> float:
-    if not math.isfinite(qos_ms) or qos_ms <= 0:
-        raise ConfigError(
-            f"QoS target {qos_ms!r} ms is not a positive number.",
-            "pass --qos-ms as a p99 latency target in milliseconds, for example 350.",
-        )
-    return float(qos_ms)
+    return QOS_MS.check(qos_ms)
 
 
 @dataclass(frozen=True)
@@ -67,39 +62,23 @@ class PriceTable:
         return tuple(self.prices_per_hr)
 
 
+PRICE_COLUMNS = (
+    Column("instance_type"),
+    Column("price_per_hr", Range("price_per_hr", 0, 1e6, "$/h", lo_open=True)),
+)
+
+
 def load_prices(path: str | Path) -> PriceTable:
-    p = Path(path)
-    if not p.is_file():
-        raise PriceError(
-            f"price file {str(p)!r} does not exist.",
-            "pass the path of a CSV with columns instance_type,price_per_hr.",
-        )
+    """A price CSV ``instance_type,price_per_hr``; a type listed twice is an error."""
     prices: dict[str, float] = {}
-    with open(p, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        if "instance_type" not in header or "price_per_hr" not in header:
+    for line, (name, price) in read_csv(path, "price file", PRICE_COLUMNS, PriceError):
+        if name in prices:
             raise PriceError(
-                f"price file {str(p)!r} has columns {', '.join(header) or 'none'}.",
-                "write a CSV header 'instance_type,price_per_hr'.",
+                f"{path} line {line}: instance type {name!r} is listed a second time.",
+                "give each instance type one price row.",
             )
-        for line_no, row in enumerate(reader, start=2):
-            name = (row["instance_type"] or "").strip()
-            text = row["price_per_hr"]
-            try:
-                price = float(text or "")
-            except ValueError:
-                price = float("nan")
-            if not name or not math.isfinite(price) or price <= 0:
-                raise PriceError(
-                    f"{p} line {line_no}: price {text!r} for {name or '<empty>'!r} is not a "
-                    "positive number.",
-                    "give every instance type a positive hourly price in dollars.",
-                )
-            prices[name] = price
-    if not prices:
-        raise PriceError(f"price file {str(p)!r} has no rows.", "add 'TYPE,PRICE' rows.")
-    return PriceTable(prices, str(p))
+        prices[name] = price
+    return PriceTable(prices, str(path))
 
 
 def default_prices() -> PriceTable:
@@ -145,8 +124,12 @@ class Pool:
 
     @classmethod
     def parse(cls, text: str) -> Pool:
-        """Parse ``TYPE=N,TYPE=N`` (for example ``g4dn.xlarge=2,r5n.large=9``)."""
-        pairs: list[tuple[str, int]] = []
+        """Parse ``TYPE=N,TYPE=N`` (for example ``g4dn.xlarge=2,r5n.large=9``).
+
+        A type given twice is an error (not a sum), and a pool holds at most
+        ``MAX_POOL_INSTANCES`` instances (docs/limits.md), checked before anything is built.
+        """
+        pairs: dict[str, int] = {}
         for part in (text or "").split(","):
             part = part.strip()
             if not part:
@@ -157,7 +140,20 @@ class Pool:
                     f"pool entry {part!r} is not TYPE=N with N a whole number >= 0.",
                     "write pools like g4dn.xlarge=2,r5n.large=9.",
                 )
-            pairs.append(pair)
+            if pair[0] in pairs:
+                raise PoolError(
+                    f"pool {text!r} names instance type {pair[0]!r} twice.",
+                    f"give each type once, with its total count (e.g. {pair[0]}="
+                    f"{pairs[pair[0]] + pair[1]}).",
+                )
+            pairs[pair[0]] = pair[1]
+        total = sum(pairs.values())
+        if total > MAX_POOL_INSTANCES:
+            raise PoolError(
+                f"pool {text!r} has {total:,} instances, above the cap of "
+                f"{MAX_POOL_INSTANCES:,} (docs/limits.md).",
+                f"give at most {MAX_POOL_INSTANCES:,} instances in all.",
+            )
         pool = cls.of(pairs)
         if pool.size == 0:
             raise PoolError(

@@ -15,9 +15,6 @@ points (with one warning per profile); below the grid they use the smallest grid
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,9 +24,10 @@ from typing import overload
 
 import numpy as np
 
+from kairos.csvio import Column, read_csv
 from kairos.errors import ProfileError, UnknownInstanceTypeError, UnknownModelError
+from kairos.limits import BATCH_SIZE, Range
 
-REQUIRED_COLUMNS = ("model", "instance_type", "batch_size", "latency_ms")
 DEFAULT_PROFILES_RESOURCE = "default_profiles.csv.gz"
 
 
@@ -257,82 +255,21 @@ def _resample(sorted_values: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return np.quantile(sorted_values, probs)
 
 
-def _parse_rows(reader: csv.DictReader, source: str) -> dict[tuple[str, str, int], list[float]]:
-    header = reader.fieldnames or []
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise ProfileError(
-            f"profile file {source} lacks column(s) {', '.join(missing)} (found: "
-            f"{', '.join(header) or 'nothing'}).",
-            "write a CSV header 'model,instance_type,batch_size,latency_ms'.",
-        )
-    cells: dict[tuple[str, str, int], list[float]] = {}
-    for line_no, row in enumerate(reader, start=2):
-        model = (row["model"] or "").strip()
-        itype = (row["instance_type"] or "").strip()
-        if not model or not itype:
-            raise ProfileError(
-                f"{source} line {line_no}: empty model or instance_type.",
-                "fill in both names on every row.",
-            )
-        batch = _number(row["batch_size"], "batch_size", source, line_no)
-        latency = _number(row["latency_ms"], "latency_ms", source, line_no)
-        if batch <= 0 or batch != int(batch):
-            raise ProfileError(
-                f"{source} line {line_no}: batch_size {row['batch_size']!r} is not a positive "
-                "integer.",
-                "give batch sizes as whole numbers of samples, 1 or more.",
-            )
-        if latency < 0:
-            raise ProfileError(
-                f"{source} line {line_no}: latency_ms {row['latency_ms']!r} is negative.",
-                "give service times as non-negative milliseconds.",
-            )
-        cells.setdefault((model, itype, int(batch)), []).append(latency)
-    if not cells:
-        raise ProfileError(f"profile file {source} has no rows.", "add measurement rows.")
-    return cells
-
-
-def _number(text: str | None, column: str, source: str, line_no: int) -> float:
-    try:
-        value = float(text or "")
-    except ValueError:
-        raise ProfileError(
-            f"{source} line {line_no}: {column} {text!r} is not a number.",
-            f"write {column} as a plain decimal number.",
-        ) from None
-    if not np.isfinite(value):
-        raise ProfileError(
-            f"{source} line {line_no}: {column} {text!r} is not finite.",
-            f"write {column} as a finite decimal number.",
-        )
-    return value
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")  # noqa: SIM115
+PROFILE_COLUMNS = (
+    Column("model"),
+    Column("instance_type"),
+    Column("batch_size", BATCH_SIZE),
+    Column("latency_ms", Range("latency_ms", 0, 1e9, "ms")),
+)
 
 
 def load_profiles(path: str | Path) -> ProfileSet:
     """Load a profile CSV (optionally gzip-compressed); raise ProfileError on any defect."""
-    p = Path(path)
-    if not p.is_file():
-        raise ProfileError(
-            f"profile file {str(p)!r} does not exist.",
-            "pass the path of a CSV with columns model,instance_type,batch_size,latency_ms.",
-        )
-    try:
-        with _open_text(p) as fh:
-            cells = _parse_rows(csv.DictReader(fh), str(p))
-    except (UnicodeDecodeError, gzip.BadGzipFile, csv.Error) as exc:
-        raise ProfileError(
-            f"profile file {str(p)!r} is not readable CSV ({exc}).",
-            "save it as UTF-8 CSV (or .csv.gz).",
-        ) from None
-    return profiles_from_samples(cells, str(p))
+    cells: dict[tuple[str, str, int], list[float]] = {}
+    rows = read_csv(path, "profile file", PROFILE_COLUMNS, ProfileError)
+    for _, (model, itype, batch, latency) in rows:
+        cells.setdefault((model, itype, batch), []).append(latency)
+    return profiles_from_samples(cells, str(path))
 
 
 def default_profiles() -> ProfileSet:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from kairos.catalog import PriceTable, check_qos_ms, default_prices, default_qos_ms
 from kairos.profiles import ModelProfiles, ProfileSet, default_profiles
-from kairos.workload import BatchMix, production_mix
+from kairos.workload import BatchMix, check_batches_within, production_mix
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,16 +29,23 @@ class Scenario:
         prices: PriceTable | None = None,
         mix: BatchMix | None = None,
     ) -> Scenario:
-        """Fill in the built-in data and the model's default QoS where not given."""
+        """Fill in the built-in data and the model's default QoS where not given.
+
+        A mix with batches above the profiled grid is refused (``check_batches_within``).
+        """
         ps = profiles if profiles is not None else default_profiles()
         mp = ps.model(model)
         qos = check_qos_ms(qos_ms) if qos_ms is not None else default_qos_ms(model)
+        batch_mix = mix if mix is not None else production_mix()
+        check_batches_within(
+            batch_mix.max_batch, f"batch mix {batch_mix.name!r}", mp.max_batch, f"model {model!r}"
+        )
         return cls(
             model=model,
             qos_ms=qos,
             profiles=mp,
             prices=prices if prices is not None else default_prices(),
-            mix=mix if mix is not None else production_mix(),
+            mix=batch_mix,
         )
 
     @property

@@ -7,7 +7,6 @@ All randomness comes from a ``numpy.random.Generator`` passed in by the caller.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,9 @@ from pathlib import Path
 import numpy as np
 from scipy.special import ndtr
 
-from kairos.errors import ConfigError, WorkloadError
+from kairos.csvio import Column, read_csv
+from kairos.errors import WorkloadError
+from kairos.limits import BATCH_SIZE, MAX_QUERIES, QUERIES, RATE_QPS, Range
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,41 +121,27 @@ def fixed_mix(batch_size: int) -> BatchMix:
     return BatchMix(f"fixed:{batch_size}", np.array([batch_size]), np.array([1.0]))
 
 
+MIX_COLUMNS = (Column("batch_size", BATCH_SIZE), Column("weight", Range("weight", 0, 1e300)))
+
+
 def load_mix(path: str | Path) -> BatchMix:
-    """An empirical mix from a CSV ``batch_size,weight`` (weights are normalised)."""
-    p = Path(path)
-    if not p.is_file():
-        raise WorkloadError(
-            f"batch-mix file {str(p)!r} does not exist.",
-            "pass --batch-mix production, fixed:N, or a CSV with columns batch_size,weight.",
-        )
+    """An empirical mix from a CSV ``batch_size,weight``.
+
+    Weights are normalised; rows with the same batch size add their weights (a histogram
+    may list a size more than once).
+    """
     weights: dict[int, float] = {}
-    with open(p, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not {"batch_size", "weight"} <= set(reader.fieldnames or []):
-            raise WorkloadError(
-                f"batch-mix file {str(p)!r} has columns {reader.fieldnames}.",
-                "write a CSV header 'batch_size,weight'.",
-            )
-        for line_no, row in enumerate(reader, start=2):
-            try:
-                b = float(row["batch_size"])
-                w = float(row["weight"])
-            except (TypeError, ValueError):
-                b, w = -1.0, -1.0
-            if b <= 0 or b != int(b) or not math.isfinite(w) or w < 0:
-                raise WorkloadError(
-                    f"{p} line {line_no}: batch_size {row['batch_size']!r} / weight "
-                    f"{row['weight']!r} is invalid.",
-                    "use positive whole batch sizes and non-negative weights.",
-                )
-            weights[int(b)] = weights.get(int(b), 0.0) + w
+    for _, (b, w) in read_csv(path, "batch-mix file", MIX_COLUMNS, WorkloadError):
+        weights[b] = weights.get(b, 0.0) + w
     total = sum(weights.values())
-    if total <= 0:
-        raise WorkloadError(f"batch-mix file {str(p)!r} has no positive weight.", "add rows.")
+    if not total > 0 or not math.isfinite(total):
+        raise WorkloadError(
+            f"batch-mix file {str(path)!r} has weights summing to {total:g}.",
+            "give at least one positive weight (and finite ones).",
+        )
     support = np.array(sorted(weights), dtype=np.int64)
     probs = np.array([weights[int(b)] / total for b in support])
-    return BatchMix(p.stem, support, probs)
+    return BatchMix(Path(path).stem, support, probs)
 
 
 def parse_mix(spec: str) -> BatchMix:
@@ -162,23 +149,42 @@ def parse_mix(spec: str) -> BatchMix:
     if spec == "production":
         return production_mix()
     if spec.startswith("fixed:"):
+        text = spec.removeprefix("fixed:")
         try:
-            n = int(spec.removeprefix("fixed:"))
+            n = int(text)
         except ValueError:
             raise WorkloadError(
-                f"batch mix {spec!r} is not fixed:N with N an integer.", "write e.g. fixed:100."
+                f"batch mix {spec!r} is not fixed:N with N a whole number.",
+                "write e.g. fixed:100.",
             ) from None
+        if not BATCH_SIZE.contains(n):
+            raise WorkloadError(
+                f"batch mix {spec!r}: {n} is outside {BATCH_SIZE.describe()}.",
+                "write fixed:N with N a batch size such as 100.",
+            )
         return fixed_mix(n)
     return load_mix(spec)
 
 
 def check_rate_qps(rate_qps: float) -> float:
-    if not math.isfinite(rate_qps) or rate_qps <= 0:
-        raise ConfigError(
-            f"arrival rate {rate_qps!r} qps is not a positive number.",
-            "pass --rate-qps greater than 0, for example 50.",
+    return RATE_QPS.check(rate_qps)
+
+
+def check_batches_within(largest: int, what: str, max_batch: int, whose: str) -> None:
+    """The one rule for batch sizes above the profiled grid: they are refused.
+
+    ``largest`` is the biggest batch in ``what`` (a mix or a trace); ``max_batch`` is the
+    largest batch profiled on every type of the model, the same limit the live router
+    enforces with a 400. So a simulation never extrapolates a profile, and a load generator
+    never sends a query the router must refuse (docs/limits.md).
+    """
+    if largest > max_batch:
+        raise WorkloadError(
+            f"{what} has batch sizes up to {largest}, above the largest batch {max_batch} "
+            f"profiled for {whose}.",
+            f"use batch sizes of at most {max_batch} (split larger queries), or pass "
+            "--profiles with measurements of larger batches.",
         )
-    return float(rate_qps)
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,48 +206,29 @@ class QueryStream:
 def poisson_stream(rate_qps: float, n: int, mix: BatchMix, rng: np.random.Generator) -> QueryStream:
     """``n`` Poisson arrivals (exponential gaps in continuous time) with batches from ``mix``."""
     check_rate_qps(rate_qps)
-    if n <= 0:
-        raise ConfigError(f"query count {n!r} is not positive.", "pass --queries >= 1.")
+    QUERIES.check(n)
     gaps = rng.exponential(1.0 / rate_qps, size=n)
     return QueryStream(np.cumsum(gaps), mix.sample(n, rng))
 
 
+TRACE_COLUMNS = (
+    Column("arrival_s", Range("arrival_s", 0, 1e9, "s")),
+    Column("batch_size", BATCH_SIZE),
+)
+
+
 def load_trace(path: str | Path) -> QueryStream:
-    """Replay a trace CSV ``arrival_s,batch_size`` (rows sorted by arrival)."""
-    p = Path(path)
-    if not p.is_file():
-        raise WorkloadError(
-            f"trace file {str(p)!r} does not exist.",
-            "pass a CSV with columns arrival_s,batch_size.",
-        )
+    """Replay a trace CSV ``arrival_s,batch_size`` (rows sorted by arrival; at most
+    ``MAX_QUERIES`` rows, so memory stays bounded)."""
     times: list[float] = []
     batches: list[int] = []
-    with open(p, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not {"arrival_s", "batch_size"} <= set(reader.fieldnames or []):
+    rows = read_csv(path, "trace file", TRACE_COLUMNS, WorkloadError, max_rows=MAX_QUERIES)
+    for line, (t, b) in rows:
+        if times and t < times[-1]:
             raise WorkloadError(
-                f"trace file {str(p)!r} has columns {reader.fieldnames}.",
-                "write a CSV header 'arrival_s,batch_size'.",
+                f"{path} line {line}: arrival_s {t:g} is earlier than the previous row's.",
+                "sort the trace by arrival_s.",
             )
-        for line_no, row in enumerate(reader, start=2):
-            try:
-                t = float(row["arrival_s"])
-                b = float(row["batch_size"])
-            except (TypeError, ValueError):
-                t, b = -1.0, -1.0
-            if not math.isfinite(t) or t < 0 or b <= 0 or b != int(b):
-                raise WorkloadError(
-                    f"{p} line {line_no}: arrival_s {row['arrival_s']!r} / batch_size "
-                    f"{row['batch_size']!r} is invalid.",
-                    "use non-negative arrival times in seconds and positive whole batch sizes.",
-                )
-            if times and t < times[-1]:
-                raise WorkloadError(
-                    f"{p} line {line_no}: arrival_s {t} is earlier than the previous row.",
-                    "sort the trace by arrival_s.",
-                )
-            times.append(t)
-            batches.append(int(b))
-    if not times:
-        raise WorkloadError(f"trace file {str(p)!r} has no rows.", "add arrival rows.")
+        times.append(t)
+        batches.append(b)
     return QueryStream(np.array(times), np.array(batches, dtype=np.int64))

@@ -85,9 +85,9 @@ def test_load_roundtrip(write):
     [
         ("model,instance_type,batch_size\nm,t,10\n", "latency_ms"),
         (CSV_HEADER + "m,t,10,abc\n", "'abc' is not a number"),
-        (CSV_HEADER + "m,t,10,-3\n", "negative"),
-        (CSV_HEADER + "m,t,0,3\n", "not a positive integer"),
-        (CSV_HEADER + "m,t,2.5,3\n", "not a positive integer"),
+        (CSV_HEADER + "m,t,10,-3\n", "'-3' is outside"),
+        (CSV_HEADER + "m,t,0,3\n", "'0' is outside"),
+        (CSV_HEADER + "m,t,2.5,3\n", "'2.5' is not a whole number"),
         (CSV_HEADER, "no rows"),
     ],
 )

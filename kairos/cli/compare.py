@@ -10,11 +10,22 @@ from pathlib import Path
 
 import click
 
+from kairos import limits
 from kairos.catalog import check_qos_ms
-from kairos.cli.common import build_scenario, data_options, emit_json, progress_bar, table
+from kairos.cli.common import (
+    BoundedList,
+    NameList,
+    bounded,
+    build_scenario,
+    data_options,
+    emit_json,
+    output_file,
+    progress_bar,
+    table,
+)
 from kairos.compare import SCHEMES, CompareSettings, Comparison, compare
 from kairos.errors import ConfigError
-from kairos.plots.report import COLUMNS, scheme_rows
+from kairos.plots.report import COLUMNS, REPORT_SUFFIXES, legend_lines, scheme_rows
 from kairos.profiles import default_profiles, load_profiles
 from kairos.scenario import Scenario
 
@@ -79,6 +90,10 @@ def render_table(c: Comparison) -> str:
     return head + "\n" + table(scheme_rows(c), COLUMNS)
 
 
+def render_legend() -> str:
+    return "Columns:\n" + "\n".join(f"  {line}" for line in legend_lines())
+
+
 def write_outputs(
     comparisons: list[Comparison], plot: str | None, report: str | None, settings_info: dict
 ) -> list[Path]:
@@ -129,6 +144,7 @@ def settings_info(
     "--model",
     "-m",
     "model_text",
+    type=NameList(),
     default="rm2",
     show_default=True,
     help="Model, comma-separated models, or 'all'.",
@@ -136,36 +152,45 @@ def settings_info(
 @click.option(
     "--budget-per-hr",
     "budget_text",
+    type=BoundedList(limits.BUDGET_PER_HR),
     required=True,
     help="Budget in $/h, or a comma-separated list (1.5,2.5,4).",
 )
 @click.option(
     "--qos-ms",
     "qos_text",
+    type=BoundedList(limits.QOS_MS),
     default=None,
     help="p99 target in ms, or a list (default: each model's built-in target).",
 )
 @data_options
 @click.option(
     "--queries",
-    type=int,
+    type=bounded(limits.TRIAL_QUERIES),
     default=3000,
     show_default=True,
     help="Measured queries per capacity trial.",
 )
-@click.option("--precision", type=float, default=0.03, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--precision", type=bounded(limits.PRECISION), default=0.03, show_default=True)
+@click.option("--seed", type=bounded(limits.SEED), default=0, show_default=True)
 @click.option(
     "--top-k",
-    type=int,
+    type=bounded(limits.TOP_K),
     default=20,
     show_default=True,
     help="Pools (by bound) the oracle, drs and clockwork simulate.",
 )
 @click.option("--schemes", "schemes_text", default=",".join(SCHEMES), show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--plot", type=click.Path(), default=None, help="Write a PNG (and *_cdf.png).")
-@click.option("--report", type=click.Path(), default=None, help="Write FILE.html or FILE.md.")
+@click.option(
+    "--plot", type=output_file(".png"), default=None, help="Write FILE.png (and FILE_cdf.png)."
+)
+@click.option(
+    "--report",
+    type=output_file(*REPORT_SUFFIXES),
+    default=None,
+    help="Write FILE.html or FILE.md (the plots go next to it).",
+)
 def compare_cmd(
     model_text,
     budget_text,
@@ -217,6 +242,7 @@ def compare_cmd(
         return
     for c in comparisons:
         click.echo(render_table(c) + "\n")
+    click.echo(render_legend() + "\n")
     for p in written:
         click.echo(f"wrote {p}")
 

@@ -13,8 +13,15 @@ from pathlib import Path
 
 import click
 
-from kairos.cli.common import table
-from kairos.cli.compare import render_table, run_comparisons, settings_info, write_outputs
+from kairos import limits
+from kairos.cli.common import bounded, check_output_path, table
+from kairos.cli.compare import (
+    render_legend,
+    render_table,
+    run_comparisons,
+    settings_info,
+    write_outputs,
+)
 from kairos.compare import CompareSettings
 from kairos.runtime.demo import DEMO_POOL, DemoRow
 
@@ -25,7 +32,7 @@ DEMO_SETTINGS = CompareSettings(
 
 @click.command()
 @click.option("--model", "-m", default=None, help="Model (default: rm2; dien with --live).")
-@click.option("--budget-per-hr", type=float, default=2.5, show_default=True)
+@click.option("--budget-per-hr", type=bounded(limits.BUDGET_PER_HR), default=2.5, show_default=True)
 @click.option(
     "--out",
     "out_dir",
@@ -36,9 +43,15 @@ DEMO_SETTINGS = CompareSettings(
 )
 @click.option("--live", is_flag=True, help="Serve a small pool on loopback instead.")
 @click.option("--pool", "pool_text", default=DEMO_POOL, show_default=True, help="--live: the pool.")
-@click.option("--rate-qps", type=float, default=None, help="--live: default between policies.")
-@click.option("--duration-s", type=float, default=15.0, show_default=True, help="--live.")
-@click.option("--time-scale", type=float, default=1.0, show_default=True, help="--live.")
+@click.option(
+    "--rate-qps", type=bounded(limits.RATE_QPS), default=None, help="--live: default between."
+)
+@click.option(
+    "--duration-s", type=bounded(limits.DURATION_S), default=15.0, show_default=True, help="--live."
+)
+@click.option(
+    "--time-scale", type=bounded(limits.TIME_SCALE), default=1.0, show_default=True, help="--live."
+)
 def demo(
     model: str | None,
     budget_per_hr: float,
@@ -67,6 +80,7 @@ def demo(
     from kairos import allocator
     from kairos.scenario import Scenario
 
+    check_output_path(out_dir, "--out", folder=True)  # before a minute of work, not after
     scenario = Scenario.build(model)
     plan = allocator.plan(scenario, budget_per_hr, bound="kairos", top=5)
     click.echo(
@@ -76,7 +90,11 @@ def demo(
     rows = [
         [str(r.pool), f"{r.cost_per_hr:.3f}", f"{r.upper_bound_qps:.1f}"] for r in plan.ranked[:5]
     ]
-    click.echo(table(rows, ["pool", "$/h", "upper bound qps"]) + "\n")
+    click.echo(table(rows, ["pool", "$/h", "upper bound qps"]))
+    click.echo(
+        "upper bound qps: the KAIROS upper bound on the pool's allowable throughput, from "
+        "the profiles alone (no pool simulated)\n"
+    )
     click.echo("Comparing schemes by simulated allowable throughput ...")
     comparisons = run_comparisons([model], [budget_per_hr], [None], DEMO_SETTINGS)
     out = Path(out_dir)
@@ -87,6 +105,7 @@ def demo(
     )
     c = comparisons[0]
     click.echo(render_table(c))
+    click.echo(render_legend())
     best_other = max(
         (s for s in c.schemes if s.name not in ("kairos", "kairos-fluid", "oracle")),
         key=lambda s: s.allowable_qps,

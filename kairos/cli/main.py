@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import sys
 
 import click
 
-from kairos.errors import KairosError
+from kairos.cli.entry import run_command
 
 # Each module defines COMMANDS, a list of click commands. Add a line to add a module.
 COMMAND_MODULES = [
@@ -34,19 +33,7 @@ for _name in COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: bad input prints one line with a "To fix:" hint and exits with status 2."""
-    try:
-        cli.main(args=argv, prog_name="kairos", standalone_mode=False)
-    except KairosError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(2)
-    except click.exceptions.Exit as err:
-        sys.exit(err.exit_code)
+    run_command(cli, argv, "kairos")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import click
 
+from kairos import limits
 from kairos.allocator import BOUNDS, parse_caps, plan
 from kairos.allocator.plan import DEFAULT_TOP, VERIFY_QUERIES
-from kairos.cli.common import build_scenario, emit_json, progress_bar, scenario_options, table
+from kairos.cli.common import (
+    bounded,
+    build_scenario,
+    emit_json,
+    progress_bar,
+    scenario_options,
+    table,
+)
 
 
 def _fmt(x: float | None) -> str:
@@ -15,7 +23,12 @@ def _fmt(x: float | None) -> str:
 
 @click.command(name="plan")
 @scenario_options
-@click.option("--budget-per-hr", type=float, required=True, help="Budget in dollars per hour.")
+@click.option(
+    "--budget-per-hr",
+    type=bounded(limits.BUDGET_PER_HR),
+    required=True,
+    help="Budget in dollars per hour.",
+)
 @click.option(
     "--bound",
     type=click.Choice(BOUNDS),
@@ -24,12 +37,16 @@ def _fmt(x: float | None) -> str:
     help="kairos: the paper's upper bound; fluid: the exact LP (and MILP).",
 )
 @click.option(
-    "--top", type=int, default=DEFAULT_TOP, show_default=True, help="How many ranked pools to show."
+    "--top",
+    type=bounded(limits.TOP),
+    default=DEFAULT_TOP,
+    show_default=True,
+    help="How many ranked pools to show.",
 )
 @click.option(
     "--verify",
     "verify_top",
-    type=int,
+    type=bounded(limits.VERIFY_TOP),
     default=0,
     show_default=True,
     help="Simulate the top K pools and re-rank them by allowable throughput.",
@@ -39,12 +56,12 @@ def _fmt(x: float | None) -> str:
 )
 @click.option(
     "--queries",
-    type=int,
+    type=bounded(limits.TRIAL_QUERIES),
     default=VERIFY_QUERIES,
     show_default=True,
     help="Measured queries per --verify trial.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=bounded(limits.SEED), default=0, show_default=True)
 @click.option(
     "--max",
     "max_items",
@@ -112,6 +129,12 @@ def plan_command(
         for i, r in enumerate(result.ranked)
     ]
     click.echo(table(rows, ["rank", "pool", "cost_per_hr", "upper_bound_qps", "allowable_qps"]))
+    click.echo(
+        f"upper_bound_qps: the {bound} upper bound on the pool's allowable throughput, from "
+        "the profiles alone; allowable_qps: simulated highest Poisson rate with 99% of "
+        f"queries within QoS under {policy} (the top --verify K pools only, '-' otherwise); "
+        "cost_per_hr in $/h."
+    )
 
 
 COMMANDS = [plan_command]

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import click
 
+from kairos import limits
 from kairos.cli.common import (
+    HANDLER,
+    HOST,
+    WORKERS,
+    bounded,
     build_scenario,
     emit_json,
     parse_policy_options,
@@ -55,8 +60,10 @@ def _d(name: str):
     help="Distribution policy.",
 )
 @policy_options_option
-@click.option("--host", default=_d("host"), show_default=True, help="Address to bind.")
-@click.option("--port", type=int, default=_d("port"), show_default=True, help="0 = any free port.")
+@click.option("--host", type=HOST, default=_d("host"), show_default=True, help="Address to bind.")
+@click.option(
+    "--port", type=bounded(limits.PORT), default=_d("port"), show_default=True, help="0 = any."
+)
 @click.option(
     "--backend",
     type=click.Choice(POOL_BACKENDS.names()),
@@ -67,6 +74,7 @@ def _d(name: str):
 @click.option(
     "--workers",
     "workers_text",
+    type=WORKERS,
     default="local",
     show_default=True,
     help="'local' starts replay/model workers here; or HOST:PORT,... in pool order.",
@@ -87,7 +95,7 @@ def _d(name: str):
     "thread, socket, connection and RNG; ~35% less worker CPU) or one per instance. Model "
     "workers always get a process each. See docs/runtime.md.",
 )
-@click.option("--handler", default=None, help="module:callable run by local workers.")
+@click.option("--handler", type=HANDLER, default=None, help="module:callable run by local workers.")
 @click.option(
     "--router-cpus",
     default=None,
@@ -103,29 +111,41 @@ def _d(name: str):
 )
 @click.option(
     "--time-scale",
-    type=float,
+    type=bounded(limits.TIME_SCALE),
     default=_d("time_scale"),
     show_default=True,
     help="Replay service times x this (0 = zero latency); the clock is scaled back.",
 )
 @click.option(
     "--max-queue",
-    type=int,
+    type=bounded(limits.MAX_QUEUE),
     default=_d("max_queue"),
     show_default=True,
     help="Queued queries beyond which requests get HTTP 503.",
 )
-@click.option("--max-body-bytes", type=int, default=_d("max_body_bytes"), show_default=True)
+@click.option(
+    "--max-body-bytes",
+    type=bounded(limits.MAX_BODY_BYTES),
+    default=_d("max_body_bytes"),
+    show_default=True,
+    help="Larger request bodies get HTTP 400.",
+)
 @click.option(
     "--api-token",
     envvar="KAIROS_API_TOKEN",
     default=None,
     help="Require 'Authorization: Bearer TOKEN' (env KAIROS_API_TOKEN).",
 )
-@click.option("--drain-timeout-s", type=float, default=_d("drain_timeout_s"), show_default=True)
+@click.option(
+    "--drain-timeout-s",
+    type=bounded(limits.DRAIN_TIMEOUT_S),
+    default=_d("drain_timeout_s"),
+    show_default=True,
+    help="On SIGTERM, wait this long for accepted queries before answering them 503.",
+)
 @click.option(
     "--timeout-floor-s",
-    type=float,
+    type=bounded(limits.TIMEOUT_FLOOR_S),
     default=_d("timeout_floor_s"),
     show_default=True,
     help=f"Per-query hang timeout: this + {_d('timeout_p99_multiple'):g} x the profiled p99 "
@@ -133,14 +153,14 @@ def _d(name: str):
 )
 @click.option(
     "--max-attempts",
-    type=int,
+    type=bounded(limits.MAX_ATTEMPTS),
     default=_d("max_attempts"),
     show_default=True,
     help="Fail a query (502) once it may have caused this many worker failures.",
 )
 @click.option(
     "--overhead-factor",
-    type=float,
+    type=bounded(limits.OVERHEAD_FACTOR),
     default=_d("overhead_factor"),
     show_default=True,
     help="Policy sees this x the p95 worker round-trip overhead as extra time per query (0 = off).",
@@ -154,12 +174,12 @@ def _d(name: str):
 )
 @click.option(
     "--traffic-window-s",
-    type=float,
+    type=bounded(limits.TRAFFIC_WINDOW_S),
     default=_d("traffic_window_s"),
     show_default=True,
     help="Seconds of traffic (profile time) behind GET /v2/traffic and the headroom metrics.",
 )
-@click.option("--seed", type=int, default=_d("seed"), show_default=True)
+@click.option("--seed", type=bounded(limits.SEED), default=_d("seed"), show_default=True)
 def serve(
     model,
     qos_ms,
@@ -238,17 +258,28 @@ def serve(
 @click.command()
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True)
 @click.option("--model", "-m", required=True)
-@click.option("--rate-qps", type=float, default=None, help="Poisson rate (profile time).")
-@click.option("--duration-s", type=float, default=30.0, show_default=True)
+@click.option(
+    "--rate-qps",
+    type=bounded(limits.RATE_QPS),
+    default=None,
+    help="Poisson rate (profile time); with --find-capacity, the first guess.",
+)
+@click.option(
+    "--duration-s",
+    type=bounded(limits.DURATION_S),
+    default=30.0,
+    show_default=True,
+    help=f"Seconds of load; rate x duration is at most {limits.MAX_LOADGEN_QUERIES:,} queries.",
+)
 @click.option(
     "--batch-mix", default="production", show_default=True, help="production | fixed:N | FILE.csv"
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=bounded(limits.SEED), default=0, show_default=True)
 @click.option("--api-token", envvar="KAIROS_API_TOKEN", default=None)
 @click.option(
     "--find-capacity", is_flag=True, help="Search the highest rate with 99% of queries within QoS."
 )
-@click.option("--precision", type=float, default=0.05, show_default=True)
+@click.option("--precision", type=bounded(limits.PRECISION), default=0.05, show_default=True)
 @click.option(
     "--tensors",
     type=click.Choice(["binary", "json"]),
@@ -305,15 +336,32 @@ def loadgen(
             click.echo(
                 f"live allowable throughput: {res.allowable_qps:.1f} qps ({len(res.trials)} trials)"
             )
+        if res.allowable_qps <= 0:  # the check failed at every rate tried: exit status 1
+            fail_check(
+                "no rate tried passed (99% of queries within QoS).",
+                "grow the pool, relax --qos-ms on the router, or check its workers are up.",
+            )
         return
     report = run_event_loop(run_load(spec))
     if as_json:
         emit_json(report.as_dict())
-        return
-    rows = [
-        [k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in report.as_dict().items()
-    ]
-    click.echo(table(rows, ["metric", "value"]))
+    else:
+        rows = [
+            [k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in report.as_dict().items()
+        ]
+        click.echo(table(rows, ["metric", "value"]))
+    if not report.passed:  # a run that failed its check exits with status 1
+        fail_check(
+            f"the run {report.verdict()}.",
+            "lower --rate-qps, grow the pool, or see the router's log for the errors.",
+        )
+
+
+def fail_check(message: str, fix: str) -> None:
+    """A load run that completed but failed its check: one line, exit status 1 (not 2, which
+    is bad input)."""
+    click.echo(f"error: {message} To fix: {fix}", err=True)
+    raise click.exceptions.Exit(1)
 
 
 COMMANDS = [serve, loadgen]

@@ -8,7 +8,9 @@ from typing import Any, TypeVar
 import click
 import numpy as np
 
+from kairos import limits
 from kairos.cli.common import (
+    bounded,
     build_scenario,
     emit_json,
     parse_policy_options,
@@ -22,7 +24,7 @@ from kairos.distributor import policy_names
 from kairos.errors import ConfigError
 from kairos.sim.capacity import DEFAULT_QUERIES, allowable_throughput, default_warmup
 from kairos.sim.engine import simulate as run_simulation
-from kairos.workload import check_rate_qps, load_trace, poisson_stream
+from kairos.workload import check_batches_within, load_trace, poisson_stream
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
@@ -45,7 +47,9 @@ def policy_option(default: str = "fcfs") -> Callable[[FC], FC]:
 )
 @policy_option()
 @policy_options_option
-@click.option("--rate-qps", type=float, default=None, help="Poisson arrival rate.")
+@click.option(
+    "--rate-qps", type=bounded(limits.RATE_QPS), default=None, help="Poisson arrival rate."
+)
 @click.option(
     "--trace",
     "trace_path",
@@ -53,8 +57,14 @@ def policy_option(default: str = "fcfs") -> Callable[[FC], FC]:
     default=None,
     help="Replay a trace CSV (arrival_s,batch_size) instead of Poisson arrivals.",
 )
-@click.option("--queries", type=int, default=20000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--queries",
+    type=bounded(limits.QUERIES),
+    default=20000,
+    show_default=True,
+    help="Poisson arrivals to simulate (a trace sets its own count).",
+)
+@click.option("--seed", type=bounded(limits.SEED), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def simulate(
     model,
@@ -74,8 +84,17 @@ def simulate(
     """Simulate POOL under Poisson load at RATE_QPS and report latency and QoS."""
     scenario = build_scenario(model, qos_ms, batch_mix, profiles_path, prices_path)
     pool = parse_pool(scenario, pool_text)
+    if trace_path is not None and rate_qps is not None:
+        raise ConfigError(
+            f"--rate-qps {rate_qps:g} and --trace {trace_path} both set the arrivals.",
+            "pass --rate-qps for Poisson arrivals or --trace to replay a trace, not both.",
+        )
     if trace_path is not None:
         stream = load_trace(trace_path)
+        largest = int(stream.batch_size.max())
+        check_batches_within(
+            largest, f"trace {trace_path}", scenario.profiles.max_batch, f"model {model!r}"
+        )
         queries = len(stream)
         rate_qps = queries / max(float(stream.arrival_s[-1] - stream.arrival_s[0]), 1e-9)
     elif rate_qps is None:
@@ -84,7 +103,6 @@ def simulate(
             "pass --rate-qps R for Poisson arrivals or --trace FILE.csv to replay a trace.",
         )
     else:
-        check_rate_qps(rate_qps)
         stream = poisson_stream(rate_qps, queries, scenario.mix, np.random.default_rng(seed))
     result = run_simulation(
         scenario,
@@ -123,13 +141,19 @@ def simulate(
 @policy_options_option
 @click.option(
     "--queries",
-    type=int,
+    type=bounded(limits.TRIAL_QUERIES),
     default=DEFAULT_QUERIES,
     show_default=True,
     help="Measured queries per trial (plus a 10% warm-up).",
 )
-@click.option("--precision", type=float, default=0.02, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--precision",
+    type=bounded(limits.PRECISION),
+    default=0.02,
+    show_default=True,
+    help="Stop when the passing and failing rates are within this fraction.",
+)
+@click.option("--seed", type=bounded(limits.SEED), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def capacity(
     model,

@@ -6,11 +6,11 @@ the worker's own code, so a worker process starts without loading the rest of th
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from kairos.errors import KairosError
+from kairos import limits
+from kairos.cli.common import HOST, bounded
+from kairos.cli.entry import run_command
 from kairos.runtime.aio import parse_cpus
 from kairos.runtime.transport import TRANSPORTS
 from kairos.runtime.worker import WORKER_MODES, WorkerConfig, run_worker
@@ -21,8 +21,10 @@ _DEFAULTS = WorkerConfig("", "")
 @click.command("worker")
 @click.option("--instance-type", required=True, help="The instance type this worker is.")
 @click.option("--model", "-m", required=True, help="Model name in the profiles.")
-@click.option("--host", default=_DEFAULTS.host, show_default=True)
-@click.option("--port", type=int, default=_DEFAULTS.port, show_default=True, help="0 = any.")
+@click.option("--host", type=HOST, default=_DEFAULTS.host, show_default=True)
+@click.option(
+    "--port", type=bounded(limits.PORT), default=_DEFAULTS.port, show_default=True, help="0 = any."
+)
 @click.option(
     "--mode",
     type=click.Choice(WORKER_MODES.names()),
@@ -33,12 +35,12 @@ _DEFAULTS = WorkerConfig("", "")
 @click.option("--handler", default=None, help="module:callable taking {name: ndarray}.")
 @click.option(
     "--time-scale",
-    type=float,
+    type=bounded(limits.TIME_SCALE),
     default=_DEFAULTS.time_scale,
     show_default=True,
     help="Replay: sleep profile time x this (0 = answer at once).",
 )
-@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
+@click.option("--seed", type=bounded(limits.SEED), default=_DEFAULTS.seed, show_default=True)
 @click.option("--profiles", "profiles_path", type=click.Path(), default=None)
 @click.option(
     "--transport",
@@ -49,7 +51,7 @@ _DEFAULTS = WorkerConfig("", "")
 )
 @click.option(
     "--instances",
-    type=click.IntRange(min=1),
+    type=bounded(limits.INSTANCES),
     default=1,
     show_default=True,
     help="Co-host N instances of the type (replay mode), one port each from --port "
@@ -91,16 +93,5 @@ def worker(
 COMMANDS = [worker]
 
 
-def _main() -> None:
-    try:
-        worker.main(prog_name="kairos worker", standalone_mode=False)
-    except KairosError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    _main()
+    run_command(worker, None, "kairos worker")

@@ -13,9 +13,14 @@ Adding a policy is one file in ``kairos/distributor/policies/``: a ``Policy`` su
 from __future__ import annotations
 
 import importlib
+import inspect
+import math
+import numbers
 import pkgutil
+import types
+import typing
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -129,5 +134,84 @@ def policy_class(name: str) -> type[Policy]:
     return POLICIES.get(name)
 
 
+def option_types(cls: type[Policy]) -> dict[str, tuple[type, ...]]:
+    """The policy's options and the value types each accepts, read from its constructor.
+
+    ``float`` accepts whole numbers too; ``X | None`` accepts null. An option without a
+    usable annotation accepts anything (the policy checks it).
+    """
+    hints = typing.get_type_hints(cls.__init__)
+    out: dict[str, tuple[type, ...]] = {}
+    for p in inspect.signature(cls.__init__).parameters.values():
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue
+        hint = hints.get(p.name, Any)
+        args = (
+            typing.get_args(hint)
+            if typing.get_origin(hint) in (types.UnionType, typing.Union)
+            else (hint,)
+        )
+        kinds = tuple(a if a is not type(None) else type(None) for a in args)
+        out[p.name] = kinds if all(isinstance(k, type) for k in kinds) else (object,)
+    return out
+
+
+def check_options(cls: type[Policy], options: Mapping[str, Any]) -> None:
+    """Refuse an option the policy does not have, or a value of the wrong type, naming both."""
+    accepted = option_types(cls)
+    for key, value in options.items():
+        kinds = accepted.get(key)
+        if kinds is None:
+            known = ", ".join(f"{k} ({_type_names(v)})" for k, v in accepted.items()) or "none"
+            raise PolicyError(
+                f"policy {cls.name!r} has no option {key!r} (its options: {known}).",
+                "drop it, or pick a policy that has it.",
+            )
+        if not _fits(value, kinds):
+            raise PolicyError(
+                f"policy {cls.name!r} option {key}={value!r} is {_kind_of(value)}; it takes "
+                f"{_type_names(kinds)}.",
+                f"pass e.g. --policy-option {key}={_example(kinds)}.",
+            )
+
+
+def _fits(value: Any, kinds: tuple[type, ...]) -> bool:
+    if object in kinds:
+        return True
+    if value is None or isinstance(value, bool):
+        return type(value) in kinds
+    if isinstance(value, numbers.Integral):
+        return int in kinds or float in kinds
+    if isinstance(value, numbers.Real):
+        return float in kinds and math.isfinite(value)
+    return any(k not in (int, float, bool, type(None)) and isinstance(value, k) for k in kinds)
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return "a number" if math.isfinite(value) else "not a finite number"
+    names = {type(None): "null", bool: "true/false", str: "text", list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _type_names(kinds: tuple[type, ...]) -> str:
+    names = {
+        float: "a finite number",
+        int: "a whole number",
+        bool: "true or false",
+        str: "text",
+        type(None): "null",
+    }
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _example(kinds: tuple[type, ...]) -> str:
+    examples = {float: "0.5", int: "10", bool: "true", str: '"text"', type(None): "null"}
+    return examples.get(kinds[0], "null")
+
+
 def make_policy(name: str, ctx: PolicyContext, **options: Any) -> Policy:
-    return policy_class(name)(ctx, **options)
+    """The named policy with ``options`` (checked against its constructor first)."""
+    cls = policy_class(name)
+    check_options(cls, options)
+    return cls(ctx, **options)

@@ -8,18 +8,32 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kairos.compare import Comparison
+from kairos.errors import ConfigError
 
-COLUMNS = [
-    "scheme",
-    "pool",
-    "policy",
-    "$/h",
-    "allowable qps",
-    "x homogeneous",
-    "x oracle",
-    "pools tried",
-    "fluid bound qps",
-]
+REPORT_SUFFIXES = (".html", ".htm", ".md")
+
+# What each column of the comparison table means (printed under the table and in reports).
+LEGEND = {
+    "scheme": "how the pool and the distributor were chosen (see docs/design.md)",
+    "pool": "the instances rented, TYPE=N",
+    "policy": "the distribution policy that serves the pool",
+    "$/h": "hourly price of the pool",
+    "allowable qps": "simulated allowable throughput: the highest Poisson rate at which 99% "
+    "of queries meet the QoS target",
+    "x homogeneous": "allowable qps divided by the homogeneous scheme's",
+    "x oracle": "allowable qps divided by the oracle's (the best of the top-K pools by bound, "
+    "each simulated with the kairos policy)",
+    "pools tried": "pools the scheme simulated to make its choice; '(free)' marks searches the "
+    "paper did not charge to a competitor",
+    "fluid bound qps": "the fluid upper bound on the pool's throughput at this QoS (an LP over "
+    "the service-time distributions; no policy can sustain more)",
+}
+COLUMNS = list(LEGEND)
+
+
+def legend_lines() -> list[str]:
+    """``column: meaning`` for every column of the comparison table."""
+    return [f"{name}: {meaning}" for name, meaning in LEGEND.items()]
 
 
 def scheme_rows(c: Comparison) -> list[list[str]]:
@@ -55,7 +69,12 @@ def write_report(
     plots: Sequence[Path],
     settings: Mapping[str, str],
 ) -> Path:
-    """Write ``path`` as HTML (``.html``) or Markdown (anything else)."""
+    """Write ``path`` as HTML (``.html``, ``.htm``) or Markdown (``.md``)."""
+    if path.suffix.lower() not in REPORT_SUFFIXES:
+        raise ConfigError(
+            f"report {str(path)!r} has suffix {path.suffix or 'none'!r}.",
+            f"name the report with one of {', '.join(REPORT_SUFFIXES)}.",
+        )
     if path.suffix.lower() in (".html", ".htm"):
         path.write_text(_html(comparisons, plots, settings), encoding="utf-8")
     else:
@@ -69,8 +88,11 @@ def _markdown(comparisons, path: Path, plots, settings) -> str:
     out += [
         "",
         "Each scheme's throughput is the simulator's allowable throughput (highest "
-        "Poisson rate with 99% of queries within QoS) under the same workload and seed. "
-        "'(free)' marks explorations the paper did not charge to a competitor.",
+        "Poisson rate with 99% of queries within QoS) under the same workload and seed.",
+        "",
+        "Columns:",
+        "",
+        *[f"- **{name}**: {meaning}" for name, meaning in LEGEND.items()],
         "",
     ]
     for c in comparisons:
@@ -99,7 +121,9 @@ def _html(comparisons, plots, settings) -> str:
         "</style></head><body><h1>Kairos comparison</h1><h2>Settings</h2><ul>",
     ]
     parts += [f"<li><b>{esc(k)}</b>: <code>{esc(str(v))}</code></li>" for k, v in settings.items()]
-    parts.append("</ul>")
+    parts.append("</ul><h2>Columns</h2><dl>")
+    parts += [f"<dt><b>{esc(k)}</b></dt><dd>{esc(v)}</dd>" for k, v in LEGEND.items()]
+    parts.append("</dl>")
     for c in comparisons:
         parts.append(f"<h2>{esc(_title(c))}</h2><table><tr>")
         parts += [f"<th>{esc(h)}</th>" for h in COLUMNS]

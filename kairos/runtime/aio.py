@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import socket
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -26,7 +27,7 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
 def settle_heap() -> None:
     """Move everything allocated so far out of the garbage collector's sight.
 
-    A full collection walks every tracked object (aiohttp, numpy, the profiles: hundreds of
+    A full collection walks every tracked object (numpy, grpc, the profiles: hundreds of
     thousands) and stalls the event loop for tens of milliseconds, which lands straight in
     the latency tail. After start-up those objects live forever, so they are frozen, and the
     young-generation threshold is raised so collections are rarer and stay small.
@@ -70,3 +71,32 @@ def pin_to_cpus(cpus: tuple[int, ...]) -> None:
             " and the process may be limited to fewer).",
             "list cores this process may run on.",
         ) from None
+
+
+def check_bind_host(host: str, option: str = "--host") -> str:
+    """``host`` if this machine can listen on it; else a ConfigError that names the host.
+
+    Resolves the name and binds a throw-away socket to port 0 on it, so a name that does
+    not resolve and an address that belongs to another machine are told apart from a port
+    that is taken (which only the real bind can find).
+    """
+    fix = "pass an address of this machine: 127.0.0.1 (this machine only) or 0.0.0.0 (all)."
+    if not host.strip():
+        raise ConfigError(f"{option} is empty.", fix)
+    try:
+        infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise ConfigError(
+            f"{option} {host!r} does not resolve to an address ({reason}).", fix
+        ) from None
+    error: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.bind(address)
+            return host
+        except OSError as exc:
+            error = exc
+    strerror = error.strerror if error is not None else "no address"
+    raise ConfigError(f"{option} {host!r} is not an address of this machine ({strerror}).", fix)

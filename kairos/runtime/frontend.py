@@ -7,6 +7,7 @@ the HTTP answer (``AnswerSink``). Paths (Open Inference Protocol / KServe v2):
   GET  /v2, /v2/health/live, /v2/health/ready, /metrics
   GET  /v2/models/{m}[/versions/1], /v2/models/{m}[/versions/1]/ready
   POST /v2/models/{m}[/versions/1]/infer   (JSON or binary tensor data)
+  GET  /v2/openapi.json  (this API as an OpenAPI 3 document)
   GET  /v2/traffic  (observed rate and batch mix, the pool's headroom; see runtime.md)
   GET  /v2/admin/pool, POST /v2/admin/pool {"pool": "TYPE=N,..."}  (resize; see runtime.md)
 
@@ -32,6 +33,8 @@ from kairos.errors import KairosError
 from kairos.runtime.dispatcher import Pending, Served
 from kairos.runtime.http import JSON, Deferred, HttpRequest, HttpResponse
 from kairos.runtime.metrics import CONTENT_TYPE, RouterMetrics
+from kairos.runtime.openapi import PATH as OPENAPI_PATH
+from kairos.runtime.openapi import openapi_response
 from kairos.runtime.traffic import PlanWatch
 from kairos.runtime.wire import BINARY_HEADER, BadRequest, parse_json_length, specs_as_dicts
 from kairos.runtime.wire import validate_request as validate
@@ -75,6 +78,7 @@ class Frontend:
             "/v2/health/ready": lambda: _json(200 if self.ready else 503, {"ready": self.ready}),
             "/metrics": lambda: HttpResponse(200, self.metrics.render(), CONTENT_TYPE.encode()),
             TRAFFIC_PATH: lambda: _json(200, self.traffic_view()),
+            OPENAPI_PATH: lambda: openapi_response(scenario.model, self._d.pool.signature),
         }
         self.plan_watch: PlanWatch | None = None
 

@@ -11,7 +11,12 @@ what that difference buys.
 What it does: keep-alive, pipelined requests answered in order, chunked request bodies (the
 parser decodes them), ``Expect: 100-continue``, a body size limit (the body is read and
 dropped, then the handler is told, so the client always gets an answer it can read), 400 and
-close on a malformed request. A handler returns an ``HttpResponse`` or a ``Deferred`` one;
+close on a malformed request, and deadlines for reading a request: its head (request line
+and headers) must arrive within ``head_timeout_s`` of its first byte and its body within
+``body_timeout_s`` of the head, else the client gets 408 and the connection is closed, so a
+client sending a byte at a time cannot hold a connection (a sweep checks every connection
+once a second: no timer per request). An idle keep-alive connection is closed after
+``keepalive_timeout_s``. A handler returns an ``HttpResponse`` or a ``Deferred`` one;
 ``Deferred.resolve`` writes the answer at once, inside the caller's callback: no task per
 request, and no event-loop pass between the answer being known and being sent (an asyncio
 future would schedule its callbacks for the next pass, behind whatever else is ready).
@@ -34,6 +39,10 @@ import httptools
 JSON = b"application/json"
 MAX_PIPELINED = 16  # requests buffered on one connection before it stops reading
 MAX_HEAD_BYTES = 64 * 1024  # request line + headers; beyond it the request is refused
+HEAD_TIMEOUT_S = 10.0  # first byte of a request -> end of its headers
+BODY_TIMEOUT_S = 60.0  # end of the headers -> end of the body (16 MiB at >= 280 KB/s)
+KEEPALIVE_TIMEOUT_S = 75.0  # an idle connection (no request being read) is closed after this
+LINGER_S = 1.0  # after an error answer, input is read and dropped this long before the close
 
 
 @dataclass(slots=True)
@@ -116,6 +125,10 @@ class _Connection(asyncio.Protocol):
         self._size = 0
         self._head_bytes = 0
         self._started_t = 0.0
+        self.deadline_t: float | None = None  # perf_counter() by which the request must be read
+        self._expired = False  # missed a deadline: answer 408 once earlier answers are out
+        self._discarding = False  # an error was answered; input is dropped until the close
+        self._eof = False  # the client half-closed: close once its answers are written
         self.active_t = time.monotonic()  # last time bytes arrived (idle connections close)
         self._waiting: collections.deque[tuple[HttpRequest, bool]] = collections.deque()
         self._busy = False  # an answer is being produced for the head of the line
@@ -128,12 +141,22 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self._server.connections.add(self)
 
+    def eof_received(self) -> bool:
+        """The client finished sending (a half-close): answer what it asked, then close.
+
+        Returning True keeps the transport open for the answers still being produced.
+        """
+        self._eof = True
+        return bool(self._busy or self._waiting)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
         self._closing = True
         self._waiting.clear()
 
     def data_received(self, data: bytes) -> None:
+        if self._discarding:  # answered with an error and closing: drop the rest
+            return
         self.active_t = time.monotonic()
         try:
             self._parser.feed_data(data)
@@ -151,6 +174,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._started_t = time.perf_counter()
+        self.deadline_t = self._started_t + self._server.head_timeout_s
         self._url = b""
         self._headers = {}
         self._body = []
@@ -174,6 +198,7 @@ class _Connection(asyncio.Protocol):
         self._headers[key] = text if old is None else f"{old}, {text}"
 
     def on_headers_complete(self) -> None:
+        self.deadline_t = time.perf_counter() + self._server.body_timeout_s
         if self._headers.get("expect", "").lower() == "100-continue" and self.transport:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -185,6 +210,7 @@ class _Connection(asyncio.Protocol):
             self._body = []  # over the limit: keep reading, stop keeping
 
     def on_message_complete(self) -> None:
+        self.deadline_t = None
         parsed = httptools.parse_url(self._url)
         too_large = self._size > self._server.max_body_bytes
         request = HttpRequest(
@@ -240,6 +266,13 @@ class _Connection(asyncio.Protocol):
 
     def _resume_reading(self) -> None:
         """Read again once the pipelined backlog that paused the connection is answered."""
+        if self._eof and self.transport is not None and not self._closing:
+            self._closing = True  # nothing more can come: every answer is out
+            self.transport.close()
+            return
+        if self._expired:
+            self._fail(b"the request was not received in time.", status=408)
+            return
         if self._paused and self.transport and not self._closing:
             self._paused = False
             self.transport.resume_reading()
@@ -255,12 +288,40 @@ class _Connection(asyncio.Protocol):
             self._closing = True
             transport.close()
 
-    def _fail(self, message: bytes) -> None:
-        if self.transport is not None and not self._closing:
+    def _fail(self, message: bytes, status: int = 400) -> None:
+        transport = self.transport
+        if transport is not None and not self._closing:
             body = b'{"error": "' + message.replace(b'"', b"'") + b'"}'
             self._closing = True
-            self.transport.write(encode_response(HttpResponse(400, body), keep_alive=False))
-            self.transport.close()
+            transport.write(encode_response(HttpResponse(status, body), keep_alive=False))
+            self._linger_close(transport)
+
+    def _linger_close(self, transport: asyncio.Transport) -> None:
+        """Close without losing the answer just written: closing a socket that still holds
+        unread client bytes sends a reset, which can destroy the answer in flight. So
+        half-close, read and drop whatever else arrives, and close a moment later."""
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._discarding = True
+        if self._paused:
+            self._paused = False
+            transport.resume_reading()
+        asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+
+    def expire(self) -> None:
+        """The request being read missed its deadline: stop reading; answer 408 and close
+        once the answers to earlier (pipelined) requests are written."""
+        if self._closing or self.transport is None:
+            return
+        self.deadline_t = None
+        self._expired = True
+        if not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+        if not self._busy and not self._waiting:
+            self._resume_reading()
 
     def close_if_idle(self, idle_since: float | None = None) -> None:
         """Close the connection if no answer is pending (and, given ``idle_since``, no bytes
@@ -280,16 +341,24 @@ class HttpServer:
     """Serves ``handler`` on ``host:port`` (0 = any free port).
 
     A keep-alive connection with nothing pending that has sent nothing for
-    ``keepalive_timeout_s`` is closed (checked every few seconds), so idle clients cannot
-    hold sockets forever.
+    ``keepalive_timeout_s`` is closed, and a request whose head or body is not read within
+    ``head_timeout_s`` / ``body_timeout_s`` gets 408 (checked about once a second), so
+    neither idle nor slow clients can hold sockets forever.
     """
 
     def __init__(
-        self, handler: Handler, max_body_bytes: int, keepalive_timeout_s: float = 75.0
+        self,
+        handler: Handler,
+        max_body_bytes: int,
+        keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S,
+        head_timeout_s: float = HEAD_TIMEOUT_S,
+        body_timeout_s: float = BODY_TIMEOUT_S,
     ) -> None:
         self.handler = handler
         self.max_body_bytes = max_body_bytes
         self.keepalive_timeout_s = keepalive_timeout_s
+        self.head_timeout_s = head_timeout_s
+        self.body_timeout_s = body_timeout_s
         self.connections: set[_Connection] = set()
         self.closing = False
         self._server: Any = None
@@ -305,12 +374,17 @@ class HttpServer:
         return str(bound[0]), int(bound[1])
 
     async def _sweep_idle(self) -> None:
-        period_s = min(5.0, self.keepalive_timeout_s / 2)
+        shortest = min(self.keepalive_timeout_s, self.head_timeout_s, self.body_timeout_s)
+        period_s = min(1.0, shortest / 4)
         while True:
             await asyncio.sleep(period_s)
             cutoff = time.monotonic() - self.keepalive_timeout_s
+            now = time.perf_counter()
             for conn in list(self.connections):
-                conn.close_if_idle(idle_since=cutoff)
+                if conn.deadline_t is not None and now > conn.deadline_t:
+                    conn.expire()
+                else:
+                    conn.close_if_idle(idle_since=cutoff)
 
     def _connection(self) -> _Connection:
         return _Connection(self)

@@ -14,12 +14,11 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from kairos.errors import RuntimeServiceError
+from kairos.runtime.httpclient import request
 from kairos.runtime.router import LISTEN_LINE
 
 
@@ -50,16 +49,13 @@ def http_request(
     timeout_s: float = 10.0,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, str]:
-    """(status, text) of a GET (or POST when ``body`` is given); HTTP errors are returned."""
+    """(status, text) of a GET (or POST when ``body`` is given); HTTP errors are returned,
+    and a refused or dropped connection raises OSError."""
     hdrs = {"Content-Type": "application/json"} | (headers or {})
     if token:
         hdrs["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, data=body, headers=hdrs)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
+    response = request(url, body, hdrs, timeout_s)
+    return response.status, response.text
 
 
 def _pump(stream: object, sink: queue.Queue[str | None]) -> None:

@@ -16,22 +16,30 @@ step, then bisect geometrically; each trial is a fresh run with the same seed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import resource
 import time
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import aiohttp
 import numpy as np
 import orjson
 
 from kairos.errors import ConfigError, RuntimeServiceError
+from kairos.limits import DURATION_S, MAX_IN_FLIGHT, MAX_LOADGEN_QUERIES
 from kairos.runtime.aio import settle_heap
+from kairos.runtime.httpclient import HttpPool
 from kairos.runtime.wire import BINARY_HEADER, DATATYPES, TensorSpec, parse_specs
 from kairos.sim.search import drive_async, rate_search
-from kairos.workload import BatchMix, QueryStream, check_rate_qps, poisson_stream
+from kairos.workload import (
+    BatchMix,
+    QueryStream,
+    check_batches_within,
+    check_rate_qps,
+    poisson_stream,
+)
 
 QOS_QUANTILE = 0.99
 MAX_TRIAL_S = 120.0
@@ -66,9 +74,19 @@ class ServerInfo:
         return self.time_scale if self.time_scale > 0 else 1.0
 
 
+NO_ANSWER = -1  # status recorded for a query whose connection failed or timed out
+UNREADABLE = -2  # status recorded for a 200 whose body was not the JSON the router sends
+
+
 @dataclass(frozen=True)
 class LoadReport:
-    """Counts over all queries; latency and QoS over the measured (post-warm-up) ones."""
+    """Counts over all queries; latency and QoS over the measured (post-warm-up) ones.
+
+    ``sent`` = ``completed`` (200) + ``rejected`` (503) + ``errors`` (any other status, or no
+    answer at all); ``no_answer`` counts the errors without an HTTP answer (connection
+    refused, reset or timed out), and ``status_counts`` breaks all of them down by status
+    (``no_answer`` and ``unreadable`` by name).
+    """
 
     rate_qps: float
     sent: int
@@ -88,10 +106,22 @@ class LoadReport:
     router_overhead_p50_ms: float = math.nan
     router_overhead_p99_ms: float = math.nan
     status_counts: dict[str, int] = field(default_factory=dict)
+    no_answer: int = 0
 
     @property
     def passed(self) -> bool:
+        """The run's check: 99% of the measured queries answered 200 within QoS."""
         return self.measured > 0 and self.qos_met_fraction >= QOS_QUANTILE
+
+    def verdict(self) -> str:
+        """One line saying whether the check passed, and why not."""
+        share = f"{self.qos_met_fraction:.2%} of {self.measured} measured queries"
+        line = f"{share} answered 200 within QoS {self.qos_ms:g} ms (need {QOS_QUANTILE:.0%})"
+        if self.errors:
+            line += f"; {self.errors} errors ({self.no_answer} without an answer)"
+        if self.rejected:
+            line += f"; {self.rejected} rejected with 503"
+        return ("passed: " if self.passed else "failed: ") + line
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"passed": self.passed}
@@ -112,39 +142,45 @@ class CapacityReport:
 
 
 def _headers(token: str | None) -> dict[str, str]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    return headers
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 async def fetch_info(
-    session: aiohttp.ClientSession, url: str, model: str, token: str | None = None
+    url: str, model: str, token: str | None = None, timeout_s: float = 10.0
 ) -> ServerInfo:
+    """The model's metadata from ``GET /v2/models/{model}``."""
+    pool = HttpPool(url, timeout_s)
     target = f"{url.rstrip('/')}/v2/models/{model}"
     try:
-        async with session.get(target, headers=_headers(token)) as resp:
-            raw = await resp.read()
-            status = resp.status
-    except aiohttp.ClientError as exc:
+        response = await pool.fetch("GET", f"/v2/models/{model}", _headers(token))
+    except OSError as exc:
         raise RuntimeServiceError(
-            f"cannot reach {target} ({exc}).", "start the router (kairos serve) or fix --url."
+            f"cannot reach {target} ({exc or type(exc).__name__}).",
+            "start the router (kairos serve) or fix --url.",
         ) from None
-    if status != 200:
+    finally:
+        pool.close()
+    if response.status != 200:
         raise RuntimeServiceError(
-            f"GET {target} answered HTTP {status}: {raw[:200]!r}.",
+            f"GET {target} answered HTTP {response.status}: {response.body[:200]!r}.",
             "check --model and --api-token match the router.",
         )
-    doc = orjson.loads(raw)
-    params = doc.get("parameters", {})
-    inputs = parse_specs(doc.get("inputs")) or (TensorSpec("input", "FP32", (-1, 1)),)
-    return ServerInfo(
-        inputs=inputs,
-        qos_ms=float(params.get("qos_ms", math.inf)),
-        time_scale=float(params.get("time_scale", 1.0)),
-        capacity_hint_qps=float(params.get("capacity_hint_qps", 100.0)),
-        max_batch=int(params.get("max_batch", 1000)),
-    )
+    try:
+        doc = orjson.loads(response.body)
+        params = doc.get("parameters", {})
+        inputs = parse_specs(doc.get("inputs")) or (TensorSpec("input", "FP32", (-1, 1)),)
+        return ServerInfo(
+            inputs=inputs,
+            qos_ms=float(params.get("qos_ms", math.inf)),
+            time_scale=float(params.get("time_scale", 1.0)),
+            capacity_hint_qps=float(params.get("capacity_hint_qps", 100.0)),
+            max_batch=int(params.get("max_batch", 1000)),
+        )
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise RuntimeServiceError(
+            f"GET {target} answered metadata that is not a Kairos router's ({exc}).",
+            "point --url at a kairos serve router.",
+        ) from None
 
 
 class BodyFactory:
@@ -217,123 +253,73 @@ class BodyFactory:
         return (head + b"".join(raw), len(head)) if binary else (head, None)
 
 
-class _HttpConnection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection answering one request at a time."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        # (status, body, perf_counter() when the whole response had arrived)
-        self.waiter: asyncio.Future[tuple[int, bytes, float]] | None = None
-        self._buf = bytearray()
-        self.closed = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self._buf += data
-        end = self._buf.find(b"\r\n\r\n")
-        if end < 0 or self.waiter is None:
-            return
-        head = bytes(self._buf[:end]).lower()
-        at = head.find(b"content-length:")
-        length = int(head[at + 15 : head.find(b"\r\n", at) if b"\r\n" in head[at:] else None])
-        total = end + 4 + length
-        if len(self._buf) < total:
-            return
-        body = bytes(self._buf[end + 4 : total])
-        del self._buf[:total]
-        if b"connection: close" in head:
-            self.closed = True
-        waiter, self.waiter = self.waiter, None
-        if not waiter.done():
-            waiter.set_result((int(head[9:12]), body, time.perf_counter()))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ConnectionError("connection closed by the server"))
+def _raise_open_files_limit(wanted: int) -> None:
+    """Each query in flight holds a connection: lift the soft file limit to fit, if allowed."""
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
 
 
-class HttpPool:
-    """A minimal HTTP/1.1 client: keep-alive connections, no size limit, one host.
-
-    aiohttp's client costs about twice the CPU per request; on a 2-core machine shared with
-    the router under test, the generator's own cost must stay small.
-    """
-
-    def __init__(self, url: str, timeout_s: float) -> None:
-        parts = urllib.parse.urlsplit(url)
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or 80
-        self._timeout_s = timeout_s
-        self._idle: list[_HttpConnection] = []
-        self._all: list[_HttpConnection] = []
-
-    def request_bytes(
-        self, path: str, body: bytes, token: str | None, json_length: int | None = None
-    ) -> bytes:
-        extra = f"Authorization: Bearer {token}\r\n" if token else ""
-        kind = "application/json"
-        if json_length is not None:
-            kind = "application/octet-stream"
-            extra += f"{BINARY_HEADER}: {json_length}\r\n"
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n"
-            f"Content-Type: {kind}\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
+def check_load_size(rate_qps: float, duration_s: float) -> int:
+    """Queries a run of ``rate_qps`` for ``duration_s`` sends; refused above the cap."""
+    check_rate_qps(rate_qps)
+    DURATION_S.check(duration_s)
+    n = max(1, round(rate_qps * duration_s))
+    if n > MAX_LOADGEN_QUERIES:
+        raise ConfigError(
+            f"--rate-qps {rate_qps:g} for --duration-s {duration_s:g} is {n:,} queries, above "
+            f"the cap of {MAX_LOADGEN_QUERIES:,} per run (docs/limits.md).",
+            "lower --rate-qps or --duration-s, or run several shorter runs.",
         )
-        return head.encode() + body
+    return n
 
-    async def send(self, request: bytes) -> tuple[int, bytes, float]:
-        """Send one request; (status, body, arrival time of the whole response)."""
-        conn = self._idle.pop() if self._idle else await self._connect()
-        loop = asyncio.get_running_loop()
-        conn.waiter = loop.create_future()
-        assert conn.transport is not None
-        conn.transport.write(request)
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                result = await conn.waiter
-        except BaseException:
-            conn.closed = True
-            conn.transport.close()
-            raise
-        if not conn.closed:
-            self._idle.append(conn)
-        return result
 
-    async def warm(self, n: int) -> None:
-        """Open ``n`` connections up front so the run does not pay for them mid-flight."""
-        conns = await asyncio.gather(*(self._connect() for _ in range(n - len(self._all))))
-        self._idle.extend(conns)
+@dataclass(frozen=True, eq=False)
+class QueryRecords:
+    """Per-query outcomes of one run, in send order: the HTTP status (or ``NO_ANSWER`` /
+    ``UNREADABLE``), and when it was sent and answered (``time.perf_counter``)."""
 
-    async def _connect(self) -> _HttpConnection:
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(_HttpConnection, self._host, self._port)
-        self._all.append(conn)
-        return conn
-
-    def close(self) -> None:
-        for conn in self._all:
-            if conn.transport is not None:
-                conn.transport.close()
+    status: np.ndarray
+    send_t: np.ndarray
+    done_t: np.ndarray
 
 
 async def run_load(
     spec: LoadSpec, *, stream: QueryStream | None = None, info: ServerInfo | None = None
 ) -> LoadReport:
-    """Send ``stream`` (default: Poisson at ``spec.rate_qps`` for ``spec.duration_s``)."""
-    check_rate_qps(spec.rate_qps)
-    if stream is None:
-        if spec.duration_s <= 0:
-            raise ConfigError(
-                f"duration {spec.duration_s!r} s is not positive.", "pass --duration-s > 0."
-            )
-        n = max(1, round(spec.rate_qps * spec.duration_s))
-        stream = poisson_stream(spec.rate_qps, n, spec.mix, np.random.default_rng(spec.seed))
+    """Send ``stream`` (default: Poisson at ``spec.rate_qps`` for ``spec.duration_s``).
+
+    Every query is accounted for in the report, whatever the server does (answers, refuses,
+    resets, stops answering, goes away); errors of the run itself (bad settings, a server
+    that cannot be reached at the start) raise before anything is sent.
+    """
+    report, _ = await run_load_records(spec, stream=stream, info=info)
+    return report
+
+
+async def run_load_records(
+    spec: LoadSpec, *, stream: QueryStream | None = None, info: ServerInfo | None = None
+) -> tuple[LoadReport, QueryRecords]:
+    """``run_load``, with the per-query records (for fault-injection benchmarks)."""
+    n = check_load_size(spec.rate_qps, spec.duration_s) if stream is None else len(stream)
+    if n > MAX_LOADGEN_QUERIES:
+        raise ConfigError(
+            f"a stream of {n:,} queries is above the cap of {MAX_LOADGEN_QUERIES:,} per run.",
+            "send fewer queries per run.",
+        )
     if info is None:
-        async with aiohttp.ClientSession() as session:
-            info = await fetch_info(session, spec.url, spec.model, spec.api_token)
+        info = await fetch_info(spec.url, spec.model, spec.api_token)
+    largest = spec.mix.max_batch if stream is None else int(stream.batch_size.max())
+    check_batches_within(
+        largest,
+        f"batch mix {spec.mix.name!r}" if stream is None else "the query stream",
+        info.max_batch,
+        f"model {spec.model!r} at {spec.url}",
+    )
+    if stream is None:
+        stream = poisson_stream(spec.rate_qps, n, spec.mix, np.random.default_rng(spec.seed))
     pool = HttpPool(spec.url, spec.request_timeout_s)
     try:
         return await _drive(pool, spec, stream, info)
@@ -341,46 +327,69 @@ async def run_load(
         pool.close()
 
 
-async def _drive(pool: HttpPool, spec: LoadSpec, stream: QueryStream, info: ServerInfo
-                 ) -> LoadReport:  # fmt: skip
+class _Tally:
+    """Per-query outcomes of one run (arrays sized once, so memory is bounded by the run)."""
+
+    def __init__(self, n: int) -> None:
+        self.status = np.zeros(n, dtype=np.int64)
+        self.latency_ms = np.full(n, np.nan)
+        self.server_ms = np.full(n, np.nan)  # router queue + service time, profile ms
+        self.inside_ms = np.full(n, np.nan)  # the router's own overhead, wall ms
+        self.lag_ms = np.zeros(n)
+        self.done_t = np.full(n, np.nan)
+
+
+async def _drive(
+    pool: HttpPool, spec: LoadSpec, stream: QueryStream, info: ServerInfo
+) -> tuple[LoadReport, QueryRecords]:
     n = len(stream)
     scale = info.clock_scale
-    path = f"{urllib.parse.urlsplit(spec.url).path.rstrip('/')}/v2/models/{spec.model}/infer"
+    path = f"/v2/models/{spec.model}/infer"
     bodies = BodyFactory(info.inputs, spec.seed)
-    batches = np.minimum(stream.batch_size, info.max_batch).tolist()
+    batches = stream.batch_size.tolist()
     requests = {}
     for b in set(batches):
         body, json_length = bodies.encoded(int(b), spec.binary)
-        requests[int(b)] = pool.request_bytes(path, body, spec.api_token, json_length)
-    status = np.zeros(n, dtype=np.int64)
-    latency_ms = np.full(n, np.nan)
-    server_ms = np.full(n, np.nan)  # router queue + service time, profile ms
-    inside_ms = np.full(n, np.nan)  # the router's own overhead, wall ms
-    lag_ms = np.zeros(n)
-    done_t = np.full(n, np.nan)
+        headers = _headers(spec.api_token) | {"Content-Type": "application/json"}
+        if json_length is not None:
+            headers |= {"Content-Type": "application/octet-stream", BINARY_HEADER: str(json_length)}
+        requests[int(b)] = pool.target.request_bytes("POST", path, body, headers)
+    tally = _Tally(n)
+    in_flight = 0
+    room = asyncio.Event()  # set while fewer than MAX_IN_FLIGHT queries are unanswered
+    room.set()
 
     async def one(i: int, request: bytes) -> None:
+        nonlocal in_flight
         t_send = time.perf_counter()
         try:
             # The response's arrival is stamped where its last byte is read, so the time
             # this task waits to be resumed is not counted as the server's.
-            code, raw, t_done = await pool.send(request)
-        except (OSError, TimeoutError, ValueError):
-            code, raw, t_done = -1, b"", time.perf_counter()
-        status[i] = code
-        done_t[i] = t_done
-        latency_ms[i] = (t_done - t_send) * 1000.0 / scale
-        if code == 200:
-            params = orjson.loads(raw).get("parameters", {})
-            server_ms[i] = float(params.get("queue_ms", 0.0)) + float(params.get("service_ms", 0))
-            inside_ms[i] = float(params.get("overhead_ms", math.nan))
+            response = await pool.send(request)
+            code, t_done = response.status, response.done_t
+        except (OSError, RuntimeError):  # refused, reset, closed, timed out
+            code, t_done, response = NO_ANSWER, time.perf_counter(), None
+        if code == 200 and response is not None:
+            try:
+                params = orjson.loads(response.body).get("parameters", {})
+                tally.server_ms[i] = float(params.get("queue_ms", 0.0)) + float(
+                    params.get("service_ms", 0.0)
+                )
+                tally.inside_ms[i] = float(params.get("overhead_ms", math.nan))
+            except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+                code = UNREADABLE
+        tally.status[i] = code
+        tally.done_t[i] = t_done
+        tally.latency_ms[i] = (t_done - t_send) * 1000.0 / scale
+        in_flight -= 1
+        room.set()
 
     loop = asyncio.get_running_loop()
-    tasks: list[asyncio.Task[None]] = []
+    tasks: set[asyncio.Task[None]] = set()
+    _raise_open_files_limit(MAX_IN_FLIGHT + 256)
     # Concurrency ~ rate x latency; a latency of 50 ms wall covers the runs that matter.
-    await pool.warm(
-        min(256, max(4, math.ceil(len(stream) / max(_span_s(stream, scale), 1e-3) * 0.05)))
-    )
+    with contextlib.suppress(OSError):  # a server gone already shows in the counts
+        await pool.warm(min(256, max(4, math.ceil(n / max(_span_s(stream, scale), 1e-3) * 0.05))))
     settle_heap()
     offsets = (stream.arrival_s - stream.arrival_s[0]) * scale
     start = time.perf_counter() + 0.01
@@ -389,43 +398,43 @@ async def _drive(pool: HttpPool, spec: LoadSpec, stream: QueryStream, info: Serv
         delay = target - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        lag_ms[i] = max(0.0, time.perf_counter() - target) * 1000.0
-        tasks.append(loop.create_task(one(i, requests[int(batches[i])])))
-    await asyncio.gather(*tasks)
+        while in_flight >= MAX_IN_FLIGHT:  # bounded memory: the send waits (lag shows it)
+            room.clear()
+            await room.wait()
+        tally.lag_ms[i] = max(0.0, time.perf_counter() - target) * 1000.0
+        in_flight += 1
+        task = loop.create_task(one(i, requests[int(batches[i])]))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:  # only unfinished ones are kept (done ones remove themselves)
+        await asyncio.gather(*tasks)
     send_t = start + offsets
-    return _summarise(spec, info, status, latency_ms, server_ms, inside_ms, lag_ms, send_t, done_t)
+    records = QueryRecords(tally.status, send_t + tally.lag_ms / 1000.0, tally.done_t)
+    return _summarise(spec, info, tally, send_t), records
 
 
 def _span_s(stream: QueryStream, scale: float) -> float:
     return float(stream.arrival_s[-1] - stream.arrival_s[0]) * scale
 
 
-def _summarise(
-    spec: LoadSpec,
-    info: ServerInfo,
-    status: np.ndarray,
-    latency_ms: np.ndarray,
-    server_ms: np.ndarray,
-    inside_ms: np.ndarray,
-    lag_ms: np.ndarray,
-    send_t: np.ndarray,
-    done_t: np.ndarray,
-) -> LoadReport:
+def _summarise(spec: LoadSpec, info: ServerInfo, tally: _Tally, send_t: np.ndarray) -> LoadReport:
+    status = tally.status
     n = len(status)
     warm = min(int(n * spec.warmup_fraction), n - 1)
     ok = status == 200
     m_ok = ok[warm:]
-    lat = latency_ms[warm:][m_ok]
+    lat = tally.latency_ms[warm:][m_ok]
     measured = n - warm
-    span = float(np.nanmax(done_t[warm:]) - send_t[warm]) if measured else 0.0
+    span = float(np.nanmax(tally.done_t[warm:]) - send_t[warm]) if measured else 0.0
     p50, p99 = np.percentile(lat, [50, 99]) if lat.size else (math.nan, math.nan)
     within = int(np.sum(lat <= info.qos_ms))
-    overhead = (latency_ms - server_ms)[warm:][m_ok] * info.clock_scale
+    overhead = (tally.latency_ms - tally.server_ms)[warm:][m_ok] * info.clock_scale
     o50, o99 = np.percentile(overhead, [50, 99]) if overhead.size else (math.nan, math.nan)
-    inside = inside_ms[warm:][m_ok]
+    inside = tally.inside_ms[warm:][m_ok]
     inside = inside[~np.isnan(inside)]
     r50, r99 = np.percentile(inside, [50, 99]) if inside.size else (math.nan, math.nan)
     codes, counts = np.unique(status, return_counts=True)
+    names = {NO_ANSWER: "no_answer", UNREADABLE: "unreadable"}
     return LoadReport(
         rate_qps=spec.rate_qps,
         sent=n,
@@ -440,10 +449,13 @@ def _summarise(
         qos_met_fraction=within / measured if measured else 0.0,
         overhead_p50_ms=float(o50),
         overhead_p99_ms=float(o99),
-        send_lag_p99_ms=float(np.percentile(lag_ms, 99)),
+        send_lag_p99_ms=float(np.percentile(tally.lag_ms, 99)),
         router_overhead_p50_ms=float(r50),
         router_overhead_p99_ms=float(r99),
-        status_counts={str(int(c)): int(k) for c, k in zip(codes, counts, strict=True)},
+        status_counts={
+            names.get(int(c), str(int(c))): int(k) for c, k in zip(codes, counts, strict=True)
+        },
+        no_answer=int(np.sum(status == NO_ANSWER)),
     )
 
 
@@ -473,13 +485,20 @@ async def find_capacity(
 ) -> CapacityReport:
     """Live allowable throughput: highest rate with >= 99% of measured queries within QoS."""
     trials: list[LoadReport] = []
-    async with aiohttp.ClientSession() as session:
-        info = await fetch_info(session, spec.url, spec.model, spec.api_token)
+    info = await fetch_info(spec.url, spec.model, spec.api_token)
+    largest = spec.mix.max_batch
+    check_batches_within(
+        largest,
+        f"batch mix {spec.mix.name!r}",
+        info.max_batch,
+        f"model {spec.model!r} at {spec.url}",
+    )
 
     async def passes(rate: float) -> bool:
         # A p99 judged on a handful of queries is noise: every trial gets min_queries (but
         # runs no longer than MAX_TRIAL_S unless --duration-s asks for more).
         seconds = max(spec.duration_s, min(min_queries / rate, MAX_TRIAL_S))
+        seconds = min(seconds, MAX_LOADGEN_QUERIES / rate)  # a trial stays within the cap
         report = await run_load(replace(spec, rate_qps=rate, duration_s=seconds), info=info)
         trials.append(report)
         if progress is not None:

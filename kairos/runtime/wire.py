@@ -219,7 +219,7 @@ def _check_tensor(t: Any, k: int, binary: bool = False) -> tuple[str, str, tuple
     name, datatype, shape, data = t.get("name"), t.get("datatype"), t.get("shape"), t.get("data")
     if not isinstance(name, str) or not name:
         raise BadRequest(f"inputs[{k}] has no 'name'.")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise BadRequest(
             f"input {name!r} has datatype {datatype!r}, which is not supported.",
             f"use one of {', '.join(DATATYPES)}.",
@@ -293,30 +293,87 @@ def _check_signature(
 
 
 def decode_inputs(body: bytes, json_length: int | None = None) -> dict[str, np.ndarray]:
-    """The request's inputs as numpy arrays (worker side); raises BadRequest on bad data.
+    """The request's inputs as numpy arrays (worker side); raises BadRequest on bad values.
 
-    The body was validated by the router; ``json_length`` marks a binary-extension body.
+    The body was validated by the router (structure, shapes, sizes); this reads the values,
+    so it refuses what the router does not look at: null, text or nested values, NaN,
+    infinity and floats that overflow their datatype (1e300 in FP32), fractional or
+    out-of-range values for integer types. Nothing questionable reaches the model.
+    ``json_length`` marks a binary-extension body.
     """
     doc = orjson.loads(body if json_length is None else body[:json_length])
     out: dict[str, np.ndarray] = {}
     offset = json_length or 0
     for t in doc["inputs"]:
+        name, datatype = t["name"], t["datatype"]
+        target = np.dtype(DATATYPES[datatype])
         size = (t.get("parameters") or {}).get("binary_data_size")
         if size is not None:
-            dtype = np.dtype(DATATYPES[t["datatype"]]).newbyteorder("<")
-            raw = np.frombuffer(body, dtype=dtype, count=size // dtype.itemsize, offset=offset)
-            out[t["name"]] = raw.reshape(t["shape"]).astype(dtype.newbyteorder("="))
+            dtype = target.newbyteorder("<")
+            try:
+                raw = np.frombuffer(body, dtype=dtype, count=size // dtype.itemsize, offset=offset)
+            except ValueError as exc:
+                raise BadRequest(
+                    f"input {name!r} has binary data that does not fit ({exc})."
+                ) from None
+            arr = raw.astype(target.newbyteorder("="))
             offset += size
-            continue
-        try:
-            arr = np.asarray(t["data"], dtype=DATATYPES[t["datatype"]])
-        except (ValueError, TypeError, OverflowError) as exc:
+        else:
+            arr = _cast(_numbers(t["data"], name, datatype), target, name, datatype)
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise BadRequest(
-                f"input {t['name']!r} holds values that are not {t['datatype']} ({exc}).",
-                f"send numbers that fit {t['datatype']}.",
-            ) from None
-        out[t["name"]] = arr.reshape(t["shape"])
+                f"input {name!r} holds a value that is not finite in {datatype} (null, NaN, "
+                f"infinity, or beyond the datatype's range of +-{np.finfo(arr.dtype).max:.4g}).",
+                f"send finite {datatype} numbers.",
+            )
+        out[name] = arr.reshape(t["shape"])
     return out
+
+
+def _numbers(data: Any, name: str, datatype: str) -> np.ndarray:
+    """``data`` as a numeric array, or BadRequest (null, text, objects, ragged lists)."""
+    try:
+        raw = np.asarray(data)
+    except (ValueError, TypeError, OverflowError):
+        raw = None
+    if raw is None or raw.dtype.kind not in "biuf":
+        raise BadRequest(
+            f"input {name!r} holds values that are not all numbers (null, text, nested lists "
+            "and integers beyond 64 bits are refused).",
+            f"send {datatype} numbers in a flat 'data' list.",
+        )
+    return raw
+
+
+def _cast(raw: np.ndarray, target: np.dtype, name: str, datatype: str) -> np.ndarray:
+    """``raw`` converted to ``target`` only where no value changes (beyond float rounding)."""
+    if target.kind == "f":
+        with np.errstate(over="ignore", invalid="ignore"):
+            return raw.astype(target)  # overflow becomes inf, which the caller refuses
+    if raw.dtype.kind == "f" and not (np.isfinite(raw).all() and (raw == np.round(raw)).all()):
+        raise BadRequest(
+            f"input {name!r} holds values that are not whole numbers, as {datatype} needs.",
+            "send whole numbers.",
+        )
+    if target.kind == "b":
+        if raw.dtype.kind != "b" and not np.isin(raw, (0, 1)).all():
+            raise BadRequest(
+                f"input {name!r} holds values other than true/false (or 0/1).", "send booleans."
+            )
+        return raw.astype(target)
+    info = np.iinfo(target)
+    if raw.size and (raw.min() < info.min or _above(raw.max(), info.max)):
+        raise BadRequest(
+            f"input {name!r} holds values outside {datatype}'s range {info.min}..{info.max}.",
+            f"send values that fit {datatype}.",
+        )
+    return raw.astype(target)
+
+
+def _above(value: Any, top: int) -> bool:
+    """``value > top``, exact for floats too: ``top + 1`` is a power of two, which a float
+    holds exactly (``float(2**63 - 1)`` would round up to ``2**63``)."""
+    return bool(value >= float(top + 1)) if isinstance(value, np.floating) else bool(value > top)
 
 
 def encode_outputs(outputs: Mapping[str, np.ndarray]) -> bytes:

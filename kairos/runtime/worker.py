@@ -29,9 +29,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from kairos.errors import ConfigError
+from kairos.limits import INSTANCES, PORT, TIME_SCALE
 from kairos.profiles import LatencyProfile, default_profiles, load_profiles
 from kairos.registry import Registry
-from kairos.runtime.aio import pin_to_cpus, run_event_loop, settle_heap
+from kairos.runtime.aio import check_bind_host, pin_to_cpus, run_event_loop, settle_heap
 from kairos.runtime.dlrm import DlrmConfig, TinyDlrm, dlrm_signature
 from kairos.runtime.transport import TRANSPORTS, Server
 from kairos.runtime.wire import (
@@ -184,10 +185,7 @@ WORKER_MODES.add("model", lambda cfg, profile: CallableHandler(TinyDlrm()))
 def make_handler(cfg: WorkerConfig, profile: LatencyProfile) -> Handler:
     """A user's ``--handler`` wins over the mode; otherwise the mode's handler."""
     make = WORKER_MODES.get(cfg.mode)
-    if cfg.time_scale < 0:
-        raise ConfigError(
-            f"time scale {cfg.time_scale!r} is negative.", "pass --time-scale >= 0 (1 = real)."
-        )
+    TIME_SCALE.check(cfg.time_scale)
     if cfg.handler is not None:
         return CallableHandler(load_callable(cfg.handler))
     return make(cfg, profile)
@@ -361,9 +359,15 @@ def run_worker(
 ) -> None:
     """Serve ``instances`` instances (ports ``cfg.port``, +1, ...; seeds ``cfg.seed``, +1, ...)
     until stopped; several are co-hosted in this process (replay mode only)."""
+    check_bind_host(cfg.host)
+    TIME_SCALE.check(cfg.time_scale)
+    INSTANCES.check(instances)
+    if cfg.port and cfg.port + instances - 1 > PORT.hi:
+        raise ConfigError(
+            f"--port {cfg.port} with --instances {instances} runs past port {int(PORT.hi)}.",
+            "pass a lower --port, or --port 0 for free ports.",
+        )
     pin_to_cpus(cpus)  # before any thread starts: they inherit it
-    if instances < 1:
-        raise ConfigError(f"--instances {instances} is below 1.", "host at least one instance.")
     WORKER_MODES.check(cfg.mode)
     TRANSPORTS.check(cfg.transport)
     if instances > 1 and (cfg.mode != "replay" or cfg.handler is not None):

@@ -79,7 +79,7 @@ def test_table_output_and_caps(capsys):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--budget-per-hr", "-3"], "budget -3"),
+        (["--budget-per-hr", "-3"], "--budget-per-hr -3 is outside"),
         (["--budget-per-hr", "2", "--max", "zz.large=2"], "zz.large"),
         (["--budget-per-hr", "2", "--max", "r5n.large"], "TYPE=N"),
         (["--budget-per-hr", "0.1", "--model", "ncf"], "cheapest pool"),

@@ -72,7 +72,7 @@ def test_capacity_reports_zero_when_qos_impossible(capsys):
     [
         (["simulate", "--rate-qps", "10", "--pool", "p3.2xlarge=1"], "p3.2xlarge"),
         (["simulate", "--rate-qps", "10", "--pool", "g4dn.xlarge=-1"], "-1"),
-        (["simulate", "--rate-qps", "0"], "rate 0.0"),
+        (["simulate", "--rate-qps", "0"], "--rate-qps 0"),
         (["simulate", "--rate-qps", "10", "--qos-ms", "-5"], "-5"),
         (["simulate", "--rate-qps", "10", "--model", "bert"], "bert"),
         (["capacity", "--batch-mix", "fixed:x"], "fixed:x"),

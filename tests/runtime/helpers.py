@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 
 from kairos.runtime.dlrm import TinyDlrm
+from kairos.runtime.httpclient import request
 from kairos.runtime.loadgen import BodyFactory
 
 BODIES = BodyFactory(TinyDlrm().inputs, seed=0)
@@ -16,7 +15,7 @@ BODIES = BodyFactory(TinyDlrm().inputs, seed=0)
 class Reply:
     status: int
     text: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # names lower-cased
 
 
 def call(
@@ -33,12 +32,8 @@ def call(
                    "Inference-Header-Content-Length": str(json_length)}  # fmt: skip
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, data=body, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            return Reply(resp.status, resp.read().decode(), dict(resp.headers))
-    except urllib.error.HTTPError as err:
-        return Reply(err.code, err.read().decode(), dict(err.headers))
+    response = request(url, body, headers, timeout_s)
+    return Reply(response.status, response.text, response.headers)
 
 
 def double_handler(inputs: dict) -> dict:

@@ -140,3 +140,72 @@ def test_a_long_pipeline_pauses_reading_and_is_answered_in_full() -> None:
     )
     answers = run_event_loop(exchange(raw, n))
     assert [a[1]["x"] for a in answers] == [str(k) for k in range(n)]
+
+
+async def trickle(pieces: list[bytes], gap_s: float, **timeouts: float) -> bytes:
+    """Send ``pieces`` one every ``gap_s`` seconds; return all the server wrote back until it
+    closed the connection."""
+    server = HttpServer(echo, LIMIT, **timeouts)
+    host, port = await server.start("127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection(host, port)
+
+    async def send() -> None:
+        for piece in pieces:
+            if writer.is_closing():
+                return
+            writer.write(piece)
+            await asyncio.sleep(gap_s)
+
+    sender = asyncio.ensure_future(send())
+    try:
+        async with asyncio.timeout(10):
+            answer = await reader.read()  # until the server closes
+    finally:
+        sender.cancel()
+        writer.close()
+        await server.stop(grace_s=1.0)
+    return answer
+
+
+def test_a_head_sent_a_byte_at_a_time_is_cut_off_with_408() -> None:
+    head = post("/x", b"abc")
+    pieces = [head[k : k + 1] for k in range(len(head))]  # 0.1 s per byte: ~5 s for the head
+    answer = run_event_loop(trickle(pieces, 0.1, head_timeout_s=0.4))
+    # Without the deadline the head would complete after ~5 s and be answered 200.
+    assert answer.startswith(b"HTTP/1.1 408") and b"Connection: close" in answer
+
+
+def test_a_body_sent_a_byte_at_a_time_is_cut_off_with_408() -> None:
+    head = b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+    pieces = [head] + [b"z"] * 100
+    answer = run_event_loop(trickle(pieces, 0.1, body_timeout_s=0.4))
+    assert answer.startswith(b"HTTP/1.1 408")
+
+
+def test_a_request_within_its_deadlines_is_answered_and_earlier_answers_come_first() -> None:
+    # A slow (deferred) answer is pending while the next pipelined request trickles in too
+    # slowly: the client gets the first answer, then the 408.
+    first = post("/slow", b"a")
+    second = post("/x", b"bb")
+    pieces = [first] + [second[k : k + 1] for k in range(len(second))]
+    answer = run_event_loop(trickle(pieces, 0.1, head_timeout_s=0.4))
+    assert answer.startswith(b"HTTP/1.1 200") and answer.count(b"HTTP/1.1 ") == 2
+    assert b"HTTP/1.1 408" in answer
+
+
+def test_a_client_that_half_closes_still_gets_its_deferred_answer() -> None:
+    async def half_close() -> bytes:
+        server = HttpServer(echo, LIMIT)
+        host, port = await server.start("127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(post("/slow", b"abc"))  # answered 50 ms later, through a Deferred
+        writer.write_eof()
+        try:
+            async with asyncio.timeout(10):
+                return await reader.read()  # the answer, then the server's close
+        finally:
+            writer.close()
+            await server.stop(grace_s=1.0)
+
+    answer = run_event_loop(half_close())
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"}")

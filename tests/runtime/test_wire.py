@@ -130,10 +130,18 @@ def test_tensors_round_trip_through_json() -> None:
     assert out == [{"name": "score", "datatype": "FP32", "shape": [2, 1], "data": [1.0, 1.0]}]
 
 
-def test_values_that_do_not_fit_the_datatype_are_bad_requests() -> None:
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        (["a"] * 8, "not all numbers"),
+        ([1.5] + [1] * 7, "not whole numbers"),
+        ([2**63] + [1] * 7, "outside INT64's range"),
+    ],
+)
+def test_values_that_do_not_fit_the_datatype_are_bad_requests(values, needle) -> None:
     doc = orjson.loads(body(1))
-    doc["inputs"][1]["data"] = ["a"] * 8
-    with pytest.raises(BadRequest, match="not INT64"):
+    doc["inputs"][1]["data"] = values
+    with pytest.raises(BadRequest, match=needle):
         decode_inputs(orjson.dumps(doc))
 
 

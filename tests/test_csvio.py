@@ -1,0 +1,136 @@
+"""One CSV reader for profiles, prices, batch mixes and traces: every defect class is one
+error that names the file and the line, raised by each of the four loaders."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from kairos.catalog import load_prices
+from kairos.csvio import MAX_LINE_BYTES, Column, read_csv
+from kairos.errors import KairosError, PriceError, ProfileError, WorkloadError
+from kairos.limits import Range
+from kairos.profiles import load_profiles
+from kairos.workload import load_mix, load_trace
+
+# (loader, its error class, header, a valid row, index of a numeric field in the row)
+KINDS: dict[str, tuple[Callable[[Path], object], type[KairosError], str, str, int]] = {
+    "profiles": (
+        load_profiles,
+        ProfileError,
+        "model,instance_type,batch_size,latency_ms",
+        "m,t,10,5.5",
+        3,
+    ),
+    "prices": (load_prices, PriceError, "instance_type,price_per_hr", "t,0.5", 1),
+    "mix": (load_mix, WorkloadError, "batch_size,weight", "10,1", 1),
+    "trace": (load_trace, WorkloadError, "arrival_s,batch_size", "0.5,10", 0),
+}
+
+
+def _with_field(row: str, index: int, value: str) -> str:
+    fields = row.split(",")
+    fields[index] = value
+    return ",".join(fields)
+
+
+@pytest.fixture(params=sorted(KINDS))
+def kind(request):
+    return KINDS[request.param]
+
+
+def _load_err(kind, tmp_path: Path, data: bytes, name: str = "f.csv") -> str:
+    loader, error, *_ = kind
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(error) as err:
+        loader(path)
+    text = str(err.value)
+    assert "To fix:" in text and "\n" not in text
+    return text
+
+
+def test_valid_file_loads(kind, tmp_path):
+    loader, _, header, row, _ = kind
+    path = tmp_path / "ok.csv"
+    path.write_text(f"\ufeff{header}\r\n{row}\r\n\r\n")  # BOM, CRLF and a blank line are fine
+    assert loader(path) is not None
+
+
+def test_non_utf8_names_the_line(kind, tmp_path):
+    _, _, header, row, k = kind
+    data = f"{header}\n{row}\n".encode() + _with_field(row, k, "X").encode().replace(b"X", b"\xe9")
+    text = _load_err(kind, tmp_path, data + b"\n")
+    assert "line 3" in text and "0xe9" in text and "UTF-8" in text
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN", "abc", ""])
+def test_non_finite_or_non_numbers_name_the_line(kind, tmp_path, value):
+    _, _, header, row, k = kind
+    text = _load_err(kind, tmp_path, f"{header}\n{row}\n{_with_field(row, k, value)}\n".encode())
+    assert "line 3" in text and repr(value) in text
+
+
+def test_empty_file(kind, tmp_path):
+    assert "is empty" in _load_err(kind, tmp_path, b"")
+
+
+def test_header_without_rows(kind, tmp_path):
+    _, _, header, _, _ = kind
+    assert "no rows" in _load_err(kind, tmp_path, f"{header}\n".encode())
+
+
+def test_missing_column_is_named(kind, tmp_path):
+    _, _, header, row, k = kind
+    columns = header.split(",")
+    bad = ",".join(c if i != k else "wrong" for i, c in enumerate(columns))
+    text = _load_err(kind, tmp_path, f"{bad}\n{row}\n".encode())
+    assert "line 1" in text and columns[k] in text and "wrong" in text
+
+
+def test_wrong_field_count(kind, tmp_path):
+    _, _, header, row, _ = kind
+    text = _load_err(kind, tmp_path, f"{header}\n{row},extra\n".encode())
+    assert "line 2" in text and "field" in text
+
+
+def test_directory_and_missing_file_are_told_apart(kind, tmp_path):
+    loader, error, *_ = kind
+    with pytest.raises(error, match="is a folder"):
+        loader(tmp_path)
+    with pytest.raises(error, match="does not exist"):
+        loader(tmp_path / "absent.csv")
+
+
+def test_gzip_that_is_not_gzip(tmp_path):
+    path = tmp_path / "p.csv.gz"
+    path.write_bytes(b"not gzip at all")
+    with pytest.raises(ProfileError, match="cannot be read"):
+        load_profiles(path)
+
+
+def test_gzip_profiles_load(tmp_path):
+    path = tmp_path / "p.csv.gz"
+    path.write_bytes(gzip.compress(b"model,instance_type,batch_size,latency_ms\nm,t,10,5\n"))
+    assert load_profiles(path).get("m", "t").max_batch == 10
+
+
+def test_row_and_line_caps_bound_memory(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("x\n" + "1\n" * 11)
+    cols = [Column("x", Range("x", 0, 10))]
+    with pytest.raises(WorkloadError, match="more than 10 rows"):
+        list(read_csv(path, "test file", cols, WorkloadError, max_rows=10))
+    path.write_bytes(b"x\n" + b"1" * (MAX_LINE_BYTES + 10) + b"\n")
+    with pytest.raises(WorkloadError, match="line 2 is longer"):
+        list(read_csv(path, "test file", cols, WorkloadError))
+
+
+def test_duplicate_price_rows_are_refused(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("instance_type,price_per_hr\nt,0.5\nt,0.6\n")
+    with pytest.raises(PriceError, match="line 3.*second time"):
+        load_prices(path)
