@@ -43,6 +43,7 @@ class WorkerSpec:
     profiles_path: str | None = None
     transport: str = "tcp"
     cpus: tuple[int, ...] = ()
+    local_type: str = "auto"  # worker --local-type: run as a local instance type (cpushare)
 
 
 def group_instances(specs: list[WorkerSpec], hosting: str) -> list[list[int]]:
@@ -100,6 +101,7 @@ class LocalSupervisor:
             "--port", "0", "--mode", spec.mode, "--time-scale", repr(spec.time_scale),
             "--seed", str(spec.seed), "--parent-pid", str(os.getpid()),
             "--transport", spec.transport, "--instances", str(len(members)),
+            "--local-type", spec.local_type,
         ]  # fmt: skip
         if spec.handler:
             args += ["--handler", spec.handler]

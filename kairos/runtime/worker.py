@@ -3,8 +3,11 @@
 Modes:
   replay  emulate an instance type: sleep for a service time sampled from the type's profile
           at the query's batch size (seeded RNG), times ``time_scale`` (0 = answer at once);
-  model   run a real model on the query's inputs: the built-in TinyDlrm, or the user's
-          ``module:callable`` taking ``{name: ndarray}`` and returning ``{name: ndarray}``.
+  model   run a real model on the query's inputs: the built-in PyTorch model named by
+          ``--model`` (``kairos.models``), or the user's ``module:callable`` taking
+          ``{name: ndarray}`` and returning ``{name: ndarray}`` (``kairos.runtime.inference``
+          checks each request against the model's declared inputs first). ``--local-type``
+          runs the process as a smaller local instance type (``kairos.runtime.cpushare``).
 
 The router reaches it over a persistent connection, framed TCP or gRPC (``transport``): a
 request frame in, a reply frame out, plus ``describe`` (what the worker serves). An
@@ -22,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,16 +34,16 @@ import numpy as np
 
 from kairos.errors import ConfigError
 from kairos.profiles import LatencyProfile, default_profiles, load_profiles
+from kairos.runtime import cpushare
 from kairos.runtime.aio import parse_cpus, pin_to_cpus, run_event_loop, settle_heap
-from kairos.runtime.dlrm import DlrmConfig, TinyDlrm, dlrm_signature
+from kairos.runtime.dlrm import DlrmConfig, dlrm_signature
+from kairos.runtime.inference import ModelHandler
 from kairos.runtime.transport import TRANSPORTS, Server, start_grpc_server, start_tcp_server
 from kairos.runtime.wire import (
     BadRequest,
     TensorSpec,
-    decode_inputs,
     encode_outputs,
     frame,
-    parse_specs,
     specs_as_dicts,
     unframe,
 )
@@ -64,6 +67,7 @@ class WorkerConfig:
     seed: int = 0
     parent_pid: int | None = None  # exit when this process is gone (set by the supervisor)
     transport: str = "tcp"
+    threads: int | None = None  # model mode: intra-op threads (None: the cores it may use)
 
 
 class Handler(Protocol):
@@ -113,22 +117,6 @@ class ReplayHandler:
         return out
 
 
-class CallableHandler:
-    """Runs ``fn(inputs) -> outputs`` in a thread so the RPC loop stays responsive."""
-
-    def __init__(self, fn: Callable[[dict[str, np.ndarray]], Any]) -> None:
-        self._fn = fn
-        self.inputs = parse_specs(getattr(fn, "inputs", None))
-        self.outputs = parse_specs(getattr(fn, "outputs", None))
-
-    async def run(self, batch_size: int, payload: bytes, json_length: int | None = None) -> bytes:
-        inputs = decode_inputs(payload, json_length)
-        result = await asyncio.to_thread(self._fn, inputs)
-        if not isinstance(result, Mapping):
-            result = {"output0": result}
-        return encode_outputs(result)
-
-
 def tighten_timer_slack() -> None:
     """Ask Linux to fire this process's timers on time (its default slack is 50 us).
 
@@ -175,7 +163,7 @@ def load_callable(spec: str) -> Callable[[dict[str, np.ndarray]], Any]:
     return obj
 
 
-def make_handler(cfg: WorkerConfig, profile: LatencyProfile) -> Handler:
+def make_handler(cfg: WorkerConfig, profile: LatencyProfile | None) -> Handler:
     if cfg.mode not in MODES:
         raise ConfigError(f"worker mode {cfg.mode!r} is unknown.", f"use one of {MODES}.")
     if cfg.time_scale < 0:
@@ -183,10 +171,18 @@ def make_handler(cfg: WorkerConfig, profile: LatencyProfile) -> Handler:
             f"time scale {cfg.time_scale!r} is negative.", "pass --time-scale >= 0 (1 = real)."
         )
     if cfg.handler is not None:
-        return CallableHandler(load_callable(cfg.handler))
+        return ModelHandler(load_callable(cfg.handler))
     if cfg.mode == "model":
-        return CallableHandler(TinyDlrm())
+        from kairos.models import load_model
+
+        return ModelHandler(load_model(cfg.model, threads=cfg.threads or _usable_cores()))
+    if profile is None:
+        raise ConfigError(f"replay worker for {cfg.model!r} got no profile.", "report a bug.")
     return ReplayHandler(profile, cfg.time_scale, cfg.seed)
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
 
 
 class WorkerService:
@@ -240,7 +236,7 @@ async def _bind(cfg: WorkerConfig, service: WorkerService) -> tuple[Server, int]
         ) from None
 
 
-async def serve_worker(cfg: WorkerConfig, profile: LatencyProfile) -> None:
+async def serve_worker(cfg: WorkerConfig, profile: LatencyProfile | None) -> None:
     """Run until SIGINT/SIGTERM (or the parent process is gone); print the bound port."""
     tighten_timer_slack()
     service = WorkerService(cfg, make_handler(cfg, profile))
@@ -267,7 +263,7 @@ class HostedInstance(threading.Thread):
     sleeping), and so that each instance still serves exactly one query at a time.
     """
 
-    def __init__(self, cfg: WorkerConfig, profile: LatencyProfile) -> None:
+    def __init__(self, cfg: WorkerConfig, profile: LatencyProfile | None) -> None:
         super().__init__(name=f"kairos-instance-{cfg.seed}", daemon=True)
         self.cfg = cfg
         self._profile = profile
@@ -302,7 +298,7 @@ class HostedInstance(threading.Thread):
                 loop.call_soon_threadsafe(stop.set)
 
 
-def serve_group(cfgs: list[WorkerConfig], profile: LatencyProfile) -> None:
+def serve_group(cfgs: list[WorkerConfig], profile: LatencyProfile | None) -> None:
     """Co-host several instances in this process (``--instances N``); print their ports.
 
     The process ends (so a supervisor restarts the whole group) on SIGINT/SIGTERM, when the
@@ -336,6 +332,20 @@ def serve_group(cfgs: list[WorkerConfig], profile: LatencyProfile) -> None:
         h.stop()
     for h in hosted:
         h.join(5.0)
+
+
+def resolve_local_type(
+    option: str, instance_type: str, runs_model: bool
+) -> cpushare.LocalType | None:
+    """``--local-type``: a name, ``none``, or ``auto`` (the instance type, if it is a local
+    type and a model runs: a replayed profile only sleeps and needs no CPU cap)."""
+    if option == "none":
+        return None
+    if option == "auto":
+        if runs_model and cpushare.is_local_type(instance_type):
+            return cpushare.local_type(instance_type)
+        return None
+    return cpushare.local_type(option)
 
 
 async def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> None:
@@ -380,6 +390,20 @@ async def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> None:
     "(0 = any); seeds --seed, --seed+1, ...",
 )
 @click.option("--cpus", default=None, help="Pin this process to these cores, e.g. 1 or 1,2.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Model mode: the model's intra-op threads (default: the local type's, else the "
+    "cores this process may use).",
+)
+@click.option(
+    "--local-type",
+    default="auto",
+    show_default=True,
+    help="Run as a local instance type (CPU pinning + CPU share; kairos.runtime.cpushare): "
+    "a name, 'none', or 'auto' = the --instance-type when it is one and a model runs.",
+)
 @click.option("--parent-pid", type=int, default=None, hidden=True)
 def worker_command(
     instance_type: str,
@@ -394,21 +418,32 @@ def worker_command(
     transport: str,
     instances: int,
     cpus: str | None,
+    threads: int | None,
+    local_type: str,
     parent_pid: int | None,
 ) -> None:
     """Serve one instance to a router: replay its profile, or run a model."""
-    pin_to_cpus(parse_cpus(cpus))  # before any thread starts: they inherit it
-    profiles = load_profiles(profiles_path) if profiles_path else default_profiles()
-    profile = profiles.get(model, instance_type)
+    runs_model = mode == "model" or handler is not None
+    shape = resolve_local_type(local_type, instance_type, runs_model)
+    if shape is None:
+        pin_to_cpus(parse_cpus(cpus))  # before any thread starts: they inherit it
+    else:
+        done = cpushare.confine(shape, parse_cpus(cpus))
+        print(f"kairos worker: {done.describe()}", file=sys.stderr, flush=True)
+        threads = threads or shape.threads
+    profile = None
+    if not runs_model:  # only a replay worker reads its type's profile
+        profiles = load_profiles(profiles_path) if profiles_path else default_profiles()
+        profile = profiles.get(model, instance_type)
     cfgs = [
         WorkerConfig(instance_type, model, host, port + k if port else 0, mode, handler,
-                     time_scale, seed + k, parent_pid, transport)
+                     time_scale, seed + k, parent_pid, transport, threads)
         for k in range(instances)
     ]  # fmt: skip
     if instances == 1:
         run_event_loop(serve_worker(cfgs[0], profile))
         return
-    if mode != "replay" or handler is not None:
+    if runs_model:
         raise ConfigError(
             f"--instances {instances} co-hosts replay instances only (mode {mode!r}).",
             "run one process per instance for a real model: its compute needs its own core.",
