@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "kairos.cli.serve",
     "kairos.cli.plan",
     "kairos.cli.compare",
+    "kairos.cli.profile",
 ]
 
 

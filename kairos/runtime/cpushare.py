@@ -72,6 +72,16 @@ def is_local_type(name: str) -> bool:
     return name in LOCAL_TYPES
 
 
+def resolve(option: str, instance_type: str, runs_model: bool) -> LocalType | None:
+    """``--local-type``: a name, ``none``, or ``auto`` (the instance type, if it is a local
+    type and a model runs: a replayed profile only sleeps and needs no CPU cap)."""
+    if option == "none":
+        return None
+    if option == "auto":
+        return LOCAL_TYPES.get(instance_type) if runs_model else None
+    return local_type(option)
+
+
 @dataclass(frozen=True)
 class Confinement:
     """What ``confine`` did: the cores, the CPU-share mechanism (or why there is none)."""

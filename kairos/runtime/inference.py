@@ -109,7 +109,8 @@ class ModelHandler:
 
     def decode(self, payload: bytes, json_length: int | None = None) -> dict[str, np.ndarray]:
         """The request's arrays, checked against the declared inputs (BadRequest if not)."""
-        arrays = decode_inputs(payload, json_length)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf: refused below
+            arrays = decode_inputs(payload, json_length)
         check_inputs(arrays, self.inputs)
         return arrays
 

@@ -334,20 +334,6 @@ def serve_group(cfgs: list[WorkerConfig], profile: LatencyProfile | None) -> Non
         h.join(5.0)
 
 
-def resolve_local_type(
-    option: str, instance_type: str, runs_model: bool
-) -> cpushare.LocalType | None:
-    """``--local-type``: a name, ``none``, or ``auto`` (the instance type, if it is a local
-    type and a model runs: a replayed profile only sleeps and needs no CPU cap)."""
-    if option == "none":
-        return None
-    if option == "auto":
-        if runs_model and cpushare.is_local_type(instance_type):
-            return cpushare.local_type(instance_type)
-        return None
-    return cpushare.local_type(option)
-
-
 async def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> None:
     """A supervised worker must not outlive a router that was killed without cleanup."""
     if parent_pid is None:
@@ -424,7 +410,7 @@ def worker_command(
 ) -> None:
     """Serve one instance to a router: replay its profile, or run a model."""
     runs_model = mode == "model" or handler is not None
-    shape = resolve_local_type(local_type, instance_type, runs_model)
+    shape = cpushare.resolve(local_type, instance_type, runs_model)
     if shape is None:
         pin_to_cpus(parse_cpus(cpus))  # before any thread starts: they inherit it
     else:
