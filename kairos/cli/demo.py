@@ -33,8 +33,24 @@ DEMO_SETTINGS = CompareSettings(
     help="Folder for the plot and the report.",
 )
 @click.option("--live", is_flag=True, help="Serve a small pool on loopback instead.")
-def demo(model: str, budget_per_hr: float, out_dir: str, live: bool) -> None:
+@click.option(
+    "--real",
+    is_flag=True,
+    help="Profile a real model (default dien) on local instance types, plan, serve and "
+    "measure it live (docs/models.md).",
+)
+def demo(model: str, budget_per_hr: float, out_dir: str, live: bool, real: bool) -> None:
     """Plan and compare on the built-in data (rm2, $2.5/h, QoS 350 ms)."""
+    if real:
+        from click.core import ParameterSource
+
+        from kairos.runtime.real_demo import run_real_demo
+
+        given = click.get_current_context().get_parameter_source
+        run_real_demo(model if given("model") != ParameterSource.DEFAULT else None,
+                      budget_per_hr if given("budget_per_hr") != ParameterSource.DEFAULT else None,
+                      out_dir, click.echo, lambda line: click.echo(line, err=True))  # fmt: skip
+        return
     if live:
         from kairos.runtime.demo import run_live_demo
 
