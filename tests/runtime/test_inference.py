@@ -52,9 +52,10 @@ def test_null_and_out_of_range_json_values_never_reach_the_model(dense: list, ne
     with pytest.raises(BadRequest, match=needle.replace("(", r"\(").replace(")", r"\)")):
         handler.serve(json_body(dense, [1, 2, 3, 4]))
     assert spy.calls == 0
-    assert orjson.loads(handler.serve(json_body([1, 2, 3, 4, 5, 6], [1, 2, 3, 4])))[0][
-        "data"
-    ] == [6.0, 15.0]
+    assert orjson.loads(handler.serve(json_body([1, 2, 3, 4, 5, 6], [1, 2, 3, 4])))[0]["data"] == [
+        6.0,
+        15.0,
+    ]
     assert spy.calls == 1
 
 
@@ -71,7 +72,7 @@ def test_nan_in_binary_tensors_never_reaches_the_model() -> None:
 def test_inputs_must_match_the_declaration() -> None:
     ok = {"dense": np.zeros((2, 3), np.float32), "ids": np.zeros((2, 2), np.int32)}
     assert check_inputs(ok, SPECS) == 2
-    cases = [
+    cases: list[tuple[dict[str, np.ndarray], str]] = [
         ({"dense": ok["dense"]}, "the model takes"),
         ({**ok, "ids": np.zeros((2, 2), np.int64)}, "is int64, the model takes INT32"),
         ({**ok, "dense": np.zeros((2, 4), np.float32)}, r"shape \[2, 4\], the model takes"),

@@ -70,7 +70,7 @@ def body(dense: list, batch: int = 1) -> bytes:
 
 @pytest.mark.parametrize("bad", [None, 1e300, "NaN"])
 def test_non_finite_values_are_a_400_from_the_worker(router: RouterProcess, bad: object) -> None:
-    dense = [0.5] * 512
+    dense: list[object] = [0.5] * 512
     dense[7] = bad
     text = body(dense).replace(b'"NaN"', b"NaN")
     reply = call(f"{router.url}/v2/models/{MODEL}/infer", text)

@@ -81,7 +81,7 @@ def test_settings_and_prices_are_checked(tmp_path: Path) -> None:
     for kwargs in ({"batch_sizes": (0,)}, {"batch_sizes": (20_000,)}, {"runs": 0},
                    {"warmup": -1}):  # fmt: skip
         with pytest.raises(ConfigError):
-            ProfileSettings(**kwargs)  # type: ignore[arg-type]
+            ProfileSettings(**kwargs)
     prices = tmp_path / "prices.csv"
     merge_price_csv(prices, "local.half", 0.055)
     merge_price_csv(prices, "local.full", 0.1)
