@@ -93,11 +93,10 @@ def profile_command(
     from kairos.runtime.aio import parse_cpus
     from kairos.runtime.profiling import (
         SUMMARY_HEADER,
+        WorkerOptions,
         check_writable,
-        confine_as,
         merge_price_csv,
         merge_profiles_csv,
-        model_handler,
         parse_batch_sizes,
         profile_type,
         summary_rows,
@@ -109,12 +108,18 @@ def profile_command(
     for path in (out_path, details_path, prices_out):
         if path is not None:
             check_writable(path)
-    usable, notes = confine_as(instance_type, local_type, parse_cpus(cpus))
-    for note in notes:
-        click.echo(f"kairos profile: {note}", err=True)
-    handle = model_handler(model, handler, threads or usable)
+    if handler is None:  # fail here, not in the worker, for a model that is not built in
+        from kairos.models import check_model_name, require_torch
+
+        check_model_name(model)
+        require_torch()
+    if local_type not in ("auto", "none"):
+        from kairos.runtime.cpushare import local_type as check_local_type
+
+        check_local_type(local_type)
+    options = WorkerOptions(handler, local_type, parse_cpus(cpus), threads)
     say = (lambda line: click.echo(line, err=True)) if not as_json else None
-    result = profile_type(handle, model, instance_type, settings, say, notes)
+    result = profile_type(model, instance_type, settings, options, say)
     click.echo(merge_profiles_csv(out_path, result), err=True)
     if details_path:
         write_details_csv(details_path, result)
@@ -126,7 +131,6 @@ def profile_command(
             {
                 "model": model,
                 "instance_type": instance_type,
-                "notes": list(notes),
                 "batches": [dict(zip(SUMMARY_HEADER, r, strict=True)) for r in rows],
             }
         )
@@ -134,8 +138,8 @@ def profile_command(
     click.echo(f"{model} on {instance_type} (milliseconds per query):")
     click.echo(table(rows, SUMMARY_HEADER))
     click.echo(
-        "prepare = decode and check the request, arrays to tensors; infer = the model; "
-        "mean/p99 = the whole query as a worker serves it (written to the profile)."
+        "prepare = the worker decodes and checks the request, arrays to tensors; infer = the "
+        "model; mean/p99 = the round trip through the worker, written to the profile."
     )
 
 

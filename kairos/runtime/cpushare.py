@@ -17,7 +17,10 @@ Each confined process gets its own group (``kairos/<type>-<pid>``), so two insta
 type never share a quota, and leaves it (and removes it) when it exits; groups left by
 processes that were killed are removed by the next ``confine``. The CFS period is short
 (``PERIOD_US``) so a throttled query waits milliseconds, not a 100 ms default period, for
-its next slice. See docs/models.md, "Local instance types".
+its next slice. The groups also get ``WEIGHT_FACTOR`` times the default CFS weight, so the
+share a type is capped at is also what it gets while other processes on the host are busy
+(the cap keeps the rest for them): a cloud instance's vCPUs are not taken by a neighbour
+either. See docs/models.md, "Local instance types".
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from kairos.errors import ConfigError
 
 PERIOD_US = 5_000
 GROUP_DIR = "kairos"
+WEIGHT_FACTOR = 16  # x the default CFS weight (v1 cpu.shares 1024, v2 cpu.weight 100)
 
 
 @dataclass(frozen=True)
@@ -191,13 +195,14 @@ def _cgroup_v1(fs_root: Path, group: str, pid: int, quota_us: int) -> str:
     home = _under(fs_root, mount, _own_path(fs_root, "cpu"))
     parent = home / GROUP_DIR
     parent.mkdir(exist_ok=True)
+    (parent / "cpu.shares").write_text(str(1024 * WEIGHT_FACTOR))  # the weight among its peers
     _remove_stale(parent)
     target = parent / group
     target.mkdir(exist_ok=True)
     (target / "cpu.cfs_period_us").write_text(str(PERIOD_US))
     (target / "cpu.cfs_quota_us").write_text(str(quota_us))
     _join(target, home, pid)
-    return f"cpu.cfs_quota_us {quota_us} per {PERIOD_US} us in {target}"
+    return f"cpu.cfs_quota_us {quota_us} per {PERIOD_US} us, weight x{WEIGHT_FACTOR}, in {target}"
 
 
 def _cgroup_v2(fs_root: Path, group: str, pid: int, quota_us: int) -> str:
@@ -215,8 +220,9 @@ def _cgroup_v2(fs_root: Path, group: str, pid: int, quota_us: int) -> str:
     target = base / f"{GROUP_DIR}-{group}"
     target.mkdir(exist_ok=True)
     (target / "cpu.max").write_text(f"{quota_us} {PERIOD_US}")
+    (target / "cpu.weight").write_text(str(100 * WEIGHT_FACTOR))
     _join(target, home, pid)
-    return f"cpu.max {quota_us} {PERIOD_US} in {target}"
+    return f"cpu.max {quota_us} {PERIOD_US}, weight x{WEIGHT_FACTOR}, in {target}"
 
 
 def _join(target: Path, home: Path, pid: int) -> None:

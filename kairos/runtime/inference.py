@@ -106,6 +106,7 @@ class ModelHandler:
         self.outputs = parse_specs(outputs if outputs is not None else getattr(fn, "outputs", None))
         prepare, infer = getattr(fn, "prepare", None), getattr(fn, "infer", None)
         self._split = (prepare, infer) if callable(prepare) and callable(infer) else None
+        self.last_times: QueryTimes | None = None  # of the query ``run`` answered last
 
     def decode(self, payload: bytes, json_length: int | None = None) -> dict[str, np.ndarray]:
         """The request's arrays, checked against the declared inputs (BadRequest if not)."""
@@ -137,7 +138,9 @@ class ModelHandler:
 
     async def run(self, batch_size: int, payload: bytes, json_length: int | None = None) -> bytes:
         # In a thread, so the worker's RPC loop stays responsive during a long forward pass.
-        return await asyncio.to_thread(self.serve, payload, json_length)
+        self.last_times = None
+        body, self.last_times = await asyncio.to_thread(self.timed, payload, json_length)
+        return body
 
 
 def _as_outputs(result: Any) -> Mapping[str, np.ndarray]:

@@ -1,13 +1,15 @@
 """Measuring a model's service time per batch size on the machine (or local type) it runs on.
 
-``profile_type`` measures one instance type in this process: for each batch size it builds a
-request body the way the load generator does (binary tensors, seeded values), runs it
-through the same ``ModelHandler`` a worker uses (decode, check, run, encode), drops the
-warm-up runs and times each remaining run on its own, with input preparation and inference
-apart. It is the seam for other backends: anything that can run Python on a machine of the
-type (a Ray actor placed by its label, say) calls it there and ships the ``TypeProfile``
-back. ``merge_profiles_csv`` writes or merges the result into the profiles CSV every other
-command reads (``model,instance_type,batch_size,latency_ms``, one row per timed run).
+``profile_type`` measures one instance type on this machine: it starts a model worker the
+way the router would (confined to a local type's CPU share where the type is one), builds a
+request body per batch size the way the load generator does (binary tensors, seeded
+values), drops the warm-up runs and times each remaining run on its own: the round trip
+through the worker's carrier, with the worker's input preparation and inference apart. It
+is the seam for other backends: anything that can run Python on a machine of the type (a
+Ray actor placed by its label, say) calls it there and ships the ``TypeProfile`` back.
+``profile_handler`` measures a handler in this process instead (the model's own cost).
+``merge_profiles_csv`` writes or merges the result into the profiles CSV every other command
+reads (``model,instance_type,batch_size,latency_ms``, one row per timed run).
 """
 
 from __future__ import annotations
@@ -17,16 +19,16 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from kairos.errors import ConfigError
 from kairos.profiles import REQUIRED_COLUMNS, load_profiles
-from kairos.runtime import cpushare
 from kairos.runtime.inference import ModelHandler, QueryTimes
 from kairos.runtime.loadgen import BodyFactory
+from kairos.runtime.wire import TensorSpec
 
 MAX_BATCH_SIZE = 10_000  # RM2's inputs are 15 KB a sample: bounded memory per request
 MAX_RUNS = 10_000
@@ -82,7 +84,6 @@ class TypeProfile:
     model: str
     instance_type: str
     batches: tuple[BatchTimes, ...]
-    notes: tuple[str, ...] = field(default_factory=tuple)  # e.g. how the type was confined
 
     def rows(self) -> list[tuple[str, str, int, float]]:
         """Profile CSV rows: one per timed run, latency = the whole query's service time."""
@@ -94,60 +95,84 @@ class TypeProfile:
 
 
 Progress = Callable[[str], None]
+Query = Callable[[bytes, int | None], QueryTimes]  # runs one query body, returns its times
 
 
-def model_handler(model: str, handler: str | None, threads: int) -> ModelHandler:
-    """The handler a worker would serve: the user's ``module:callable``, or a built-in model."""
-    if handler is not None:
-        from kairos.runtime.worker import load_callable
-
-        return ModelHandler(load_callable(handler))
-    from kairos.models import load_model
-
-    return ModelHandler(load_model(model, threads=threads))
-
-
-def confine_as(instance_type: str, option: str, cpus: tuple[int, ...]) -> tuple[int, list[str]]:
-    """Apply ``--local-type`` (as a worker does) to this process; (threads, notes)."""
-    from kairos.runtime.aio import pin_to_cpus
-
-    shape = cpushare.resolve(option, instance_type, runs_model=True)
-    if shape is None:
-        pin_to_cpus(cpus)
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-        return n, []
-    return shape.threads, [cpushare.confine(shape, cpus).describe()]
-
-
-def profile_type(
-    handler: ModelHandler,
+def measure(
+    query: Query,
+    inputs: Sequence[TensorSpec] | None,
     model: str,
     instance_type: str,
     settings: ProfileSettings,
     progress: Progress | None = None,
-    notes: Sequence[str] = (),
 ) -> TypeProfile:
-    """Measure ``handler`` at every batch size of ``settings`` in this process."""
-    if handler.inputs is None:
+    """Run ``query`` on a request of each batch size: warm-up runs dropped, each run timed."""
+    if inputs is None:
         raise ConfigError(
             f"the model {model!r} does not declare its inputs, so no request can be built.",
             "give the handler an 'inputs' attribute (docs/models.md, handler contract).",
         )
-    bodies = BodyFactory(handler.inputs, settings.seed)
+    bodies = BodyFactory(tuple(inputs), settings.seed)
     results = []
     n = len(settings.batch_sizes)
     for k, batch in enumerate(settings.batch_sizes, start=1):
         body, json_length = bodies.binary_body(batch)
         for _ in range(settings.warmup):
-            handler.timed(body, json_length)
-        times = [handler.timed(body, json_length)[1] for _ in range(settings.runs)]
+            query(body, json_length)
+        times = [query(body, json_length) for _ in range(settings.runs)]
         results.append(_batch_times(batch, times))
         if progress is not None:
             total = results[-1].total_ms
             progress(f"profile {model} on {instance_type}: batch {batch} ({k}/{n}), "
                      f"{settings.runs} runs, mean {total.mean():.2f} ms, "
                      f"p99 {np.percentile(total, 99):.2f} ms")  # fmt: skip
-    return TypeProfile(model, instance_type, tuple(results), tuple(notes))
+    return TypeProfile(model, instance_type, tuple(results))
+
+
+def profile_handler(
+    handler: ModelHandler,
+    model: str,
+    instance_type: str,
+    settings: ProfileSettings,
+    progress: Progress | None = None,
+) -> TypeProfile:
+    """Measure ``handler`` in this process (no worker, no carrier: the model's own cost)."""
+
+    def query(body: bytes, json_length: int | None) -> QueryTimes:
+        return handler.timed(body, json_length)[1]
+
+    return measure(query, handler.inputs, model, instance_type, settings, progress)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How ``profile_type`` starts the worker it measures (the worker's own options)."""
+
+    handler: str | None = None
+    local_type: str = "auto"  # see ``cpushare.resolve``
+    cpus: tuple[int, ...] = ()
+    threads: int | None = None
+
+
+def profile_type(
+    model: str,
+    instance_type: str,
+    settings: ProfileSettings,
+    options: WorkerOptions | None = None,
+    progress: Progress | None = None,
+) -> TypeProfile:
+    """Profile one instance type on this machine.
+
+    Starts a model worker as the router would (confined when the type is a local type) and
+    times queries through the framed-TCP carrier the router uses: each run's latency is the
+    round trip, what an instance is busy for per query with its carrier; preparation and
+    inference are the worker's own figures. This is the call another backend makes on a
+    machine of the type (a Ray actor placed by its label, for example).
+    """
+    from kairos.runtime.probe import WorkerProbe
+
+    with WorkerProbe(model, instance_type, options or WorkerOptions(), progress) as probe:
+        return measure(probe.query, probe.inputs, model, instance_type, settings, progress)
 
 
 def _batch_times(batch: int, times: list[QueryTimes]) -> BatchTimes:

@@ -97,9 +97,14 @@ def cores_for(settings: RealLoopSettings) -> tuple[tuple[int, ...], tuple[int, .
 
 
 def profile_types(
-    settings: RealLoopSettings, out_dir: Path, worker_cores: tuple[int, ...], echo: Echo
+    settings: RealLoopSettings,
+    out_dir: Path,
+    cores: tuple[tuple[int, ...], tuple[int, ...]],
+    echo: Echo,
 ) -> tuple[Path, Path]:
-    """Run ``kairos profile`` once per type (a fresh, confined process each)."""
+    """Run ``kairos profile`` once per type: its worker confined on the worker core, the
+    measuring client on the router's core (where the router will be)."""
+    client_cores, worker_cores = cores
     profiles, prices = out_dir / "profiles.csv", out_dir / "prices.csv"
     for path in (profiles, prices):
         path.unlink(missing_ok=True)
@@ -112,7 +117,10 @@ def profile_types(
                "--runs", str(settings.runs), "--warmup", str(settings.warmup),
                "--seed", str(settings.seed), "--out", str(profiles),
                "--prices-out", str(prices)]  # fmt: skip
-        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        done = subprocess.run(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: os.sched_setaffinity(0, client_cores),
+        )  # fmt: skip
         for line in done.stderr.splitlines():
             echo(f"      {line}")
         if done.returncode != 0:
@@ -206,7 +214,7 @@ def run_real_loop(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cores = cores_for(settings)
-    paths = profile_types(settings, out, cores[1], echo)
+    paths = profile_types(settings, out, cores, echo)
     scenario = loop_scenario(settings, *paths)
     check_client_memory(scenario)
     pool = plan_pool(scenario, settings, len(cores[1]))

@@ -219,9 +219,12 @@ class WorkerService:
                 code, error = 500, f"model raised {type(exc).__name__}: {exc}"
             service_ms = (time.perf_counter() - t0) * 1000.0
             self.served += 1
+            times = getattr(self._handler, "last_times", None)  # a model's own split, if any
         reply = {"qid": header.get("qid"), "service_ms": service_ms, "code": code}
         if error is not None:
             reply["error"] = error
+        if code == 200 and times is not None:
+            reply["prepare_ms"], reply["infer_ms"] = times.prepare_ms, times.infer_ms
         return frame(reply, outputs)
 
 

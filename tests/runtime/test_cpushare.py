@@ -37,6 +37,7 @@ def test_cgroup_v1_group_gets_the_quota_and_the_process(tmp_path: Path) -> None:
     assert (group / "cpu.cfs_quota_us").read_text() == str(int(quota))
     assert (group / "cpu.cfs_period_us").read_text() == str(cpushare.PERIOD_US)
     assert (group / "cgroup.procs").read_text() == "4242"
+    assert (home / "kairos" / "cpu.shares").read_text() == str(1024 * cpushare.WEIGHT_FACTOR)
     assert not stale.exists()
     assert "0.25 core(s) of CPU time on core(s) 1 (cgroup v1" in done.describe()
 
@@ -54,6 +55,7 @@ def test_cgroup_v2_group_goes_beside_the_process_and_enables_cpu(tmp_path: Path)
         cpushare.PERIOD_US
     )
     assert (group / "cgroup.procs").read_text() == "77"
+    assert (group / "cpu.weight").read_text() == str(100 * cpushare.WEIGHT_FACTOR)
 
 
 def test_without_a_writable_controller_it_falls_back_to_pinning_and_says_so(

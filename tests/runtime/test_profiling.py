@@ -17,9 +17,8 @@ from kairos.runtime.profiling import (
     merge_price_csv,
     merge_profiles_csv,
     parse_batch_sizes,
-    profile_type,
+    profile_handler,
 )
-from tests.models.cache import runner
 
 
 class Counting:
@@ -42,7 +41,7 @@ def test_profile_drops_warmup_and_times_every_run() -> None:
     model = Counting()
     lines: list[str] = []
     settings = ProfileSettings(batch_sizes=(2, 200), runs=5, warmup=3)
-    prof = profile_type(ModelHandler(model), "toy", "here", settings, lines.append)
+    prof = profile_handler(ModelHandler(model), "toy", "here", settings, lines.append)
     assert model.calls == [2] * 8 + [200] * 8
     assert [b.batch_size for b in prof.batches] == [2, 200]
     assert all(len(b.total_ms) == 5 for b in prof.batches)
@@ -57,11 +56,11 @@ def test_merge_keeps_other_types_and_replaces_the_profiled_one(tmp_path: Path) -
     out = tmp_path / "profiles.csv"
     handler = ModelHandler(Counting())
     settings = ProfileSettings(batch_sizes=(1, 10), runs=3, warmup=0)
-    a = profile_type(handler, "toy", "a", settings)
-    b = profile_type(handler, "toy", "b", settings)
+    a = profile_handler(handler, "toy", "a", settings)
+    b = profile_handler(handler, "toy", "b", settings)
     assert "wrote 6 rows of toy on a" in merge_profiles_csv(out, a)
     assert "(6 other rows kept)" in merge_profiles_csv(out, b)
-    again = profile_type(handler, "toy", "a", ProfileSettings(batch_sizes=(1,), runs=2))
+    again = profile_handler(handler, "toy", "a", ProfileSettings(batch_sizes=(1,), runs=2))
     assert "replaced the 6 earlier rows of toy on a" in merge_profiles_csv(out, again)
     loaded = load_profiles(out).model("toy")
     assert set(loaded.instance_types) == {"a", "b"}
@@ -104,7 +103,6 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_profile_command_measures_a_built_in_model(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    runner("ncf")  # the same model the command builds: its weights are in the cache
     out = tmp_path / "p.csv"
     code, stdout, err = run(capsys, "profile", "--model", "ncf", "--instance-type", "here",
                             "--batch-sizes", "1,50", "--runs", "4", "--warmup", "1",
@@ -114,6 +112,7 @@ def test_profile_command_measures_a_built_in_model(
     assert [b["batch_size"] for b in doc["batches"]] == ["1", "50"]
     assert float(doc["batches"][0]["infer_p50_ms"]) > 0
     assert "wrote 8 rows of ncf on here" in err
+    assert "KAIROS_WORKER_READY" not in err  # the worker's ready line is the probe's alone
     assert load_profiles(out).get("ncf", "here").max_batch == 50
 
 
@@ -140,3 +139,15 @@ def test_profile_command_refuses_bad_input_in_one_line(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "To fix:" in lines[0]
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_profile_command_reports_a_worker_that_fails_to_start(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, "profile", "--model", "mine", "--instance-type", "here",
+                       "--handler", "no_such_module:predict", "--batch-sizes", "1",
+                       "--out", str(tmp_path / "p.csv"))  # fmt: skip
+    assert code == 2
+    *worker_lines, last = err.strip().splitlines()
+    assert any("No module named 'no_such_module'" in line for line in worker_lines)
+    assert "did not become ready (exit status 2)" in last and "To fix:" in last
