@@ -14,8 +14,8 @@ Prints, measured in one run:
      (target: within 15%).
 
     python benchmarks/bench_models.py [--models rm2,wnd,mtwnd,dien,ncf] [--runs 15]
-        [--worker-seconds 4] [--loop-model dien] [--skip-loop] [--out bench-models-out]
-        [--json]
+        [--worker-seconds 4] [--loop-model dien] [--loop-queries 1000] [--skip-loop]
+        [--skip-models] [--out bench-models-out] [--json]
 
 Every figure is a ratio or a time measured in this run on a shared 2-core machine: other
 processes' load moves them (see docs/models.md for the figures of record and their caveat).
@@ -135,6 +135,13 @@ def main() -> None:
     ap.add_argument("--worker-seconds", type=float, default=4.0)
     ap.add_argument("--loop-model", default=RealLoopSettings().model)
     ap.add_argument("--skip-loop", action="store_true")
+    ap.add_argument(
+        "--loop-queries",
+        type=int,
+        default=RealLoopSettings().min_queries,
+        help="queries per live trial (the first 10%% are warm-up)",
+    )
+    ap.add_argument("--skip-models", action="store_true", help="only the loop")
     ap.add_argument("--out", default="bench-models-out")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -143,7 +150,7 @@ def main() -> None:
         f"{MODEL_CORE}); worker vs bare loop at batch {WORKER_BATCH}")  # fmt: skip
     say(f"{'model':6} " + " ".join(f"{'b=' + str(b):>15}" for b in BATCHES)
         + f" {'bare q/s':>9} {'worker q/s':>10} {'ratio':>6}")  # fmt: skip
-    for model in args.models.split(","):
+    for model in [] if args.skip_models else args.models.split(","):
         runner = load_model(model, threads=1)
         times = service_times(runner, args.runs)
         cmp = worker_vs_bare(model, runner, args.worker_seconds)
@@ -156,7 +163,8 @@ def main() -> None:
     if not args.skip_loop:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
         say(f"\nthe whole loop: {args.loop_model} profiled, planned, served and measured live")
-        result = run_real_loop(RealLoopSettings(model=args.loop_model), args.out, say)
+        settings = RealLoopSettings(model=args.loop_model, min_queries=args.loop_queries)
+        result = run_real_loop(settings, args.out, say)
         say(format_summary(result))
         report["loop"] = {
             "pool": str(result.pool), "qos_ms": result.qos_ms,
