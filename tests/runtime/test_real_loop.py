@@ -36,7 +36,7 @@ def test_profile_plan_serve_and_measure_a_real_model(tmp_path: Path) -> None:
         assert trial.status_counts == {"200": trial.sent}
     # How the live capacity compares with the simulator's is a timing figure: it lives in
     # benchmarks/bench_models.py, not here (a busy host can fail every trial's QoS).
-    assert kairos.live.allowable_qps <= kairos.live.failing_qps or not kairos.live.allowable_qps
+    assert 0 <= kairos.live.allowable_qps < kairos.live.failing_qps  # the search bracketed it
     assert [line[:5] for line in lines if line.startswith("[")] == (
         ["[1/3]"] * len(settings.types) + ["[2/3]", "[3/3]"]
     )
