@@ -32,7 +32,14 @@ from kairos.profiles import load_profiles
 from kairos.runtime import cpushare
 from kairos.runtime.aio import run_event_loop
 from kairos.runtime.launch import running_router
-from kairos.runtime.loadgen import CapacityReport, LoadReport, LoadSpec, find_capacity
+from kairos.runtime.loadgen import (
+    MAX_TRIAL_S,
+    CapacityReport,
+    LoadReport,
+    LoadSpec,
+    run_load,
+    search_rate,
+)
 from kairos.scenario import Scenario
 from kairos.sim.capacity import allowable_throughput
 from kairos.workload import parse_mix
@@ -55,6 +62,8 @@ class RealLoopSettings:
     budget_per_hr: float = 0.10  # one local.full's price: the pool fits on one worker core
     policies: tuple[str, ...] = ("kairos", "fcfs")
     precision: float = 0.05  # live search: stop when hi / lo - 1 <= this
+    search_step: float = 1.25  # live search: rate factor while bracketing from the guess
+    max_steps: int = 10  # live search: bracketing steps before giving up
     min_queries: int = 1000  # per live trial (the first 10% are warm-up)
     sim_queries: int = 5000
     pin_client: bool = True  # move this process (the load generator) to the router's core
@@ -200,15 +209,29 @@ def live_capacity(
     with running_router(args, ready_timeout_s=120) as router:
         spec = LoadSpec(router.url, scenario.model, guess_qps, 1.0, scenario.mix,
                         seed=settings.seed)  # fmt: skip
+        return run_event_loop(_search(spec, guess_qps, settings, policy, echo))
 
-        def show(r: LoadReport) -> None:
-            echo(f"      {policy}: {r.rate_qps:7.1f} q/s -> {r.qos_met_fraction:.2%} within "
-                 f"QoS, p99 {r.p99_ms:.1f} ms, {r.errors} errors")  # fmt: skip
 
-        return run_event_loop(find_capacity(spec, precision=settings.precision,
-                                            guess_qps=guess_qps, step=1.25,
-                                            min_queries=settings.min_queries,
-                                            progress=show))  # fmt: skip
+async def _search(
+    spec: LoadSpec, guess_qps: float, settings: RealLoopSettings, policy: str, echo: Echo
+) -> CapacityReport:
+    """``kairos loadgen --find-capacity``'s search with the loop's bounds: trials of
+    ``min_queries`` (at most ``MAX_TRIAL_S`` each) and at most ``max_steps`` rate steps
+    while bracketing, so a pool that fails at every rate costs a bounded time."""
+    trials: list[LoadReport] = []
+
+    async def passes(rate: float) -> bool:
+        seconds = min(settings.min_queries / rate, MAX_TRIAL_S)
+        report = await run_load(replace(spec, rate_qps=rate, duration_s=seconds))
+        trials.append(report)
+        echo(f"      {policy}: {rate:7.1f} q/s -> {report.qos_met_fraction:.2%} within QoS, "
+             f"p99 {report.p99_ms:.1f} ms, {report.errors} errors")  # fmt: skip
+        return report.passed
+
+    lo, hi = await search_rate(
+        passes, guess_qps, settings.precision, settings.search_step, settings.max_steps
+    )
+    return CapacityReport(lo, hi, tuple(trials))
 
 
 def run_real_loop(
@@ -304,6 +327,8 @@ def quick_settings(model: str = "ncf") -> RealLoopSettings:
         warmup=1,
         policies=("kairos",),
         precision=0.3,
+        search_step=2.0,
+        max_steps=2,
         min_queries=150,
         sim_queries=1000,
         pin_client=False,
