@@ -16,7 +16,7 @@ ROOT = Path(kairos.__file__).parent
 
 # Low to high. A module may import its own layer and the layers below it.
 LAYERS: list[tuple[str, ...]] = [
-    ("kairos", "kairos.errors", "kairos.registry"),
+    ("kairos", "kairos.errors", "kairos.registry", "kairos.text"),
     ("kairos.data", "kairos.csvio", "kairos.profiles", "kairos.catalog", "kairos.workload"),
     ("kairos.scenario",),
     ("kairos.distributor",),

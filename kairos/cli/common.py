@@ -31,6 +31,7 @@ from kairos.limits import Range
 from kairos.profiles import load_profiles
 from kairos.runtime.aio import check_bind_host
 from kairos.scenario import Scenario
+from kairos.text import table as table  # re-exported: the commands import it from here
 from kairos.workload import parse_mix
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -372,15 +373,6 @@ def progress_bar(enabled: bool, desc: str, total: int | None = None) -> Iterator
         yield bar
     finally:
         bar.close()
-
-
-def table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    for r in rows:
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
-    return "\n".join(lines)
 
 
 def policy_options_option(func: F) -> F:

@@ -52,6 +52,12 @@ DEMO_SETTINGS = CompareSettings(
 @click.option(
     "--time-scale", type=bounded(limits.TIME_SCALE), default=1.0, show_default=True, help="--live."
 )
+@click.option(
+    "--real",
+    is_flag=True,
+    help="Profile a real model (default dien) on local instance types, plan, serve and "
+    "measure it live (docs/models.md).",
+)
 def demo(
     model: str | None,
     budget_per_hr: float,
@@ -61,8 +67,19 @@ def demo(
     rate_qps: float | None,
     duration_s: float,
     time_scale: float,
+    real: bool,
 ) -> None:
-    """Plan and compare on the built-in data (rm2, $2.5/h, QoS 350 ms); --live: serve."""
+    """Plan and compare on the built-in data (rm2, $2.5/h, QoS 350 ms); --live: serve a small
+    pool under kairos and fcfs; --real: the whole loop on a real model."""
+    if real:
+        from click.core import ParameterSource
+
+        from kairos.runtime.real_demo import run_real_demo
+
+        given = click.get_current_context().get_parameter_source
+        budget = budget_per_hr if given("budget_per_hr") != ParameterSource.DEFAULT else None
+        run_real_demo(model, budget, out_dir, click.echo, lambda line: click.echo(line, err=True))
+        return
     if live:
         from kairos.runtime.demo import run_live_demo
 

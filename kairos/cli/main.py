@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "kairos.cli.plan",
     "kairos.cli.compare",
     "kairos.cli.advise",
+    "kairos.cli.profile",
 ]
 
 

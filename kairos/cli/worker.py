@@ -58,6 +58,20 @@ _DEFAULTS = WorkerConfig("", "")
     "(0 = any); seeds --seed, --seed+1, ...",
 )
 @click.option("--cpus", default=None, help="Pin this process to these cores, e.g. 1 or 1,2.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1, max=1024),
+    default=None,
+    help="Model mode: the model's intra-op threads (default: the local type's, else the "
+    "cores this process may use).",
+)
+@click.option(
+    "--local-type",
+    default="auto",
+    show_default=True,
+    help="Run as a local instance type (CPU pinning + CPU share; kairos.runtime.cpushare): "
+    "a name, 'none', or 'auto' = the --instance-type when it is one and a model runs.",
+)
 @click.option("--parent-pid", type=int, default=None, hidden=True)
 def worker(
     instance_type: str,
@@ -72,6 +86,8 @@ def worker(
     transport: str,
     instances: int,
     cpus: str | None,
+    threads: int | None,
+    local_type: str,
     parent_pid: int | None,
 ) -> None:
     """Serve one instance to a router: replay its profile, or run a model."""
@@ -86,8 +102,15 @@ def worker(
         seed=seed,
         parent_pid=parent_pid,
         transport=transport,
+        threads=threads,
     )
-    run_worker(cfg, instances=instances, profiles_path=profiles_path, cpus=parse_cpus(cpus))
+    run_worker(
+        cfg,
+        instances=instances,
+        profiles_path=profiles_path,
+        cpus=parse_cpus(cpus),
+        local_type=local_type,
+    )
 
 
 COMMANDS = [worker]

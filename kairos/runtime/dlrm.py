@@ -1,4 +1,9 @@
-"""A small DLRM-style recommendation model in numpy: the worker's built-in ``model`` mode.
+"""A small DLRM-style recommendation model in numpy, needing no PyTorch.
+
+Replay workers advertise its signature (``dense``/``sparse``), so load generated for an
+emulated pool looks like a recommendation query; it also serves as a handler
+(``--handler kairos.runtime.dlrm:TinyDlrm``) where PyTorch is not installed. The real models
+are ``kairos.models`` (docs/models.md).
 
 Structure (Naumov et al., 2019, scaled down): a bottom MLP embeds the dense features, one
 embedding table per sparse feature looks up a vector (indices are hashed into the table

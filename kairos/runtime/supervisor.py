@@ -49,6 +49,7 @@ class WorkerSpec:
     profiles_path: str | None = None
     transport: str = "tcp"
     cpus: tuple[int, ...] = ()
+    local_type: str = "auto"  # worker --local-type: run as a local instance type (cpushare)
 
 
 def group_instances(specs: list[WorkerSpec], hosting: str, first: int = 0) -> list[list[int]]:
@@ -142,6 +143,8 @@ class LocalSupervisor:
             spec.transport,
             "--instances",
             str(len(members)),
+            "--local-type",
+            spec.local_type,
         ]
         if spec.handler:
             args += ["--handler", spec.handler]

@@ -3,8 +3,11 @@
 Modes:
   replay  emulate an instance type: sleep for a service time sampled from the type's profile
           at the query's batch size (seeded RNG), times ``time_scale`` (0 = answer at once);
-  model   run a real model on the query's inputs: the built-in TinyDlrm, or the user's
-          ``module:callable`` taking ``{name: ndarray}`` and returning ``{name: ndarray}``.
+  model   run a real model on the query's inputs: the built-in PyTorch model named by
+          ``--model`` (``kairos.models``), or the user's ``module:callable`` taking
+          ``{name: ndarray}`` and returning ``{name: ndarray}`` (``kairos.runtime.inference``
+          checks each request against the model's declared inputs first). ``--local-type``
+          runs the process as a smaller local instance type (``kairos.runtime.cpushare``).
 
 The router reaches it over a persistent connection, framed TCP or gRPC (``transport``): a
 request frame in, a reply frame out, plus ``describe`` (what the worker serves). An
@@ -22,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -32,16 +35,16 @@ from kairos.errors import ConfigError
 from kairos.limits import INSTANCES, PORT, TIME_SCALE
 from kairos.profiles import LatencyProfile, default_profiles, load_profiles
 from kairos.registry import Registry
+from kairos.runtime import cpushare
 from kairos.runtime.aio import check_bind_host, pin_to_cpus, run_event_loop, settle_heap
-from kairos.runtime.dlrm import DlrmConfig, TinyDlrm, dlrm_signature
+from kairos.runtime.dlrm import DlrmConfig, dlrm_signature
+from kairos.runtime.inference import ModelHandler
 from kairos.runtime.transport import TRANSPORTS, Server
 from kairos.runtime.wire import (
     BadRequest,
     TensorSpec,
-    decode_inputs,
     encode_outputs,
     frame,
-    parse_specs,
     specs_as_dicts,
     unframe,
 )
@@ -64,6 +67,7 @@ class WorkerConfig:
     seed: int = 0
     parent_pid: int | None = None  # exit when this process is gone (set by the supervisor)
     transport: str = "tcp"
+    threads: int | None = None  # model mode: intra-op threads (None: the cores it may use)
 
 
 class Handler(Protocol):
@@ -113,22 +117,6 @@ class ReplayHandler:
         return out
 
 
-class CallableHandler:
-    """Runs ``fn(inputs) -> outputs`` in a thread so the RPC loop stays responsive."""
-
-    def __init__(self, fn: Callable[[dict[str, np.ndarray]], Any]) -> None:
-        self._fn = fn
-        self.inputs = parse_specs(getattr(fn, "inputs", None))
-        self.outputs = parse_specs(getattr(fn, "outputs", None))
-
-    async def run(self, batch_size: int, payload: bytes, json_length: int | None = None) -> bytes:
-        inputs = decode_inputs(payload, json_length)
-        result = await asyncio.to_thread(self._fn, inputs)
-        if not isinstance(result, Mapping):
-            result = {"output0": result}
-        return encode_outputs(result)
-
-
 def tighten_timer_slack() -> None:
     """Ask Linux to fire this process's timers on time (its default slack is 50 us).
 
@@ -175,20 +163,36 @@ def load_callable(spec: str) -> Callable[[dict[str, np.ndarray]], Any]:
     return obj
 
 
-WORKER_MODES: Registry[Callable[[WorkerConfig, LatencyProfile], Handler]] = Registry(
+def _replay_handler(cfg: WorkerConfig, profile: LatencyProfile | None) -> Handler:
+    if profile is None:
+        raise ConfigError(f"replay worker for {cfg.model!r} got no profile.", "report a bug.")
+    return ReplayHandler(profile, cfg.time_scale, cfg.seed)
+
+
+def _model_handler(cfg: WorkerConfig, profile: LatencyProfile | None) -> Handler:
+    from kairos.models import load_model
+
+    return ModelHandler(load_model(cfg.model, threads=cfg.threads or _usable_cores()))
+
+
+WORKER_MODES: Registry[Callable[[WorkerConfig, LatencyProfile | None], Handler]] = Registry(
     "worker mode", "pass --mode replay (emulate the type from its profile) or model."
 )
-WORKER_MODES.add("replay", lambda cfg, profile: ReplayHandler(profile, cfg.time_scale, cfg.seed))
-WORKER_MODES.add("model", lambda cfg, profile: CallableHandler(TinyDlrm()))
+WORKER_MODES.add("replay", _replay_handler)
+WORKER_MODES.add("model", _model_handler)
 
 
-def make_handler(cfg: WorkerConfig, profile: LatencyProfile) -> Handler:
+def make_handler(cfg: WorkerConfig, profile: LatencyProfile | None) -> Handler:
     """A user's ``--handler`` wins over the mode; otherwise the mode's handler."""
     make = WORKER_MODES.get(cfg.mode)
     TIME_SCALE.check(cfg.time_scale)
     if cfg.handler is not None:
-        return CallableHandler(load_callable(cfg.handler))
+        return ModelHandler(load_callable(cfg.handler))
     return make(cfg, profile)
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
 
 
 class WorkerService:
@@ -223,11 +227,14 @@ class WorkerService:
                 code, error = 400, str(exc)
             except Exception as exc:  # the user's model failed: an answer, not a dead worker
                 code, error = 500, f"model raised {type(exc).__name__}: {exc}"
+            times = getattr(self._handler, "last_times", None)  # a model's own split, if any
             service_ms = (time.perf_counter() - t0) * 1000.0
             self.served += 1
         reply = {"qid": header.get("qid"), "service_ms": service_ms, "code": code}
         if error is not None:
             reply["error"] = error
+        if code == 200 and times is not None:
+            reply["prepare_ms"], reply["infer_ms"] = times.prepare_ms, times.infer_ms
         return frame(reply, outputs)
 
 
@@ -242,7 +249,7 @@ async def _bind(cfg: WorkerConfig, service: WorkerService) -> tuple[Server, int]
         ) from None
 
 
-async def serve_worker(cfg: WorkerConfig, profile: LatencyProfile) -> None:
+async def serve_worker(cfg: WorkerConfig, profile: LatencyProfile | None) -> None:
     """Run until SIGINT/SIGTERM (or the parent process is gone); print the bound port."""
     tighten_timer_slack()
     service = WorkerService(cfg, make_handler(cfg, profile))
@@ -269,7 +276,7 @@ class HostedInstance(threading.Thread):
     sleeping), and so that each instance still serves exactly one query at a time.
     """
 
-    def __init__(self, cfg: WorkerConfig, profile: LatencyProfile) -> None:
+    def __init__(self, cfg: WorkerConfig, profile: LatencyProfile | None) -> None:
         super().__init__(name=f"kairos-instance-{cfg.seed}", daemon=True)
         self.cfg = cfg
         self._profile = profile
@@ -304,7 +311,7 @@ class HostedInstance(threading.Thread):
                 loop.call_soon_threadsafe(stop.set)
 
 
-def serve_group(cfgs: list[WorkerConfig], profile: LatencyProfile) -> None:
+def serve_group(cfgs: list[WorkerConfig], profile: LatencyProfile | None) -> None:
     """Co-host several instances in this process (``--instances N``); print their ports.
 
     The process ends (so a supervisor restarts the whole group) on SIGINT/SIGTERM, when the
@@ -356,27 +363,38 @@ def run_worker(
     instances: int = 1,
     profiles_path: str | None = None,
     cpus: tuple[int, ...] = (),
+    local_type: str = "auto",
 ) -> None:
     """Serve ``instances`` instances (ports ``cfg.port``, +1, ...; seeds ``cfg.seed``, +1, ...)
-    until stopped; several are co-hosted in this process (replay mode only)."""
+    until stopped; several are co-hosted in this process (replay mode only). ``local_type``
+    confines the process to a local instance type (see ``cpushare.resolve``)."""
     check_bind_host(cfg.host)
     TIME_SCALE.check(cfg.time_scale)
     INSTANCES.check(instances)
+    WORKER_MODES.check(cfg.mode)
+    TRANSPORTS.check(cfg.transport)
     if cfg.port and cfg.port + instances - 1 > PORT.hi:
         raise ConfigError(
             f"--port {cfg.port} with --instances {instances} runs past port {int(PORT.hi)}.",
             "pass a lower --port, or --port 0 for free ports.",
         )
-    pin_to_cpus(cpus)  # before any thread starts: they inherit it
-    WORKER_MODES.check(cfg.mode)
-    TRANSPORTS.check(cfg.transport)
-    if instances > 1 and (cfg.mode != "replay" or cfg.handler is not None):
+    runs_model = cfg.mode == "model" or cfg.handler is not None
+    if instances > 1 and runs_model:
         raise ConfigError(
             f"--instances {instances} co-hosts replay instances only (mode {cfg.mode!r}).",
             "run one process per instance for a real model: its compute needs its own core.",
         )
-    profiles = load_profiles(profiles_path) if profiles_path else default_profiles()
-    profile = profiles.get(cfg.model, cfg.instance_type)
+    shape = cpushare.resolve(local_type, cfg.instance_type, runs_model)
+    if shape is None:
+        pin_to_cpus(cpus)  # before any thread starts: they inherit it
+    else:
+        done = cpushare.confine(shape, cpus)
+        print(f"kairos worker: {done.describe()}", file=sys.stderr, flush=True)
+        cfg = replace(cfg, threads=cfg.threads or shape.threads)
+    profile = None
+    if not runs_model:  # only a replay worker reads its type's profile
+        profiles = load_profiles(profiles_path) if profiles_path else default_profiles()
+        profile = profiles.get(cfg.model, cfg.instance_type)
     cfgs = [
         replace(cfg, port=cfg.port + k if cfg.port else 0, seed=cfg.seed + k)
         for k in range(instances)

@@ -151,20 +151,6 @@ def test_metrics_parse_as_prometheus_text(router: RouterProcess) -> None:
     assert families["kairos_workers_up"].samples[0].value == 2
 
 
-def test_model_mode_over_grpc_runs_the_built_in_dlrm() -> None:
-    args = ["--model", "dien", "--pool", "g4dn.xlarge=1", "--mode", "model",
-            "--transport", "grpc"]  # fmt: skip
-    with running_router(args, ready_timeout_s=60) as handle:
-        status, doc = infer(handle, BODIES.body(4), token=None)
-        raw, json_length = BODIES.binary_body(4)
-        status_binary, doc_binary = infer(handle, raw, token=None, json_length=json_length)
-    assert status == 200, doc
-    scores = doc["outputs"][0]["data"]
-    assert len(scores) == 4 and all(0.0 < s < 1.0 for s in scores)
-    assert status_binary == 200, doc_binary
-    assert doc_binary["outputs"][0]["data"] == scores  # the same tensors, sent as raw bytes
-
-
 def test_user_handler_runs_and_its_signature_is_enforced() -> None:
     args = ["--model", "dien", "--pool", "r5n.large=1",
             "--handler", "tests.runtime.helpers:double_handler"]  # fmt: skip
