@@ -140,3 +140,36 @@ def enumerate_pools(
 ) -> list[Pool]:
     """Every non-empty pool whose hourly cost is at most ``budget_per_hr``."""
     return pool_matrix(scenario, budget_per_hr, caps).pools()
+
+
+# Pool counting works in units of this many dollars per hour (prices are given to 4 decimals).
+COUNT_UNIT = 1e-4
+
+
+def count_pools(
+    scenario: Scenario, budget_per_hr: float, caps: Mapping[str, int] | None = None
+) -> float:
+    """How many non-empty pools fit the budget and caps, without listing them.
+
+    Exact (the enumeration's own count) up to ``MAX_POOLS``; above it a dynamic programme over
+    the budget in units of $0.0001/h (a float: the count can pass 2**53).
+    """
+    try:
+        return float(len(pool_matrix(scenario, budget_per_hr, caps)))
+    except ConfigError:
+        pass
+    limits = type_caps(scenario, budget_per_hr, caps)
+    units = int(math.floor(budget_per_hr / COUNT_UNIT + 1e-6))
+    ways = np.zeros(units + 1)
+    ways[0] = 1.0
+    for t, cap in limits.items():
+        step = max(1, int(round(scenario.prices.price_per_hr(t) / COUNT_UNIT)))
+        # new[c] = sum_{k=0..cap} old[c - k*step]: a running sum along each residue class.
+        new = np.zeros_like(ways)
+        for r in range(min(step, units + 1)):
+            lane = ways[r::step]
+            run = np.cumsum(lane)
+            run[cap + 1 :] -= run[: len(run) - cap - 1]
+            new[r::step] = run
+        ways = new
+    return float(ways.sum() - 1.0)

@@ -30,10 +30,10 @@ import orjson
 from kairos.errors import ConfigError, RuntimeServiceError
 from kairos.runtime.aio import settle_heap
 from kairos.runtime.wire import BINARY_HEADER, DATATYPES, TensorSpec, parse_specs
+from kairos.scenario import QOS_QUANTILE
 from kairos.sim.search import drive_async, rate_search
 from kairos.workload import BatchMix, QueryStream, check_rate_qps, poisson_stream
 
-QOS_QUANTILE = 0.99
 MAX_TRIAL_S = 120.0
 
 

@@ -1,0 +1,127 @@
+"""The exact oracle: the pool with the highest simulated allowable throughput among *all*
+pools within budget, found by branch and bound instead of simulating them all.
+
+Pools are taken in decreasing order of the fluid bound, which is valid for every policy (no
+pool can sustain more than its bound), and simulated; the search stops as soon as the next
+pool's bound is below the best allowable throughput found, since no pool after it can beat
+that. The result is the best pool of the whole budget with respect to the simulator at the
+given measurement (seed, precision), together with how many pools that took.
+
+Order: for catalogs whose pools can be listed, ``ranking.FluidOrder`` (cheap dual bounds first,
+an exact LP only near the front); beyond that, the fluid MILP with no-good cuts
+(``milp.FluidProgram``), one solve per pool. Pools are simulated in waves of ``wave`` (in
+parallel when an executor has workers); the wave size, not the number of workers, decides
+which pools are simulated, so a parallel run reports exactly what a serial run does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+from kairos.allocator.feasible import budget_too_small
+from kairos.allocator.milp import FluidProgram
+from kairos.allocator.pools import count_pools, pool_matrix
+from kairos.allocator.ranking import FluidOrder
+from kairos.allocator.result import Exploration, RankedPool, SearchResult
+from kairos.distributor.base import policy_class
+from kairos.errors import ConfigError
+from kairos.scenario import Scenario
+from kairos.sim.capacity import DEFAULT_MEASUREMENT, CapacityJob, Measurement, Measurer, measure_all
+
+
+@dataclass(frozen=True)
+class OracleDefaults:
+    """Defaults of the exact oracle, declared once.
+
+    ``wave``: pools simulated per round (a round may simulate up to ``wave - 1`` pools a
+    one-at-a-time search would have skipped; fixed so results do not depend on ``--jobs``).
+    ``max_simulations``: a safety cap; a search stopped by it reports ``exact=False``.
+    """
+
+    policy: str = "kairos"
+    wave: int = 4
+    max_simulations: int = 400
+
+
+ORACLE_DEFAULTS = OracleDefaults()
+
+
+def pools_by_fluid_bound(
+    scenario: Scenario, budget_per_hr: float, caps: Mapping[str, int] | None = None
+) -> Iterator[RankedPool]:
+    """Every pool within budget with a positive fluid bound, best bound first (lazily)."""
+    try:
+        pools = pool_matrix(scenario, budget_per_hr, caps)
+    except ConfigError as too_many:
+        if "pools" not in too_many.message:
+            raise
+        yield from FluidProgram(scenario, budget_per_hr, caps).pools()
+        return
+    yield from FluidOrder(scenario, pools)
+
+
+def exact_oracle(
+    scenario: Scenario,
+    budget_per_hr: float,
+    *,
+    policy: str = ORACLE_DEFAULTS.policy,
+    measurement: Measurement = DEFAULT_MEASUREMENT,
+    caps: Mapping[str, int] | None = None,
+    measurer: Measurer | None = None,
+    wave: int = ORACLE_DEFAULTS.wave,
+    max_simulations: int = ORACLE_DEFAULTS.max_simulations,
+    progress: Callable[[Exploration], None] | None = None,
+) -> SearchResult:
+    """Branch and bound over every pool within budget (see the module docstring)."""
+    policy_class(policy)
+    if not isinstance(wave, int) or wave < 1 or max_simulations < 1:
+        raise ConfigError(
+            f"oracle wave {wave!r} / max_simulations {max_simulations!r} is not >= 1.",
+            "pass positive whole numbers.",
+        )
+    order = pools_by_fluid_bound(scenario, budget_per_hr, caps)
+    history: list[Exploration] = []
+    best: Exploration | None = None
+    pending = next(order, None)
+    if pending is None:
+        raise budget_too_small(scenario, budget_per_hr, "fluid", caps)
+    while pending is not None and (best is None or pending.upper_bound_qps >= best.allowable_qps):
+        if len(history) >= max_simulations:
+            break
+        batch = [pending]
+        pending = next(order, None)
+        floor = best.allowable_qps if best is not None else 0.0
+        while (
+            len(batch) < min(wave, max_simulations - len(history))
+            and pending is not None
+            and pending.upper_bound_qps >= floor
+        ):
+            batch.append(pending)
+            pending = next(order, None)
+        jobs = [CapacityJob(scenario, r.pool, policy, measurement) for r in batch]
+        for entry, res in zip(batch, measure_all(jobs, measurer), strict=True):
+            done = Exploration(
+                entry.pool, entry.cost_per_hr, res.allowable_qps, entry.upper_bound_qps
+            )
+            history.append(done)
+            if progress is not None:
+                progress(done)
+            if best is None or (done.allowable_qps, -done.cost_per_hr) > (
+                best.allowable_qps,
+                -best.cost_per_hr,
+            ):
+                best = done
+    assert best is not None
+    exact = pending is None or pending.upper_bound_qps < best.allowable_qps
+    return SearchResult(
+        "oracle",
+        policy,
+        best.pool,
+        best.cost_per_hr,
+        best.allowable_qps,
+        len(history),
+        tuple(history),
+        pools_within_budget=count_pools(scenario, budget_per_hr, caps),
+        exact=exact,
+    )
