@@ -52,7 +52,9 @@ def test_default_plan_simulates_the_top_pools_and_reports_both_picks(capsys):
     assert bound_pick["upper_bound_qps"] == max(r["upper_bound_qps"] for r in payload["ranked"])
     code, out, _ = run(capsys, *args)
     assert code == 0
-    assert f"bound's pick:  {bound_pick['pool']}" in out and f"chosen pool:   {payload['pool']}" in out
+    assert (
+        f"bound's pick:  {bound_pick['pool']}" in out and f"chosen pool:   {payload['pool']}" in out
+    )
 
 
 def test_verify_adds_allowable_throughput(capsys):
