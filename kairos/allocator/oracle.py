@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from kairos.allocator.feasible import budget_too_small
 from kairos.allocator.milp import FluidProgram
-from kairos.allocator.pools import count_pools, pool_matrix
+from kairos.allocator.pools import count_pools, listed_pools
 from kairos.allocator.ranking import FluidOrder
 from kairos.allocator.result import Exploration, RankedPool, SearchResult
 from kairos.distributor.base import policy_class
@@ -51,14 +51,11 @@ def pools_by_fluid_bound(
     scenario: Scenario, budget_per_hr: float, caps: Mapping[str, int] | None = None
 ) -> Iterator[RankedPool]:
     """Every pool within budget with a positive fluid bound, best bound first (lazily)."""
-    try:
-        pools = pool_matrix(scenario, budget_per_hr, caps)
-    except ConfigError as too_many:
-        if "pools" not in too_many.message:
-            raise
+    pools = listed_pools(scenario, budget_per_hr, caps)
+    if pools is None:
         yield from FluidProgram(scenario, budget_per_hr, caps).pools()
-        return
-    yield from FluidOrder(scenario, pools)
+    else:
+        yield from FluidOrder(scenario, pools)
 
 
 def exact_oracle(

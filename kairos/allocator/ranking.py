@@ -1,9 +1,9 @@
 """Pools ranked by an upper bound: the top K of a catalog, and every pool in decreasing order of
 the fluid bound (lazily, for the exact oracle).
 
-Catalogs whose pools can be enumerated (``pool_matrix``, up to ``MAX_POOLS``) are ranked from
-the matrix; larger ones by a search that never lists them (``kairos_search.kairos_top`` for
-the KAIROS bound, the MILP with no-good cuts for the fluid bound).
+Catalogs whose pools can be listed (``listed_pools``, up to ``MAX_POOLS``) are ranked from the
+list; larger ones by a search that never lists them (``kairos_search.kairos_top`` for the
+KAIROS bound, the MILP with no-good cuts for the fluid bound).
 
 The fluid order (``FluidOrder``) costs one LP per pool only where it matters: every pool first
 gets a cheap valid upper bound from fixed LP dual prices (``dual_bounds``, one dot product per
@@ -23,15 +23,9 @@ from kairos.allocator.choices import BOUNDS
 from kairos.allocator.fluid import dual_bounds, fluid_lp, fluid_tables
 from kairos.allocator.kairos_search import kairos_top
 from kairos.allocator.milp import FluidProgram
-from kairos.allocator.pools import COST_EPS, PoolMatrix, pool_matrix, type_caps
+from kairos.allocator.pools import COST_EPS, PoolMatrix, listed_pools, type_caps
 from kairos.allocator.result import RankedPool
-from kairos.errors import ConfigError
 from kairos.scenario import Scenario
-
-# One LP per pool costs a few ms; a fluid ranking of more pools than this goes through the
-# lazy order (cheap dual bounds first), which solves LPs only near the top.
-FLUID_EAGER_LIMIT = 2000
-
 
 def score_pools(scenario: Scenario, pools: PoolMatrix, bound: str) -> np.ndarray:
     """The chosen upper bound (qps) of every pool."""
@@ -134,13 +128,10 @@ def top_pools(
 ) -> Ranking:
     """The ``k`` pools with the highest ``bound`` (ties: cheaper first), at any catalog size."""
     BOUNDS.check(bound)
-    try:
-        pools = pool_matrix(scenario, budget_per_hr, caps)
-    except ConfigError as too_many:
-        if "pools" not in too_many.message:
-            raise
+    pools = listed_pools(scenario, budget_per_hr, caps)
+    if pools is None:
         return _top_at_scale(scenario, budget_per_hr, bound, k, caps)
-    if bound == "fluid" and len(pools) > FLUID_EAGER_LIMIT:
+    if bound == "fluid":
         out = []
         for entry in FluidOrder(scenario, pools):
             out.append(entry)

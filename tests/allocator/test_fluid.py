@@ -90,6 +90,8 @@ def test_large_catalog_ranks_k_pools_by_milp():
     assert bounds == sorted(bounds, reverse=True) and bounds[-1] > 0
     assert all(r.cost_per_hr <= 5.0 + 1e-9 for r in result.ranked)
     assert result.pool == solve_milp(scenario, 5.0).pool
+    # The KAIROS bound ranks the same catalog by its own search (tests/allocator/test_search.py).
+    assert plan(scenario, 5.0, top=2, verify_top=0).ranking == "search"
 
 
 def test_maximal_pools_are_exactly_those_that_cannot_grow():
