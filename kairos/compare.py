@@ -222,9 +222,10 @@ def _oracle(run: _Run) -> SchemeResult:
         max_simulations=run.settings.oracle_max_simulations,
     )
     within = found.pools_within_budget or 0.0
-    note = f"simulated {found.explorations} of {within:,.0f} pools within budget" + (
-        "" if found.exact else " (stopped at the cap: not proven best)"
-    )
+    note = (
+        f"simulated {found.explorations} of {within:,.0f} pools within budget "
+        f"({found.searched} searched in full)"
+    ) + ("" if found.exact else "; stopped at the cap: not proven best")
     return run.result(
         "oracle", found.pool, "kairos", found.allowable_qps, found.explorations, note=note
     )

@@ -9,9 +9,17 @@ given measurement (seed, precision), together with how many pools that took.
 
 Order: for catalogs whose pools can be listed, ``ranking.FluidOrder`` (cheap dual bounds first,
 an exact LP only near the front); beyond that, the fluid MILP with no-good cuts
-(``milp.FluidProgram``), one solve per pool. Pools are simulated in waves of ``wave`` (in
-parallel when an executor has workers); the wave size, not the number of workers, decides
-which pools are simulated, so a parallel run reports exactly what a serial run does.
+(``milp.FluidProgram``), one solve per pool.
+
+Screening: to know whether a pool can beat the best rate ``B`` found so far, one trial at
+``B`` is enough (the same trial the search itself would run there): if it fails, the pool's
+allowable throughput is below ``B`` and nothing more is simulated; only pools that pass are
+searched in full. Most candidates fail, and a failing trial stops as soon as it has failed,
+so the exact search costs little more than the pools it fully measures.
+
+Pools are handled in waves of ``wave`` (in parallel when the measurer's executor has
+workers); the wave size, not the number of workers, decides which pools are simulated and
+at which screening rate, so a parallel run reports exactly what a serial run does.
 """
 
 from __future__ import annotations
@@ -80,15 +88,16 @@ def exact_oracle(
     order = pools_by_fluid_bound(scenario, budget_per_hr, caps)
     history: list[Exploration] = []
     best: Exploration | None = None
+    searched = 0
     pending = next(order, None)
     if pending is None:
         raise budget_too_small(scenario, budget_per_hr, "fluid", caps)
     while pending is not None and (best is None or pending.upper_bound_qps >= best.allowable_qps):
         if len(history) >= max_simulations:
             break
+        floor = best.allowable_qps if best is not None else 0.0
         batch = [pending]
         pending = next(order, None)
-        floor = best.allowable_qps if best is not None else 0.0
         while (
             len(batch) < min(wave, max_simulations - len(history))
             and pending is not None
@@ -96,20 +105,19 @@ def exact_oracle(
         ):
             batch.append(pending)
             pending = next(order, None)
-        jobs = [CapacityJob(scenario, r.pool, policy, measurement) for r in batch]
-        for entry, res in zip(batch, measure_all(jobs, measurer), strict=True):
-            done = Exploration(
-                entry.pool, entry.cost_per_hr, res.allowable_qps, entry.upper_bound_qps
-            )
+        results = _screen_then_search(scenario, batch, policy, measurement, measurer, floor)
+        for entry, (qps, full) in zip(batch, results, strict=True):
+            done = Exploration(entry.pool, entry.cost_per_hr, qps, entry.upper_bound_qps, full)
+            searched += full
             history.append(done)
             if progress is not None:
                 progress(done)
-            if best is None or (done.allowable_qps, -done.cost_per_hr) > (
-                best.allowable_qps,
-                -best.cost_per_hr,
+            if full and (
+                best is None or (qps, -done.cost_per_hr) > (best.allowable_qps, -best.cost_per_hr)
             ):
                 best = done
-    assert best is not None
+    if best is None:
+        raise budget_too_small(scenario, budget_per_hr, "fluid", caps)
     exact = pending is None or pending.upper_bound_qps < best.allowable_qps
     return SearchResult(
         "oracle",
@@ -121,4 +129,28 @@ def exact_oracle(
         tuple(history),
         pools_within_budget=count_pools(scenario, budget_per_hr, caps),
         exact=exact,
+        searched=searched,
     )
+
+
+def _screen_then_search(
+    scenario: Scenario,
+    batch: list[RankedPool],
+    policy: str,
+    measurement: Measurement,
+    measurer: Measurer | None,
+    floor: float,
+) -> list[tuple[float, bool]]:
+    """``(allowable qps, fully searched)`` per pool; a pool whose trial at ``floor`` fails
+    cannot beat it and is not searched further (its qps is reported as 0)."""
+    if floor > 0:
+        screens = [
+            CapacityJob(scenario, r.pool, policy, measurement, screen_qps=floor) for r in batch
+        ]
+        passed = [res.allowable_qps > 0 for res in measure_all(screens, measurer)]
+    else:
+        passed = [True] * len(batch)
+    todo = [r for r, ok in zip(batch, passed, strict=True) if ok]
+    jobs = [CapacityJob(scenario, r.pool, policy, measurement) for r in todo]
+    found = iter(res.allowable_qps for res in measure_all(jobs, measurer))
+    return [(next(found), True) if ok else (0.0, False) for ok in passed]

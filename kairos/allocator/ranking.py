@@ -27,6 +27,7 @@ from kairos.allocator.pools import COST_EPS, PoolMatrix, listed_pools, type_caps
 from kairos.allocator.result import RankedPool
 from kairos.scenario import Scenario
 
+
 def score_pools(scenario: Scenario, pools: PoolMatrix, bound: str) -> np.ndarray:
     """The chosen upper bound (qps) of every pool."""
     return BOUNDS.get(bound).score(scenario, pools.types, pools.counts)

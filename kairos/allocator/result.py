@@ -111,6 +111,7 @@ class Exploration:
     cost_per_hr: float
     allowable_qps: float
     upper_bound_qps: float = 0.0
+    searched: bool = True  # False: screened out by one failing trial (allowable_qps is 0)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class SearchResult:
     history: tuple[Exploration, ...]
     pools_within_budget: float | None = None
     exact: bool | None = None
+    searched: int | None = None  # of the explorations, how many were searched in full
 
     @property
     def exploration_cost_per_hr(self) -> float:
@@ -150,4 +152,5 @@ class SearchResult:
         if self.pools_within_budget is not None:
             out["pools_within_budget"] = self.pools_within_budget
             out["exact"] = self.exact
+            out["searched"] = self.searched
         return out

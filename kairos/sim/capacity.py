@@ -237,6 +237,29 @@ def _factory(
     return build
 
 
+def run_trial(
+    scenario: Scenario,
+    pool: Pool,
+    policy: str | PolicyFactory,
+    measurement: Measurement,
+    rate_qps: float,
+    policy_options: Mapping[str, Any] | None = None,
+) -> tuple[Trial, Metrics | None]:
+    """One trial at ``rate_qps``: its verdict, and its metrics unless it stopped early."""
+    m = measurement
+    n = m.trial_queries(scenario.qos_ms, rate_qps)
+    warm = m.warmup_for(n)
+    unit, batches = trial_stream(scenario, warm + n, m.seed)
+    stream = QueryStream(unit / rate_qps, batches)
+    factory = _factory(policy, policy_options, warm, n, scenario.qos_ms)
+    try:
+        res = simulate(scenario, pool, factory, stream, seed=m.seed)
+    except _TrialFailed as failed:
+        return Trial(rate_qps, (n - failed.misses) / n, math.nan, n, stopped_early=True), None
+    got = res.records.metrics(scenario.qos_ms, warm)
+    return Trial(rate_qps, got.qos_met_fraction, got.p99_ms, n), got
+
+
 def measure(
     scenario: Scenario,
     pool: Pool,
@@ -260,20 +283,10 @@ def measure(
     metrics_at: dict[float, Metrics] = {}
 
     def run(rate: float) -> bool:
-        n = m.trial_queries(scenario.qos_ms, rate)
-        warm = m.warmup_for(n)
-        unit, batches = trial_stream(scenario, warm + n, m.seed)
-        stream = QueryStream(unit / rate, batches)
-        factory = _factory(policy, policy_options, warm, n, scenario.qos_ms)
-        try:
-            res = simulate(scenario, pool, factory, stream, seed=m.seed)
-        except _TrialFailed as failed:
-            trial = Trial(rate, (n - failed.misses) / n, math.nan, n, stopped_early=True)
-        else:
-            got = res.records.metrics(scenario.qos_ms, warm)
-            trial = Trial(rate, got.qos_met_fraction, got.p99_ms, n)
-            metrics_at[rate] = got
+        trial, got = run_trial(scenario, pool, policy, m, rate, policy_options)
         trials.append(trial)
+        if got is not None:
+            metrics_at[rate] = got
         if progress is not None:
             progress(trial)
         return trial.passed
@@ -327,9 +340,22 @@ class CapacityJob:
     measurement: Measurement = DEFAULT_MEASUREMENT
     policy_options: tuple[tuple[str, Any], ...] = ()
     guess_qps: float | None = None
+    # When set, only one trial at this rate: the result's allowable_qps is the rate if the
+    # trial passed and 0 if it failed (the exact oracle screens pools this way).
+    screen_qps: float | None = None
 
 
 def run_job(job: CapacityJob) -> CapacityResult:
+    if job.screen_qps is not None:
+        reason = infeasibility_reason(job.scenario, job.pool)
+        if reason:
+            return CapacityResult(0.0, (), None, reason, job.measurement.as_dict())
+        options = dict(job.policy_options) or None
+        trial, got = run_trial(
+            job.scenario, job.pool, job.policy, job.measurement, job.screen_qps, options
+        )
+        qps = job.screen_qps if trial.passed else 0.0
+        return CapacityResult(qps, (trial,), got, "screen", job.measurement.as_dict())
     return measure(
         job.scenario,
         job.pool,
@@ -361,6 +387,7 @@ class Measurer:
             job.policy_options,
             job.measurement,
             job.guess_qps,
+            job.screen_qps,
         )
 
     def run(
