@@ -49,7 +49,7 @@ class OracleDefaults:
 
     policy: str = "kairos"
     wave: int = 4
-    max_simulations: int = 400
+    max_simulations: int = 2000
 
 
 ORACLE_DEFAULTS = OracleDefaults()

@@ -21,8 +21,8 @@ Three rules make a trial's verdict a statement about the pool, not about one fin
 
 Each trial simulates ``warmup + n`` queries and measures the last ``n``: the first ones see an
 empty pool, which flatters the tail. A trial stops as soon as more than 1% of its measured
-queries have missed QoS (it has failed whatever happens next), which makes overloaded trials
-cheap.
+queries are certain to miss QoS (finished late, or older than QoS and not finished): it has
+failed whatever happens next, and overloaded trials become cheap.
 """
 
 from __future__ import annotations
@@ -201,38 +201,85 @@ class _TrialFailed(Exception):
         self.misses = misses
 
 
-def _stop_when_failed(pol: Policy, warmup: int, n: int, qos_ms: float) -> Policy:
-    """Make ``pol`` end the run once more queries missed QoS than a passing trial allows.
+class _FailureWatch:
+    """Counts the measured queries of a trial that are certain to miss QoS.
 
-    The check wraps the policy's ``on_finish`` (called by the driver at every completion with
-    the clock at the finish time), so the simulator itself needs no hook. A miss is counted
-    exactly as the metrics count it: ``(finish - arrival) * 1000 > qos_ms`` for a measured
-    query (``qid >= warmup``).
+    A query misses once it has finished late (``(finish - arrival) * 1000 > qos_ms``, exactly
+    as the metrics count it) and, earlier, as soon as it has been in the system longer than
+    QoS without finishing (it can only finish later still). When those misses exceed what a
+    passing trial allows, the trial has failed whatever happens next and ``_TrialFailed``
+    ends the run: an overloaded trial stops about one QoS after its backlog builds up.
     """
-    budget = allowed_misses(n)
-    inner = pol.on_finish
-    misses = 0
+
+    def __init__(self, arrivals: list[float], warmup: int, n: int, qos_ms: float) -> None:
+        self.arrivals = arrivals
+        self.warmup = warmup
+        self.budget = allowed_misses(n)
+        self.qos_ms = qos_ms
+        # Strictly past QoS, with a margin far above float rounding of the latency.
+        self.horizon_s = qos_ms / 1000.0 * (1.0 + 1e-9) + 1e-12
+        self.done = bytearray(len(arrivals))
+        self.next_old = warmup  # queries before this one (and measured) are older than QoS
+        self.finished_late = 0
+        self.unfinished_old = 0
+
+    def advance(self, now_s: float) -> None:
+        limit = now_s - self.horizon_s
+        i, arrivals, done = self.next_old, self.arrivals, self.done
+        while i < len(arrivals) and arrivals[i] < limit:
+            if not done[i]:
+                self.unfinished_old += 1
+            i += 1
+        self.next_old = i
+        self._check()
+
+    def finished(self, qid: int, now_s: float, arrival_s: float) -> None:
+        self.done[qid] = 1
+        if qid < self.warmup:
+            return
+        if qid < self.next_old:  # counted as certain to miss while it ran: it did
+            self.unfinished_old -= 1
+            self.finished_late += 1
+        elif (now_s - arrival_s) * 1000.0 > self.qos_ms:
+            self.finished_late += 1
+        self._check()
+
+    def _check(self) -> None:
+        misses = self.finished_late + self.unfinished_old
+        if misses > self.budget:
+            raise _TrialFailed(misses)
+
+
+def _stop_when_failed(pol: Policy, watch: _FailureWatch) -> Policy:
+    """Make ``pol`` report every arrival and completion to ``watch`` (which may end the run).
+
+    The driver calls ``on_arrival``/``on_finish`` at every event with the clock at that event,
+    so wrapping them gives the watch what it needs and the simulator itself needs no hook.
+    """
+    inner_arrival, inner_finish = pol.on_arrival, pol.on_finish
+
+    def on_arrival(query: Query, state: ClusterState) -> None:
+        watch.advance(state.now_s)
+        inner_arrival(query, state)
 
     def on_finish(query: Query, instance: int, state: ClusterState) -> None:
-        nonlocal misses
-        if query.qid >= warmup and (state.now_s - query.arrival_s) * 1000.0 > qos_ms:
-            misses += 1
-            if misses > budget:
-                raise _TrialFailed(misses)
-        inner(query, instance, state)
+        watch.advance(state.now_s)
+        watch.finished(query.qid, state.now_s, query.arrival_s)
+        inner_finish(query, instance, state)
 
+    pol.on_arrival = on_arrival  # type: ignore[method-assign]
     pol.on_finish = on_finish  # type: ignore[method-assign]
     return pol
 
 
 def _factory(
-    policy: str | PolicyFactory, options: Mapping[str, Any] | None, warmup: int, n: int, qos: float
+    policy: str | PolicyFactory, options: Mapping[str, Any] | None, watch: _FailureWatch
 ) -> PolicyFactory:
     def build(ctx: PolicyContext) -> Policy:
         pol = (
             make_policy(policy, ctx, **(options or {})) if isinstance(policy, str) else policy(ctx)
         )
-        return _stop_when_failed(pol, warmup, n, qos)
+        return _stop_when_failed(pol, watch)
 
     return build
 
@@ -251,7 +298,8 @@ def run_trial(
     warm = m.warmup_for(n)
     unit, batches = trial_stream(scenario, warm + n, m.seed)
     stream = QueryStream(unit / rate_qps, batches)
-    factory = _factory(policy, policy_options, warm, n, scenario.qos_ms)
+    watch = _FailureWatch(stream.arrival_s.tolist(), warm, n, scenario.qos_ms)
+    factory = _factory(policy, policy_options, watch)
     try:
         res = simulate(scenario, pool, factory, stream, seed=m.seed)
     except _TrialFailed as failed:

@@ -15,7 +15,7 @@ from kairos.allocator import fluid_bound
 from kairos.allocator.synthetic import variant_scenario
 from kairos.catalog import Pool
 from kairos.scenario import Scenario
-from kairos.sim.capacity import Measurement, allowed_misses, measure, trial_stream
+from kairos.sim.capacity import Measurement, allowed_misses, measure, run_trial, trial_stream
 from kairos.sim.engine import simulate
 from kairos.workload import QueryStream
 
@@ -94,3 +94,21 @@ def test_a_trial_stops_once_it_has_failed_and_the_verdict_is_unchanged():
     n = 1000
     m = allowed_misses(n)
     assert (n - m) / n >= 0.99 > (n - m - 1) / n
+
+
+@pytest.mark.parametrize("policy", ["fcfs", "kairos"])
+def test_stopping_early_never_changes_a_trials_verdict(policy):
+    """Each trial's verdict equals that of the same trial simulated to the end."""
+    scenario = Scenario.build("dien", qos_ms=60.0)
+    pool = Pool.parse("g4dn.xlarge=1,r5n.large=4")
+    m = Measurement(queries=400)
+    for rate in (150.0, 230.0, 260.0, 300.0, 400.0, 900.0):
+        trial, _ = run_trial(scenario, pool, policy, m, rate)
+        n = m.trial_queries(scenario.qos_ms, rate)
+        warm = m.warmup_for(n)
+        unit, batches = trial_stream(scenario, warm + n, m.seed)
+        full = simulate(scenario, pool, policy, QueryStream(unit / rate, batches), seed=m.seed)
+        met = full.records.metrics(scenario.qos_ms, warm).qos_met_fraction
+        assert trial.passed == (met >= 0.99), (rate, met, trial)
+        if trial.stopped_early:
+            assert trial.qos_met_fraction >= met  # an upper bound on what it would have met
