@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -23,13 +24,16 @@ Scorer = Callable[[Scenario, tuple[str, ...], np.ndarray], np.ndarray]
 @dataclass(frozen=True)
 class Bound:
     """An upper bound on allowable throughput. ``valid``: proven for every policy (the
-    exact oracle may only prune with a valid bound); otherwise a heuristic."""
+    exact oracle may only prune with a valid bound); otherwise a heuristic. ``lp_tail``:
+    None for a closed-form bound, else the fluid LP's ``tail`` variant it is (large catalogs
+    are ranked by its lazy order or its MILP)."""
 
     name: str
     score: Scorer
     feasible_sets: Scorer
     valid: bool
     help: str
+    lp_tail: bool | None = None
 
 
 BOUNDS: Registry[Bound] = Registry("bound", "--bound")
@@ -51,6 +55,18 @@ BOUNDS.add(
         fluid_feasible_sets,
         valid=True,
         help="the fluid LP, valid for every policy (and its MILP at scale)",
+        lp_tail=False,
+    ),
+)
+BOUNDS.add(
+    "tail",
+    Bound(
+        "tail",
+        partial(fluid_bounds, tail=True),
+        partial(fluid_feasible_sets, tail=True),
+        valid=False,
+        help="the fluid LP counting on a type only for classes it serves within QoS at p99",
+        lp_tail=True,
     ),
 )
 

@@ -21,7 +21,7 @@ from scipy import sparse
 from scipy.optimize import linprog
 
 from kairos.catalog import Pool
-from kairos.scenario import MISS_BUDGET, Scenario
+from kairos.scenario import MISS_BUDGET, QOS_QUANTILE, Scenario
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,11 +51,19 @@ def miss_probability(scenario: Scenario, itype: str, support: np.ndarray) -> np.
 
 
 @lru_cache(maxsize=16)
-def fluid_tables(scenario: Scenario, types: tuple[str, ...]) -> FluidTables:
+def fluid_tables(scenario: Scenario, types: tuple[str, ...], tail: bool = False) -> FluidTables:
+    """The LP's tables. ``tail=True`` is the tail-aware variant (a heuristic, not a valid
+    bound): a class whose p99 service time on a type exceeds QoS counts every query it sends
+    there as a miss, so a class only counts on types that serve it within QoS at the tail."""
     live = scenario.mix.probs > 0
     support, probs = scenario.mix.support[live], scenario.mix.probs[live]
     mean_s = scenario.profiles.mean_table_ms(types, support) / 1000.0
     miss = np.vstack([miss_probability(scenario, t, support) for t in types])
+    if tail:
+        p99 = np.vstack(
+            [scenario.profiles.get(t).quantile_ms(support, QOS_QUANTILE) for t in types]
+        )
+        miss = np.where(p99 > scenario.qos_ms, 1.0, miss)
     return FluidTables(types, probs, mean_s, miss)
 
 
@@ -142,9 +150,11 @@ def fluid_lp(tab: FluidTables, counts: np.ndarray) -> tuple[float, np.ndarray, f
     return max(0.0, -float(res.fun)), duals[:-1], float(duals[-1])
 
 
-def fluid_bounds(scenario: Scenario, types: tuple[str, ...], counts: np.ndarray) -> np.ndarray:
+def fluid_bounds(
+    scenario: Scenario, types: tuple[str, ...], counts: np.ndarray, tail: bool = False
+) -> np.ndarray:
     """The fluid bound of every row of ``counts`` (one LP each; same matrices, new limits)."""
-    tab = fluid_tables(scenario, tuple(types))
+    tab = fluid_tables(scenario, tuple(types), tail)
     return np.array([fluid_lp(tab, row)[0] for row in np.asarray(counts)], dtype=float)
 
 
@@ -174,12 +184,14 @@ def dual_bounds(tab: FluidTables, counts: np.ndarray, u: np.ndarray, mu: float) 
         return np.where(per_set > 0, num / per_set, np.inf)
 
 
-def fluid_feasible_sets(scenario: Scenario, types: tuple[str, ...], bits: np.ndarray) -> np.ndarray:
+def fluid_feasible_sets(
+    scenario: Scenario, types: tuple[str, ...], bits: np.ndarray, tail: bool = False
+) -> np.ndarray:
     """``bits[S, T]`` type sets -> can a pool with exactly those types have a positive bound?
 
     The fluid bound is positive iff the mix's least possible expected miss share (each class
     on its best present type) is within the 1% allowance.
     """
-    tab = fluid_tables(scenario, types)
+    tab = fluid_tables(scenario, types, tail)
     miss = np.where(bits[:, :, None], tab.miss[None, :, :], np.inf).min(axis=1)
     return np.where(np.isfinite(miss), miss, 1.0) @ tab.probs <= MISS_BUDGET + 1e-12

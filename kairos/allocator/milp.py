@@ -29,7 +29,7 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from kairos.allocator.feasible import budget_too_small
-from kairos.allocator.fluid import FluidTables, _split_constraints, fluid_bound, fluid_tables
+from kairos.allocator.fluid import FluidTables, _split_constraints, fluid_bounds, fluid_tables
 from kairos.allocator.pools import catalog_types, check_budget, type_caps
 from kairos.allocator.result import Plan, RankedPool
 from kairos.catalog import Pool
@@ -70,15 +70,17 @@ class FluidProgram:
         caps: Mapping[str, int] | None = None,
         *,
         time_limit_s: float = MILP_TIME_LIMIT_S,
+        tail: bool = False,
     ) -> None:
         self.scenario = scenario
+        self.tail = tail
         self.budget = check_budget(budget_per_hr)
         self.caps = caps
         self.types = catalog_types(scenario)
         limits = type_caps(scenario, self.budget, caps)
         self.cap = np.array([limits[t] for t in self.types], dtype=float)
         self.prices = np.array([scenario.prices.price_per_hr(t) for t in self.types])
-        tab = fluid_tables(scenario, self.types)
+        tab = fluid_tables(scenario, self.types, tail)
         self.a, self.lo = _milp_matrices(tab, self.prices)
         self.hi = np.append(np.zeros(self.a.shape[0] - 1), self.budget)
         self.n_y = tab.probs.size * len(self.types)
@@ -170,7 +172,8 @@ class FluidProgram:
             if pool.size == 0:
                 continue
             # Re-evaluate exactly (the MILP's lam carries solver tolerances).
-            bound = fluid_bound(self.scenario, pool)
+            counts_row = np.array([[pool.count(t) for t in pool.types]])
+            bound = float(fluid_bounds(self.scenario, pool.types, counts_row, self.tail)[0])
             if bound <= 0:
                 return
             yield RankedPool(pool, pool.cost_per_hr(self.scenario.prices), bound)

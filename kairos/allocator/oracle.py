@@ -27,10 +27,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from kairos.allocator.feasible import budget_too_small
-from kairos.allocator.milp import FluidProgram
+from kairos.allocator.fluid import fluid_lp, fluid_tables
+from kairos.allocator.milp import FluidProgram, milp_top
 from kairos.allocator.pools import count_pools, listed_pools
-from kairos.allocator.ranking import FluidOrder
+from kairos.allocator.ranking import FluidOrder, pools_above
 from kairos.allocator.result import Exploration, RankedPool, SearchResult
 from kairos.distributor.base import policy_class
 from kairos.errors import ConfigError
@@ -56,14 +59,45 @@ ORACLE_DEFAULTS = OracleDefaults()
 
 
 def pools_by_fluid_bound(
-    scenario: Scenario, budget_per_hr: float, caps: Mapping[str, int] | None = None
+    scenario: Scenario,
+    budget_per_hr: float,
+    caps: Mapping[str, int] | None = None,
+    floor: tuple[float, np.ndarray, float] | None = None,
 ) -> Iterator[RankedPool]:
-    """Every pool within budget with a positive fluid bound, best bound first (lazily)."""
+    """Every pool within budget with a positive fluid bound, best bound first (lazily).
+
+    ``floor = (qps, u, mu)``: only pools whose bound can reach ``qps`` are needed (those
+    below cannot matter to the caller); when the budget admits too many pools to list, the
+    ones that can reach it are listed with the dual prices ``u, mu`` (``pools_above``), and
+    only if even those are too many does the order come from the MILP, one solve per pool.
+    """
     pools = listed_pools(scenario, budget_per_hr, caps)
+    if pools is None and floor is not None:
+        pools = pools_above(scenario, budget_per_hr, floor[0], caps, (floor[1], floor[2]))
     if pools is None:
         yield from FluidProgram(scenario, budget_per_hr, caps).pools()
     else:
         yield from FluidOrder(scenario, pools)
+
+
+def _incumbent(
+    scenario: Scenario,
+    budget_per_hr: float,
+    caps: Mapping[str, int] | None,
+    policy: str,
+    measurement: Measurement,
+    measurer: Measurer,
+) -> tuple[float, np.ndarray, float] | None:
+    """For a catalog too large to list: the fluid MILP's best pool, simulated, as a floor
+    (its allowable throughput) and its LP's dual prices; None when the catalog is listable."""
+    if listed_pools(scenario, budget_per_hr, caps) is not None:
+        return None
+    (top,) = milp_top(scenario, budget_per_hr, 1, caps)
+    qps = measure_all([CapacityJob(scenario, top.pool, policy, measurement)], measurer)[0]
+    tab = fluid_tables(scenario, scenario.instance_types)
+    counts = np.array([top.pool.count(t) for t in scenario.instance_types])
+    _, u, mu = fluid_lp(tab, counts)
+    return qps.allowable_qps, u, mu
 
 
 def exact_oracle(
@@ -85,7 +119,9 @@ def exact_oracle(
             f"oracle wave {wave!r} / max_simulations {max_simulations!r} is not >= 1.",
             "pass positive whole numbers.",
         )
-    order = pools_by_fluid_bound(scenario, budget_per_hr, caps)
+    measurer = measurer or Measurer()
+    incumbent = _incumbent(scenario, budget_per_hr, caps, policy, measurement, measurer)
+    order = pools_by_fluid_bound(scenario, budget_per_hr, caps, incumbent)
     history: list[Exploration] = []
     best: Exploration | None = None
     searched = 0

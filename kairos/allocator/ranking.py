@@ -20,12 +20,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from kairos.allocator.choices import BOUNDS
-from kairos.allocator.fluid import dual_bounds, fluid_lp, fluid_tables
+from kairos.allocator.fluid import FluidTables, dual_bounds, fluid_lp, fluid_tables
 from kairos.allocator.kairos_search import kairos_top
 from kairos.allocator.milp import FluidProgram
-from kairos.allocator.pools import COST_EPS, PoolMatrix, listed_pools, type_caps
+from kairos.allocator.pools import COST_EPS, MAX_POOLS, PoolMatrix, listed_pools, type_caps
 from kairos.allocator.result import RankedPool
-from kairos.scenario import Scenario
+from kairos.scenario import MISS_BUDGET, Scenario
 
 
 def score_pools(scenario: Scenario, pools: PoolMatrix, bound: str) -> np.ndarray:
@@ -67,9 +67,9 @@ class FluidOrder:
 
     REFRESH = 32
 
-    def __init__(self, scenario: Scenario, pools: PoolMatrix) -> None:
+    def __init__(self, scenario: Scenario, pools: PoolMatrix, tail: bool = False) -> None:
         self.pools = pools
-        self.tab = fluid_tables(scenario, pools.types)
+        self.tab = fluid_tables(scenario, pools.types, tail)
         self.lps = 0
         # First prices: the catalog's own (a cost-efficiency bound).
         self.cheap = dual_bounds(self.tab, pools.counts, pools.prices_per_hr, 0.0)
@@ -132,9 +132,10 @@ def top_pools(
     pools = listed_pools(scenario, budget_per_hr, caps)
     if pools is None:
         return _top_at_scale(scenario, budget_per_hr, bound, k, caps)
-    if bound == "fluid":
+    lp_tail = BOUNDS.get(bound).lp_tail
+    if lp_tail is not None:
         out = []
-        for entry in FluidOrder(scenario, pools):
+        for entry in FluidOrder(scenario, pools, lp_tail):
             out.append(entry)
             if len(out) >= k:
                 break
@@ -149,8 +150,9 @@ def _top_at_scale(
     k: int,
     caps: Mapping[str, int] | None,
 ) -> Ranking:
-    if bound == "fluid":
-        program = FluidProgram(scenario, budget_per_hr, caps)
+    lp_tail = BOUNDS.get(bound).lp_tail
+    if lp_tail is not None:
+        program = FluidProgram(scenario, budget_per_hr, caps, tail=lp_tail)
         out = []
         for entry in program.pools():
             out.append(entry)
@@ -158,3 +160,84 @@ def _top_at_scale(
                 break
         return Ranking(out, 0, "milp")
     return Ranking(kairos_top(scenario, budget_per_hr, k, caps), 0, "search")
+
+
+def pools_above(
+    scenario: Scenario,
+    budget_per_hr: float,
+    floor_qps: float,
+    caps: Mapping[str, int] | None = None,
+    duals: tuple[np.ndarray, float] | None = None,
+) -> PoolMatrix | None:
+    """Every pool whose fluid bound can reach ``floor_qps``, without listing the others.
+
+    The listing adds one type at a time (as ``listed_pools``) and drops a partial pool as soon
+    as no completion of it can reach the floor by a dual bound (``dual_bounds``): with prices
+    ``u, mu`` a completion's bound is at most [the fixed counts' ``sum u n`` plus the most
+    ``sum u n`` the remaining budget buys among the remaining types (a fractional knapsack)]
+    over the denominator of the largest type set it could end with. Exact: every pool whose
+    fluid bound is at least ``floor_qps`` is kept. None when more than ``MAX_POOLS`` remain.
+    """
+    limits = type_caps(scenario, budget_per_hr, caps)
+    types = tuple(limits)
+    tab = fluid_tables(scenario, types)
+    prices = np.array([scenario.prices.price_per_hr(t) for t in types])
+    u, mu = duals if duals is not None else (prices, 0.0)
+    cap = np.array([limits[t] for t in types], dtype=np.int64)
+    budget = float(budget_per_hr) + COST_EPS
+    counts = np.zeros((1, 0), dtype=np.int32)
+    spent = np.zeros(1)
+    value = np.zeros(1)  # sum of u n over the types fixed so far
+    for col in range(len(types)):
+        room = np.floor((budget - spent) / prices[col] + COST_EPS).astype(np.int64)
+        reps = np.minimum(np.maximum(room, 0), cap[col]) + 1
+        parent = np.repeat(np.arange(len(counts)), reps)
+        new = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
+        counts = np.column_stack([counts[parent], new.astype(np.int32)])
+        spent = spent[parent] + new * prices[col]
+        value = value[parent] + new * u[col]
+        rest = np.arange(col + 1, len(types))
+        gain = value + _knapsack(budget - spent, u[rest], prices[rest], cap[rest])
+        denom = _largest_set_denominator(tab, counts, rest[cap[rest] > 0], u, mu)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reach = np.where(denom > 0, gain / denom, np.inf)
+        keep = reach >= floor_qps * (1 - 1e-9)
+        counts, spent, value = counts[keep], spent[keep], value[keep]
+        if len(counts) > MAX_POOLS:
+            return None
+    nonempty = counts.sum(axis=1) > 0
+    return PoolMatrix(types, prices, counts[nonempty], spent[nonempty])
+
+
+def _knapsack(
+    room: np.ndarray, value: np.ndarray, price: np.ndarray, cap: np.ndarray
+) -> np.ndarray:
+    """Most ``sum value x`` with ``sum price x <= room`` and ``0 <= x <= cap`` (fractional)."""
+    if len(value) == 0:
+        return np.zeros(len(room))
+    order = np.argsort(-value / price, kind="stable")
+    cost = np.concatenate([[0.0], np.cumsum(price[order] * cap[order])])
+    gain = np.concatenate([[0.0], np.cumsum(value[order] * cap[order])])
+    k = np.clip(np.searchsorted(cost, np.maximum(room, 0.0), side="right") - 1, 0, len(order))
+    ratio = np.concatenate([value[order] / price[order], [0.0]])
+    return gain[k] + (np.maximum(room, 0.0) - cost[k]) * ratio[k]
+
+
+def _largest_set_denominator(
+    tab: FluidTables, counts: np.ndarray, rest: np.ndarray, u: np.ndarray, mu: float
+) -> np.ndarray:
+    """The dual denominator of each partial pool's types plus every type in ``rest``."""
+    price = u[:, None] * tab.mean_s + mu * tab.miss  # [T, J]
+    rest_min = price[rest].min(axis=0) if len(rest) else np.full(price.shape[1], np.inf)
+    present = counts > 0
+    weights = 1 << np.arange(present.shape[1], dtype=np.int64)
+    pattern = present.astype(np.int64) @ weights
+    uniq, inverse = np.unique(pattern, return_inverse=True)
+    out = np.empty(len(uniq))
+    for k, pat in enumerate(uniq.tolist()):
+        members = [t for t in range(present.shape[1]) if pat >> t & 1]
+        w = np.minimum(price[members].min(axis=0), rest_min) if members else rest_min
+        out[k] = (
+            float(np.where(np.isfinite(w), w, 0.0) @ tab.probs) if np.isfinite(w).all() else 0.0
+        )
+    return (out - MISS_BUDGET * mu)[inverse.reshape(-1)]
