@@ -14,7 +14,7 @@ import pytest
 from kairos.allocator import fluid_bound
 from kairos.allocator.synthetic import variant_scenario
 from kairos.catalog import Pool
-from kairos.scenario import Scenario
+from kairos.scenario import QOS_QUANTILE, Scenario
 from kairos.sim.capacity import Measurement, allowed_misses, measure, run_trial, trial_stream
 from kairos.sim.engine import simulate
 from kairos.workload import QueryStream
@@ -75,7 +75,7 @@ def test_trial_stream_offers_exactly_the_nominal_rate_for_every_seed():
     for seed in range(5):
         unit, _ = trial_stream(scenario, 3000, seed)
         # n arrivals in [0, n]: the last lands before n, the mean gap is within sampling of 1
-        assert 0 < unit[0] and unit[-1] < 3000 and np.all(np.diff(unit) >= 0)
+        assert unit[0] > 0 and unit[-1] < 3000 and np.all(np.diff(unit) >= 0)
         assert unit[-1] / 3000 == pytest.approx(1.0, abs=0.002)
     # prefix-consistent batches: a longer trial extends a shorter one
     assert np.array_equal(
@@ -89,11 +89,13 @@ def test_a_trial_stops_once_it_has_failed_and_the_verdict_is_unchanged():
     res = measure(scenario, pool, "fcfs", Measurement(queries=500))
     stopped = [t for t in res.trials if t.stopped_early]
     assert stopped and all(not t.passed for t in stopped)
-    assert all(t.passed == (t.qos_met_fraction >= 0.99) for t in res.trials if not t.stopped_early)
+    assert all(
+        t.passed == (t.qos_met_fraction >= QOS_QUANTILE) for t in res.trials if not t.stopped_early
+    )
     # The early stop fires exactly when one more miss would fail the trial.
     n = 1000
     m = allowed_misses(n)
-    assert (n - m) / n >= 0.99 > (n - m - 1) / n
+    assert (n - m) / n >= QOS_QUANTILE > (n - m - 1) / n
 
 
 @pytest.mark.parametrize("policy", ["fcfs", "kairos"])
@@ -109,6 +111,6 @@ def test_stopping_early_never_changes_a_trials_verdict(policy):
         unit, batches = trial_stream(scenario, warm + n, m.seed)
         full = simulate(scenario, pool, policy, QueryStream(unit / rate, batches), seed=m.seed)
         met = full.records.metrics(scenario.qos_ms, warm).qos_met_fraction
-        assert trial.passed == (met >= 0.99), (rate, met, trial)
+        assert trial.passed == (met >= QOS_QUANTILE), (rate, met, trial)
         if trial.stopped_early:
             assert trial.qos_met_fraction >= met  # an upper bound on what it would have met
