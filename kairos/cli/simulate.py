@@ -20,7 +20,12 @@ from kairos.cli.common import (
 )
 from kairos.distributor import policy_names
 from kairos.errors import ConfigError
-from kairos.sim.capacity import DEFAULT_QUERIES, allowable_throughput, default_warmup
+from kairos.sim.capacity import (
+    DEFAULT_PRECISION,
+    DEFAULT_QUERIES,
+    allowable_throughput,
+    default_warmup,
+)
 from kairos.sim.engine import simulate as run_simulation
 from kairos.workload import check_rate_qps, load_trace, poisson_stream
 
@@ -128,7 +133,7 @@ def simulate(
     show_default=True,
     help="Measured queries per trial (plus a 10% warm-up).",
 )
-@click.option("--precision", type=float, default=0.02, show_default=True)
+@click.option("--precision", type=float, default=DEFAULT_PRECISION, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def capacity(

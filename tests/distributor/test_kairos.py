@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from kairos.catalog import Pool
 from kairos.distributor import make_policy
 from kairos.distributor.matching import MatchWeights, candidate_columns, pair_costs
+from kairos.distributor.policies.kairos_policy import Kairos
 from kairos.errors import ConfigError, PolicyError
 from kairos.scenario import Scenario
 from kairos.sim.engine import simulate
@@ -26,7 +27,7 @@ def test_large_query_waits_for_busy_gpu_rather_than_break_qos_on_idle_cpu():
     # rm2, QoS 350 ms: batch 1000 takes ~404 ms on r5n (misses) and ~261 ms on the GPU,
     # which frees up in 50 ms (311 ms < 350 - 7 ms safeguard).
     ctx = context((GPU, CPU))
-    pol = make_policy("kairos", ctx)
+    pol = Kairos(ctx)
     state = busy_state((GPU, CPU), 1.0, {0: 0.050}, [Query(0, 1.0, 1000)])
     assert pol.decide(state) == []
     m = pol.match(state)
@@ -52,7 +53,7 @@ def test_small_queries_go_to_cpus_and_the_large_one_to_the_gpu():
 
 def test_window_is_two_queries_per_up_instance():
     ctx = context((GPU, CPU))
-    pol = make_policy("kairos", ctx, plain=True)
+    pol = Kairos(ctx, plain=True)
     queue = [Query(i, 0.0, 100) for i in range(7)]
     state = busy_state((GPU, CPU), 0.0, {}, queue)
     m = pol.match(state)
@@ -147,8 +148,8 @@ def test_fast_path_agrees_with_plain_matching(case):
     types, rem, queue = case
     ctx = context(types)
     state = busy_state(types, 1.0, rem, queue)
-    plain = make_policy("kairos", ctx, plain=True)
-    fast = make_policy("kairos", ctx)
+    plain = Kairos(ctx, plain=True)
+    fast = Kairos(ctx)
     mp, mf = plain.match(state), fast.match(state)
     assert mf.total_cost == pytest.approx(mp.total_cost, rel=1e-9, abs=1e-9)
 
@@ -239,7 +240,7 @@ def test_single_query_scan_decides_exactly_like_the_matching(case):
     for qid in [qid for qid in state.queue if qid < 0]:  # a busy filler put back by mark_down
         del state.queue[qid]
     state.overhead_s = overhead_s
-    pol = make_policy("kairos", context(types, model="dien", qos_ms=35.0), **options)
+    pol = Kairos(context(types, model="dien", qos_ms=35.0), **options)
     assert pol.decide_one(state) == pol.decide_matching(state)
 
 
