@@ -59,10 +59,11 @@ def rank(pools: PoolMatrix, bounds: np.ndarray, top: int | None) -> list[RankedP
 class FluidOrder:
     """Every pool of ``pools`` with a positive fluid bound, in decreasing order of it.
 
-    Ties (equal bounds) come cheaper first. ``lps`` counts the LPs solved so far. Every
-    ``REFRESH`` LPs, the duals of the best pool solved so far tighten the cheap bounds of the
-    pools not yet solved (each set of dual prices gives a valid bound; the minimum is kept),
-    so the front is reached with few LPs even when the first prices are poor.
+    Ties (equal bounds) come cheaper first. ``lps`` counts the LPs solved so far. After
+    ``REFRESH`` LPs, then after twice as many, and so on, the duals of the best pool solved so
+    far tighten the cheap bounds of the pools not yet solved (each set of dual prices gives a
+    valid bound; the minimum is kept), so the front is reached with few LPs even when the
+    first prices are poor.
     """
 
     REFRESH = 32
@@ -88,6 +89,7 @@ class FluidOrder:
         order = self._sorted(np.flatnonzero(self.cheap > 0))
         pos = 0
         best_duals: tuple[float, np.ndarray, float] = (-1.0, np.zeros(0), 0.0)
+        next_refresh = self.REFRESH
         while True:
             next_cheap = float(self.cheap[order[pos]]) if pos < len(order) else -np.inf
             if ready and -ready[0][0] >= next_cheap:
@@ -105,7 +107,9 @@ class FluidOrder:
             if value > best_duals[0]:
                 best_duals = (value, u, mu)
             heapq.heappush(ready, (-value, float(self.pools.cost_per_hr[i]), i))
-            if self.lps % self.REFRESH == 0:
+            if self.lps >= next_refresh:
+                # Doubling intervals: a few re-sorts even when millions of pools are listed.
+                next_refresh *= 2
                 rest = order[pos:]
                 self._tighten(rest, best_duals[1], best_duals[2])
                 order, pos = self._sorted(rest), 0
