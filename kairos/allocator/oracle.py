@@ -11,11 +11,14 @@ Order: for catalogs whose pools can be listed, ``ranking.FluidOrder`` (cheap dua
 an exact LP only near the front); beyond that, the fluid MILP with no-good cuts
 (``milp.FluidProgram``), one solve per pool.
 
-Screening: to know whether a pool can beat the best rate ``B`` found so far, one trial at
-``B`` is enough (the same trial the search itself would run there): if it fails, the pool's
-allowable throughput is below ``B`` and nothing more is simulated; only pools that pass are
-searched in full. Most candidates fail, and a failing trial stops as soon as it has failed,
-so the exact search costs little more than the pools it fully measures.
+Screening: to know whether a pool can beat the best rate ``B`` found so far, one trial is
+enough: if it fails at ``B / (1 + precision)``, the pool's allowable throughput is below
+``B`` (pass/fail is monotone in the rate up to the search's precision, and the step below
+``B`` absorbs that: a pool within the precision of the best is searched in full) and nothing
+more is simulated; only pools that pass are searched in full. Most candidates fail, and a
+failing trial stops as soon as it has failed, so the exact search costs little more than the
+pools it fully measures. "Exact" means exact with respect to the simulator at the given
+measurement: two pools within its precision of each other are a tie.
 
 Pools are handled in waves of ``wave`` (in parallel when the measurer's executor has
 workers); the wave size, not the number of workers, decides which pools are simulated and
@@ -177,11 +180,14 @@ def _screen_then_search(
     measurer: Measurer | None,
     floor: float,
 ) -> list[tuple[float, bool]]:
-    """``(allowable qps, fully searched)`` per pool; a pool whose trial at ``floor`` fails
-    cannot beat it and is not searched further (its qps is reported as 0)."""
+    """``(allowable qps, fully searched)`` per pool; a pool whose trial one precision step
+    below ``floor`` fails cannot beat it and is not searched further (qps reported as 0)."""
     if floor > 0:
+        # Screen one precision step below the floor: pass/fail near a pool's allowable rate
+        # is not exactly monotone, so a pool within the precision of the best is searched.
+        rate = floor / (1.0 + measurement.precision)
         screens = [
-            CapacityJob(scenario, r.pool, policy, measurement, screen_qps=floor) for r in batch
+            CapacityJob(scenario, r.pool, policy, measurement, screen_qps=rate) for r in batch
         ]
         passed = [res.allowable_qps > 0 for res in measure_all(screens, measurer)]
     else:

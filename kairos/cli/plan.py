@@ -95,7 +95,7 @@ def plan_command(
     measurement = Measurement(queries=queries, precision=DEFAULT_MEASUREMENT.precision, seed=seed)
     parallelism = Parallelism(backend=backend, jobs=jobs)
     with (
-        progress_bar(not as_json and verify_top > 0, "verify", total=verify_top) as bar,
+        progress_bar(not as_json and verify_top > 0, "verify") as bar,
         make_executor(parallelism) as executor,
     ):
         result = plan(

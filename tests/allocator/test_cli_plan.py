@@ -45,7 +45,8 @@ def test_default_plan_simulates_the_top_pools_and_reports_both_picks(capsys):
     assert code == 0
     payload = json.loads(out)
     verified = [r for r in payload["ranked"] if "allowable_qps" in r]
-    assert payload["explorations"] == len(verified) == 5
+    # the top 5 by the KAIROS bound and the top 5 by the fluid bound (the same pools or not)
+    assert payload["explorations"] == len(verified) and 5 <= len(verified) <= 10
     assert payload["allowable_qps"] == max(r["allowable_qps"] for r in verified)
     assert payload["pool"] == verified[0]["pool"]
     bound_pick = payload["bound_pick"]
