@@ -6,6 +6,10 @@ instance is idle start; a query matched to a busy instance keeps waiting for it,
 what stops a large query from grabbing an idle slow instance that would break its QoS.
 Nothing is remembered between decisions: every decision re-solves from the live state, so a
 query can never be lost or started twice, and a down instance simply drops out.
+
+``match`` builds and solves a decision's assignment; ``decide`` reaches exactly the same
+decision more cheaply (a scan for one queued query, plain floats for small matrices, fewer
+array operations for large ones: ``kairos.distributor.fast_paths``).
 """
 
 from __future__ import annotations
