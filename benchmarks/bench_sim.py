@@ -47,7 +47,8 @@ def main() -> None:
         target = TARGETS.get(policy)
         versus = f" ({rate / target:.2f} x the {target:,} queries/s target)" if target else ""
         print(
-            f"  {policy:8s} best of {args.repeats}: {best:.3f} s -> {rate:,.0f} queries/s{versus}"
+            f"  {policy:8s} at {rate_qps:g} qps, best of {args.repeats}: {best:.3f} s -> "
+            f"{rate:,.0f} queries/s{versus}"
         )
 
 
