@@ -264,11 +264,6 @@ class CompareSettings:
     def measurement(self) -> Measurement:
         return Measurement(queries=self.queries, precision=self.precision, seed=self.seed)
 
-    @classmethod
-    def checked(cls, **values: Any) -> CompareSettings:
-        """Build settings (kept for callers that pass options by name; checks are the same)."""
-        return cls(**values)
-
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)} | {
             "schemes": list(self.schemes)
