@@ -64,7 +64,11 @@ def demo(model: str, budget_per_hr: float, out_dir: str, live: bool) -> None:
     c = comparisons[0]
     click.echo(render_table(c))
     best_other = max(
-        (s for s in c.schemes if s.name not in ("kairos", "kairos-fluid", "oracle")),
+        (
+            s
+            for s in c.schemes
+            if s.name not in ("kairos", "kairos-verified", "kairos-fluid", "oracle")
+        ),
         key=lambda s: s.allowable_qps,
     )
     click.echo(
