@@ -6,8 +6,8 @@ registry, ``SCHEMES``; each is one function below):
 
 - ``kairos``: the pool ranked first by the KAIROS upper bound (no exploration) + ``kairos``.
 - ``kairos-verified``: what ``kairos plan`` picks by default: the best of the top pools by the
-  KAIROS bound after simulating them offline (the simulations use no cloud machine, so they
-  are reported but not charged as explorations) + ``kairos``.
+  KAIROS bound and by the fluid bound after simulating them offline (the simulations use no
+  cloud machine, so they are reported but not charged as explorations) + ``kairos``.
 - ``kairos-fluid``: the pool with the highest fluid bound (no exploration) + ``kairos``.
 - ``homogeneous``: the best single-type pool under the budget + ``fcfs``.
 - ``ribbon``: RIBBON's Bayesian optimisation over pools + ``fcfs`` (its own distributor).
