@@ -19,9 +19,10 @@ import numpy as np
 from kairos.catalog import Pool
 from kairos.cli.common import table
 from kairos.distributor import policy_names
-from kairos.distributor.tuning import tune_drs
 from kairos.scenario import Scenario
-from kairos.sim.capacity import allowable_throughput
+from kairos.sim import capacity
+from kairos.sim.capacity import DEFAULT_QUERIES, Measurement
+from kairos.sim.tuning import tune_drs
 
 REFERENCE_POOL = "g4dn.xlarge=2,r5n.large=9"
 RM2_EXTRA_POOL = "g4dn.xlarge=1,r5n.large=13"
@@ -45,13 +46,12 @@ def measure(
     for name in policies:
         qps = []
         for seed in seeds:
+            m = Measurement(queries=queries, seed=seed)
             options = None
             if name == "drs":
-                tuned = tune_drs(scenario, pool, queries=queries, seed=seed)
+                tuned = tune_drs(scenario, pool, measurement=m)
                 options = {"threshold": tuned.threshold}
-            res = allowable_throughput(
-                scenario, pool, name, queries=queries, seed=seed, policy_options=options
-            )
+            res = capacity.measure(scenario, pool, name, m, policy_options=options)
             qps.append(res.allowable_qps)
         out[name] = float(np.mean(qps))
     return out
@@ -61,7 +61,7 @@ def measure(
 @click.option(
     "--queries",
     type=int,
-    default=5000,
+    default=DEFAULT_QUERIES,
     show_default=True,
     help="Measured queries per capacity trial.",
 )

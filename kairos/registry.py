@@ -9,7 +9,7 @@ so adding an entry is one ``register`` call and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from kairos.errors import ConfigError, KairosError
@@ -40,6 +40,8 @@ class Registry(Generic[T]):
     def add(self, name: str, value: T) -> T:
         if not name:
             raise self._error(f"a {self.kind} needs a non-empty name.", "give it a name.")
+        if self._entries.get(name, value) is not value:
+            raise self._error(f"{self.kind} {name!r} is registered twice.", "pick another name.")
         self._entries[name] = value
         return value
 
@@ -60,19 +62,28 @@ class Registry(Generic[T]):
     def names(self) -> tuple[str, ...]:
         return tuple(self._ready())
 
-    def get(self, name: str) -> T:
+    def get(self, name: object) -> T:
         entries = self._ready()
         try:
-            return entries[name]
+            return entries[name]  # type: ignore[index]
         except (KeyError, TypeError):
             raise self._error(
                 f"{self.kind} {name!r} is not known (known: {', '.join(entries)}).", self._hint
             ) from None
 
-    def check(self, name: str) -> str:
+    def check(self, name: object) -> str:
         """``name`` if it is registered; the unknown-name error otherwise."""
         self.get(name)
-        return name
+        return str(name)
+
+    def check_all(self, names: Iterable[object]) -> tuple[str, ...]:
+        """Every name checked; an empty selection is an error too."""
+        out = tuple(self.check(n) for n in names)
+        if not out:
+            raise self._error(
+                f"no {self.kind} was given (known: {', '.join(self._ready())}).", self._hint
+            )
+        return out
 
     def __contains__(self, name: object) -> bool:
         return name in self._ready()

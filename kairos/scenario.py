@@ -8,10 +8,20 @@ from kairos.catalog import PriceTable, check_qos_ms, default_prices, default_qos
 from kairos.profiles import ModelProfiles, ProfileSet, default_profiles
 from kairos.workload import BatchMix, check_batches_within, production_mix
 
+# The QoS target is a p99: at least this share of queries must finish within ``qos_ms``.
+# Declared once here, next to the scenario it qualifies; the simulator, the bounds, the
+# planner, the live load generator and the plots all read it.
+QOS_QUANTILE = 0.99
+MISS_BUDGET = 1.0 - QOS_QUANTILE  # share of queries allowed to miss QoS
+
 
 @dataclass(frozen=True, eq=False)
 class Scenario:
-    """Model profiles, prices, p99 QoS target and batch-size mix of one serving problem."""
+    """Model profiles, prices, p99 QoS target and batch-size mix of one serving problem.
+
+    The target is met when a share of at least ``QOS_QUANTILE`` of queries finishes within
+    ``qos_ms``.
+    """
 
     model: str
     qos_ms: float

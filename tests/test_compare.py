@@ -20,8 +20,11 @@ import pytest
 from kairos.catalog import PriceTable
 from kairos.cli.main import main
 from kairos.compare import CompareSettings, compare
+from kairos.errors import ConfigError
 from kairos.profiles import profiles_from_samples
 from kairos.scenario import Scenario
+from kairos.sim.capacity import Measurer
+from kairos.sim.parallel import Parallelism, make_executor
 from kairos.workload import BatchMix
 
 LATENCY = {"gpu": lambda b: 2 + 0.05 * b, "cpu": lambda b: 1.5 * b}
@@ -191,6 +194,7 @@ def test_sensitivity_lists_produce_one_comparison_each(tmp_path, capsys):
         (["--budget-per-hr", "2", "--schemes", "magic"], "magic"),
         (["--budget-per-hr", "2", "--qos-ms", "0"], "--qos-ms 0 is outside"),
         (["--budget-per-hr", "2", "--queries", "5"], "--queries 5 is outside"),
+        (["--budget-per-hr", "2", "--jobs", "0"], "jobs 0"),
     ],
 )
 def test_bad_input(capsys, argv, needle):
@@ -199,3 +203,43 @@ def test_bad_input(capsys, argv, needle):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert needle in err and "To fix:" in err
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        ({"schemes": ("bogus",)}, "scheme 'bogus' is not known"),
+        ({"schemes": ()}, "no scheme"),
+        ({"schemes": "oracle"}, "one string"),
+        ({"top_k": 0}, "top_k=0"),
+        ({"precision": 1.5}, "precision 1.5"),
+    ],
+)
+def test_settings_reject_bad_values_where_they_enter(values, needle):
+    with pytest.raises(ConfigError, match=needle) as exc:
+        CompareSettings(**values)
+    assert "To fix:" in str(exc.value)
+
+
+def test_unknown_bound_is_a_config_error_in_the_library(toy):
+    from kairos.allocator import plan
+
+    with pytest.raises(ConfigError, match="bound 'exact' is not known") as exc:
+        plan(toy, 1.5, bound="exact")
+    assert "--bound" in exc.value.fix
+
+
+def test_parallel_compare_equals_serial(toy):
+    """Same seed, same numbers: two worker processes against this process alone."""
+    settings = CompareSettings(
+        queries=400,
+        precision=0.1,
+        top_k=3,
+        schemes=("kairos", "homogeneous", "oracle"),
+        cdf_queries=200,
+    )
+    serial = compare(toy, 1.5, settings)
+    with make_executor(Parallelism(jobs=2)) as executor:
+        parallel = compare(toy, 1.5, settings, measurer=Measurer(executor))
+    assert parallel.as_dict() == serial.as_dict()
+    assert parallel.cdf_rate_qps == serial.cdf_rate_qps

@@ -1,48 +1,52 @@
 """Resource allocation: which pool of instance types to rent under a budget, without trying any.
 
 Pipeline (each step a function of the last): ``pool_matrix``/``enumerate_pools`` -> a bound
-per pool (``kairos_bound``: the paper's; ``fluid_bound``: an exact LP) -> optionally the MILP
-``solve_milp`` -> ``verify`` by simulation. ``plan`` runs it; the baselines judge it.
+per pool (``kairos_bound``: the paper's; ``fluid_bound``: an LP valid for every policy),
+ranked (``top_pools``; a search or the MILP ``milp_top`` when the catalog is too large to
+list) -> ``verify`` the top few by simulation. ``plan`` runs it; the baselines and the exact
+oracle (``exact_oracle``, branch and bound over every pool) judge it.
 """
 
-from kairos.allocator.baselines import (
-    Exploration,
-    SearchResult,
-    best_homogeneous,
-    oracle_search,
-    ribbon_search,
-)
+from kairos.allocator.baselines import best_homogeneous, best_of_top, ribbon_search
 from kairos.allocator.bounds import kairos_bound, kairos_bounds
-from kairos.allocator.fluid import fluid_bound, fluid_bounds, solve_milp
-from kairos.allocator.plan import (
-    BOUNDS,
-    budget_too_small,
-    cheapest_feasible_pool,
-    plan,
-    rank,
-    score_pools,
-    verify,
+from kairos.allocator.choices import BOUNDS, Bound
+from kairos.allocator.feasible import budget_too_small, cheapest_feasible_pool
+from kairos.allocator.fluid import fluid_bound, fluid_bounds
+from kairos.allocator.milp import milp_top, solve_milp
+from kairos.allocator.oracle import exact_oracle
+from kairos.allocator.plan import PLAN_DEFAULTS, plan, verify
+from kairos.allocator.pools import (
+    PoolMatrix,
+    count_pools,
+    enumerate_pools,
+    parse_caps,
+    pool_matrix,
 )
-from kairos.allocator.pools import PoolMatrix, enumerate_pools, parse_caps, pool_matrix
-from kairos.allocator.result import Plan, RankedPool
-from kairos.allocator.synthetic import synthetic_scenario
+from kairos.allocator.ranking import rank, score_pools, top_pools
+from kairos.allocator.result import Exploration, Plan, RankedPool, SearchResult
+from kairos.allocator.synthetic import synthetic_scenario, variant_scenario
 
 __all__ = [
     "BOUNDS",
+    "PLAN_DEFAULTS",
+    "Bound",
     "Exploration",
     "Plan",
     "PoolMatrix",
     "RankedPool",
     "SearchResult",
     "best_homogeneous",
+    "best_of_top",
     "budget_too_small",
     "cheapest_feasible_pool",
+    "count_pools",
     "enumerate_pools",
+    "exact_oracle",
     "fluid_bound",
     "fluid_bounds",
     "kairos_bound",
     "kairos_bounds",
-    "oracle_search",
+    "milp_top",
     "parse_caps",
     "plan",
     "pool_matrix",
@@ -51,5 +55,7 @@ __all__ = [
     "score_pools",
     "solve_milp",
     "synthetic_scenario",
+    "top_pools",
+    "variant_scenario",
     "verify",
 ]

@@ -8,7 +8,8 @@ have had to rent. The KAIROS planner itself explores nothing.
 - ``ribbon_search``: RIBBON's Bayesian optimisation over instance counts (Gaussian-process
   surrogate from the ``bayesian-optimization`` package), stopping after ``patience``
   explorations without improvement.
-- ``oracle_search``: simulate the top ``top_k`` pools by bound (all of them with ``None``).
+- ``best_of_top``: simulate the top ``top_k`` pools by a bound; what DRS and Clockwork get as
+  their pool search in comparisons. (The exact oracle is ``kairos.allocator.oracle``.)
 """
 
 from __future__ import annotations
@@ -17,15 +18,24 @@ import contextlib
 import io
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
-from kairos.allocator.plan import VERIFY_QUERIES, budget_too_small, check_bound, rank, verify
-from kairos.allocator.pools import COST_EPS, check_budget, pool_matrix, type_caps
-from kairos.allocator.result import RankedPool
+from kairos.allocator.choices import BOUNDS
+from kairos.allocator.feasible import budget_too_small
+from kairos.allocator.plan import verify
+from kairos.allocator.pools import COST_EPS, check_budget, type_caps
+from kairos.allocator.ranking import top_pools
+from kairos.allocator.result import Exploration, RankedPool, SearchResult
 from kairos.catalog import Pool
 from kairos.errors import ConfigError
 from kairos.scenario import Scenario
-from kairos.sim.capacity import DEFAULT_PRECISION, allowable_throughput
+from kairos.sim.capacity import (
+    DEFAULT_MEASUREMENT,
+    CapacityJob,
+    Measurement,
+    Measurer,
+    measure,
+    measure_all,
+)
 
 DEFAULT_MAX_EXPLORATIONS = 40
 DEFAULT_PATIENCE = 8
@@ -34,57 +44,12 @@ DEFAULT_PATIENCE = 8
 SUGGESTIONS_PER_EXPLORATION = 10
 
 
-@dataclass(frozen=True)
-class Exploration:
-    """One simulated pool."""
-
-    pool: Pool
-    cost_per_hr: float
-    allowable_qps: float
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """Best pool a baseline found, and every pool it simulated on the way (in order)."""
-
-    method: str
-    policy: str
-    pool: Pool
-    cost_per_hr: float
-    allowable_qps: float
-    explorations: int
-    history: tuple[Exploration, ...]
-
-    @property
-    def exploration_cost_per_hr(self) -> float:
-        """Sum of the explored pools' hourly costs: dollars spent if each ran for an hour."""
-        return float(sum(e.cost_per_hr for e in self.history))
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "method": self.method,
-            "policy": self.policy,
-            "pool": str(self.pool),
-            "cost_per_hr": round(self.cost_per_hr, 6),
-            "allowable_qps": self.allowable_qps,
-            "explorations": self.explorations,
-            "exploration_cost_per_hr": round(self.exploration_cost_per_hr, 6),
-        }
-
-
 def _best(method: str, policy: str, history: list[Exploration]) -> SearchResult:
-    top = max(history, key=lambda e: (e.allowable_qps, -e.cost_per_hr))
+    """The best exploration: highest allowable rate, then cheaper, then earliest."""
+    top = max(enumerate(history), key=lambda e: (e[1].allowable_qps, -e[1].cost_per_hr, -e[0]))[1]
     return SearchResult(
         method, policy, top.pool, top.cost_per_hr, top.allowable_qps, len(history), tuple(history)
     )
-
-
-def _check_sim(queries: int, precision: float) -> None:
-    if queries < 100 or not 0 < precision < 1:
-        raise ConfigError(
-            f"simulation size queries={queries!r}, precision={precision!r} is out of range.",
-            "use queries >= 100 and 0 < precision < 1.",
-        )
 
 
 def best_homogeneous(
@@ -92,25 +57,21 @@ def best_homogeneous(
     budget_per_hr: float,
     *,
     policy: str = "fcfs",
-    queries: int = VERIFY_QUERIES,
-    seed: int = 0,
-    precision: float = DEFAULT_PRECISION,
+    measurement: Measurement = DEFAULT_MEASUREMENT,
     caps: Mapping[str, int] | None = None,
+    measurer: Measurer | None = None,
 ) -> SearchResult:
     """The best single-type pool: each type at the largest count the budget (and caps) allow."""
-    _check_sim(queries, precision)
     limits = type_caps(scenario, budget_per_hr, caps)
-    history = []
-    for t, n in limits.items():
-        if n < 1:
-            continue
-        pool = Pool.of({t: n})
-        res = allowable_throughput(
-            scenario, pool, policy, queries=queries, seed=seed, precision=precision
-        )
-        history.append(Exploration(pool, pool.cost_per_hr(scenario.prices), res.allowable_qps))
-    if not history:
+    pools = [Pool.of({t: n}) for t, n in limits.items() if n >= 1]
+    if not pools:
         raise budget_too_small(scenario, budget_per_hr, "kairos", caps)
+    jobs = [CapacityJob(scenario, pool, policy, measurement) for pool in pools]
+    results = measure_all(jobs, measurer)
+    history = [
+        Exploration(pool, pool.cost_per_hr(scenario.prices), res.allowable_qps)
+        for pool, res in zip(pools, results, strict=True)
+    ]
     return _best("homogeneous", policy, history)
 
 
@@ -119,9 +80,7 @@ def ribbon_search(
     budget_per_hr: float,
     *,
     policy: str = "fcfs",
-    queries: int = VERIFY_QUERIES,
-    seed: int = 0,
-    precision: float = DEFAULT_PRECISION,
+    measurement: Measurement = DEFAULT_MEASUREMENT,
     max_explorations: int = DEFAULT_MAX_EXPLORATIONS,
     patience: int = DEFAULT_PATIENCE,
     caps: Mapping[str, int] | None = None,
@@ -132,11 +91,12 @@ def ribbon_search(
     empty) is scored 0 without being simulated, as RIBBON does for configurations that break
     its constraints; a pool already simulated is scored from memory. Only new in-budget pools
     count as explorations. The search stops after ``patience`` explorations in a row that do
-    not beat the best, or at ``max_explorations``.
+    not beat the best, or at ``max_explorations``. It is sequential by nature (each suggestion
+    depends on every score before it), so it runs in this process.
     """
+    # Imported here: the library pulls in scikit-learn, which every other command can skip.
     from bayes_opt import BayesianOptimization
 
-    _check_sim(queries, precision)
     if max_explorations < 1 or patience < 1:
         raise ConfigError(
             f"max_explorations={max_explorations!r} / patience={patience!r} is not >= 1.",
@@ -153,7 +113,7 @@ def ribbon_search(
         optimizer = BayesianOptimization(
             f=None,
             pbounds={k: (0, limits[t], int) for k, t in names.items()},
-            random_state=seed,
+            random_state=measurement.seed,
             verbose=0,
             allow_duplicate_points=True,
         )
@@ -171,9 +131,7 @@ def ribbon_search(
         elif pool in seen:
             target = seen[pool]
         else:
-            target = allowable_throughput(
-                scenario, pool, policy, queries=queries, seed=seed, precision=precision
-            ).allowable_qps
+            target = measure(scenario, pool, policy, measurement).allowable_qps
             seen[pool] = target
             history.append(Exploration(pool, cost, target))
             stale = 0 if target > best else stale + 1
@@ -185,50 +143,39 @@ def ribbon_search(
             break
     if not history:
         # The surrogate never proposed an in-budget pool: fall back to the largest homogeneous.
-        return best_homogeneous(
-            scenario,
-            budget,
-            policy=policy,
-            queries=queries,
-            seed=seed,
-            precision=precision,
-            caps=caps,
-        )
+        return best_homogeneous(scenario, budget, policy=policy, measurement=measurement, caps=caps)
     return _best("ribbon", policy, history)
 
 
-def oracle_search(
+def best_of_top(
     scenario: Scenario,
     budget_per_hr: float,
     *,
     policy: str = "kairos",
-    top_k: int | None = 20,
+    top_k: int = 20,
     bound: str = "kairos",
-    queries: int = VERIFY_QUERIES,
-    seed: int = 0,
-    precision: float = DEFAULT_PRECISION,
+    measurement: Measurement = DEFAULT_MEASUREMENT,
     caps: Mapping[str, int] | None = None,
+    measurer: Measurer | None = None,
     progress: Callable[[RankedPool], None] | None = None,
 ) -> SearchResult:
-    """Simulate the ``top_k`` pools by ``bound`` (every pool with ``top_k=None``); best wins."""
-    _check_sim(queries, precision)
-    check_bound(bound)
-    if top_k is not None and top_k < 1:
-        raise ConfigError(f"top_k {top_k!r} is not >= 1.", "pass top_k >= 1, or None for all.")
-    from kairos.allocator.plan import score_pools
-
-    pools = pool_matrix(scenario, budget_per_hr, caps)
-    ranked = rank(pools, score_pools(scenario, pools, bound), top_k)
+    """Simulate the ``top_k`` pools by ``bound``; the best wins (a scheme's own pool search)."""
+    BOUNDS.check(bound)
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ConfigError(f"top_k {top_k!r} is not >= 1.", "pass top_k >= 1.")
+    ranked = top_pools(scenario, budget_per_hr, bound, top_k, caps).ranked
     if not ranked:
         raise budget_too_small(scenario, budget_per_hr, bound, caps)
     done = verify(
         scenario,
         ranked,
         policy=policy,
-        queries=queries,
-        seed=seed,
-        precision=precision,
+        measurement=measurement,
+        measurer=measurer,
         progress=progress,
     )
-    history = [Exploration(r.pool, r.cost_per_hr, float(r.allowable_qps or 0.0)) for r in done]
-    return _best("oracle", policy, history)
+    history = [
+        Exploration(r.pool, r.cost_per_hr, float(r.allowable_qps or 0.0), r.upper_bound_qps)
+        for r in done
+    ]
+    return _best("top-k", policy, history)

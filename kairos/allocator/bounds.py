@@ -26,8 +26,7 @@ from functools import lru_cache
 import numpy as np
 
 from kairos.catalog import Pool
-from kairos.scenario import Scenario
-from kairos.sim.capacity import QOS_QUANTILE
+from kairos.scenario import QOS_QUANTILE, Scenario
 
 S_ONE_EPS = 1e-12
 
@@ -88,6 +87,19 @@ def feasible_mask(tables: KairosTables, probs: np.ndarray, counts: np.ndarray) -
     covered = (bits.astype(np.int64) @ tables.ok_p99.astype(np.int64)) > 0
     ok = covered.astype(float) @ probs >= QOS_QUANTILE - 1e-12
     return ok[inverse.reshape(-1)]
+
+
+def kairos_feasible_sets(
+    scenario: Scenario, types: tuple[str, ...], bits: np.ndarray
+) -> np.ndarray:
+    """``bits[S, T]`` type sets -> can a pool with exactly those types have a positive bound?
+
+    Yes when 99% of the mix has a present type whose p99 service time is within QoS.
+    """
+    tab = kairos_tables(scenario, types)
+    probs = scenario.mix.probs[scenario.mix.probs > 0]
+    covered = (bits.astype(np.int64) @ tab.ok_p99.astype(np.int64)) > 0
+    return covered.astype(float) @ probs >= QOS_QUANTILE - 1e-12
 
 
 def kairos_bounds(scenario: Scenario, types: tuple[str, ...], counts: np.ndarray) -> np.ndarray:

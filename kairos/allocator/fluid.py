@@ -1,4 +1,4 @@
-"""Step 3 of planning (beyond the paper): the exact fluid bound and the MILP pool optimiser.
+"""The fluid bound (beyond the paper): an LP upper bound on any policy's allowable throughput.
 
 The fluid bound treats each batch size of the mix as a class ``j`` (probability ``p_j``) and
 asks for the largest arrival rate ``lam`` whose classes can be split across the pool's types
@@ -13,24 +13,15 @@ allowable throughput whatever the distribution policy (see docs/allocator.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 from scipy import sparse
-from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+from scipy.optimize import linprog
 
-from kairos.allocator.pools import catalog_types, type_caps
-from kairos.allocator.result import Plan, RankedPool
 from kairos.catalog import Pool
-from kairos.errors import InfeasibleError, KairosError
-from kairos.scenario import Scenario
-from kairos.sim.capacity import QOS_QUANTILE
-
-MISS_BUDGET = 1.0 - QOS_QUANTILE
-MIP_REL_GAP = 1e-7
-MILP_TIME_LIMIT_S = 60.0
+from kairos.scenario import MISS_BUDGET, QOS_QUANTILE, Scenario
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,11 +51,19 @@ def miss_probability(scenario: Scenario, itype: str, support: np.ndarray) -> np.
 
 
 @lru_cache(maxsize=16)
-def fluid_tables(scenario: Scenario, types: tuple[str, ...]) -> FluidTables:
+def fluid_tables(scenario: Scenario, types: tuple[str, ...], tail: bool = False) -> FluidTables:
+    """The LP's tables. ``tail=True`` is the tail-aware variant (a heuristic, not a valid
+    bound): a class whose p99 service time on a type exceeds QoS counts every query it sends
+    there as a miss, so a class only counts on types that serve it within QoS at the tail."""
     live = scenario.mix.probs > 0
     support, probs = scenario.mix.support[live], scenario.mix.probs[live]
     mean_s = scenario.profiles.mean_table_ms(types, support) / 1000.0
     miss = np.vstack([miss_probability(scenario, t, support) for t in types])
+    if tail:
+        p99 = np.vstack(
+            [scenario.profiles.get(t).quantile_ms(support, QOS_QUANTILE) for t in types]
+        )
+        miss = np.where(p99 > scenario.qos_ms, 1.0, miss)
     return FluidTables(types, probs, mean_s, miss)
 
 
@@ -120,126 +119,79 @@ def fluid_bound(scenario: Scenario, pool: Pool) -> float:
     return float(fluid_bounds(scenario, types, np.array([[n for _, n in pool.counts]]))[0])
 
 
-def fluid_bounds(scenario: Scenario, types: tuple[str, ...], counts: np.ndarray) -> np.ndarray:
-    """The fluid bound of every row of ``counts`` (one LP each; same matrices, new limits)."""
-    tab = fluid_tables(scenario, tuple(types))
+def fluid_lp(tab: FluidTables, counts: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """The fluid LP of one pool (``counts`` over ``tab.types``): ``(lam*, u, mu)``.
+
+    ``u[t] >= 0`` and ``mu >= 0`` are the LP's dual prices of the capacity rows and of the
+    miss row; any such prices give a valid upper bound on other pools too (``dual_bounds``).
+    """
+    row = np.asarray(counts, dtype=float)
+    zero = (0.0, np.zeros(len(row)), 0.0)
+    if row.sum() <= 0:
+        return zero
     eq, ub, _ = _split_constraints(tab)
     nv = eq.shape[1]
     c = np.zeros(nv)
     c[-1] = -1.0
-    out = np.zeros(len(counts))
-    for i, row in enumerate(np.asarray(counts, dtype=float)):
-        if row.sum() <= 0:
-            continue
-        # Types absent from the pool get zero capacity: their y columns are forced to 0.
-        upper = np.where(np.tile(row, tab.probs.size) > 0, np.inf, 0.0)
-        res = linprog(
-            c,
-            A_ub=ub,
-            b_ub=np.append(row, 0.0),
-            A_eq=eq,
-            b_eq=np.zeros(eq.shape[0]),
-            bounds=np.column_stack([np.zeros(nv), np.append(upper, np.inf)]),
-            method="highs",
-        )
-        out[i] = max(0.0, -float(res.fun)) if res.status == 0 else 0.0
-    return out
-
-
-def _milp_matrices(
-    tab: FluidTables, prices: np.ndarray
-) -> tuple[sparse.csr_array, np.ndarray, np.ndarray, sparse.csr_array]:
-    """Constraint matrix over ``[y (J*T), lam, n (T)]`` plus its row bounds; and budget row."""
-    eq, ub, n_coef = _split_constraints(tab)
-    t_n = len(prices)
-    n_block_eq = sparse.csr_array((eq.shape[0], t_n))
-    n_block_ub = sparse.vstack(
-        [sparse.diags_array(n_coef).tocsr(), sparse.csr_array((1, t_n))]
-    ).tocsr()
-    budget = sparse.hstack(
-        [sparse.csr_array((1, eq.shape[1])), sparse.csr_array(prices[None, :])]
-    ).tocsr()
-    a = sparse.vstack([sparse.hstack([eq, n_block_eq]), sparse.hstack([ub, n_block_ub])]).tocsr()
-    lo = np.concatenate([np.zeros(eq.shape[0]), np.full(ub.shape[0], -np.inf)])
-    hi = np.zeros(eq.shape[0] + ub.shape[0])
-    return a, lo, hi, budget
-
-
-def solve_milp(
-    scenario: Scenario,
-    budget_per_hr: float,
-    caps: Mapping[str, int] | None = None,
-    *,
-    time_limit_s: float = MILP_TIME_LIMIT_S,
-) -> Plan:
-    """The pool under the budget with the highest fluid bound: a mixed-integer program.
-
-    Variables: ``n_t`` (integer, ``0 <= n_t <= cap_t``) instances of each catalog type;
-    ``y_jt >= 0`` the rate of batch class j sent to type t (qps); ``lam >= 0`` the rate.
-
-    Objective: maximise ``lam``; ties are broken by a second solve that minimises the cost
-    ``sum_t price_t n_t`` subject to ``lam >= lam* (1 - 1e-7)``.
-
-    Constraints::
-
-        sum_t y_jt - p_j lam                  = 0      for every class j (the mix is served)
-        sum_j mean_tj y_jt - n_t             <= 0      for every type t (no type overloaded)
-        sum_jt P(S_tj > QoS) y_jt - 0.01 lam <= 0      (at most 1% of queries miss QoS)
-        sum_t price_t n_t                    <= budget_per_hr
-
-    The size grows linearly with the catalog (J*T + T + 1 variables), so 16+ types solve in
-    well under a second with HiGHS, where enumerating pools is hopeless.
-    """
-    types = catalog_types(scenario)
-    limits = type_caps(scenario, budget_per_hr, caps)
-    prices = np.array([scenario.prices.price_per_hr(t) for t in types])
-    tab = fluid_tables(scenario, types)
-    a, lo, hi, budget_row = _milp_matrices(tab, prices)
-    n_y = tab.probs.size * len(types)
-    nv = n_y + 1 + len(types)
-    integrality = np.concatenate([np.zeros(n_y + 1), np.ones(len(types))])
-    upper = np.concatenate([np.full(n_y + 1, np.inf), [limits[t] for t in types]])
-    bounds = Bounds(np.zeros(nv), upper)
-    rows = [LinearConstraint(a, lo, hi), LinearConstraint(budget_row, -np.inf, budget_per_hr)]
-    options = {"mip_rel_gap": MIP_REL_GAP, "time_limit": time_limit_s}
-    c = np.zeros(nv)
-    c[n_y] = -1.0
-    first = milp(c, integrality=integrality, bounds=bounds, constraints=rows, options=options)
-    _check_milp(first, scenario, budget_per_hr)
-    lam = -float(first.fun)
-    if lam <= 0:
-        raise _budget_error(scenario, budget_per_hr, "fluid", caps)
-    floor = sparse.csr_array(([1.0], ([0], [n_y])), shape=(1, nv))
-    cost = np.concatenate([np.zeros(n_y + 1), prices])
-    second = milp(
-        cost,
-        integrality=integrality,
-        bounds=bounds,
-        constraints=[*rows, LinearConstraint(floor, lam * (1 - MIP_REL_GAP), np.inf)],
-        options=options,
+    # Types absent from the pool have capacity 0, which forces their rates to 0 (every mean
+    # service time is positive) and gives their capacity row a meaningful dual price too.
+    res = linprog(
+        c,
+        A_ub=ub,
+        b_ub=np.append(row, 0.0),
+        A_eq=eq,
+        b_eq=np.zeros(eq.shape[0]),
+        bounds=(0, None),
+        method="highs",
     )
-    best = second if second.status == 0 and second.x is not None else first
-    counts = np.round(best.x[n_y + 1 :]).astype(int)
-    pool = Pool.of([(t, int(n)) for t, n in zip(types, counts, strict=True)])
-    # Re-evaluate the chosen pool exactly (the MILP's lam carries solver tolerances).
-    bound = fluid_bound(scenario, pool)
-    entry = RankedPool(pool, pool.cost_per_hr(scenario.prices), bound)
-    return Plan.single(scenario, budget_per_hr, "fluid", entry, pools_considered=0)
+    if res.status != 0:
+        return zero
+    duals = np.maximum(-np.asarray(res.ineqlin.marginals, dtype=float), 0.0)
+    return max(0.0, -float(res.fun)), duals[:-1], float(duals[-1])
 
 
-def _check_milp(res: object, scenario: Scenario, budget_per_hr: float) -> None:
-    status = getattr(res, "status", -1)
-    if status != 0 or getattr(res, "x", None) is None:
-        raise InfeasibleError(
-            f"the pool MILP for {scenario.model!r} at ${budget_per_hr:g}/h stopped without an "
-            f"optimal pool (status {status}: {getattr(res, 'message', '')}).",
-            "raise the solver time limit, or cap types with --max TYPE=N to shrink the search.",
-        )
+def fluid_bounds(
+    scenario: Scenario, types: tuple[str, ...], counts: np.ndarray, tail: bool = False
+) -> np.ndarray:
+    """The fluid bound of every row of ``counts`` (one LP each; same matrices, new limits)."""
+    tab = fluid_tables(scenario, tuple(types), tail)
+    return np.array([fluid_lp(tab, row)[0] for row in np.asarray(counts)], dtype=float)
 
 
-def _budget_error(
-    scenario: Scenario, budget_per_hr: float, bound: str, caps: Mapping[str, int] | None
-) -> KairosError:
-    from kairos.allocator.plan import budget_too_small
+def dual_bounds(tab: FluidTables, counts: np.ndarray, u: np.ndarray, mu: float) -> np.ndarray:
+    """Upper bounds on the fluid bound of every row of ``counts`` from fixed dual prices.
 
-    return budget_too_small(scenario, budget_per_hr, bound, caps)
+    Weak duality: for any ``u >= 0``, ``mu >= 0`` and any feasible split of a pool with type
+    set S, ``sum_t u_t n_t + 0.01 mu lam >= sum_jt (u_t m_tj + mu miss_tj) y_jt >= lam
+    sum_j p_j w_j`` with ``w_j = min_{t in S} (u_t m_tj + mu miss_tj)``, so ``lam <= sum_t
+    u_t n_t / (sum_j p_j w_j - 0.01 mu)`` when the denominator is positive (else no bound:
+    inf). One pass per distinct type set, then a dot product per pool: cheap for millions.
+    """
+    counts = np.asarray(counts)
+    present = counts > 0
+    weights = 1 << np.arange(present.shape[1], dtype=np.int64)
+    pattern = present.astype(np.int64) @ weights
+    uniq, inverse = np.unique(pattern, return_inverse=True)
+    bits = (uniq[:, None] & weights[None, :]) > 0
+    price = u[:, None] * tab.mean_s + mu * tab.miss  # [T, J]
+    denom = np.empty(len(uniq))
+    for k in range(len(uniq)):
+        w = price[bits[k]].min(axis=0) if bits[k].any() else np.full(price.shape[1], np.inf)
+        denom[k] = float(w @ tab.probs) - MISS_BUDGET * mu
+    num = counts.astype(float) @ u
+    per_set = denom[inverse.reshape(-1)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(per_set > 0, num / per_set, np.inf)
+
+
+def fluid_feasible_sets(
+    scenario: Scenario, types: tuple[str, ...], bits: np.ndarray, tail: bool = False
+) -> np.ndarray:
+    """``bits[S, T]`` type sets -> can a pool with exactly those types have a positive bound?
+
+    The fluid bound is positive iff the mix's least possible expected miss share (each class
+    on its best present type) is within the 1% allowance.
+    """
+    tab = fluid_tables(scenario, types, tail)
+    miss = np.where(bits[:, :, None], tab.miss[None, :, :], np.inf).min(axis=1)
+    return np.where(np.isfinite(miss), miss, 1.0) @ tab.probs <= MISS_BUDGET + 1e-12

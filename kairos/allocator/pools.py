@@ -17,7 +17,10 @@ from kairos.catalog import Pool, split_type_count
 from kairos.errors import ConfigError, UnknownInstanceTypeError
 from kairos.scenario import Scenario
 
-MAX_POOLS = 3_000_000
+# Above this many pools a catalog is ranked by a search (KAIROS bound) or the MILP (fluid
+# bound) instead of a listing; the listing holds 4 bytes per type per pool (at most ~130 MB
+# for 32 types) plus its cost vector.
+MAX_POOLS = 1_000_000
 # Prices are decimal dollars; sums of them carry float error that must not exclude a pool.
 COST_EPS = 1e-9
 
@@ -109,11 +112,26 @@ def pool_matrix(
     scenario: Scenario, budget_per_hr: float, caps: Mapping[str, int] | None = None
 ) -> PoolMatrix:
     """Every non-empty pool within ``budget_per_hr`` and ``caps`` (vectorised enumeration)."""
+    pools = listed_pools(scenario, budget_per_hr, caps)
+    if pools is None:
+        raise ConfigError(
+            f"budget ${budget_per_hr:g}/h admits more than {MAX_POOLS:,} pools over "
+            f"{len(catalog_types(scenario))} types; listing them is not practical.",
+            "plan ranks such catalogs by a search instead; to list them, cap types with "
+            "--max TYPE=N.",
+        )
+    return pools
+
+
+def listed_pools(
+    scenario: Scenario, budget_per_hr: float, caps: Mapping[str, int] | None = None
+) -> PoolMatrix | None:
+    """``pool_matrix``, or None when there are more than ``MAX_POOLS`` pools to list."""
     limits = type_caps(scenario, budget_per_hr, caps)
     types = tuple(limits)
     prices = np.array([scenario.prices.price_per_hr(t) for t in types])
     budget = float(budget_per_hr) + COST_EPS
-    counts = np.zeros((1, 0), dtype=np.int64)
+    counts = np.zeros((1, 0), dtype=np.int32)
     spent = np.zeros(1)
     for col, t in enumerate(types):
         room = np.floor((budget - spent) / prices[col] + COST_EPS).astype(np.int64)
@@ -121,15 +139,11 @@ def pool_matrix(
         reps = n_max + 1
         total = int(reps.sum())
         if total > MAX_POOLS:
-            raise ConfigError(
-                f"budget ${budget_per_hr:g}/h admits more than {MAX_POOLS:,} pools over "
-                f"{len(types)} types; enumerating them is not practical.",
-                "use the MILP (--bound fluid, or solve_milp) or cap types with --max TYPE=N.",
-            )
+            return None
         parent = np.repeat(np.arange(len(counts)), reps)
         starts = np.cumsum(reps) - reps
         new = np.arange(total) - np.repeat(starts, reps)
-        counts = np.column_stack([counts[parent], new])
+        counts = np.column_stack([counts[parent], new.astype(np.int32)])
         spent = spent[parent] + new * prices[col]
     keep = counts.sum(axis=1) > 0
     return PoolMatrix(types, prices, counts[keep], spent[keep])
@@ -140,3 +154,36 @@ def enumerate_pools(
 ) -> list[Pool]:
     """Every non-empty pool whose hourly cost is at most ``budget_per_hr``."""
     return pool_matrix(scenario, budget_per_hr, caps).pools()
+
+
+# Pool counting works in units of this many dollars per hour (prices are given to 4 decimals).
+COUNT_UNIT = 1e-4
+
+
+def count_pools(
+    scenario: Scenario, budget_per_hr: float, caps: Mapping[str, int] | None = None
+) -> float:
+    """How many non-empty pools fit the budget and caps, without listing them.
+
+    Exact (the enumeration's own count) up to ``MAX_POOLS``; above it a dynamic programme over
+    the budget in units of $0.0001/h (a float: the count can pass 2**53).
+    """
+    listed = listed_pools(scenario, budget_per_hr, caps)
+    if listed is not None:
+        return float(len(listed))
+    limits = type_caps(scenario, budget_per_hr, caps)
+    units = int(math.floor(budget_per_hr / COUNT_UNIT + 1e-6))
+    ways = np.zeros(units + 1)
+    ways[0] = 1.0
+    for t, cap in limits.items():
+        step = max(1, int(round(scenario.prices.price_per_hr(t) / COUNT_UNIT)))
+        # new[c] = sum_{k=0..cap} old[c - k*step]: a running sum along each residue class.
+        new = np.zeros_like(ways)
+        for r in range(min(step, units + 1)):
+            lane = ways[r::step]
+            run = np.cumsum(lane)
+            if cap + 1 < len(run):
+                run[cap + 1 :] -= run[: len(run) - cap - 1].copy()
+            new[r::step] = run
+        ways = new
+    return float(ways.sum() - 1.0)

@@ -68,3 +68,79 @@ def synthetic_scenario(
         prices=PriceTable(prices, f"synthetic catalog (seed {seed})"),
         mix=base.mix,
     )
+
+
+# Variant catalogs: the measured types plus faster and slower variants of each at other
+# prices. A variant's speed factor is log-normal around 1 (sigma VARIANT_SPEED_SIGMA) and its
+# price scales with speed to a random power in VARIANT_PRICE_POWER, so some variants are
+# better value than their parent and some worse: no single type dominates by construction.
+VARIANT_SPEED_SIGMA = 0.45
+VARIANT_PRICE_POWER = (0.6, 1.3)
+
+
+def variant_scenario(
+    model: str = "rm2",
+    n_types: int = 8,
+    *,
+    seed: int = 0,
+    qos_ms: float | None = None,
+    speed_scale: float = 1.0,
+) -> Scenario:
+    """The model's measured types plus ``n_types - measured`` variants of them.
+
+    Variant ``k`` of parent type ``P`` is named ``P~vk``; its service-time quantiles are the
+    parent's divided by a speed factor, its price the parent's times that factor to a random
+    power. ``speed_scale`` divides every type's service times (a faster or slower model on the
+    same catalog). Deterministic in ``seed``.
+    """
+    profiles = default_profiles()
+    real = profiles.model(model)
+    base_prices = default_prices()
+    parents = [t for t in real.instance_types if t in base_prices.prices_per_hr]
+    if n_types < len(parents) or not speed_scale > 0:
+        raise ConfigError(
+            f"n_types {n_types!r} / speed_scale {speed_scale!r} is out of range.",
+            f"ask for at least {len(parents)} types (the measured ones) and a positive scale.",
+        )
+    rng = np.random.default_rng(seed)
+    by_type: dict[str, LatencyProfile] = {}
+    prices: dict[str, float] = {}
+    for t in parents:
+        prof = real.get(t)
+        by_type[t] = LatencyProfile(model, t, prof.batch_sizes, prof.quantiles_ms / speed_scale)
+        prices[t] = base_prices.price_per_hr(t)
+    for k in range(n_types - len(parents)):
+        parent = parents[k % len(parents)]
+        name = f"{parent}~v{k // len(parents) + 1}"
+        speed = float(rng.lognormal(0.0, VARIANT_SPEED_SIGMA))
+        power = float(rng.uniform(*VARIANT_PRICE_POWER))
+        prof = real.get(parent)
+        quantiles = prof.quantiles_ms / (speed * speed_scale)
+        by_type[name] = LatencyProfile(model, name, prof.batch_sizes, quantiles)
+        prices[name] = round(prices[parent] * speed**power, 4)
+    base = Scenario.build(model, qos_ms=qos_ms, profiles=profiles)
+    return Scenario(
+        model=model,
+        qos_ms=base.qos_ms,
+        profiles=ModelProfiles(model, by_type),
+        prices=PriceTable(prices, f"variant catalog (seed {seed})"),
+        mix=base.mix,
+    )
+
+
+def write_catalog(scenario: Scenario, profiles_path: str, prices_path: str) -> None:
+    """Write a scenario's profiles and prices as the CSV files ``--profiles``/``--prices`` read.
+
+    Each (type, batch) cell is written as its quantile rows, which load back exactly.
+    """
+    with open(profiles_path, "w", encoding="utf-8") as out:
+        out.write("model,instance_type,batch_size,latency_ms\n")
+        for t in scenario.instance_types:
+            prof = scenario.profiles.get(t)
+            for b, row in zip(prof.batch_sizes.tolist(), prof.quantiles_ms, strict=True):
+                for v in row.tolist():
+                    out.write(f"{scenario.model},{t},{int(b)},{v!r}\n")
+    with open(prices_path, "w", encoding="utf-8") as out:
+        out.write("instance_type,price_per_hr\n")
+        for t in scenario.instance_types:
+            out.write(f"{t},{scenario.prices.price_per_hr(t)!r}\n")

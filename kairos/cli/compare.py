@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -23,11 +24,33 @@ from kairos.cli.common import (
     progress_bar,
     table,
 )
-from kairos.compare import SCHEMES, CompareSettings, Comparison, compare
+from kairos.compare import COMPARE_DEFAULTS, SCHEMES, CompareSettings, Comparison, compare
 from kairos.errors import ConfigError
 from kairos.plots.report import COLUMNS, REPORT_SUFFIXES, legend_lines, scheme_rows
 from kairos.profiles import default_profiles, load_profiles
 from kairos.scenario import Scenario
+from kairos.sim.capacity import Measurer
+from kairos.sim.parallel import BACKENDS, Parallelism, make_executor
+
+F = TypeVar("F", bound=Callable[..., Any])
+PARALLEL_DEFAULTS = Parallelism()
+
+
+def parallel_options(func: F) -> F:
+    """--jobs and --backend: where the capacity searches run (defaults from Parallelism)."""
+    func = click.option(
+        "--backend",
+        type=click.Choice(BACKENDS.names()),
+        default=PARALLEL_DEFAULTS.backend,
+        show_default=True,
+        help="Where the simulations run.",
+    )(func)
+    return click.option(
+        "--jobs",
+        type=int,
+        default=PARALLEL_DEFAULTS.jobs,
+        help="Simulations run at once (default: one per CPU core); results do not depend on it.",
+    )(func)
 
 
 def parse_floats(text: str, what: str, option: str) -> list[float]:
@@ -47,14 +70,7 @@ def parse_floats(text: str, what: str, option: str) -> list[float]:
 
 
 def parse_schemes(text: str) -> tuple[str, ...]:
-    names = tuple(s.strip() for s in text.split(",") if s.strip())
-    unknown = [n for n in names if n not in SCHEMES]
-    if unknown or not names:
-        raise ConfigError(
-            f"scheme(s) {', '.join(unknown) or '<none>'} not known.",
-            f"pick from {', '.join(SCHEMES)}.",
-        )
-    return names
+    return SCHEMES.check_all(s.strip() for s in text.split(",") if s.strip())
 
 
 def run_comparisons(
@@ -67,6 +83,7 @@ def run_comparisons(
     profiles_path: str | None = None,
     prices_path: str | None = None,
     show_progress: bool = True,
+    parallelism: Parallelism | None = None,
 ) -> list[Comparison]:
     """One comparison per (model, budget, QoS) combination, with a progress bar."""
     combos = [(m, b, q) for m in models for b in budgets for q in qos_list]
@@ -77,11 +94,22 @@ def run_comparisons(
     }
     results = []
     total = len(combos) * len(settings.schemes)
-    with progress_bar(show_progress, "compare", total=total) as bar:
+    with (
+        progress_bar(show_progress, "compare", total=total) as bar,
+        make_executor(parallelism) as executor,
+    ):
         for m, b, q in combos:
             bar.set_postfix_str(f"{m} ${b:g}/h")
             scenario: Scenario = scenarios[(m, q)]
-            results.append(compare(scenario, b, settings, progress=lambda _n: bar.update(1)))
+            results.append(
+                compare(
+                    scenario,
+                    b,
+                    settings,
+                    progress=lambda _n: bar.update(1),
+                    measurer=Measurer(executor),
+                )
+            )
     return results
 
 
@@ -134,6 +162,7 @@ def settings_info(
         "seed": str(settings.seed),
         "top_k": str(settings.top_k),
         "ribbon_max_explorations": str(settings.ribbon_max_explorations),
+        "oracle_max_simulations": str(settings.oracle_max_simulations),
         "cdf_queries": str(settings.cdf_queries),
         "schemes": ",".join(settings.schemes),
     }
@@ -167,20 +196,28 @@ def settings_info(
 @click.option(
     "--queries",
     type=bounded(limits.TRIAL_QUERIES),
-    default=3000,
+    default=COMPARE_DEFAULTS.queries,
     show_default=True,
-    help="Measured queries per capacity trial.",
+    help="Measured queries per capacity trial (at least; more when QoS is long).",
 )
-@click.option("--precision", type=bounded(limits.PRECISION), default=0.03, show_default=True)
-@click.option("--seed", type=bounded(limits.SEED), default=0, show_default=True)
+@click.option(
+    "--precision",
+    type=bounded(limits.PRECISION),
+    default=COMPARE_DEFAULTS.precision,
+    show_default=True,
+)
+@click.option("--seed", type=bounded(limits.SEED), default=COMPARE_DEFAULTS.seed, show_default=True)
 @click.option(
     "--top-k",
     type=bounded(limits.TOP_K),
-    default=20,
+    default=COMPARE_DEFAULTS.top_k,
     show_default=True,
-    help="Pools (by bound) the oracle, drs and clockwork simulate.",
+    help="Pools (by bound) drs and clockwork simulate.",
 )
-@click.option("--schemes", "schemes_text", default=",".join(SCHEMES), show_default=True)
+@click.option(
+    "--schemes", "schemes_text", default=",".join(COMPARE_DEFAULTS.schemes), show_default=True
+)
+@parallel_options
 @click.option("--json", "as_json", is_flag=True)
 @click.option(
     "--plot", type=output_file(".png"), default=None, help="Write FILE.png (and FILE_cdf.png)."
@@ -203,6 +240,8 @@ def compare_cmd(
     seed,
     top_k,
     schemes_text,
+    jobs,
+    backend,
     as_json,
     plot,
     report,
@@ -215,7 +254,8 @@ def compare_cmd(
         if qos_text
         else [None]
     )
-    settings = CompareSettings.checked(
+    parallelism = Parallelism(backend=backend, jobs=jobs)
+    settings = CompareSettings(
         queries=queries,
         precision=precision,
         seed=seed,
@@ -231,14 +271,15 @@ def compare_cmd(
         profiles_path=profiles_path,
         prices_path=prices_path,
         show_progress=not as_json,
+        parallelism=parallelism,
     )
     info = settings_info(models, budgets, qos_list, settings, batch_mix, profiles_path, prices_path)
     written = write_outputs(comparisons, plot, report, info)
     if as_json:
         if len(comparisons) == 1:
-            emit_json(comparisons[0].as_json())
+            emit_json(comparisons[0].as_dict())
         else:
-            emit_json({"comparisons": [c.as_json() for c in comparisons]})
+            emit_json({"comparisons": [c.as_dict() for c in comparisons]})
         return
     for c in comparisons:
         click.echo(render_table(c) + "\n")

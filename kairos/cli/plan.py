@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from kairos import limits
-from kairos.allocator import BOUNDS, parse_caps, plan
-from kairos.allocator.plan import DEFAULT_TOP, VERIFY_QUERIES
+from kairos.allocator import BOUNDS, PLAN_DEFAULTS, parse_caps, plan
+from kairos.allocator.result import Plan
 from kairos.cli.common import (
     bounded,
     build_scenario,
@@ -15,6 +15,9 @@ from kairos.cli.common import (
     scenario_options,
     table,
 )
+from kairos.cli.compare import parallel_options
+from kairos.sim.capacity import DEFAULT_MEASUREMENT, Measurement, Measurer
+from kairos.sim.parallel import Parallelism, make_executor
 
 
 def _fmt(x: float | None) -> str:
@@ -31,15 +34,15 @@ def _fmt(x: float | None) -> str:
 )
 @click.option(
     "--bound",
-    type=click.Choice(BOUNDS),
-    default="kairos",
+    type=click.Choice(BOUNDS.names()),
+    default=PLAN_DEFAULTS.bound,
     show_default=True,
-    help="kairos: the paper's upper bound; fluid: the exact LP (and MILP).",
+    help="kairos: the paper's upper bound; fluid: the LP valid for every policy (MILP at scale).",
 )
 @click.option(
     "--top",
     type=bounded(limits.TOP),
-    default=DEFAULT_TOP,
+    default=PLAN_DEFAULTS.top,
     show_default=True,
     help="How many ranked pools to show.",
 )
@@ -47,21 +50,31 @@ def _fmt(x: float | None) -> str:
     "--verify",
     "verify_top",
     type=bounded(limits.VERIFY_TOP),
-    default=0,
+    default=PLAN_DEFAULTS.verify_top,
     show_default=True,
-    help="Simulate the top K pools and re-rank them by allowable throughput.",
+    help="Simulate the top K pools offline and pick the best of them.",
 )
 @click.option(
-    "--policy", default="kairos", show_default=True, help="Distribution policy used by --verify."
+    "--no-verify",
+    is_flag=True,
+    help="The pure bound ranking: pick the bound's first pool, simulate nothing.",
+)
+@click.option(
+    "--policy",
+    default=PLAN_DEFAULTS.policy,
+    show_default=True,
+    help="Distribution policy the verification simulates.",
 )
 @click.option(
     "--queries",
     type=bounded(limits.TRIAL_QUERIES),
-    default=VERIFY_QUERIES,
+    default=DEFAULT_MEASUREMENT.queries,
     show_default=True,
-    help="Measured queries per --verify trial.",
+    help="Measured queries per verification trial (at least).",
 )
-@click.option("--seed", type=bounded(limits.SEED), default=0, show_default=True)
+@click.option(
+    "--seed", type=bounded(limits.SEED), default=DEFAULT_MEASUREMENT.seed, show_default=True
+)
 @click.option(
     "--max",
     "max_items",
@@ -69,6 +82,7 @@ def _fmt(x: float | None) -> str:
     metavar="TYPE=N",
     help="Cap the count of one type (repeatable).",
 )
+@parallel_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def plan_command(
     model,
@@ -80,16 +94,25 @@ def plan_command(
     bound,
     top,
     verify_top,
+    no_verify,
     policy,
     queries,
     seed,
     max_items,
+    jobs,
+    backend,
     as_json,
 ):
-    """Pick the pool with the highest throughput bound under BUDGET_PER_HR, trying none."""
+    """Pick the pool with the highest throughput under BUDGET_PER_HR, trying none online."""
     scenario = build_scenario(model, qos_ms, batch_mix, profiles_path, prices_path)
     caps = parse_caps(max_items)
-    with progress_bar(not as_json and verify_top > 0, "verify", total=verify_top) as bar:
+    verify_top = 0 if no_verify else verify_top
+    measurement = Measurement(queries=queries, precision=DEFAULT_MEASUREMENT.precision, seed=seed)
+    parallelism = Parallelism(backend=backend, jobs=jobs)
+    with (
+        progress_bar(not as_json and verify_top > 0, "verify") as bar,
+        make_executor(parallelism) as executor,
+    ):
         result = plan(
             scenario,
             budget_per_hr,
@@ -98,26 +121,44 @@ def plan_command(
             top=top,
             verify_top=verify_top,
             policy=policy,
-            queries=queries,
-            seed=seed,
+            measurement=measurement,
+            measurer=Measurer(executor),
             progress=lambda r: bar.update(1),
         )
     if as_json:
-        emit_json(result.to_json())
+        emit_json(result.as_dict())
         return
-    click.echo(
-        f"model {model}, QoS p99 {scenario.qos_ms:g} ms, budget ${budget_per_hr:g}/h, "
-        f"bound {bound} ({result.pools_considered} pools ranked)"
+    click.echo(_render(result, scenario.qos_ms))
+
+
+def _render(result: Plan, qos_ms: float) -> str:
+    how = (
+        f"{result.pools_considered:,} pools ranked"
+        if result.ranking == "enumerated"
+        else "ranked by a search"
+        if result.ranking == "search"
+        else "ranked by the MILP"
     )
-    click.echo(
-        f"chosen pool: {result.pool}  ${result.cost_per_hr:.4f}/h  "
-        f"bound {_fmt(result.upper_bound_qps)} qps"
-        + (
-            f"  allowable {_fmt(result.allowable_qps)} qps ({policy})"
-            if result.allowable_qps is not None
-            else ""
+    lines = [
+        f"model {result.model}, QoS p99 {qos_ms:g} ms, budget ${result.budget_per_hr:g}/h, "
+        f"bound {result.bound} ({how})"
+    ]
+    pick = result.bound_pick
+    if result.allowable_qps is not None and pick is not None:
+        lines.append(
+            f"bound's pick:  {pick.pool}  ${pick.cost_per_hr:.4f}/h  "
+            f"bound {_fmt(pick.upper_bound_qps)} qps"
         )
-    )
+        lines.append(
+            f"chosen pool:   {result.pool}  ${result.cost_per_hr:.4f}/h  "
+            f"allowable {_fmt(result.allowable_qps)} qps ({result.policy}, best of "
+            f"{result.explorations} simulated offline)"
+        )
+    else:
+        lines.append(
+            f"chosen pool: {result.pool}  ${result.cost_per_hr:.4f}/h  "
+            f"bound {_fmt(result.upper_bound_qps)} qps (not simulated)"
+        )
     rows = [
         [
             str(i + 1),
@@ -128,13 +169,14 @@ def plan_command(
         ]
         for i, r in enumerate(result.ranked)
     ]
-    click.echo(table(rows, ["rank", "pool", "cost_per_hr", "upper_bound_qps", "allowable_qps"]))
-    click.echo(
-        f"upper_bound_qps: the {bound} upper bound on the pool's allowable throughput, from "
-        "the profiles alone; allowable_qps: simulated highest Poisson rate with 99% of "
-        f"queries within QoS under {policy} (the top --verify K pools only, '-' otherwise); "
-        "cost_per_hr in $/h."
+    header = ["rank", "pool", "cost_per_hr", "upper_bound_qps", "allowable_qps"]
+    legend = (
+        f"upper_bound_qps: the {result.bound} upper bound on the pool's allowable throughput, "
+        "from the profiles alone; allowable_qps: simulated highest Poisson rate with 99% of "
+        "queries within QoS (the pools simulated offline only, '-' otherwise); cost_per_hr "
+        "in $/h."
     )
+    return "\n".join(lines) + "\n" + table(rows, header) + "\n" + legend
 
 
 COMMANDS = [plan_command]

@@ -22,7 +22,12 @@ from kairos.cli.common import (
 )
 from kairos.distributor import policy_names
 from kairos.errors import ConfigError
-from kairos.sim.capacity import DEFAULT_QUERIES, allowable_throughput, default_warmup
+from kairos.sim.capacity import (
+    DEFAULT_PRECISION,
+    DEFAULT_QUERIES,
+    allowable_throughput,
+    default_warmup,
+)
 from kairos.sim.engine import simulate as run_simulation
 from kairos.workload import check_batches_within, load_trace, poisson_stream
 
@@ -149,7 +154,7 @@ def simulate(
 @click.option(
     "--precision",
     type=bounded(limits.PRECISION),
-    default=0.02,
+    default=DEFAULT_PRECISION,
     show_default=True,
     help="Stop when the passing and failing rates are within this fraction.",
 )

@@ -128,3 +128,89 @@ def candidate_columns(
             idx = idx[np.argsort(remaining_s[idx], kind="stable")[:n_queries]]
         keep.append(idx)
     return np.sort(np.concatenate(keep))
+
+
+def small_costs(
+    est: list[list[float]],
+    tail: list[list[float]] | None,
+    deadline: list[float],
+    now_s: float,
+    col_type: list[int],
+    col_rem: list[float],
+    coeff: list[float],
+    qos_s: float,
+    weights: MatchWeights,
+) -> tuple[list[list[float]], list[list[float]]]:
+    """``pair_costs`` in plain Python floats for small matrices, and the mean-based slack.
+
+    ``est[i][t]`` (and ``tail``) already include the driver's overhead. Every entry is
+    computed with the same float operations in the same order as ``pair_costs`` (and as the
+    slack the policy derives from it), so the matrix is identical bit for bit and the
+    assignment solver returns the same pairs; on a handful of rows and columns this avoids
+    numpy's per-call cost, which dominates there. Returns ``(cost[i][j], slack[i][j])`` with
+    ``slack = (deadline - now) - (rem + est)``.
+    """
+    miss = weights.miss_penalty_qos * qos_s
+    near = weights.slack_penalty_qos * qos_s
+    guard = weights.safeguard_frac * qos_s
+    cols = list(zip(col_type, col_rem, [coeff[t] for t in col_type], strict=True))
+    costs: list[list[float]] = []
+    slacks: list[list[float]] = []
+    for i, row in enumerate(est):
+        a = deadline[i] - now_s
+        live = deadline[i] >= now_s
+        trow = tail[i] if tail is not None else None
+        crow: list[float] = []
+        srow: list[float] = []
+        for t, r, c in cols:
+            finish = r + row[t]
+            cost = c * finish
+            slack = a - finish
+            if live:
+                s = slack if trow is None else a - (r + trow[t])
+                if s < 0.0:
+                    cost = cost + miss
+                elif s < guard:
+                    cost = cost + near
+            crow.append(cost)
+            srow.append(slack)
+        costs.append(crow)
+        slacks.append(srow)
+    return costs, slacks
+
+
+def small_assignment(
+    est: list[list[float]],
+    tail: list[list[float]] | None,
+    deadline: list[float],
+    now_s: float,
+    col_type: list[int],
+    col_rem: list[float],
+    coeff: list[float],
+    qos_s: float,
+    weights: MatchWeights,
+    urgency_s: float | None,
+    hold_doomed: bool,
+) -> list[tuple[int, int]]:
+    """The matched ``(row, column)`` pairs of a small decision that are not held.
+
+    The Python twin of the policy's numpy path (``pair_costs``, ``urgency_bonus``, ``assign``
+    and the hold test), operation for operation: an urgency bonus per row when rows outnumber
+    columns, then the assignment, then a matched pair is held when the row could still make
+    its deadline somewhere (``max slack >= 0``, live) but not on its matched column.
+    """
+    cost, slack = small_costs(est, tail, deadline, now_s, col_type, col_rem, coeff, qos_s, weights)
+    best = [max(row) for row in slack] if slack and slack[0] else [0.0] * len(slack)
+    live = [d >= now_s for d in deadline]
+    if urgency_s is not None and len(est) > len(col_type):
+        bonus = weights.slack_penalty_qos * qos_s
+        for i, row in enumerate(cost):
+            if live[i] and 0.0 <= best[i] < urgency_s:
+                cost[i] = [c - bonus for c in row]
+    rows, cols = assign(np.array(cost))
+    out = []
+    for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+        if hold_doomed and live[r] and best[r] >= 0.0 and slack[r][c] < 0.0:
+            continue
+        out.append((r, c))
+    return out

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kairos.compare import Comparison  # noqa: E402
+from kairos.scenario import QOS_QUANTILE  # noqa: E402
 
 
 def _label(c: Comparison, vary: set[str]) -> str:
@@ -102,9 +103,9 @@ def plot_latency_cdfs(comparisons: Sequence[Comparison], path: Path) -> Path:
             tail.set_xlim(0.95 * lo, 1.05 * hi)
         full.set_ylabel("CDF")
         full.set_title(f"{_label(c, vary)} at {c.cdf_rate_qps:.1f} qps", fontsize=9)
-        tail.axhline(0.99, color="grey", linestyle="dotted", linewidth=1)
+        tail.axhline(QOS_QUANTILE, color="grey", linestyle="dotted", linewidth=1)
         tail.set_ylim(0.9, 1.001)
-        tail.set_title("tail (dotted: 99%)", fontsize=9)
+        tail.set_title(f"tail (dotted: {QOS_QUANTILE:.0%})", fontsize=9)
         tail.legend(fontsize=7, loc="lower right")
     if not usable:
         for ax in axes.flat:

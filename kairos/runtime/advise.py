@@ -22,7 +22,7 @@ from kairos.catalog import Pool, load_prices
 from kairos.errors import ConfigError, RuntimeServiceError
 from kairos.profiles import load_profiles
 from kairos.scenario import Scenario
-from kairos.sim.capacity import allowable_throughput
+from kairos.sim.capacity import Measurement, allowable_throughput
 from kairos.workload import BatchMix
 
 VERIFY_TOP = 5
@@ -129,8 +129,9 @@ def advise(
     one, both simulated on the observed mix under the router's policy."""
     policy = str(view["policy"])
     running = Pool.parse(str(view["pool"]))
+    measurement = Measurement(queries=queries, seed=seed)
     plan = allocator.plan(
-        scenario, budget_per_hr, verify_top=VERIFY_TOP, policy=policy, queries=queries, seed=seed
+        scenario, budget_per_hr, verify_top=VERIFY_TOP, policy=policy, measurement=measurement
     )
     proposed = plan.pool
     proposed_qps = float(plan.allowable_qps or 0.0)

@@ -37,6 +37,7 @@ from kairos.workload import Query
 
 OVERHEAD_WINDOW = 512  # recent queries whose round-trip overhead the router remembers
 OVERHEAD_REFRESH = 64  # recompute the policy's overhead estimate every this many answers
+TIMEOUT_QUANTILE = 0.99  # the hang timeout is a multiple of this quantile of service time
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,9 @@ class Dispatcher:
         t = self._timeouts.get(key)
         if t is None:
             s = self.settings
-            p99_ms = float(self.driver.scenario.profiles.get(itype).quantile_ms(batch, 0.99))
+            p99_ms = float(
+                self.driver.scenario.profiles.get(itype).quantile_ms(batch, TIMEOUT_QUANTILE)
+            )
             t = s.timeout_floor_s + s.timeout_p99_multiple * p99_ms / 1000.0 * s.time_scale
             self._timeouts[key] = t
         return t

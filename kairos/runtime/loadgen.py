@@ -32,6 +32,7 @@ from kairos.limits import DURATION_S, MAX_IN_FLIGHT, MAX_LOADGEN_QUERIES
 from kairos.runtime.aio import settle_heap
 from kairos.runtime.httpclient import HttpPool
 from kairos.runtime.wire import BINARY_HEADER, DATATYPES, TensorSpec, parse_specs
+from kairos.scenario import QOS_QUANTILE
 from kairos.sim.search import drive_async, rate_search
 from kairos.workload import (
     BatchMix,
@@ -41,7 +42,6 @@ from kairos.workload import (
     poisson_stream,
 )
 
-QOS_QUANTILE = 0.99
 MAX_TRIAL_S = 120.0
 
 

@@ -40,7 +40,7 @@ from kairos.runtime.loadgen import (
     run_load,
     search_rate,
 )
-from kairos.scenario import Scenario
+from kairos.scenario import QOS_QUANTILE, Scenario
 from kairos.sim.capacity import allowable_throughput
 from kairos.text import table
 from kairos.workload import parse_mix
@@ -150,7 +150,7 @@ def loop_scenario(settings: RealLoopSettings, profiles: Path, prices: Path) -> S
     mix = parse_mix(settings.batch_mix)
     model = load_profiles(profiles).model(settings.model)
     top = float(mix.support.max())
-    fastest_ms = min(float(model.get(t).quantile_ms(top, 0.99)) for t in settings.types)
+    fastest_ms = min(float(model.get(t).quantile_ms(top, QOS_QUANTILE)) for t in settings.types)
     return Scenario.build(
         settings.model,
         qos_ms=settings.qos_factor * fastest_ms,

@@ -19,7 +19,7 @@ PAPER_TOP = {
 @pytest.mark.parametrize("model", sorted(PAPER_TOP))
 def test_paper_setting_ranks_the_papers_pool_first(model):
     scenario = Scenario.build(model)
-    result = plan(scenario, 2.5, caps=PAPER_CAPS, top=5)
+    result = plan(scenario, 2.5, caps=PAPER_CAPS, top=5, verify_top=0)
     expected_pool, expected_qps = PAPER_TOP[model]
     assert str(result.pool) == expected_pool
     # Our profiles are 21 quantiles of the paper's raw samples, so allow a couple of percent.

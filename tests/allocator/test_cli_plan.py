@@ -27,13 +27,35 @@ def run(capsys, *args):
 
 
 def test_json_output_has_the_documented_keys(capsys):
-    code, out, _ = run(capsys, "--model", "dien", "--budget-per-hr", "2.5", "--top", "3", "--json")
+    code, out, _ = run(
+        capsys, "--model", "dien", "--budget-per-hr", "2.5", "--top", "3", "--no-verify", "--json"
+    )
     assert code == 0
     payload = json.loads(out)
     assert set(payload) >= KEYS
     assert payload["pool"] == "g4dn.xlarge=2,r5n.large=9"
     assert len(payload["ranked"]) == 3
     assert set(payload["ranked"][0]) == {"pool", "cost_per_hr", "upper_bound_qps"}
+    assert "allowable_qps" not in payload and payload["ranking"] == "enumerated"
+
+
+def test_default_plan_simulates_the_top_pools_and_reports_both_picks(capsys):
+    args = ["--model", "rm2", "--budget-per-hr", "1.2", "--queries", "300", "--jobs", "1"]
+    code, out, _ = run(capsys, *args, "--json")
+    assert code == 0
+    payload = json.loads(out)
+    verified = [r for r in payload["ranked"] if "allowable_qps" in r]
+    # the top 5 by the KAIROS bound and the top 5 by the fluid bound (the same pools or not)
+    assert payload["explorations"] == len(verified) and 5 <= len(verified) <= 10
+    assert payload["allowable_qps"] == max(r["allowable_qps"] for r in verified)
+    assert payload["pool"] == verified[0]["pool"]
+    bound_pick = payload["bound_pick"]
+    assert bound_pick["upper_bound_qps"] == max(r["upper_bound_qps"] for r in payload["ranked"])
+    code, out, _ = run(capsys, *args)
+    assert code == 0
+    assert (
+        f"bound's pick:  {bound_pick['pool']}" in out and f"chosen pool:   {payload['pool']}" in out
+    )
 
 
 def test_verify_adds_allowable_throughput(capsys):
@@ -71,6 +93,7 @@ def test_table_output_and_caps(capsys):
         "r5n.large=4",
         "--bound",
         "fluid",
+        "--no-verify",
     )
     assert code == 0
     assert "chosen pool:" in out and "r5n.large=13" not in out

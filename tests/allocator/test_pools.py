@@ -40,7 +40,7 @@ def test_enumerate_pools_returns_pools_with_costs_within_budget():
 
 def test_budget_equal_to_a_pools_cost_includes_it():
     scenario = Scenario.build("mtwnd")
-    result = plan(scenario, 0.526)
+    result = plan(scenario, 0.526, verify_top=0)
     assert str(result.pool) == "g4dn.xlarge=1"
 
 
@@ -54,9 +54,9 @@ def test_budget_just_too_small_names_the_cheapest_pool():
 
 def test_caps_restrict_the_pools():
     scenario = Scenario.build("mtwnd")
-    result = plan(scenario, 2.5, caps={"g4dn.xlarge": 1})
+    result = plan(scenario, 2.5, caps={"g4dn.xlarge": 1}, verify_top=0)
     assert result.pool.count("g4dn.xlarge") <= 1
-    assert result.pool != plan(scenario, 2.5).pool
+    assert result.pool != plan(scenario, 2.5, verify_top=0).pool
 
 
 def test_qos_no_type_can_meet_is_reported():

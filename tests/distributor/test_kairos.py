@@ -9,11 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kairos.catalog import Pool
 from kairos.distributor import make_policy
 from kairos.distributor.matching import MatchWeights, candidate_columns, pair_costs
+from kairos.distributor.policies.kairos_policy import Kairos
 from kairos.errors import ConfigError, PolicyError
-from kairos.workload import Query
+from kairos.scenario import Scenario
+from kairos.sim.engine import simulate
+from kairos.workload import Query, poisson_stream
 from tests.distributor.driver import CPU, GPU, SLOW, busy_state, context
+from tests.distributor.kairos_reference import KairosReference
 
 TYPES = (GPU, CPU, CPU)
 
@@ -22,7 +27,7 @@ def test_large_query_waits_for_busy_gpu_rather_than_break_qos_on_idle_cpu():
     # rm2, QoS 350 ms: batch 1000 takes ~404 ms on r5n (misses) and ~261 ms on the GPU,
     # which frees up in 50 ms (311 ms < 350 - 7 ms safeguard).
     ctx = context((GPU, CPU))
-    pol = make_policy("kairos", ctx)
+    pol = Kairos(ctx)
     state = busy_state((GPU, CPU), 1.0, {0: 0.050}, [Query(0, 1.0, 1000)])
     assert pol.decide(state) == []
     m = pol.match(state)
@@ -48,7 +53,7 @@ def test_small_queries_go_to_cpus_and_the_large_one_to_the_gpu():
 
 def test_window_is_two_queries_per_up_instance():
     ctx = context((GPU, CPU))
-    pol = make_policy("kairos", ctx, plain=True)
+    pol = Kairos(ctx, plain=True)
     queue = [Query(i, 0.0, 100) for i in range(7)]
     state = busy_state((GPU, CPU), 0.0, {}, queue)
     m = pol.match(state)
@@ -143,8 +148,8 @@ def test_fast_path_agrees_with_plain_matching(case):
     types, rem, queue = case
     ctx = context(types)
     state = busy_state(types, 1.0, rem, queue)
-    plain = make_policy("kairos", ctx, plain=True)
-    fast = make_policy("kairos", ctx)
+    plain = Kairos(ctx, plain=True)
+    fast = Kairos(ctx)
     mp, mf = plain.match(state), fast.match(state)
     assert mf.total_cost == pytest.approx(mp.total_cost, rel=1e-9, abs=1e-9)
 
@@ -235,5 +240,69 @@ def test_single_query_scan_decides_exactly_like_the_matching(case):
     for qid in [qid for qid in state.queue if qid < 0]:  # a busy filler put back by mark_down
         del state.queue[qid]
     state.overhead_s = overhead_s
-    pol = make_policy("kairos", context(types, model="dien", qos_ms=35.0), **options)
+    pol = Kairos(context(types, model="dien", qos_ms=35.0), **options)
     assert pol.decide_one(state) == pol.decide_matching(state)
+
+
+# --- the fast decision paths decide exactly as the implementation they replaced -------------
+
+SIM_CASES = [
+    # (model, pool, rate_qps, options): near capacity, overloaded, both extensions off, the
+    # tail-aware safeguard, three types, and a pool large enough for pruning and the window cap.
+    ("rm2", "g4dn.xlarge=2,r5n.large=9", 110.0, {}),
+    ("rm2", "g4dn.xlarge=2,r5n.large=9", 140.0, {}),
+    ("dien", "g4dn.xlarge=2,r5n.large=9", 620.0, {"paper": True}),
+    ("mtwnd", "g4dn.xlarge=2,c5n.2xlarge=2,t3.xlarge=3", 700.0, {"slack_quantile": 0.9}),
+    ("wnd", "g4dn.xlarge=1,r5n.large=13", 1500.0, {"urgency_frac": None, "hold_doomed": False}),
+    ("rm2", "g4dn.xlarge=18,r5n.large=82", 1150.0, {}),
+]
+
+
+def decision_log(scenario, pool, build, rate_qps, n, seed) -> list[tuple]:
+    log: list[tuple] = []
+
+    def factory(ctx):
+        pol = build(ctx)
+        inner = pol.decide
+
+        def decide(state):
+            out = inner(state)
+            log.append((state.now_s, tuple(out)))
+            return out
+
+        pol.decide = decide
+        return pol
+
+    stream = poisson_stream(rate_qps, n, scenario.mix, np.random.default_rng(seed))
+    simulate(scenario, pool, factory, stream, seed=seed)
+    return log
+
+
+@pytest.mark.parametrize(("model", "pool_text", "rate", "options"), SIM_CASES)
+def test_fast_paths_decide_exactly_as_the_reference_in_simulation(model, pool_text, rate, options):
+    scenario, pool = Scenario.build(model), Pool.parse(pool_text)
+    ref = decision_log(scenario, pool, lambda c: KairosReference(c, **options), rate, 1500, 7)
+    fast = decision_log(
+        scenario, pool, lambda c: make_policy("kairos", c, **options), rate, 1500, 7
+    )
+    assert sum(1 for _, d in ref if d) > 1000  # the run made many decisions
+    assert fast == ref
+
+
+@settings(max_examples=150, deadline=None)
+@given(one_query_states(), st.integers(0, 4))
+def test_fast_paths_decide_exactly_as_the_reference_on_random_states(case, extra):
+    types, rem, query, down, overhead_s, options = case
+    queue = [query] + [
+        Query(i + 1, query.arrival_s + 0.01 * i, 100 * (i + 1)) for i in range(extra)
+    ]
+    state = busy_state(types, 1.0, rem, queue)
+    for j in down:
+        state.mark_down(j)
+    for qid in [qid for qid in state.queue if qid < 0]:
+        del state.queue[qid]
+    state.overhead_s = overhead_s
+    ctx = context(types, model="dien", qos_ms=35.0)
+    fast = make_policy("kairos", ctx, **options)
+    ref = KairosReference(context(types, model="dien", qos_ms=35.0), **options)
+    assert fast.decide(state) == ref.decide(state)

@@ -6,6 +6,7 @@ import pytest
 from scipy.optimize import brentq
 
 from kairos.catalog import Pool
+from kairos.scenario import QOS_QUANTILE
 from kairos.sim.capacity import allowable_throughput
 
 
@@ -20,13 +21,13 @@ def md1_wait_cdf(t: float, rho: float) -> float:
 
 def test_single_instance_fixed_service_matches_md1(toy_scenario):
     # Service 10 ms, QoS 40 ms: a query meets QoS iff it waits <= 30 ms = 3 service times.
-    rho = brentq(lambda r: md1_wait_cdf(3.0, r) - 0.99, 0.05, 0.99)
+    rho = brentq(lambda r: md1_wait_cdf(3.0, r) - QOS_QUANTILE, 0.05, 0.99)
     expected_qps = rho / 0.010
     res = allowable_throughput(
         toy_scenario, Pool.parse("fast=1"), "fcfs", queries=20000, precision=0.01
     )
     assert res.allowable_qps == pytest.approx(expected_qps, rel=0.08)
-    assert res.metrics is not None and res.metrics.qos_met_fraction >= 0.99
+    assert res.metrics is not None and res.metrics.qos_met_fraction >= QOS_QUANTILE
     assert any(not t.passed for t in res.trials)
 
 

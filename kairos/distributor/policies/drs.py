@@ -3,7 +3,7 @@
 Queries with ``batch_size > threshold`` queue for the base type (the type fastest on the
 largest batch, the GPU in the built-in data); the others queue for every other type; each
 group is served first come, first served. The threshold is the one knob: ``threshold`` option,
-else ``default_drs_threshold``; ``kairos.distributor.tuning.tune_drs_threshold`` finds a
+else ``default_drs_threshold``; ``kairos.sim.tuning.tune_drs_threshold`` finds a
 better one for a given pool by hill climbing on the simulator.
 """
 
@@ -18,8 +18,8 @@ from kairos.distributor.base import Decision, Policy, PolicyContext, register
 from kairos.distributor.state import ClusterState
 from kairos.errors import ConfigError
 from kairos.profiles import ModelProfiles
+from kairos.scenario import QOS_QUANTILE
 
-TAIL_QUANTILE = 0.99
 BATCH_STEP = 10  # thresholds are searched on multiples of this (the mix's batch granularity)
 
 
@@ -37,7 +37,7 @@ def default_drs_threshold(
     if not others:
         return top
     grid = np.arange(BATCH_STEP, top + 1, BATCH_STEP)
-    worst = np.max([profiles.get(t).quantile_ms(grid, TAIL_QUANTILE) for t in others], axis=0)
+    worst = np.max([profiles.get(t).quantile_ms(grid, QOS_QUANTILE) for t in others], axis=0)
     fits = grid[worst <= qos_ms]
     return int(fits.max()) if fits.size else 0
 

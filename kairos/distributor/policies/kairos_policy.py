@@ -6,6 +6,10 @@ instance is idle start; a query matched to a busy instance keeps waiting for it,
 what stops a large query from grabbing an idle slow instance that would break its QoS.
 Nothing is remembered between decisions: every decision re-solves from the live state, so a
 query can never be lost or started twice, and a down instance simply drops out.
+
+``match`` builds and solves a decision's assignment; ``decide`` reaches exactly the same
+decision more cheaply (a scan for one queued query, plain floats for small matrices, fewer
+array operations for large ones: ``kairos.distributor.fast_paths``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ from typing import Any
 import numpy as np
 
 from kairos.distributor.base import Decision, Policy, PolicyContext, register
+from kairos.distributor.fast_paths import (
+    SCAN_MAX_INSTANCES,
+    decide_dense,
+    decide_small,
+    remaining_s,
+)
 from kairos.distributor.matching import (
     OVERDUE_EPS_QOS,
     MatchWeights,
@@ -25,13 +35,10 @@ from kairos.distributor.matching import (
     pair_costs,
     urgency_bonus,
 )
+from kairos.distributor.service_tables import ServiceTables
 from kairos.distributor.state import ClusterState
 from kairos.errors import ConfigError
 from kairos.workload import Query
-
-# Pools up to this size decide a single queued query by a scan (see ``Kairos.decide_one``);
-# beyond it numpy's vector work over the pruned columns is cheaper.
-SCAN_MAX_INSTANCES = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,26 +127,28 @@ class Kairos(Policy):
         self.plain = bool(plain)
         types = ctx.type_names
         coeffs = ctx.profiles.heterogeneity(types)
-        self._coeff = np.array([coeffs[t] for t in types])
+        self.coeff = np.array([coeffs[t] for t in types])
         index = {t: k for k, t in enumerate(types)}
-        self._inst_type = np.array([index[t] for t in ctx.instance_types], dtype=np.int64)
-        self._all = np.arange(len(ctx.instance_types), dtype=np.int64)
-        self._qos_s = ctx.qos_s
-        self._overdue_s = OVERDUE_EPS_QOS * ctx.qos_s
-        self._members = [np.flatnonzero(self._inst_type == t) for t in range(len(types))]
-        self._tables: dict[str, np.ndarray] = {}  # [batch, type] service time (s) by kind
+        self.inst_type = np.array([index[t] for t in ctx.instance_types], dtype=np.int64)
+        self.instances = np.arange(len(ctx.instance_types), dtype=np.int64)
+        self.qos_s = ctx.qos_s
+        self.overdue_s = OVERDUE_EPS_QOS * ctx.qos_s
+        self.members = [np.flatnonzero(self.inst_type == t) for t in range(len(types))]
+        self.tables = ServiceTables(ctx, slack_quantile)
         # Plain-float copies for ``decide_one``'s scan.
-        self._type_list: list[int] = self._inst_type.tolist()
-        self._coeff_list: list[float] = self._coeff.tolist()
-        self._scan_cache: dict[int, tuple[list[float], list[float] | None]] = {}
+        self.type_list: list[int] = self.inst_type.tolist()
+        self.coeff_list: list[float] = self.coeff.tolist()
 
     def decide(self, state: ClusterState) -> list[Decision]:
         idle = state.idle
         if not idle or not state.queue:
             return []
-        if len(state.queue) == 1 and not self.plain and len(self._all) <= SCAN_MAX_INSTANCES:
+        if self.plain:
+            return self.decide_matching(state)
+        if len(state.queue) == 1 and len(self.instances) <= SCAN_MAX_INSTANCES:
             return self.decide_one(state)
-        return self.decide_matching(state)
+        small = decide_small(self, state)
+        return decide_dense(self, state) if small is None else small
 
     def decide_matching(self, state: ClusterState) -> list[Decision]:
         """The general decision: solve the assignment, start the matched idle pairs."""
@@ -164,23 +173,23 @@ class Kairos(Policy):
         """
         (query,) = state.queue.values()
         now = state.now_s
-        rows = self._scan_rows(query.batch_size)
+        rows = self.tables.rows(query.batch_size)
         mean_s, tail_s = rows[0], rows[1]
         overhead = state.overhead_s
-        deadline = query.arrival_s + self._qos_s
+        deadline = query.arrival_s + self.qos_s
         live = deadline >= now
         ahead = deadline - now
         miss, near = (
-            self.weights.miss_penalty_qos * self._qos_s,
-            self.weights.slack_penalty_qos * self._qos_s,
+            self.weights.miss_penalty_qos * self.qos_s,
+            self.weights.slack_penalty_qos * self.qos_s,
         )
-        guard = self.weights.safeguard_frac * self._qos_s
-        idle, est_free, up, coeff = state.idle, state.est_free_s, state.up, self._coeff_list
+        guard = self.weights.safeguard_frac * self.qos_s
+        idle, est_free, up, coeff = state.idle, state.est_free_s, state.up, self.coeff_list
         best_j, best_cost, best_slack, any_savable = -1, math.inf, 0.0, False
-        for j, t in enumerate(self._type_list):
+        for j, t in enumerate(self.type_list):
             if not up[j]:
                 continue
-            rem = 0.0 if j in idle else max(max(est_free[j] - now, 0.0), self._overdue_s)
+            rem = 0.0 if j in idle else max(max(est_free[j] - now, 0.0), self.overdue_s)
             finish = rem + (mean_s[t] + overhead)
             cost = coeff[t] * finish
             slack = ahead - (finish if tail_s is None else rem + (tail_s[t] + overhead))
@@ -199,18 +208,9 @@ class Kairos(Policy):
             return []
         return [(query.qid, best_j)]
 
-    def _scan_rows(self, batch: int) -> tuple[list[float], list[float] | None]:
-        rows = self._scan_cache.get(batch)
-        if rows is None:
-            b = np.array([batch], dtype=np.int64)
-            mean = self._lookup("mean", b)[0].tolist()
-            tail = None if self.slack_quantile is None else self._lookup("tail", b)[0].tolist()
-            rows = self._scan_cache[batch] = (mean, tail)
-        return rows
-
     def match(self, state: ClusterState) -> Matching:
         """Solve this decision's assignment (every pair, idle or busy instance)."""
-        up = self._all if all(state.up) else self._all[np.array(state.up, dtype=bool)]
+        up = self.instances if all(state.up) else self.instances[np.array(state.up, dtype=bool)]
         n_rows = min(len(state.queue), math.ceil(self.window_factor * len(up)))
         if not self.plain:
             n_rows = min(n_rows, self.max_queries)
@@ -218,33 +218,33 @@ class Kairos(Policy):
         if n_rows == 0 or len(up) == 0:
             empty = np.zeros(0, dtype=np.int64)
             return Matching(queries, up, empty, empty, 0.0)
-        remaining = self._remaining(state, up)
-        col_type = self._inst_type[up]
-        if not self.plain and n_rows * len(self._coeff) < len(up):
+        remaining = remaining_s(self, state, up)
+        col_type = self.inst_type[up]
+        if not self.plain and n_rows * len(self.coeff) < len(up):
             members = (
-                self._members
-                if len(up) == len(self._all)
-                else [np.flatnonzero(col_type == t) for t in range(len(self._coeff))]
+                self.members
+                if len(up) == len(self.instances)
+                else [np.flatnonzero(col_type == t) for t in range(len(self.coeff))]
             )
             keep = candidate_columns(members, remaining, n_rows)
             up, remaining, col_type = up[keep], remaining[keep], col_type[keep]
         batches = np.fromiter((q.batch_size for q in queries), np.int64, n_rows)
         # The driver's transport delay (0 in simulation) is part of every finish estimate.
-        est_s = self._lookup("mean", batches) + state.overhead_s
+        est_s = self.tables.lookup("mean", batches) + state.overhead_s
         tail_s = (
             None
             if self.slack_quantile is None
-            else self._lookup("tail", batches) + state.overhead_s
+            else self.tables.lookup("tail", batches) + state.overhead_s
         )
-        deadline_s = np.fromiter((q.arrival_s for q in queries), float, n_rows) + self._qos_s
+        deadline_s = np.fromiter((q.arrival_s for q in queries), float, n_rows) + self.qos_s
         cost = pair_costs(
             est_s,
             deadline_s,
             col_type,
             remaining,
-            self._coeff,
+            self.coeff,
             state.now_s,
-            self._qos_s,
+            self.qos_s,
             self.weights,
             tail_s,
         )
@@ -258,8 +258,8 @@ class Kairos(Policy):
                     - urgency_bonus(
                         slack,
                         live,
-                        self.urgency_frac * self._qos_s,
-                        self.weights.slack_penalty_qos * self._qos_s,
+                        self.urgency_frac * self.qos_s,
+                        self.weights.slack_penalty_qos * self.qos_s,
                     )[:, None]
                 )
         rows, cols = assign(cost)
@@ -267,37 +267,3 @@ class Kairos(Policy):
             savable = live & (slack.max(axis=1) >= 0.0)
             hold = savable[rows] & (slack[rows, cols] < 0.0)
         return Matching(queries, up, rows, cols, float(cost[rows, cols].sum()), hold)
-
-    def _lookup(self, kind: str, batches: np.ndarray) -> np.ndarray:
-        """Mean (or tail) service time (s) of each batch on each type, from a dense table."""
-        table = self._tables.get(kind, np.full((0, len(self._coeff)), np.nan))
-        top = int(batches.max())
-        if top >= len(table):
-            grown = np.full((max(top + 1, 2 * len(table)), len(self._coeff)), np.nan)
-            grown[: len(table)] = table
-            table = grown
-        rows = table[batches]
-        missing = np.isnan(rows[:, 0])
-        if missing.any():
-            for b in np.unique(batches[missing]).tolist():
-                table[b] = self._service_s(kind, b)
-            rows = table[batches]
-        self._tables[kind] = table
-        return rows
-
-    def _service_s(self, kind: str, batch: int) -> np.ndarray:
-        if kind == "mean":
-            return self.ctx.est_ms(batch) / 1000.0
-        profiles = self.ctx.profiles
-        q = float(self.slack_quantile or 0.0)
-        return (
-            np.array([profiles.get(t).quantile_ms(batch, q) for t in self.ctx.type_names]) / 1000.0
-        )
-
-    def _remaining(self, state: ClusterState, instances: np.ndarray) -> np.ndarray:
-        """Time until free of each instance; overdue busy ones get a tiny positive value."""
-        free_s = np.array(state.est_free_s)[instances]
-        rem = np.maximum(free_s - state.now_s, 0.0)
-        busy = np.ones(len(state.est_free_s), dtype=bool)
-        busy[list(state.idle)] = False
-        return np.where(busy[instances], np.maximum(rem, self._overdue_s), 0.0)

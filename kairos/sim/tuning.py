@@ -3,7 +3,8 @@
 ``tune_drs_threshold`` hill-climbs DRS's size threshold: from a start (the analytic default),
 try one step up and one step down, move to whichever raises the allowable throughput, repeat
 until neither does, then halve the step. Every trial uses the same seed, so the search
-compares thresholds on the same workload.
+compares thresholds on the same workload. It lives with the simulator it runs (it is used by
+the comparison, a benchmark and a test), not with the policies.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from kairos.catalog import Pool
 from kairos.distributor.policies.drs import BATCH_STEP, default_drs_threshold
 from kairos.errors import ConfigError
 from kairos.scenario import Scenario
-from kairos.sim.capacity import allowable_throughput
+from kairos.sim.capacity import DEFAULT_MEASUREMENT, Measurement, measure
 
 DEFAULT_STEPS = (160, 80, 40, 20, 10)
 
@@ -33,9 +34,7 @@ def tune_drs(
     scenario: Scenario,
     pool: Pool,
     *,
-    queries: int = 2000,
-    seed: int = 0,
-    precision: float = 0.03,
+    measurement: Measurement = DEFAULT_MEASUREMENT,
     steps: Sequence[int] = DEFAULT_STEPS,
     start: int | None = None,
     progress: Callable[[int, float], None] | None = None,
@@ -53,15 +52,7 @@ def tune_drs(
 
     def score(t: int) -> float:
         if t not in seen:
-            res = allowable_throughput(
-                scenario,
-                pool,
-                "drs",
-                queries=queries,
-                seed=seed,
-                precision=precision,
-                policy_options={"threshold": t},
-            )
+            res = measure(scenario, pool, "drs", measurement, policy_options={"threshold": t})
             seen[t] = res.allowable_qps
             if progress is not None:
                 progress(t, res.allowable_qps)
@@ -79,6 +70,11 @@ def tune_drs(
     return TuningResult(best, score(best), start, score(start), dict(seen))
 
 
-def tune_drs_threshold(scenario: Scenario, pool: Pool, **kwargs: object) -> int:
-    """The tuned DRS threshold for ``pool`` (see ``tune_drs``; same keyword options)."""
-    return tune_drs(scenario, pool, **kwargs).threshold  # type: ignore[arg-type]
+def tune_drs_threshold(
+    scenario: Scenario,
+    pool: Pool,
+    measurement: Measurement = DEFAULT_MEASUREMENT,
+    steps: Sequence[int] = DEFAULT_STEPS,
+) -> int:
+    """The tuned DRS threshold for ``pool`` (see ``tune_drs``)."""
+    return tune_drs(scenario, pool, measurement=measurement, steps=steps).threshold

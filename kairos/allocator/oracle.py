@@ -1,0 +1,198 @@
+"""The exact oracle: the pool with the highest simulated allowable throughput among *all*
+pools within budget, found by branch and bound instead of simulating them all.
+
+Pools are taken in decreasing order of the fluid bound, which is valid for every policy (no
+pool can sustain more than its bound), and simulated; the search stops as soon as the next
+pool's bound is below the best allowable throughput found, since no pool after it can beat
+that. The result is the best pool of the whole budget with respect to the simulator at the
+given measurement (seed, precision), together with how many pools that took.
+
+Order: for catalogs whose pools can be listed, ``ranking.FluidOrder`` (cheap dual bounds first,
+an exact LP only near the front); beyond that, the fluid MILP with no-good cuts
+(``milp.FluidProgram``), one solve per pool.
+
+Screening: to know whether a pool can beat the best rate ``B`` found so far, one trial is
+enough: if it fails at ``B / (1 + precision)``, the pool's allowable throughput is below
+``B`` (pass/fail is monotone in the rate up to the search's precision, and the step below
+``B`` absorbs that: a pool within the precision of the best is searched in full) and nothing
+more is simulated; only pools that pass are searched in full. Most candidates fail, and a
+failing trial stops as soon as it has failed, so the exact search costs little more than the
+pools it fully measures. "Exact" means exact with respect to the simulator at the given
+measurement: two pools within its precision of each other are a tie.
+
+Pools are handled in waves of ``wave`` (in parallel when the measurer's executor has
+workers); the wave size, not the number of workers, decides which pools are simulated and
+at which screening rate, so a parallel run reports exactly what a serial run does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from kairos.allocator.feasible import budget_too_small
+from kairos.allocator.fluid import fluid_lp, fluid_tables
+from kairos.allocator.milp import FluidProgram, milp_top
+from kairos.allocator.pools import count_pools, listed_pools
+from kairos.allocator.ranking import FluidOrder, pools_above
+from kairos.allocator.result import Exploration, RankedPool, SearchResult
+from kairos.distributor.base import policy_class
+from kairos.errors import ConfigError
+from kairos.scenario import Scenario
+from kairos.sim.capacity import DEFAULT_MEASUREMENT, CapacityJob, Measurement, Measurer, measure_all
+
+
+@dataclass(frozen=True)
+class OracleDefaults:
+    """Defaults of the exact oracle, declared once.
+
+    ``wave``: pools simulated per round (a round may simulate up to ``wave - 1`` pools a
+    one-at-a-time search would have skipped; fixed so results do not depend on ``--jobs``).
+    ``max_simulations``: a safety cap; a search stopped by it reports ``exact=False``.
+    """
+
+    policy: str = "kairos"
+    wave: int = 4
+    max_simulations: int = 2000
+
+
+ORACLE_DEFAULTS = OracleDefaults()
+
+
+def pools_by_fluid_bound(
+    scenario: Scenario,
+    budget_per_hr: float,
+    caps: Mapping[str, int] | None = None,
+    floor: tuple[float, np.ndarray, float] | None = None,
+) -> Iterator[RankedPool]:
+    """Every pool within budget with a positive fluid bound, best bound first (lazily).
+
+    ``floor = (qps, u, mu)``: only pools whose bound can reach ``qps`` are needed (those
+    below cannot matter to the caller); when the budget admits too many pools to list, the
+    ones that can reach it are listed with the dual prices ``u, mu`` (``pools_above``), and
+    only if even those are too many does the order come from the MILP, one solve per pool.
+    """
+    pools = listed_pools(scenario, budget_per_hr, caps)
+    if pools is None and floor is not None:
+        pools = pools_above(scenario, budget_per_hr, floor[0], caps, (floor[1], floor[2]))
+    if pools is None:
+        yield from FluidProgram(scenario, budget_per_hr, caps).pools()
+    else:
+        yield from FluidOrder(scenario, pools)
+
+
+def _incumbent(
+    scenario: Scenario,
+    budget_per_hr: float,
+    caps: Mapping[str, int] | None,
+    policy: str,
+    measurement: Measurement,
+    measurer: Measurer,
+) -> tuple[float, np.ndarray, float] | None:
+    """For a catalog too large to list: the fluid MILP's best pool, simulated, as a floor
+    (its allowable throughput) and its LP's dual prices; None when the catalog is listable."""
+    if listed_pools(scenario, budget_per_hr, caps) is not None:
+        return None
+    (top,) = milp_top(scenario, budget_per_hr, 1, caps)
+    qps = measure_all([CapacityJob(scenario, top.pool, policy, measurement)], measurer)[0]
+    tab = fluid_tables(scenario, scenario.instance_types)
+    counts = np.array([top.pool.count(t) for t in scenario.instance_types])
+    _, u, mu = fluid_lp(tab, counts)
+    return qps.allowable_qps, u, mu
+
+
+def exact_oracle(
+    scenario: Scenario,
+    budget_per_hr: float,
+    *,
+    policy: str = ORACLE_DEFAULTS.policy,
+    measurement: Measurement = DEFAULT_MEASUREMENT,
+    caps: Mapping[str, int] | None = None,
+    measurer: Measurer | None = None,
+    wave: int = ORACLE_DEFAULTS.wave,
+    max_simulations: int = ORACLE_DEFAULTS.max_simulations,
+    progress: Callable[[Exploration], None] | None = None,
+) -> SearchResult:
+    """Branch and bound over every pool within budget (see the module docstring)."""
+    policy_class(policy)
+    if not isinstance(wave, int) or wave < 1 or max_simulations < 1:
+        raise ConfigError(
+            f"oracle wave {wave!r} / max_simulations {max_simulations!r} is not >= 1.",
+            "pass positive whole numbers.",
+        )
+    measurer = measurer or Measurer()
+    incumbent = _incumbent(scenario, budget_per_hr, caps, policy, measurement, measurer)
+    order = pools_by_fluid_bound(scenario, budget_per_hr, caps, incumbent)
+    history: list[Exploration] = []
+    best: Exploration | None = None
+    searched = 0
+    pending = next(order, None)
+    if pending is None:
+        raise budget_too_small(scenario, budget_per_hr, "fluid", caps)
+    while pending is not None and (best is None or pending.upper_bound_qps >= best.allowable_qps):
+        if len(history) >= max_simulations:
+            break
+        floor = best.allowable_qps if best is not None else 0.0
+        batch = [pending]
+        pending = next(order, None)
+        while (
+            len(batch) < min(wave, max_simulations - len(history))
+            and pending is not None
+            and pending.upper_bound_qps >= floor
+        ):
+            batch.append(pending)
+            pending = next(order, None)
+        results = _screen_then_search(scenario, batch, policy, measurement, measurer, floor)
+        for entry, (qps, full) in zip(batch, results, strict=True):
+            done = Exploration(entry.pool, entry.cost_per_hr, qps, entry.upper_bound_qps, full)
+            searched += full
+            history.append(done)
+            if progress is not None:
+                progress(done)
+            if full and (
+                best is None or (qps, -done.cost_per_hr) > (best.allowable_qps, -best.cost_per_hr)
+            ):
+                best = done
+    if best is None:
+        raise budget_too_small(scenario, budget_per_hr, "fluid", caps)
+    exact = pending is None or pending.upper_bound_qps < best.allowable_qps
+    return SearchResult(
+        "oracle",
+        policy,
+        best.pool,
+        best.cost_per_hr,
+        best.allowable_qps,
+        len(history),
+        tuple(history),
+        pools_within_budget=count_pools(scenario, budget_per_hr, caps),
+        exact=exact,
+        searched=searched,
+    )
+
+
+def _screen_then_search(
+    scenario: Scenario,
+    batch: list[RankedPool],
+    policy: str,
+    measurement: Measurement,
+    measurer: Measurer | None,
+    floor: float,
+) -> list[tuple[float, bool]]:
+    """``(allowable qps, fully searched)`` per pool; a pool whose trial one precision step
+    below ``floor`` fails cannot beat it and is not searched further (qps reported as 0)."""
+    if floor > 0:
+        # Screen one precision step below the floor: pass/fail near a pool's allowable rate
+        # is not exactly monotone, so a pool within the precision of the best is searched.
+        rate = floor / (1.0 + measurement.precision)
+        screens = [
+            CapacityJob(scenario, r.pool, policy, measurement, screen_qps=rate) for r in batch
+        ]
+        passed = [res.allowable_qps > 0 for res in measure_all(screens, measurer)]
+    else:
+        passed = [True] * len(batch)
+    todo = [r for r, ok in zip(batch, passed, strict=True) if ok]
+    jobs = [CapacityJob(scenario, r.pool, policy, measurement) for r in todo]
+    found = iter(res.allowable_qps for res in measure_all(jobs, measurer))
+    return [(next(found), True) if ok else (0.0, False) for ok in passed]

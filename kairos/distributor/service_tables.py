@@ -1,0 +1,60 @@
+"""Dense per-batch tables of a pool's service-time estimates, for the ``kairos`` policy.
+
+``ServiceTables.lookup("mean", batches)`` is the ``[len(batches), types]`` array of mean
+service times (s) from ``PolicyContext.est_ms``; ``"tail"`` reads the profile's
+``slack_quantile`` instead. Rows are filled on first use and kept, so a decision costs one
+fancy index; ``rows(batch)`` gives the same values as plain float lists for the scans.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kairos.distributor.base import PolicyContext
+
+
+class ServiceTables:
+    def __init__(self, ctx: PolicyContext, slack_quantile: float | None) -> None:
+        self.ctx = ctx
+        self.slack_quantile = slack_quantile
+        self.n_types = len(ctx.type_names)
+        self._tables: dict[str, np.ndarray] = {}  # [batch, type] service time (s) by kind
+        self._rows: dict[int, tuple[list[float], list[float] | None]] = {}
+
+    def lookup(self, kind: str, batches: np.ndarray) -> np.ndarray:
+        """Mean (or tail) service time (s) of each batch on each type, from a dense table."""
+        table = self._tables.get(kind)
+        if table is None:
+            table = np.full((0, self.n_types), np.nan)
+        top = int(batches.max())
+        if top >= len(table):
+            grown = np.full((max(top + 1, 2 * len(table)), self.n_types), np.nan)
+            grown[: len(table)] = table
+            table = grown
+        rows = table[batches]
+        missing = np.isnan(rows[:, 0])
+        if missing.any():
+            for b in np.unique(batches[missing]).tolist():
+                table[b] = self._service_s(kind, b)
+            rows = table[batches]
+        self._tables[kind] = table
+        return rows
+
+    def rows(self, batch: int) -> tuple[list[float], list[float] | None]:
+        """``(mean per type, tail per type or None)`` of one batch size, as float lists."""
+        got = self._rows.get(batch)
+        if got is None:
+            b = np.array([batch], dtype=np.int64)
+            mean = self.lookup("mean", b)[0].tolist()
+            tail = None if self.slack_quantile is None else self.lookup("tail", b)[0].tolist()
+            got = self._rows[batch] = (mean, tail)
+        return got
+
+    def _service_s(self, kind: str, batch: int) -> np.ndarray:
+        if kind == "mean":
+            return self.ctx.est_ms(batch) / 1000.0
+        profiles = self.ctx.profiles
+        q = float(self.slack_quantile or 0.0)
+        return (
+            np.array([profiles.get(t).quantile_ms(batch, q) for t in self.ctx.type_names]) / 1000.0
+        )

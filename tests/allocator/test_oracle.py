@@ -1,0 +1,47 @@
+"""The exact oracle: branch and bound over every pool within budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from kairos.allocator import exact_oracle, pool_matrix
+from kairos.sim.capacity import Measurement, measure
+
+from .conftest import toy_scenario
+
+SIM = Measurement(queries=300, precision=0.05, seed=1)
+
+
+@pytest.fixture
+def catalog():
+    # G: fast on everything; K: cheap, small queries only; F: a slower all-rounder.
+    return toy_scenario(
+        {"G": (10.0, 20.0), "K": (20.0, 200.0), "F": (15.0, 40.0)},
+        {"G": 1.0, "K": 0.25, "F": 0.8},
+    )
+
+
+def test_oracle_finds_the_best_of_all_pools_and_stops_early(catalog):
+    budget = 2.5
+    pools = pool_matrix(catalog, budget).pools()
+    every = {str(p): measure(catalog, p, "kairos", SIM).allowable_qps for p in pools}
+    res = exact_oracle(catalog, budget, measurement=SIM)
+    best = max(every.values())
+    assert res.exact and res.pools_within_budget == len(pools)
+    assert res.allowable_qps == pytest.approx(best, rel=SIM.precision)
+    assert every[str(res.pool)] == res.allowable_qps
+    assert res.explorations < len(pools)  # the bound cut the rest
+    # Every pool it did not simulate has a fluid bound below the best it found.
+    simulated = {str(e.pool) for e in res.history}
+    assert all(e.upper_bound_qps >= res.allowable_qps or not e.searched for e in res.history)
+    assert res.searched is not None and res.searched <= res.explorations
+    assert len(simulated) == res.explorations
+
+
+def test_oracle_bad_settings(catalog):
+    from kairos.errors import ConfigError, PolicyError
+
+    with pytest.raises(ConfigError, match="wave"):
+        exact_oracle(catalog, 2.5, measurement=SIM, wave=0)
+    with pytest.raises(PolicyError, match="bogus"):
+        exact_oracle(catalog, 2.5, measurement=SIM, policy="bogus")
