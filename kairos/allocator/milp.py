@@ -71,9 +71,13 @@ class FluidProgram:
         *,
         time_limit_s: float = MILP_TIME_LIMIT_S,
         tail: bool = False,
+        target_qps: float | None = None,
     ) -> None:
         self.scenario = scenario
         self.tail = tail
+        # With a target: pools whose bound reaches it, cheapest first (the cost is the
+        # objective, ``lam >= target`` a constraint, the budget only a cap on the search).
+        self.target_qps = target_qps
         self.budget = check_budget(budget_per_hr)
         self.caps = caps
         self.types = catalog_types(scenario)
@@ -98,9 +102,13 @@ class FluidProgram:
         # Extra variables per cut: d (T, the deviations) and w (T, binary sides).
         n_all = n_v + 2 * t_n * k
         c = np.zeros(n_all)
-        c[self.n_y] = -1.0
-        c[self.n_y + 1 : n_v] = self.eps * self.prices
         lower = np.zeros(n_all)
+        if self.target_qps is None:
+            c[self.n_y] = -1.0
+            c[self.n_y + 1 : n_v] = self.eps * self.prices
+        else:
+            c[self.n_y + 1 : n_v] = self.prices
+            lower[self.n_y] = self.target_qps
         upper = np.concatenate(
             [np.full(self.n_y + 1, np.inf), self.cap, np.tile(np.append(self.cap, np.ones(t_n)), k)]
         )
@@ -126,7 +134,7 @@ class FluidProgram:
                 f"without an optimal pool (status {res.status}: {res.message}).",
                 "cap types with --max TYPE=N to shrink the search.",
             )
-        if -float(res.fun) <= 0 and float(res.x[self.n_y]) <= 0:
+        if float(res.x[self.n_y]) <= 0:
             return None
         return np.round(res.x[self.n_y + 1 : n_v]).astype(np.int64)
 
@@ -162,7 +170,8 @@ class FluidProgram:
         return [LinearConstraint(sparse.csr_array(np.vstack(rows_a)), lo, hi)]
 
     def pools(self) -> Iterator[RankedPool]:
-        """Pools with a positive bound, in decreasing order of fluid bound (ties: cheaper)."""
+        """Pools with a positive bound, in decreasing order of fluid bound (ties: cheaper);
+        with a target, pools whose bound reaches it in increasing cost."""
         while True:
             counts = self._solve()
             if counts is None:

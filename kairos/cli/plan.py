@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import click
+from click.core import ParameterSource
 
 from kairos import limits
 from kairos.allocator import BOUNDS, PLAN_DEFAULTS, parse_caps, plan
 from kairos.allocator.result import Plan
+from kairos.allocator.target import TargetPlan, cheapest_for_rate
 from kairos.cli.common import (
     bounded,
     build_scenario,
@@ -16,6 +18,9 @@ from kairos.cli.common import (
     table,
 )
 from kairos.cli.compare import parallel_options
+from kairos.errors import ConfigError
+from kairos.profiles import load_profiles
+from kairos.scenario import Scenario
 from kairos.sim.capacity import DEFAULT_MEASUREMENT, Measurement, Measurer
 from kairos.sim.parallel import Parallelism, make_executor
 
@@ -29,8 +34,22 @@ def _fmt(x: float | None) -> str:
 @click.option(
     "--budget-per-hr",
     type=bounded(limits.BUDGET_PER_HR),
-    required=True,
-    help="Budget in dollars per hour.",
+    default=None,
+    help="Budget in dollars per hour: the pool that serves the most within it.",
+)
+@click.option(
+    "--target-qps",
+    type=bounded(limits.RATE_QPS),
+    default=None,
+    help="Target rate instead: the cheapest pool that holds it (simulated unless --no-verify).",
+)
+@click.option(
+    "--mix-from",
+    "mix_from",
+    default=None,
+    metavar="URL",
+    help="Plan on the batch mix a running router observed (its GET /v2/traffic); the model "
+    "and QoS are the router's unless --model / --qos-ms are given.",
 )
 @click.option(
     "--bound",
@@ -91,6 +110,8 @@ def plan_command(
     profiles_path,
     prices_path,
     budget_per_hr,
+    target_qps,
+    mix_from,
     bound,
     top,
     verify_top,
@@ -103,12 +124,37 @@ def plan_command(
     backend,
     as_json,
 ):
-    """Pick the pool with the highest throughput under BUDGET_PER_HR, trying none online."""
-    scenario = build_scenario(model, qos_ms, batch_mix, profiles_path, prices_path)
+    """The pool with the most throughput within --budget-per-hr, or the cheapest that holds
+    --target-qps; from profiles alone, trying no pool online."""
+    if (budget_per_hr is None) == (target_qps is None):
+        raise ConfigError(
+            "kairos plan needs exactly one of --budget-per-hr and --target-qps.",
+            "pass --budget-per-hr B (most throughput for B $/h) or --target-qps R (cheapest "
+            "pool that holds R q/s).",
+        )
+    if mix_from is not None:
+        scenario = _observed_scenario(
+            mix_from, model, qos_ms, batch_mix, profiles_path, prices_path
+        )
+    else:
+        scenario = build_scenario(model, qos_ms, batch_mix, profiles_path, prices_path)
     caps = parse_caps(max_items)
     verify_top = 0 if no_verify else verify_top
     measurement = Measurement(queries=queries, precision=DEFAULT_MEASUREMENT.precision, seed=seed)
     parallelism = Parallelism(backend=backend, jobs=jobs)
+    if target_qps is not None:
+        _plan_for_rate(
+            scenario,
+            target_qps,
+            caps,
+            bound,
+            not no_verify,
+            policy,
+            measurement,
+            parallelism,
+            as_json,
+        )
+        return
     with (
         progress_bar(not as_json and verify_top > 0, "verify") as bar,
         make_executor(parallelism) as executor,
@@ -129,6 +175,108 @@ def plan_command(
         emit_json(result.as_dict())
         return
     click.echo(_render(result, scenario.qos_ms))
+
+
+def _observed_scenario(
+    url: str,
+    model: str,
+    qos_ms: float | None,
+    batch_mix: str,
+    profiles_path: str | None,
+    prices_path: str | None,
+) -> Scenario:
+    """The router's model, QoS and observed mix; --model / --qos-ms win when given."""
+    from kairos.runtime.advise import fetch_traffic, observed_mix
+
+    given = click.get_current_context().get_parameter_source
+    if given("batch_mix") != ParameterSource.DEFAULT:
+        raise ConfigError(
+            f"--mix-from {url} and --batch-mix {batch_mix} both name the mix.",
+            "pass one of them.",
+        )
+    view = fetch_traffic(url)
+    if given("model") == ParameterSource.DEFAULT:
+        model = str(view["model"])
+    if qos_ms is None and model == view["model"]:
+        qos_ms = float(view["qos_ms"])
+    base = build_scenario(model, qos_ms, "production", profiles_path, prices_path)
+    mix = observed_mix(view, url)
+    click.echo(
+        f"planning on the mix {url} observed: {view['queries']} queries over "
+        f"{view['span_s']:.0f} s, mean batch {mix.mean:.0f}",
+        err=True,
+    )
+    return Scenario.build(
+        base.model,
+        qos_ms=base.qos_ms,
+        profiles=load_profiles(profiles_path) if profiles_path else None,
+        prices=base.prices,
+        mix=mix,
+    )
+
+
+def _plan_for_rate(
+    scenario: Scenario,
+    target_qps: float,
+    caps: dict[str, int],
+    bound: str,
+    verify: bool,
+    policy: str,
+    measurement: Measurement,
+    parallelism: Parallelism,
+    as_json: bool,
+) -> None:
+    with (
+        progress_bar(not as_json and verify, "candidates") as bar,
+        make_executor(parallelism) as executor,
+    ):
+        result = cheapest_for_rate(
+            scenario,
+            target_qps,
+            caps=caps or None,
+            bound=bound,
+            verify=verify,
+            policy=policy,
+            measurement=measurement,
+            measurer=Measurer(executor),
+            progress=lambda r: bar.update(1),
+        )
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    click.echo(_render_target(result))
+
+
+def _render_target(result: TargetPlan) -> str:
+    head = f"model {result.model}, QoS p99 {result.qos_ms:g} ms, target {result.target_qps:g} q/s"
+    if result.allowable_qps is None:
+        return (
+            f"{head}\ncheapest pool by the {result.bound} bound alone: {result.pool}  "
+            f"${result.cost_per_hr:.4f}/h  bound {_fmt(result.upper_bound_qps)} qps "
+            "(not simulated)"
+        )
+    rows = [
+        [
+            str(r.pool),
+            f"{r.cost_per_hr:.4f}",
+            _fmt(r.upper_bound_qps),
+            "holds" if (r.allowable_qps or 0) >= result.target_qps else "misses",
+        ]
+        for r in result.tried[:10]
+    ]
+    legend = (
+        "pools whose fluid bound reaches the target, cheapest first, each simulated once at "
+        f"the target rate under {result.policy}; fluid_bound_qps: an upper bound for any "
+        "policy; cost_per_hr in $/h."
+    )
+    return (
+        f"{head}\ncheapest pool that holds it: {result.pool}  ${result.cost_per_hr:.4f}/h  "
+        f"allowable {_fmt(result.allowable_qps)} qps ({result.policy}, simulated; "
+        f"{result.candidates_tried} pools tried)\n"
+        + table(rows, ["pool", "cost_per_hr", "fluid_bound_qps", f"at {result.target_qps:g} q/s"])
+        + "\n"
+        + legend
+    )
 
 
 def _render(result: Plan, qos_ms: float) -> str:
