@@ -18,6 +18,7 @@ from kairos.cli.common import (
 from kairos.cli.compare import parallel_options
 from kairos.sim.capacity import DEFAULT_MEASUREMENT, Measurement, Measurer
 from kairos.sim.parallel import Parallelism, make_executor
+from kairos.runtime.ray_cluster import write_ray_cluster
 
 
 def _fmt(x: float | None) -> str:
@@ -83,6 +84,13 @@ def _fmt(x: float | None) -> str:
     help="Cap the count of one type (repeatable).",
 )
 @parallel_options
+@click.option(
+    "--ray-cluster",
+    "ray_cluster_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a Ray cluster-launcher config (AWS) for the chosen pool (docs/ray.md).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def plan_command(
     model,
@@ -101,6 +109,7 @@ def plan_command(
     max_items,
     jobs,
     backend,
+    ray_cluster_path,
     as_json,
 ):
     """Pick the pool with the highest throughput under BUDGET_PER_HR, trying none online."""
@@ -125,6 +134,9 @@ def plan_command(
             measurer=Measurer(executor),
             progress=lambda r: bar.update(1),
         )
+    if ray_cluster_path:
+        written = write_ray_cluster(ray_cluster_path, result.pool, scenario.model)
+        click.echo(f"wrote the Ray cluster config to {written} (ray up {written})", err=True)
     if as_json:
         emit_json(result.as_dict())
         return

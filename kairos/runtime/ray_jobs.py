@@ -1,0 +1,51 @@
+"""Independent jobs (the simulations of a capacity search) as Ray tasks.
+
+``ray_map(fn, items)`` is ``[fn(x) for x in items]`` run as one Ray task per item, results in
+the order of ``items``. The jobs are the same calls as in a serial run, each with its own
+seed, so the numbers are the same too (a test checks it). ``fn`` is shipped once through the
+object store; it and the items must pickle, and ``fn`` must be importable on every node
+(a module-level function, or a ``functools.partial`` of one). An exception in a job is
+raised here as itself (a ``KairosError`` stays one), not wrapped in Ray's error.
+
+Without ``address`` (and not connected yet) it starts a local Ray instance for the call and
+stops it afterwards; inside a connected process it uses that connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from kairos.runtime.ray_session import connect, import_ray
+
+T = TypeVar("T")
+R = TypeVar("R")
+NAMESPACE = "kairos"
+
+
+def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)
+
+
+def ray_map(fn: Callable[[T], R], items: Iterable[T], address: str | None = None) -> list[R]:
+    """``[fn(x) for x in items]``, each call a Ray task (see the module docstring)."""
+    jobs = list(items)
+    if not jobs:
+        return []
+    ray = import_ray()
+    owned = connect(address, NAMESPACE)
+    try:
+        task = ray.remote(_apply)
+        shared_fn = ray.put(fn)
+        refs = [task.remote(shared_fn, job) for job in jobs]
+        try:
+            results: list[R] = ray.get(refs)
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, BaseException):
+                raise cause from None
+            raise
+        return results
+    finally:
+        if owned:
+            ray.shutdown()

@@ -1,0 +1,76 @@
+"""Reaching Ray: the one place that imports it (it is optional) and joins or starts a cluster.
+
+Ray is the ``kairos[ray]`` extra. Every Ray-backed feature (the ``ray`` worker pool, the
+detached router, ``ray_map``) goes through ``import_ray`` so that a missing install is one
+clear line, and through ``connect`` so that joining a cluster, starting a local instance and
+reusing a connection (inside a Ray actor, or a test that connected first) behave the same.
+
+A local instance started here declares the given custom resources and labels on its one node,
+keeps quiet (no dashboard, workers' output not copied to this process) and does not send
+Ray's usage statistics: a library that starts Ray implicitly should not switch them on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import ModuleType
+
+from kairos.errors import ConfigError, RuntimeServiceError
+
+RAY_FIX = "install the extra: python -m pip install 'kairos[ray]' (Ray 2.49 or later)."
+MIN_RAY = (2, 49)
+
+
+def import_ray() -> ModuleType:
+    """The ``ray`` module, or a ConfigError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("this needs Ray, which is not installed.", RAY_FIX) from None
+    version = tuple(int(p) for p in ray.__version__.split(".")[:2] if p.isdigit())
+    if version < MIN_RAY:
+        raise ConfigError(f"Ray {ray.__version__} is older than 2.49 (label selectors).", RAY_FIX)
+    return ray
+
+
+def connect(
+    address: str | None,
+    namespace: str,
+    *,
+    resources: Mapping[str, float] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> bool:
+    """Join the cluster at ``address`` (``HOST:PORT`` or ``auto``), or start a local instance
+    with ``resources`` and ``labels`` when ``address`` is None. Returns True when this call
+    started or joined Ray (the caller disconnects with ``ray.shutdown()``), False when the
+    process was connected already (then nothing is changed)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    quiet = {"namespace": namespace, "log_to_driver": False, "logging_level": "warning"}
+    try:
+        if address is None:
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            ray.init(
+                resources=dict(resources or {}),
+                labels=dict(labels or {}),
+                include_dashboard=False,
+                **quiet,
+            )
+        else:
+            ray.init(address=address, **quiet)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = "start a local Ray instance" if address is None else f"join Ray at {address!r}"
+        raise RuntimeServiceError(
+            f"could not {where} ({str(exc).strip().splitlines()[0][:300]}).",
+            "check --address ('ray status' on the head node shows HOST:6379; 'auto' on a node "
+            "of the cluster), or leave it out to start a local instance.",
+        ) from None
+    return True
+
+
+def error_line(exc: BaseException) -> str:
+    """The last non-empty line of a Ray error (its cause, after Ray's traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1][:300] if lines else type(exc).__name__
