@@ -36,7 +36,8 @@ def test_detached_router_serves_and_is_operated_by_name(ray_cluster: RayTestClus
     actor = ray.get_actor("kairos-router", namespace="kairos")
     nodes: list[dict[str, Any]] = ray.nodes()
     (head,) = [n["NodeID"] for n in nodes if n["Alive"] and HEAD_RESOURCE in n["Resources"]]
-    assert ray.get(actor.info.remote())["node"] == head
+    info: dict[str, Any] = ray.get(actor.info.remote())
+    assert info["node"] == head
 
     status, text = http_request(url + "/v2/models/rm2/infer", BODIES.body(4))
     assert status == 200, text
