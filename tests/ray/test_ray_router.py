@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from kairos.cli.main import cli
 from kairos.runtime.launch import http_request
-from kairos.runtime.ray_router import HEAD_RESOURCE
+from kairos.runtime.ray_router import HEAD_RESOURCE, router_info
 from tests.ray.helpers import RayTestCluster, wait_until_up
 from tests.runtime.helpers import BODIES
 
@@ -36,8 +36,7 @@ def test_detached_router_serves_and_is_operated_by_name(ray_cluster: RayTestClus
     actor = ray.get_actor("kairos-router", namespace="kairos")
     nodes: list[dict[str, Any]] = ray.nodes()
     (head,) = [n["NodeID"] for n in nodes if n["Alive"] and HEAD_RESOURCE in n["Resources"]]
-    info: dict[str, Any] = ray.get(actor.info.remote())
-    assert info["node"] == head
+    assert router_info(actor)["node"] == head
 
     status, text = http_request(url + "/v2/models/rm2/infer", BODIES.body(4))
     assert status == 200, text
