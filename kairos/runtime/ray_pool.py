@@ -155,6 +155,7 @@ class RayPool(LinkedPool):
         options = {
             "max_restarts": cfg.ray_max_restarts,
             "num_cpus": cfg.ray_instance_cpus,
+            "num_gpus": cfg.ray_instance_gpus,
             **self._placement(spec.instance_type),
         }
         profile = self._profiles.get(spec.model, spec.instance_type)

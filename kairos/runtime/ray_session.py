@@ -53,6 +53,8 @@ def connect(
         if address is None:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             ray.init(
+                # "local": a new instance, even where ray.init() would join one it finds.
+                address="local",
                 resources=dict(resources or {}),
                 labels=dict(labels or {}),
                 include_dashboard=False,

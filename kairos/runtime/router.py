@@ -113,6 +113,7 @@ class RouterConfig:
     ray_router_name: str = "kairos-router"  # the detached router actor (--detach)
     ray_max_restarts: int = -1  # Ray restarts a dead actor this often (-1: without limit)
     ray_instance_cpus: float = 0.0  # CPUs an instance's actor reserves on its node
+    ray_instance_gpus: float = 0.0  # GPUs it reserves (Ray then sets CUDA_VISIBLE_DEVICES)
     ray_start_timeout_s: float = 60.0  # serve without instances not placed by then; they join later
     ray_local_slots: int = 1024  # instances of each type a local Ray instance (no address) offers
 
@@ -198,11 +199,16 @@ class RouterConfig:
                 f"Ray start timeout {self.ray_start_timeout_s!r} is not a positive number.",
                 f"pass a number of seconds > 0 (default {self.default('ray_start_timeout_s')}).",
             )
-        if self.ray_max_restarts < -1 or self.ray_instance_cpus < 0 or self.ray_local_slots < 1:
+        if (
+            self.ray_max_restarts < -1
+            or min(self.ray_instance_cpus, self.ray_instance_gpus) < 0
+            or self.ray_local_slots < 1
+        ):
             raise ConfigError(
                 f"Ray settings out of range (max restarts {self.ray_max_restarts}, instance "
-                f"CPUs {self.ray_instance_cpus}, local slots {self.ray_local_slots}).",
-                "use max restarts >= -1 (-1: no limit), CPUs >= 0 and local slots >= 1.",
+                f"CPUs {self.ray_instance_cpus}, GPUs {self.ray_instance_gpus}, local slots "
+                f"{self.ray_local_slots}).",
+                "use max restarts >= -1 (-1: no limit), CPUs and GPUs >= 0, local slots >= 1.",
             )
 
     def dispatch_settings(self) -> DispatchSettings:
