@@ -201,23 +201,30 @@ class RayPool(LinkedPool):
         self._unwatch(j)
         try:
             # Waits while Ray restarts the actor, or until it can place it again.
-            info = await self._actors[j].info.remote()
+            info = await self._actor(j).info.remote()
         except ray.exceptions.ActorDiedError:
+            self._actor(j)  # not removed meanwhile (its actor was killed on purpose then)
             self._log(f"instance {j}'s actor is dead for good; creating a new one")
             self._actors[j] = self._create(self.slots[j].spec)
-            info = await self._actors[j].info.remote()
+            info = await self._actor(j).info.remote()
         if stale_pid is not None and info["pid"] == stale_pid:
             # The process that failed still runs (it hung, or its worker thread died).
-            ray.kill(self._actors[j], no_restart=False)
+            ray.kill(self._actor(j), no_restart=False)
             info = await self._restarted(j, stale_pid)
         return self._located(j, info)
+
+    def _actor(self, j: int) -> Any:
+        actor = self._actors[j]
+        if actor is None:  # recovery gives up: the instance was removed (LinkedPool stops it)
+            raise RuntimeServiceError(f"instance {j} was removed.", "nothing to do.")
+        return actor
 
     async def _restarted(self, j: int, stale_pid: int) -> dict[str, Any]:
         ray = self._ray()
         deadline = time.monotonic() + self._cfg.ray_start_timeout_s
         while time.monotonic() < deadline:
             try:
-                info: dict[str, Any] = await self._actors[j].info.remote()
+                info: dict[str, Any] = await self._actor(j).info.remote()
                 if info["pid"] != stale_pid:
                     return info
             except ray.exceptions.ActorUnavailableError:
@@ -237,7 +244,7 @@ class RayPool(LinkedPool):
         """Report instance ``j`` down when its actor dies (an idle instance included)."""
         self._unwatch(j)
         epoch = self.slots[j].epoch
-        call = self._actors[j].watch.remote()
+        call = self._actor(j).watch.remote()
 
         async def watch() -> None:
             try:

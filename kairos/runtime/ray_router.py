@@ -21,7 +21,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from kairos.errors import ConfigError, RuntimeServiceError
+from kairos.errors import ConfigError, KairosError, RuntimeServiceError
 from kairos.runtime.aio import run_event_loop
 from kairos.runtime.launch import http_request
 from kairos.runtime.ray_session import connect, error_line, import_ray
@@ -164,7 +164,10 @@ def start_detached(cfg: RouterConfig, scenario: Scenario) -> dict[str, Any]:
     )
     try:
         info: dict[str, Any] = ray.get(host.info.remote(cfg.ray_start_timeout_s))
-    except ray.exceptions.RayActorError as exc:
+    except ray.exceptions.RayError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, KairosError):  # the router's own error (a port in use, say)
+            raise cause from None
         raise RuntimeServiceError(
             f"the detached router failed to start: {error_line(exc)}",
             "fix what it names (its log: 'ray logs' on the head node).",
