@@ -27,6 +27,7 @@ from typing import Any
 from kairos.catalog import Pool
 from kairos.errors import ConfigError
 from kairos.runtime.ray_pool import TYPE_LABEL, type_resource
+from kairos.runtime.ray_session import NICENESS_VARIABLE
 
 HEAD_TYPE = "kairos-head"
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -75,6 +76,17 @@ def ray_cluster_config(pool: Pool, settings: RayClusterSettings | None = None) -
         "available_node_types": node_types,
         "head_node_type": HEAD_TYPE,
         "setup_commands": [s.install_command],
+        # Ray's own start commands, with its workers at normal priority (ray_session.py).
+        "head_start_ray_commands": [
+            "ray stop",
+            f"ulimit -n 65536; {NICENESS_VARIABLE}=0 ray start --head --port=6379 "
+            "--object-manager-port=8076 --autoscaling-config=~/ray_bootstrap_config.yaml",
+        ],
+        "worker_start_ray_commands": [
+            "ray stop",
+            f"ulimit -n 65536; {NICENESS_VARIABLE}=0 ray start --address=$RAY_HEAD_IP:6379 "
+            "--object-manager-port=8076",
+        ],
     }
 
 

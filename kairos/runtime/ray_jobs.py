@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from kairos.runtime.ray_session import connect, import_ray
+from kairos.runtime.ray_session import connect, import_ray, normal_priority
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -24,6 +24,7 @@ NAMESPACE = "kairos"
 
 
 def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
+    normal_priority()
     return fn(item)
 
 

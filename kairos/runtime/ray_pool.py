@@ -36,7 +36,7 @@ from kairos.errors import RuntimeServiceError
 from kairos.profiles import LatencyProfile, default_profiles, load_profiles
 from kairos.registry import Registry
 from kairos.runtime.pool import POOL_BACKENDS, InstanceSpec, LinkedPool, WorkerPool
-from kairos.runtime.ray_session import connect, error_line, import_ray
+from kairos.runtime.ray_session import connect, error_line, import_ray, normal_priority
 from kairos.runtime.worker import HostedInstance, WorkerConfig
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ class InstanceHost:
     """
 
     def __init__(self, spec: InstanceSpec, profile: LatencyProfile) -> None:
+        normal_priority()  # before the worker thread starts: it inherits it
         ray = import_ray()
         self._node = ray.get_runtime_context().get_node_id()
         ip = ray.util.get_node_ip_address()

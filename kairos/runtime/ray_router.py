@@ -24,7 +24,7 @@ from typing import Any
 from kairos.errors import ConfigError, KairosError, RuntimeServiceError
 from kairos.runtime.aio import run_event_loop
 from kairos.runtime.launch import http_request
-from kairos.runtime.ray_session import connect, error_line, import_ray
+from kairos.runtime.ray_session import connect, error_line, import_ray, normal_priority
 from kairos.runtime.router import RouterConfig, run_router
 from kairos.scenario import Scenario
 
@@ -37,6 +37,7 @@ class RouterHost:
     """The body of the detached router actor (see the module docstring)."""
 
     def __init__(self, cfg: RouterConfig, scenario: Scenario, profiles_csv: bytes | None) -> None:
+        normal_priority()
         if profiles_csv is not None:  # the caller's --profiles file, which this node lacks
             fd, path = tempfile.mkstemp(prefix="kairos-profiles-", suffix=".csv")
             with os.fdopen(fd, "wb") as f:

@@ -8,16 +8,26 @@ reusing a connection (inside a Ray actor, or a test that connected first) behave
 A local instance started here declares the given custom resources and labels on its one node,
 keeps quiet (no dashboard, workers' output not copied to this process) and does not send
 Ray's usage statistics: a library that starts Ray implicitly should not switch them on.
+
+Ray starts its worker processes (every actor and task) at niceness 15, so they yield to
+everything else on the node. A serving instance or router must not (on one machine its
+replayed service times stretch under any other load; measured, a capacity search as Ray
+tasks took twice the serial time on a busy machine). Ray reads ``RAY_worker_niceness``:
+a local instance started here sets it to 0, the generated cluster config sets it in its
+start commands, and ``normal_priority`` moves an actor back to 0 where it may (root or
+CAP_SYS_NICE, as in most containers).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from types import ModuleType
 
 from kairos.errors import ConfigError, RuntimeServiceError
 
+NICENESS_VARIABLE = "RAY_worker_niceness"
 RAY_FIX = "install the extra: python -m pip install 'kairos[ray]' (Ray 2.49 or later)."
 MIN_RAY = (2, 49)
 
@@ -52,6 +62,7 @@ def connect(
     try:
         if address is None:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            os.environ.setdefault(NICENESS_VARIABLE, "0")
             ray.init(
                 # "local": a new instance, even where ray.init() would join one it finds.
                 address="local",
@@ -76,3 +87,17 @@ def error_line(exc: BaseException) -> str:
     """The last non-empty line of a Ray error (its cause, after Ray's traceback)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[-1][:300] if lines else type(exc).__name__
+
+
+def normal_priority() -> None:
+    """Undo Ray's niceness 15 for this process where it is allowed (see above).
+
+    Linux keeps a niceness per thread and Ray sets it on some of its threads, so every
+    thread is reset (threads started later inherit their creator's)."""
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:  # not Linux: the process as a whole
+        threads = [0]
+    for tid in threads:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, 0)

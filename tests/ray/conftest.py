@@ -7,8 +7,9 @@ the main thread, as root), so Ray, the routers, the workers and the load generat
 from here can bind nothing but 127.0.0.1; teardown moves the process back. Then it starts a
 ``ray.cluster_utils.Cluster``: a head node (2 CPUs, no instance type) and one node per
 instance type, 1 CPU each, offering the type's resource (``kairos/TYPE``, ``UNITS`` of it)
-and label, and joins it as a driver. Placement, node loss and re-placement are real Ray
-behaviour across these nodes; only the machines are one.
+and label, and joins it as a driver. Its workers keep Ray's niceness 15: kairos's actors
+must move themselves back to 0 (a test checks it). Placement, node loss and re-placement are
+real Ray behaviour across these nodes; only the machines are one.
 
 Without Ray installed, or without the right to create a namespace, the tests that need the
 cluster are skipped with the reason (CI installs Ray with the test extras and runs as root).

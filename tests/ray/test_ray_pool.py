@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -56,6 +57,14 @@ def test_instances_run_on_nodes_of_their_type_only(
     ray_cluster: RayTestCluster, router: RouterProcess
 ) -> None:
     _assert_placed_by_type(ray_cluster, wait_until_up(router.url, 3))
+
+
+def test_instances_serve_at_normal_priority(router: RouterProcess) -> None:
+    """Ray starts workers at niceness 15 (per thread); an instance must not keep it."""
+    for w in wait_until_up(router.url, 3):
+        threads = Path(f"/proc/{w['pid']}/task").iterdir()
+        nice = {int((t / "stat").read_text().rsplit(")", 1)[1].split()[16]) for t in threads}
+        assert nice == {0}, w
 
 
 def test_label_placement_also_lands_on_nodes_of_the_type(ray_cluster: RayTestCluster) -> None:
