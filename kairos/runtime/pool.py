@@ -13,7 +13,8 @@ with backoff) and differ in where a worker's address comes from:
 * ``LocalPool`` starts worker processes on this machine (``LocalSupervisor``) and restarts
   a failed one;
 * ``RemotePool`` is given the addresses (``--workers HOST:PORT,...``) and reconnects;
-* further backends (a Ray cluster) register in ``POOL_BACKENDS``.
+* ``RayPool`` (ray_pool.py) runs each instance as a Ray actor on a node of its type;
+  every backend registers in ``POOL_BACKENDS``.
 
 ``blame`` says whether the query the failed instance was serving may have caused the
 failure: a timeout on that query, or the death of a process that served only that query.
