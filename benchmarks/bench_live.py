@@ -39,11 +39,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-import aiohttp
-
 from kairos.catalog import Pool
 from kairos.cli.common import parse_policy_options
 from kairos.distributor import policy_names
+from kairos.limits import MAX_LOADGEN_QUERIES
 from kairos.runtime.aio import run_event_loop
 from kairos.runtime.launch import RouterProcess, running_router
 from kairos.runtime.loadgen import (
@@ -127,13 +126,13 @@ async def interleaved_searches(specs: dict[str, LoadSpec], sim_qps: float, preci
     turn = asyncio.Lock()
 
     async def search(backend: str, spec: LoadSpec) -> tuple[float, LoadReport | None]:
-        async with aiohttp.ClientSession() as session:
-            info = await fetch_info(session, spec.url, spec.model)
+        info = await fetch_info(spec.url, spec.model)
         trials: list[LoadReport] = []
 
         async def passes(rate: float) -> bool:
-            # As find_capacity: at least 1,000 queries per trial.
+            # As find_capacity: at least 1,000 queries per trial, within the load cap.
             seconds = max(spec.duration_s, min(1000.0 / rate, MAX_TRIAL_S))
+            seconds = min(seconds, MAX_LOADGEN_QUERIES / rate)
             async with turn:
                 rep = await run_load(replace(spec, rate_qps=rate, duration_s=seconds), info=info)
             trials.append(rep)
