@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Mapping
 from types import ModuleType
 
@@ -30,6 +31,7 @@ from kairos.errors import ConfigError, RuntimeServiceError
 NICENESS_VARIABLE = "RAY_worker_niceness"
 RAY_FIX = "install the extra: python -m pip install 'kairos[ray]' (Ray 2.49 or later)."
 MIN_RAY = (2, 49)
+PROBE_TIMEOUT_S = 5.0
 
 
 def import_ray() -> ModuleType:
@@ -72,6 +74,7 @@ def connect(
                 **quiet,
             )
         else:
+            probe_address(address)
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = "start a local Ray instance" if address is None else f"join Ray at {address!r}"
@@ -81,6 +84,22 @@ def connect(
             "of the cluster), or leave it out to start a local instance.",
         ) from None
     return True
+
+
+def probe_address(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Fail at once where nothing listens at ``HOST:PORT`` (``ray.init`` retries for
+    minutes); other forms (``auto``, ``ray://...``) are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "/" in address:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout_s).close()
+    except OSError as exc:
+        raise RuntimeServiceError(
+            f"nothing answers at the Ray address {address!r} ({exc.strerror or exc}).",
+            "pass the head node's HOST:6379 ('ray status' on the head prints it), or auto on "
+            "a node of the cluster.",
+        ) from None
 
 
 def error_line(exc: BaseException) -> str:

@@ -66,3 +66,20 @@ def test_without_ray_the_package_works_and_the_ray_backend_says_how_to_install_i
     assert failed.returncode == 2
     assert "needs Ray" in failed.stderr and "pip install 'kairos[ray]'" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_a_ray_address_where_nothing_listens_fails_at_once() -> None:
+    import socket
+
+    from kairos.errors import RuntimeServiceError
+    from kairos.runtime.ray_session import probe_address
+
+    with socket.socket() as s:  # a port that was free a moment ago and has no listener
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RuntimeServiceError, match="nothing answers at the Ray address"):
+        probe_address(f"127.0.0.1:{port}")
+    with socket.socket() as s:  # one that listens passes
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        probe_address(f"127.0.0.1:{s.getsockname()[1]}")
