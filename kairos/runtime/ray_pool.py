@@ -80,7 +80,7 @@ class InstanceHost:
     worker serves (or hangs); ``watch`` never returns while the actor lives.
     """
 
-    def __init__(self, spec: InstanceSpec, profile: LatencyProfile) -> None:
+    def __init__(self, spec: InstanceSpec, profile: LatencyProfile | None) -> None:
         normal_priority()  # before the worker thread starts: it inherits it
         ray = import_ray()
         self._node = ray.get_runtime_context().get_node_id()
@@ -141,7 +141,7 @@ class RayPool(LinkedPool):
             resources: dict[str, float] = {}
             labels: dict[str, str] = {}
             if cfg.ray_address is None:  # a local instance declares the types itself
-                types = self._profiles.model(cfg.model).instance_types
+                types = {*self._profiles.model(cfg.model).instance_types, *cfg.pool.types}
                 resources = {type_resource(t): float(cfg.ray_local_slots) for t in types}
                 if cfg.ray_placement == "label":
                     labels = {TYPE_LABEL: cfg.pool.types[0]}
@@ -159,7 +159,9 @@ class RayPool(LinkedPool):
             "num_gpus": cfg.ray_instance_gpus,
             **self._placement(spec.instance_type),
         }
-        profile = self._profiles.get(spec.model, spec.instance_type)
+        runs_model = spec.mode == "model" or spec.handler is not None
+        # Only a replay worker reads its type's profile (a model needs none, nor its type one).
+        profile = None if runs_model else self._profiles.get(spec.model, spec.instance_type)
         return self._host_class.options(**options).remote(spec, profile)
 
     def _where(self, j: int) -> str:
