@@ -16,9 +16,9 @@ from kairos.cli.common import (
     table,
 )
 from kairos.cli.compare import parallel_options
+from kairos.runtime.ray_cluster import write_ray_cluster
 from kairos.sim.capacity import DEFAULT_MEASUREMENT, Measurement, Measurer
 from kairos.sim.parallel import Parallelism, make_executor
-from kairos.runtime.ray_cluster import write_ray_cluster
 
 
 def _fmt(x: float | None) -> str:

@@ -28,8 +28,15 @@ def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
     return fn(item)
 
 
-def ray_map(fn: Callable[[T], R], items: Iterable[T], address: str | None = None) -> list[R]:
-    """``[fn(x) for x in items]``, each call a Ray task (see the module docstring)."""
+def ray_map(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    address: str | None = None,
+    progress: Callable[[int, R], None] | None = None,
+) -> list[R]:
+    """``[fn(x) for x in items]``, each call a Ray task (see the module docstring);
+    ``progress(index, result)`` as each one finishes (the shape of ``sim.parallel.Executor``).
+    How many run at once is Ray's to decide from the cluster's CPUs (one per task)."""
     jobs = list(items)
     if not jobs:
         return []
@@ -39,14 +46,26 @@ def ray_map(fn: Callable[[T], R], items: Iterable[T], address: str | None = None
         task = ray.remote(_apply)
         shared_fn = ray.put(fn)
         refs = [task.remote(shared_fn, job) for job in jobs]
-        try:
-            results: list[R] = ray.get(refs)
-        except ray.exceptions.RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, BaseException):
-                raise cause from None
-            raise
+        index = {ref: i for i, ref in enumerate(refs)}
+        results: list[Any] = [None] * len(refs)
+        pending = refs
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            i = index[done[0]]
+            results[i] = _result(ray, done[0])
+            if progress is not None:
+                progress(i, results[i])
         return results
     finally:
         if owned:
             ray.shutdown()
+
+
+def _result(ray: Any, ref: Any) -> Any:
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, BaseException):
+            raise cause from None
+        raise

@@ -22,8 +22,12 @@ def test_ray_map_equals_the_serial_run(ray_cluster: RayTestCluster) -> None:
     )
     pools = [Pool.parse(p) for p in POOLS]
     serial = [search(p).allowable_qps for p in pools]
-    parallel = [r.allowable_qps for r in ray_map(search, pools)]
+    finished: list[int] = []
+    parallel = [
+        r.allowable_qps for r in ray_map(search, pools, progress=lambda i, r: finished.append(i))
+    ]
     assert parallel == serial
+    assert sorted(finished) == list(range(len(pools)))  # each reported once, as it finished
     assert len(set(serial)) == len(serial)  # distinct values: the order is really checked
 
 
