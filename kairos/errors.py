@@ -16,6 +16,10 @@ class KairosError(Exception):
         self.fix = fix
         super().__init__(f"{message} To fix: {fix}")
 
+    def __reduce__(self) -> tuple[type[KairosError], tuple[str, str]]:
+        # Rebuilt from (message, fix) when it crosses processes (Ray tasks, process pools).
+        return (type(self), (self.message, self.fix))
+
 
 class ProfileError(KairosError):
     """A latency profile file is malformed, or a profile was asked for that does not exist."""

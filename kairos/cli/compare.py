@@ -28,6 +28,7 @@ from kairos.compare import COMPARE_DEFAULTS, SCHEMES, CompareSettings, Compariso
 from kairos.errors import ConfigError
 from kairos.plots.report import COLUMNS, REPORT_SUFFIXES, legend_lines, scheme_rows
 from kairos.profiles import default_profiles, load_profiles
+from kairos.runtime import ray_jobs  # noqa: F401 - registers --backend ray
 from kairos.scenario import Scenario
 from kairos.sim.capacity import Measurer
 from kairos.sim.parallel import BACKENDS, Parallelism, make_executor

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "kairos.cli.compare",
     "kairos.cli.advise",
     "kairos.cli.profile",
+    "kairos.cli.scale",
 ]
 
 

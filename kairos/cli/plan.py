@@ -9,6 +9,7 @@ from kairos import limits
 from kairos.allocator import BOUNDS, PLAN_DEFAULTS, parse_caps, plan
 from kairos.allocator.result import Plan
 from kairos.allocator.target import TargetPlan, cheapest_for_rate
+from kairos.catalog import Pool
 from kairos.cli.common import (
     bounded,
     build_scenario,
@@ -20,6 +21,7 @@ from kairos.cli.common import (
 from kairos.cli.compare import parallel_options
 from kairos.errors import ConfigError
 from kairos.profiles import load_profiles
+from kairos.runtime.ray_cluster import write_ray_cluster
 from kairos.scenario import Scenario
 from kairos.sim.capacity import DEFAULT_MEASUREMENT, Measurement, Measurer
 from kairos.sim.parallel import Parallelism, make_executor
@@ -102,6 +104,13 @@ def _fmt(x: float | None) -> str:
     help="Cap the count of one type (repeatable).",
 )
 @parallel_options
+@click.option(
+    "--ray-cluster",
+    "ray_cluster_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a Ray cluster-launcher config (AWS) for the chosen pool (docs/ray.md).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def plan_command(
     model,
@@ -122,6 +131,7 @@ def plan_command(
     max_items,
     jobs,
     backend,
+    ray_cluster_path,
     as_json,
 ):
     """The pool with the most throughput within --budget-per-hr, or the cheapest that holds
@@ -143,7 +153,7 @@ def plan_command(
     measurement = Measurement(queries=queries, precision=DEFAULT_MEASUREMENT.precision, seed=seed)
     parallelism = Parallelism(backend=backend, jobs=jobs)
     if target_qps is not None:
-        _plan_for_rate(
+        target = _plan_for_rate(
             scenario,
             target_qps,
             caps,
@@ -154,6 +164,11 @@ def plan_command(
             parallelism,
             as_json,
         )
+        _write_cluster(ray_cluster_path, target.pool, scenario.model)
+        if as_json:
+            emit_json(target.as_dict())
+        else:
+            click.echo(_render_target(target))
         return
     with (
         progress_bar(not as_json and verify_top > 0, "verify") as bar,
@@ -171,10 +186,17 @@ def plan_command(
             measurer=Measurer(executor),
             progress=lambda r: bar.update(1),
         )
+    _write_cluster(ray_cluster_path, result.pool, scenario.model)
     if as_json:
         emit_json(result.as_dict())
         return
     click.echo(_render(result, scenario.qos_ms))
+
+
+def _write_cluster(path: str | None, pool: Pool, model: str) -> None:
+    if path:
+        written = write_ray_cluster(path, pool, model)
+        click.echo(f"wrote the Ray cluster config to {written} (ray up {written})", err=True)
 
 
 def _observed_scenario(
@@ -225,7 +247,7 @@ def _plan_for_rate(
     measurement: Measurement,
     parallelism: Parallelism,
     as_json: bool,
-) -> None:
+) -> TargetPlan:
     with (
         progress_bar(not as_json and verify, "candidates") as bar,
         make_executor(parallelism) as executor,
@@ -241,10 +263,7 @@ def _plan_for_rate(
             measurer=Measurer(executor),
             progress=lambda r: bar.update(1),
         )
-    if as_json:
-        emit_json(result.as_dict())
-        return
-    click.echo(_render_target(result))
+    return result
 
 
 def _render_target(result: TargetPlan) -> str:

@@ -23,6 +23,7 @@ from kairos.distributor import policy_names
 from kairos.errors import ConfigError
 from kairos.runtime.aio import parse_cpus
 from kairos.runtime.pool import POOL_BACKENDS
+from kairos.runtime.ray_pool import RAY_PLACEMENTS
 from kairos.runtime.router import LOG_FORMATS, RouterConfig
 from kairos.runtime.supervisor import HOSTINGS
 from kairos.runtime.transport import TRANSPORTS
@@ -69,7 +70,29 @@ def _d(name: str):
     type=click.Choice(POOL_BACKENDS.names()),
     default=_d("backend"),
     show_default=True,
-    help="Where the pool's workers run: local processes (or --workers addresses).",
+    help="Where the pool's workers run: local processes (or --workers addresses), or Ray "
+    "actors on nodes of each instance type (docs/ray.md).",
+)
+@click.option(
+    "--address",
+    "ray_address",
+    default=_d("ray_address"),
+    help="--backend ray: the Ray cluster (HOST:6379, or auto on a node of it); without it a "
+    "local Ray instance is started that offers every instance type.",
+)
+@click.option(
+    "--ray-placement",
+    type=click.Choice(RAY_PLACEMENTS.names()),
+    default=_d("ray_placement"),
+    show_default=True,
+    help="--backend ray: nodes of type T offer the resource kairos/T, or carry the label "
+    "kairos.io/instance-type=T.",
+)
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="--backend ray --address: run the router as a detached actor on the head node and "
+    "return (see kairos status, scale, stop).",
 )
 @click.option(
     "--workers",
@@ -192,6 +215,9 @@ def serve(
     host,
     port,
     backend,
+    ray_address,
+    ray_placement,
+    detach,
     workers_text,
     mode,
     worker_hosting,
@@ -230,6 +256,8 @@ def serve(
         host=host,
         port=port,
         backend=backend,
+        ray_address=ray_address,
+        ray_placement=ray_placement,
         workers=_parse_workers(workers_text),
         worker_mode=mode,
         handler=handler,
@@ -252,7 +280,22 @@ def serve(
         traffic_window_s=traffic_window_s,
     )
     cfg.check()  # every bad setting fails here, before any worker starts
+    if detach:
+        _detach(cfg, scenario)
+        return
     run_event_loop(run_router(cfg, scenario))
+
+
+def _detach(cfg, scenario):
+    from kairos.runtime.ray_router import start_detached
+
+    info = start_detached(cfg, scenario)
+    state = "ready" if info["ready"] else "not ready yet (instances still starting)"
+    click.echo(f"kairos router {info['name']!r} runs detached on node {info['node']}, {state}")
+    click.echo(f"  url:     {info['url']}")
+    click.echo(f"  metrics: {info['metrics_url']}")
+    click.echo(f"  status:  kairos status --address {cfg.ray_address}")
+    click.echo(f"  stop:    kairos stop --address {cfg.ray_address}")
 
 
 @click.command()

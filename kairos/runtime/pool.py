@@ -13,7 +13,8 @@ with backoff) and differ in where a worker's address comes from:
 * ``LocalPool`` starts worker processes on this machine (``LocalSupervisor``) and restarts
   a failed one;
 * ``RemotePool`` is given the addresses (``--workers HOST:PORT,...``) and reconnects;
-* further backends (a Ray cluster) register in ``POOL_BACKENDS``.
+* ``RayPool`` (ray_pool.py) runs each instance as a Ray actor on a node of its type;
+  every backend registers in ``POOL_BACKENDS``.
 
 ``blame`` says whether the query the failed instance was serving may have caused the
 failure: a timeout on that query, or the death of a process that served only that query.
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -157,8 +158,9 @@ class LinkedPool(WorkerPool):
     # --- where workers are (subclasses) -------------------------------------------------------
 
     @abstractmethod
-    async def _launch(self, first: int, specs: list[InstanceSpec]) -> list[str]:
-        """Start workers for ``specs`` (ids from ``first``); return their addresses."""
+    async def _launch(self, first: int, specs: list[InstanceSpec]) -> Sequence[str | None]:
+        """Start workers for ``specs`` (ids from ``first``); return their addresses (None for
+        one that has none yet, e.g. a Ray actor waiting for a node: recovery waits for it)."""
 
     @abstractmethod
     async def _relaunch(self, j: int, stale_pid: int | None) -> str:
@@ -186,10 +188,15 @@ class LinkedPool(WorkerPool):
         self.slots += new
         ids = list(range(first, first + len(new)))
         addresses = await self._launch(first, specs)
-        for slot, address in zip(new, addresses, strict=True):
-            slot.address = address
-        results = await asyncio.gather(*(self._open(j) for j in ids), return_exceptions=True)
-        for j, res in zip(ids, results, strict=True):
+        placed = []
+        for j, address in zip(ids, addresses, strict=True):
+            if address is None:
+                self._spawn(self._recover(j, None))
+            else:
+                self.slots[j].address = address
+                placed.append(j)
+        results = await asyncio.gather(*(self._open(j) for j in placed), return_exceptions=True)
+        for j, res in zip(placed, results, strict=True):
             if isinstance(res, RuntimeServiceError):
                 raise res  # a worker that serves something else: no retry fixes that
             if isinstance(res, BaseException):

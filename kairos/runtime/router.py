@@ -37,6 +37,7 @@ from kairos.runtime.frontend import Frontend
 from kairos.runtime.http import HttpServer
 from kairos.runtime.metrics import RouterMetrics
 from kairos.runtime.pool import POOL_BACKENDS, InstanceSpec, WorkerPool
+from kairos.runtime.ray_pool import RAY_PLACEMENTS, TYPE_LABEL  # also registers --backend ray
 from kairos.runtime.supervisor import HOSTINGS
 from kairos.runtime.traffic import PlanWatch
 from kairos.runtime.transport import TRANSPORTS
@@ -105,6 +106,16 @@ class RouterConfig:
     # time; GET /v2/traffic, /metrics) and re-checks the pool's headroom this often.
     traffic_window_s: float = 60.0
     plan_refresh_s: float = 15.0
+    # --- the Ray backend (--backend ray; docs/ray.md) ---
+    ray_address: str | None = None  # a Ray cluster's HOST:PORT (or auto); None starts one here
+    ray_placement: str = "resource"  # how an instance finds a node of its type: resource | label
+    ray_namespace: str = "kairos"
+    ray_router_name: str = "kairos-router"  # the detached router actor (--detach)
+    ray_max_restarts: int = -1  # Ray restarts a dead actor this often (-1: without limit)
+    ray_instance_cpus: float = 0.0  # CPUs an instance's actor reserves on its node
+    ray_instance_gpus: float = 0.0  # GPUs it reserves (Ray then sets CUDA_VISIBLE_DEVICES)
+    ray_start_timeout_s: float = 60.0  # serve without instances not placed by then; they join later
+    ray_local_slots: int = 1024  # instances of each type a local Ray instance (no address) offers
 
     @classmethod
     def default(cls, name: str) -> Any:
@@ -160,6 +171,45 @@ class RouterConfig:
             )
         if self.api_token is not None and not self.api_token:
             raise ConfigError("--api-token is empty.", "pass a non-empty token or omit it.")
+        self._check_ray()
+
+    def _check_ray(self) -> None:
+        RAY_PLACEMENTS.check(self.ray_placement)
+        if self.backend != "ray":
+            if self.ray_address is not None:
+                raise ConfigError(
+                    f"--address {self.ray_address!r} is a Ray cluster, but the backend is "
+                    f"{self.backend!r}.",
+                    "add --backend ray, or drop --address.",
+                )
+            return
+        if self.workers is not None:
+            raise ConfigError(
+                "--workers lists worker addresses, but the Ray backend starts its own workers.",
+                "drop --workers, or use --backend local with it.",
+            )
+        if self.ray_address is None and self.ray_placement == "label" and len(self.pool.types) > 1:
+            raise ConfigError(
+                f"a local Ray instance is one node and carries one {TYPE_LABEL} label, but pool "
+                f"{self.pool} has {len(self.pool.types)} types.",
+                "use --ray-placement resource (the default) or join a cluster with --address.",
+            )
+        if not (math.isfinite(self.ray_start_timeout_s) and self.ray_start_timeout_s > 0):
+            raise ConfigError(
+                f"Ray start timeout {self.ray_start_timeout_s!r} is not a positive number.",
+                f"pass a number of seconds > 0 (default {self.default('ray_start_timeout_s')}).",
+            )
+        if (
+            self.ray_max_restarts < -1
+            or min(self.ray_instance_cpus, self.ray_instance_gpus) < 0
+            or self.ray_local_slots < 1
+        ):
+            raise ConfigError(
+                f"Ray settings out of range (max restarts {self.ray_max_restarts}, instance "
+                f"CPUs {self.ray_instance_cpus}, GPUs {self.ray_instance_gpus}, local slots "
+                f"{self.ray_local_slots}).",
+                "use max restarts >= -1 (-1: no limit), CPUs and GPUs >= 0, local slots >= 1.",
+            )
 
     def dispatch_settings(self) -> DispatchSettings:
         return DispatchSettings(
@@ -289,9 +339,13 @@ def _listen_error(cfg: RouterConfig, exc: OSError) -> ConfigError:
 
 
 async def run_router(
-    cfg: RouterConfig, scenario: Scenario, on_listening: Callable[[str], None] | None = None
+    cfg: RouterConfig,
+    scenario: Scenario,
+    on_listening: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM, then drain accepted queries and stop the workers."""
+    """Serve until SIGINT/SIGTERM (or ``stop`` is set, when given: a router in a thread), then
+    drain accepted queries and stop the workers."""
     router = Router(cfg, scenario)
     pin_to_cpus(cfg.router_cpus)
     server = HttpServer(router.handle, cfg.max_body_bytes)
@@ -308,10 +362,11 @@ async def run_router(
         )
         if on_listening is not None:
             on_listening(url)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
         await router.start_workers()
         settle_heap()
         up = len(router.pool.healthy_instances())
