@@ -1,0 +1,145 @@
+"""A Ray Serve request router that places each query with Kairos's per-query cost.
+
+Ray Serve routes one request at a time: for each request its router offers the
+deployment's replicas to ``choose_replicas``, which returns them in ranks of preference;
+Ray Serve then sends the request to a replica of the first rank with a free slot, or, when
+none is free, backs off and asks again. This router answers with the decision of Kairos's own
+policy (``kairos`` from ``kairos.distributor``, unchanged) for a cluster of one queued query:
+the replicas are the instances (each one's type from its node's label), the ones this router
+has a query on in flight are busy until their profiled mean service time has passed, and the
+query's deadline is its arrival at the ingress plus QoS. The policy either starts the query on
+an idle instance (the only rank returned) or holds it, because the instance it should wait
+for is busy (no rank: Ray Serve backs off 1 ms and asks again).
+
+What it cannot do, by Ray Serve's design, is the matching itself: each request is decided
+alone, so queued queries never compete for an instance in one assignment.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
+
+from kairos.distributor import make_policy
+from kairos.distributor.base import Policy, PolicyContext
+from kairos.distributor.state import ClusterState
+from kairos.scenario import Scenario
+from kairos.workload import Query
+
+LABEL = "kairos.io/instance-type"
+
+
+class KairosCostRouter(RequestRouter):
+    """``request_router_kwargs``: ``model``, ``qos_ms``; any other key is a policy option."""
+
+    def initialize_state(self, model: str = "dien", qos_ms: float | None = None,
+                         **policy_options: Any) -> None:  # fmt: skip
+        self._scenario = Scenario.build(model, qos_ms=qos_ms)
+        self._policy_options = policy_options
+        self._node_types: dict[str, str] = {}
+        self._order: list[ReplicaID] = []
+        self._types: tuple[str, ...] = ()
+        self._policy: Policy | None = None
+        self._busy_until: dict[ReplicaID, float] = {}  # est. free time (time.time())
+        self._chosen_batch: dict[ReplicaID, int] = {}
+
+    # --- the replica set ----------------------------------------------------------------------
+
+    def update_replicas(self, replicas: list[RunningReplica]) -> None:
+        super().update_replicas(replicas)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """One policy per replica set: its instances are the replicas, in a fixed order."""
+        replicas = list(self.curr_replicas.values())
+        if any(r.node_id not in self._node_types for r in replicas):
+            self._node_types = node_types()
+        known = [r for r in replicas if r.node_id in self._node_types]
+        self._order = [r.replica_id for r in known]
+        self._types = tuple(self._node_types[r.node_id] for r in known)
+        self._policy = None
+        if self._types:
+            ctx = PolicyContext(
+                self._scenario.model, self._scenario.qos_ms, self._scenario.profiles, self._types
+            )
+            self._policy = make_policy("kairos", ctx, **self._policy_options)
+        alive = set(self._order)
+        self._busy_until = {r: t for r, t in self._busy_until.items() if r in alive}
+
+    # --- one routing decision -----------------------------------------------------------------
+
+    async def choose_replicas(
+        self,
+        candidate_replicas: list[RunningReplica],
+        pending_request: PendingRequest | None = None,
+    ) -> list[list[RunningReplica]]:
+        batch = _batch_of(pending_request)
+        if self._policy is None or batch is None:
+            return [candidate_replicas]  # nothing to weigh: any free replica
+        assert pending_request is not None
+        now = time.time()
+        state = self.cluster_state(now)
+        state.enqueue(Query(0, pending_request.created_at, batch))
+        decisions = self._policy.decide(state)
+        if not decisions:
+            return []  # hold: the instance this query should wait for is busy
+        chosen = self._order[decisions[0][1]]
+        self._chosen_batch[chosen] = batch
+        return [[self.curr_replicas[chosen]]]
+
+    def cluster_state(self, now: float) -> ClusterState:
+        """The replicas as Kairos's cluster state at ``now``: busy ones until their estimate."""
+        state = ClusterState(self._types)
+        state.now_s = now
+        for j, rid in enumerate(self._order):
+            until = self._busy_until.get(rid)
+            if until is not None:  # a placeholder query marks it busy until ``until``
+                state.enqueue(Query(-1 - j, now, 1))
+                state.start(-1 - j, j, until - now)
+        return state
+
+    # --- what Ray Serve tells the router ------------------------------------------------------
+
+    def on_send_request(self, replica_id: ReplicaID) -> None:
+        super().on_send_request(replica_id)
+        if self._policy is None or replica_id not in self._order:
+            return
+        batch = self._chosen_batch.pop(replica_id, None)
+        j = self._order.index(replica_id)
+        est_s = 0.0
+        if batch is not None:
+            est_s = self._policy.ctx.est_s(self._policy.ctx.type_names.index(self._types[j]),
+                                           batch)  # fmt: skip
+        self._busy_until[replica_id] = time.time() + est_s
+
+    def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
+        super().on_request_completed(replica_id, internal_request_id)
+        self._busy_until.pop(replica_id, None)
+
+    def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
+        super().on_replica_actor_died(replica_id)
+        self._busy_until.pop(replica_id, None)
+
+
+def _batch_of(pending_request: PendingRequest | None) -> int | None:
+    """The query's batch size: the first argument of the ingress's call."""
+    if pending_request is None or not pending_request.args:
+        return None
+    try:
+        return int(pending_request.args[0])
+    except (TypeError, ValueError):
+        return None
+
+
+def node_types() -> dict[str, str]:
+    """Node id -> instance type, from the nodes' ``kairos.io/instance-type`` labels."""
+    import ray
+
+    out = {}
+    for node in ray.nodes():
+        label = (node.get("Labels") or {}).get(LABEL)
+        if node.get("Alive") and label:
+            out[node["NodeID"]] = str(label)
+    return out
