@@ -32,7 +32,6 @@ and prints ``RAYSERVE_READY URL`` (it must run inside a private network namespac
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import random
@@ -133,8 +132,9 @@ class ReplayReplica:
         self._handler = ReplayHandler(profile, time_scale, seed)
         self._slack_set: set[int] = set()
 
-    async def __call__(self, batch: int, body: bytes, json_length: int | None
-                       ) -> tuple[bytes, float, str]:  # fmt: skip
+    async def __call__(
+        self, batch: int, body: bytes, json_length: int | None
+    ) -> tuple[bytes, float, str]:
         thread = threading.get_ident()
         if thread not in self._slack_set:  # the timer slack is per thread
             tighten_timer_slack()
@@ -147,8 +147,13 @@ class ReplayReplica:
 class Ingress:
     """KServe v2 front: metadata, and infer forwarded to a weighted-random deployment."""
 
-    def __init__(self, model: str, metadata: dict[str, Any], targets: dict[str, Any],
-                 weights: dict[str, float]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: str,
+        metadata: dict[str, Any],
+        targets: dict[str, Any],
+        weights: dict[str, float],
+    ) -> None:
         self._model = model
         self._metadata = orjson.dumps(metadata)
         self._names = list(targets)
@@ -156,6 +161,9 @@ class Ingress:
         self._weights = [weights[n] for n in self._names]
         self._infer_paths = {f"/v2/models/{model}/infer", f"/v2/models/{model}/versions/1/infer"}
         self._model_bytes = orjson.dumps(model)
+        # Answers give profile milliseconds, as kairos serve's do on a time-scaled pool.
+        scale = float(metadata["parameters"]["time_scale"])
+        self._per_profile_ms = 1.0 / scale if scale > 0 else 1.0
 
     async def __call__(self, request: Any) -> Any:
         from starlette.responses import Response
@@ -174,16 +182,30 @@ class Ingress:
             batch, json_length, request_id = _read_head(body, request.headers.get(BINARY_HEADER))
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             return _error(Response, 400, f"bad inference request: {exc}")
-        k = 0 if len(self._handles) == 1 else random.choices(range(len(self._handles)),
-                                                              self._weights)[0]  # fmt: skip
-        outputs, service_ms, instance_type = await self._handles[k].remote(batch, body,
-                                                                           json_length)  # fmt: skip
-        answer = b"".join((
-            b'{"model_name":', self._model_bytes, b',"model_version":"1","id":',
-            orjson.dumps(request_id), b',"parameters":',
-            orjson.dumps({"service_ms": service_ms, "instance_type": instance_type}),
-            b',"outputs":', outputs, b"}",
-        ))  # fmt: skip
+        k = (
+            0
+            if len(self._handles) == 1
+            else random.choices(range(len(self._handles)), self._weights)[0]
+        )
+        outputs, service_ms, instance_type = await self._handles[k].remote(batch, body, json_length)
+        answer = b"".join(
+            (
+                b'{"model_name":',
+                self._model_bytes,
+                b',"model_version":"1","id":',
+                orjson.dumps(request_id),
+                b',"parameters":',
+                orjson.dumps(
+                    {
+                        "service_ms": service_ms * self._per_profile_ms,
+                        "instance_type": instance_type,
+                    }
+                ),
+                b',"outputs":',
+                outputs,
+                b"}",
+            )
+        )
         return Response(answer, media_type="application/json")
 
 
@@ -198,8 +220,9 @@ def _read_head(body: bytes, json_length_text: str | None) -> tuple[int, int | No
 
 
 def _error(response: Any, status: int, message: str) -> Any:
-    return response(orjson.dumps({"error": message}), status_code=status,
-                    media_type="application/json")  # fmt: skip
+    return response(
+        orjson.dumps({"error": message}), status_code=status, media_type="application/json"
+    )
 
 
 # --- building the application ----------------------------------------------------------------
@@ -230,8 +253,14 @@ def type_weights(scenario: Scenario, pool: Pool) -> dict[str, float]:
     return {t: rough_capacity_qps(scenario, Pool.of({t: n})) for t, n in pool.counts}
 
 
-def build_app(scenario: Scenario, pool: Pool, layout: str, router: str, time_scale: float,
-              router_options: Mapping[str, Any] | None = None) -> Any:  # fmt: skip
+def build_app(
+    scenario: Scenario,
+    pool: Pool,
+    layout: str,
+    router: str,
+    time_scale: float,
+    router_options: Mapping[str, Any] | None = None,
+) -> Any:
     """The Ray Serve application for ``pool`` (see the module docstring)."""
     from ray import serve
     from ray.serve.config import RequestRouterConfig
@@ -260,7 +289,7 @@ def build_app(scenario: Scenario, pool: Pool, layout: str, router: str, time_sca
                     "model": scenario.model,
                     "qos_ms": scenario.qos_ms,
                     **(router_options or {}),
-                },  # fmt: skip
+                },
                 # The router holds a query for a busy instance by declining to choose:
                 # Ray Serve then retries after a back-off, which must be short against QoS.
                 initial_backoff_s=0.001,
@@ -283,8 +312,9 @@ def build_app(scenario: Scenario, pool: Pool, layout: str, router: str, time_sca
         max_ongoing_requests=100_000,
         ray_actor_options={"num_cpus": 0, "resources": {HEAD: 1}},
     )
-    return ingress.bind(scenario.model, model_metadata(scenario, pool, time_scale), targets,
-                        weights)  # fmt: skip
+    return ingress.bind(
+        scenario.model, model_metadata(scenario, pool, time_scale), targets, weights
+    )
 
 
 # --- the local cluster -----------------------------------------------------------------------
@@ -312,11 +342,12 @@ class LocalCluster:
                 "resources": {HEAD: 1},
                 "include_dashboard": False,
                 **common,
-            },  # fmt: skip
+            },
         )
         for t, n in pool.counts:
-            self.cluster.add_node(num_cpus=0, resources={t: n, SLOT: n}, labels={LABEL: t},
-                                  **common)  # fmt: skip
+            self.cluster.add_node(
+                num_cpus=0, resources={t: n, SLOT: n}, labels={LABEL: t}, **common
+            )
         import ray
 
         # The driver only deploys; replicas' log lines stay in the session's log files.
@@ -332,8 +363,15 @@ class LocalCluster:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def serve_pool(scenario: Scenario, pool: Pool, layout: str, router: str, time_scale: float,
-               port: int, router_options: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+def serve_pool(
+    scenario: Scenario,
+    pool: Pool,
+    layout: str,
+    router: str,
+    time_scale: float,
+    port: int,
+    router_options: Mapping[str, Any] | None = None,
+) -> str:
     """Start Ray Serve on the connected cluster; return its URL once the model answers."""
     from ray import serve
     from ray.serve.schema import LoggingConfig
@@ -345,15 +383,22 @@ def serve_pool(scenario: Scenario, pool: Pool, layout: str, router: str, time_sc
         logging_config=LoggingConfig(enable_access_log=False),
     )
     app = build_app(scenario, pool, layout, router, time_scale, router_options)
-    serve.run(app, name="kairos-bench", route_prefix="/", blocking=False,
-              logging_config=LoggingConfig(enable_access_log=False))  # fmt: skip
+    serve.run(
+        app,
+        name="kairos-bench",
+        route_prefix="/",
+        blocking=False,
+        logging_config=LoggingConfig(enable_access_log=False),
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180.0
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{url}/v2/models/{scenario.model}", timeout=5) as r:
-                if r.status == 200:
-                    return url
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{url}/v2/models/{scenario.model}", timeout=5) as r,
+        ):
+            if r.status == 200:
+                return url
         time.sleep(0.5)
     raise RuntimeError(f"Ray Serve did not answer at {url} within 180 s")
 
@@ -363,12 +408,21 @@ def probe(url: str, model: str, batches: Sequence[int]) -> list[dict[str, Any]]:
     out = []
     for b in batches:
         head = {"inputs": [{"name": "dense", "datatype": "FP32", "shape": [b, 13], "data": []}]}
-        req = urllib.request.Request(f"{url}/v2/models/{model}/infer", data=orjson.dumps(head),
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        req = urllib.request.Request(
+            f"{url}/v2/models/{model}/infer",
+            data=orjson.dumps(head),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=30) as resp:
             doc = orjson.loads(resp.read())
-            out.append({"batch": b, "status": resp.status, **doc["parameters"],
-                        "rows": len(doc["outputs"][0]["data"])})  # fmt: skip
+            out.append(
+                {
+                    "batch": b,
+                    "status": resp.status,
+                    **doc["parameters"],
+                    "rows": len(doc["outputs"][0]["data"]),
+                }
+            )
     return out
 
 
@@ -402,12 +456,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             for item in args.probe.split(";"):
                 layout, router, batches = item.split(":")
                 url = serve_pool(scenario, pool, layout, router, args.time_scale, args.port)
-                found[f"{layout}:{router}"] = probe(url, args.model,
-                                                    [int(b) for b in batches.split(",")])  # fmt: skip
+                found[f"{layout}:{router}"] = probe(
+                    url, args.model, [int(b) for b in batches.split(",")]
+                )
             print(f"{PROBE_LINE} {orjson.dumps(found).decode()}", flush=True)
             return
-        url = serve_pool(scenario, pool, args.layout, args.router, args.time_scale, args.port,
-                         orjson.loads(args.router_options))  # fmt: skip
+        url = serve_pool(
+            scenario,
+            pool,
+            args.layout,
+            args.router,
+            args.time_scale,
+            args.port,
+            orjson.loads(args.router_options),
+        )
         print(f"{READY_LINE} {url}", flush=True)
         while not stop.wait(0.5):
             pass

@@ -34,8 +34,9 @@ LABEL = "kairos.io/instance-type"
 class KairosCostRouter(RequestRouter):
     """``request_router_kwargs``: ``model``, ``qos_ms``; any other key is a policy option."""
 
-    def initialize_state(self, model: str = "dien", qos_ms: float | None = None,
-                         **policy_options: Any) -> None:  # fmt: skip
+    def initialize_state(
+        self, model: str = "dien", qos_ms: float | None = None, **policy_options: Any
+    ) -> None:
         self._scenario = Scenario.build(model, qos_ms=qos_ms)
         self._policy_options = policy_options
         self._node_types: dict[str, str] = {}
@@ -110,8 +111,7 @@ class KairosCostRouter(RequestRouter):
         j = self._order.index(replica_id)
         est_s = 0.0
         if batch is not None:
-            est_s = self._policy.ctx.est_s(self._policy.ctx.type_names.index(self._types[j]),
-                                           batch)  # fmt: skip
+            est_s = self._policy.ctx.est_s(self._policy.ctx.type_names.index(self._types[j]), batch)
         self._busy_until[replica_id] = time.time() + est_s
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
