@@ -202,6 +202,7 @@ def serving(variant: Variant, args: argparse.Namespace, port: int) -> Iterator[s
             *args.kairos_serve_arg,
         ]
         with running_router(serve_args, ready_timeout_s=READY_TIMEOUT_S) as router:
+            say(f"  kairos serve at {router.url}")
             yield router.url
         return
     cmd = [
@@ -230,7 +231,9 @@ def serving(variant: Variant, args: argparse.Namespace, port: int) -> Iterator[s
         cwd=Path(__file__).resolve().parent.parent,
     )
     try:
+        t0 = time.perf_counter()
         url = _wait_ready(proc, variant)
+        say(f"  ray serve at {url} after {time.perf_counter() - t0:.0f} s")
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -272,42 +275,38 @@ def _reap_leftovers() -> None:
 
 
 def measure(variant: Variant, args: argparse.Namespace, sim_qps: float, port: int) -> Result:
+    """First pass: the allowable-throughput search and the light-rate run."""
     scenario = Scenario.build(MODEL)
     pool = Pool.parse(variant.pool)
-    binary = args.tensors == "binary"
     say(
         f"{variant.label} on {variant.pool} (${pool.cost_per_hr(scenario.prices):.2f}/h); "
         f"simulated allowable ({variant.sim_policy}): {sim_qps:.1f} q/s"
     )
-    t0 = time.perf_counter()
     with serving(variant, args, port) as url:
-        say(f"  serving at {url} after {time.perf_counter() - t0:.0f} s")
-        spec = LoadSpec(
-            url, MODEL, max(sim_qps, args.floor_qps), 1.0, production_mix(), seed=1, binary=binary
-        )
+        spec = load_spec(url, max(sim_qps, args.floor_qps), args)
         allowable = search(spec, sim_qps, args)
-        common = one_run(
-            replace(spec, seed=2),
-            args.common_rate_qps,
-            args.trial_queries,
-            "common rate",
-            meter=True,
-        )
-        light = one_run(
-            replace(spec, seed=3), args.light_rate_qps, args.light_queries, "light rate"
-        )
-    cpu_ms = common[1] * 1000.0 / common[0].completed if common[0].completed else math.nan
-    return Result(
-        variant.key,
-        variant.label,
-        variant.pool,
-        pool.cost_per_hr(scenario.prices),
-        sim_qps,
-        allowable,
-        common[0],
-        light[0],
-        cpu_ms,
-    )
+        light, _ = one_run(replace(spec, seed=3), args.light_rate_qps, args.light_queries,
+                           "light rate")  # fmt: skip
+    cost = pool.cost_per_hr(scenario.prices)
+    return Result(variant.key, variant.label, variant.pool, cost, sim_qps, allowable, None,
+                  light, math.nan)  # fmt: skip
+
+
+def at_common_rate(result: Result, args: argparse.Namespace, port: int) -> Result:
+    """Second pass: latency and serving CPU per query at the rate common to all variants."""
+    variant = VARIANTS[result.key]
+    say(f"{variant.label} at the common rate:")
+    with serving(variant, args, port) as url:
+        spec = load_spec(url, args.common_rate_qps, args)
+        common, cpu_s = one_run(replace(spec, seed=2), args.common_rate_qps,
+                                args.trial_queries, "common rate", meter=True)  # fmt: skip
+    cpu_ms = cpu_s * 1000.0 / common.completed if common.completed else math.nan
+    return replace(result, common=common, cpu_ms_per_query=cpu_ms)
+
+
+def load_spec(url: str, rate: float, args: argparse.Namespace) -> LoadSpec:
+    binary = args.tensors == "binary"
+    return LoadSpec(url, MODEL, rate, 1.0, production_mix(), seed=1, binary=binary)
 
 
 def show(t: LoadReport) -> None:
@@ -438,7 +437,7 @@ def parse_args() -> argparse.Namespace:
         "--common-rate-qps",
         type=float,
         default=0.0,
-        help="default: 3/4 of the simulated allowable of rs-gpu",
+        help="default: 90%% of the lowest positive live allowable throughput",
     )
     parser.add_argument("--light-rate-qps", type=float, default=40.0)
     parser.add_argument("--light-queries", type=int, default=1000)
@@ -496,17 +495,22 @@ def main() -> None:
         f" kairos backend {args.kairos_backend}; logs in {args.log_dir}"
     )
     sims: dict[tuple[str, str], float] = {}
-    for v in [VARIANTS[k] for k in args.variant_keys] + [VARIANTS["rs-gpu"]]:
+    for v in [VARIANTS[k] for k in args.variant_keys]:
         if (v.pool, v.sim_policy) not in sims:
             sims[(v.pool, v.sim_policy)] = allowable_throughput(
                 scenario, Pool.parse(v.pool), v.sim_policy, queries=5000
             ).allowable_qps
-    if args.common_rate_qps <= 0:
-        args.common_rate_qps = round(0.75 * sims[(GPU_POOL, "power-of-two")], 1)
     results = []
     for k, key in enumerate(args.variant_keys):
         v = VARIANTS[key]
         results.append(measure(v, args, sims[(v.pool, v.sim_policy)], 8000 + k))
+    if args.common_rate_qps <= 0:
+        held = [r.allowable_qps for r in results if r.allowable_qps > 0]
+        # Every variant that holds QoS at all carries this rate: 90% of the lowest allowable.
+        args.common_rate_qps = round(0.9 * min(held), 1) if held else args.floor_qps
+    say(f"common rate: {args.common_rate_qps:.1f} q/s")
+    n = len(results)
+    results = [at_common_rate(r, args, 8000 + n + k) for k, r in enumerate(results)]
     report(results, args.common_rate_qps, args.light_rate_qps, time.perf_counter() - t0)
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2, default=str))

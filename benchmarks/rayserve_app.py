@@ -43,6 +43,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import warnings
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -73,9 +74,11 @@ BINARY_HEADER = "inference-header-content-length"
 def ray_serve_missing() -> str:
     """Why Ray Serve cannot run here ('' when it can)."""
     try:
-        import ray  # noqa: F401
-        from ray import serve  # noqa: F401
-        from ray.serve.request_router import RequestRouter  # noqa: F401
+        with warnings.catch_warnings():  # Ray's own deprecation warnings, on import
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import ray  # noqa: F401
+            from ray import serve  # noqa: F401
+            from ray.serve.request_router import RequestRouter  # noqa: F401
     except ImportError as exc:
         return f"ray[serve] is not installed ({exc}); pip install 'kairos[bench]'"
     return ""

@@ -17,6 +17,8 @@ alone, so queued queries never compete for an instance in one assignment.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -45,6 +47,9 @@ class KairosCostRouter(RequestRouter):
         self._policy: Policy | None = None
         self._busy_until: dict[ReplicaID, float] = {}  # est. free time (time.time())
         self._chosen_batch: dict[ReplicaID, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+        self._max_hold_s = self._scenario.qos_ms / 1000.0 / 10.0
 
     # --- the replica set ----------------------------------------------------------------------
 
@@ -84,11 +89,30 @@ class KairosCostRouter(RequestRouter):
         state = self.cluster_state(now)
         state.enqueue(Query(0, pending_request.created_at, batch))
         decisions = self._policy.decide(state)
-        if not decisions:
-            return []  # hold: the instance this query should wait for is busy
+        if not decisions:  # hold: the instance this query should wait for is busy
+            await self._wait_for_change(now)
+            return []
         chosen = self._order[decisions[0][1]]
         self._chosen_batch[chosen] = batch
         return [[self.curr_replicas[chosen]]]
+
+    async def _wait_for_change(self, now: float) -> None:
+        """Sleep until a query completes or the next busy instance is estimated free (at
+        least 1 ms, at most QoS/10), so that a held query is not re-decided every back-off
+        (1 ms) for nothing: that spinning costs more CPU than the routing itself."""
+        loop = self._loop = asyncio.get_running_loop()
+        soonest = min(self._busy_until.values(), default=now) - now
+        wait_s = min(max(soonest, 0.001), self._max_hold_s)
+        change: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(change)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(change, wait_s)
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
 
     def cluster_state(self, now: float) -> ClusterState:
         """The replicas as Kairos's cluster state at ``now``: busy ones until their estimate."""
@@ -117,6 +141,9 @@ class KairosCostRouter(RequestRouter):
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
         super().on_request_completed(replica_id, internal_request_id)
         self._busy_until.pop(replica_id, None)
+        loop = self._loop
+        if loop is not None and self._waiters and not loop.is_closed():  # any thread
+            loop.call_soon_threadsafe(self._wake)
 
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_died(replica_id)

@@ -17,6 +17,7 @@ import asyncio
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -33,10 +34,7 @@ from benchmarks.rayserve_app import (
 )
 from kairos.scenario import Scenario
 
-pytestmark = [
-    pytest.mark.skipif(bool(ray_serve_missing()), reason=ray_serve_missing()),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # Ray's own, on import
-]
+pytestmark = pytest.mark.skipif(bool(ray_serve_missing()), reason=ray_serve_missing())
 
 REPO = Path(__file__).resolve().parents[2]
 GPU, CPU = "g4dn.xlarge", "r5n.large"
@@ -64,7 +62,18 @@ def make_router(types: list[str]) -> tuple[Any, list[Any]]:
 
 def choose(router: Any, batch: int) -> list[list[Any]]:
     pending = SimpleNamespace(args=[batch, b"", None], created_at=time.time())
-    return asyncio.run(router.choose_replicas(list(router.curr_replicas.values()), pending))
+    loop = asyncio.get_event_loop_policy().get_event_loop()  # one loop, as in Ray Serve
+    return loop.run_until_complete(
+        router.choose_replicas(list(router.curr_replicas.values()), pending)
+    )
+
+
+@pytest.fixture(autouse=True)
+def event_loop_for_router() -> Iterator[None]:
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    yield
+    asyncio.get_event_loop_policy().get_event_loop().close()
+    asyncio.set_event_loop(None)
 
 
 def test_router_prefers_the_instance_kairos_cost_picks() -> None:
