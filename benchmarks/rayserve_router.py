@@ -45,7 +45,8 @@ class KairosCostRouter(RequestRouter):
         self._order: list[ReplicaID] = []
         self._types: tuple[str, ...] = ()
         self._policy: Policy | None = None
-        self._busy_until: dict[ReplicaID, float] = {}  # est. free time (time.time())
+        # replica -> (accepted request's id, or None while tentative; est. free time.time())
+        self._running: dict[ReplicaID, tuple[str | None, float]] = {}
         self._chosen_batch: dict[ReplicaID, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[asyncio.Future[None]] = []
@@ -72,7 +73,7 @@ class KairosCostRouter(RequestRouter):
             )
             self._policy = make_policy("kairos", ctx, **self._policy_options)
         alive = set(self._order)
-        self._busy_until = {r: t for r, t in self._busy_until.items() if r in alive}
+        self._running = {r: v for r, v in self._running.items() if r in alive}
 
     # --- one routing decision -----------------------------------------------------------------
 
@@ -101,7 +102,7 @@ class KairosCostRouter(RequestRouter):
         least 1 ms, at most QoS/10), so that a held query is not re-decided every back-off
         (1 ms) for nothing: that spinning costs more CPU than the routing itself."""
         loop = self._loop = asyncio.get_running_loop()
-        soonest = min(self._busy_until.values(), default=now) - now
+        soonest = min((until for _, until in self._running.values()), default=now) - now
         wait_s = min(max(soonest, 0.001), self._max_hold_s)
         change: asyncio.Future[None] = loop.create_future()
         self._waiters.append(change)
@@ -119,35 +120,51 @@ class KairosCostRouter(RequestRouter):
         state = ClusterState(self._types)
         state.now_s = now
         for j, rid in enumerate(self._order):
-            until = self._busy_until.get(rid)
-            if until is not None:  # a placeholder query marks it busy until ``until``
+            running = self._running.get(rid)
+            if running is not None:  # a placeholder query marks it busy until its estimate
                 state.enqueue(Query(-1 - j, now, 1))
-                state.start(-1 - j, j, until - now)
+                state.start(-1 - j, j, running[1] - now)
         return state
 
     # --- what Ray Serve tells the router ------------------------------------------------------
 
     def on_send_request(self, replica_id: ReplicaID) -> None:
+        """A request is on its way to ``replica_id``: busy until its estimate (tentative until
+        the replica accepts it, unless the replica already runs an accepted one)."""
         super().on_send_request(replica_id)
-        if self._policy is None or replica_id not in self._order:
-            return
         batch = self._chosen_batch.pop(replica_id, None)
-        j = self._order.index(replica_id)
-        est_s = 0.0
-        if batch is not None:
-            est_s = self._policy.ctx.est_s(self._policy.ctx.type_names.index(self._types[j]), batch)
-        self._busy_until[replica_id] = time.time() + est_s
+        if replica_id not in self._running:
+            self._running[replica_id] = (None, time.time() + self._est_s(replica_id, batch))
+
+    def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID,
+                          result: Any) -> None:  # fmt: skip
+        """The replica accepted the request: it is busy with it until its estimate."""
+        super().on_request_routed(pending_request, replica_id, result)
+        batch = _batch_of(pending_request)
+        until = time.time() + self._est_s(replica_id, batch)
+        self._running[replica_id] = (pending_request.metadata.internal_request_id, until)
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
+        """Also called for a request the replica rejected (it was busy with another one):
+        only the accepted request's completion, or a tentative one's, frees the replica."""
         super().on_request_completed(replica_id, internal_request_id)
-        self._busy_until.pop(replica_id, None)
+        running = self._running.get(replica_id)
+        if running is not None and running[0] in (None, internal_request_id):
+            del self._running[replica_id]
         loop = self._loop
         if loop is not None and self._waiters and not loop.is_closed():  # any thread
             loop.call_soon_threadsafe(self._wake)
 
+    def _est_s(self, replica_id: ReplicaID, batch: int | None) -> float:
+        if self._policy is None or batch is None or replica_id not in self._order:
+            return 0.0
+        t = self._types[self._order.index(replica_id)]
+        ctx = self._policy.ctx
+        return ctx.est_s(ctx.type_names.index(t), batch)
+
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_died(replica_id)
-        self._busy_until.pop(replica_id, None)
+        self._running.pop(replica_id, None)
 
 
 def _batch_of(pending_request: PendingRequest | None) -> int | None:

@@ -101,9 +101,16 @@ def test_router_prefers_the_instance_kairos_cost_picks() -> None:
     router, (gpu, cpu) = make_router([GPU, CPU])
     router._chosen_batch[gpu.replica_id] = 5
     router.on_send_request(gpu.replica_id)
+    accepted = SimpleNamespace(
+        args=[5, b"", None], metadata=SimpleNamespace(internal_request_id="a")
+    )
+    router.on_request_routed(accepted, gpu.replica_id, None)
     assert choose(router, 900) == []
     assert choose(router, 5) == [[cpu]]
-    router.on_request_completed(gpu.replica_id, "q1")
+    # A request the busy GPU rejected completes at once: the GPU is still busy.
+    router.on_request_completed(gpu.replica_id, "b")
+    assert choose(router, 900) == []
+    router.on_request_completed(gpu.replica_id, "a")
     assert choose(router, 900) == [[gpu]]
 
 
