@@ -314,7 +314,7 @@ def show(t: LoadReport) -> None:
         f"  trial {t.rate_qps:7.1f} q/s: within QoS {t.qos_met_fraction:7.2%}, p50 "
         f"{t.p50_ms:6.1f} ms, p99 {t.p99_ms:6.1f} ms, router-added p99 "
         f"{t.overhead_p99_ms:5.2f} ms, errors {t.errors} -> "
-        f"{'pass' if t.passed else 'fail'}"
+        f"{'pass' if t.passed else 'fail'}" + (f" (statuses {t.status_counts})" if t.errors else "")
     )
 
 

@@ -291,6 +291,7 @@ def build_app(
                 request_router_kwargs={
                     "model": scenario.model,
                     "qos_ms": scenario.qos_ms,
+                    "time_scale": time_scale,
                     **(router_options or {}),
                 },
                 # The router holds a query for a busy instance by declining to choose:

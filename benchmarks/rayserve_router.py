@@ -31,26 +31,36 @@ from kairos.scenario import Scenario
 from kairos.workload import Query
 
 LABEL = "kairos.io/instance-type"
+COMPLETED_KEPT = 4096
+STALE_QOS = 10.0
 
 
 class KairosCostRouter(RequestRouter):
     """``request_router_kwargs``: ``model``, ``qos_ms``; any other key is a policy option."""
 
     def initialize_state(
-        self, model: str = "dien", qos_ms: float | None = None, **policy_options: Any
+        self,
+        model: str = "dien",
+        qos_ms: float | None = None,
+        time_scale: float = 1.0,
+        **policy_options: Any,
     ) -> None:
         self._scenario = Scenario.build(model, qos_ms=qos_ms)
+        # The policy works in profile seconds; replicas sleep ``time_scale`` times longer.
+        self._scale = time_scale if time_scale > 0 else 1.0
+        self._stale_s = STALE_QOS * self._scenario.qos_ms / 1000.0
         self._policy_options = policy_options
         self._node_types: dict[str, str] = {}
         self._order: list[ReplicaID] = []
         self._types: tuple[str, ...] = ()
         self._policy: Policy | None = None
-        # replica -> (accepted request's id, or None while tentative; est. free time.time())
+        # replica -> (accepted request's id, or None while tentative; est. free, profile s)
         self._running: dict[ReplicaID, tuple[str | None, float]] = {}
+        self._completed: dict[str, None] = {}  # recent completed request ids, oldest first
         self._chosen_batch: dict[ReplicaID, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[asyncio.Future[None]] = []
-        self._max_hold_s = self._scenario.qos_ms / 1000.0 / 10.0
+        self._max_hold_s = self._scenario.qos_ms / 1000.0 / 10.0  # profile seconds
 
     # --- the replica set ----------------------------------------------------------------------
 
@@ -86,9 +96,9 @@ class KairosCostRouter(RequestRouter):
         if self._policy is None or batch is None:
             return [candidate_replicas]  # nothing to weigh: any free replica
         assert pending_request is not None
-        now = time.time()
+        now = self._now()
         state = self.cluster_state(now)
-        state.enqueue(Query(0, pending_request.created_at, batch))
+        state.enqueue(Query(0, pending_request.created_at / self._scale, batch))
         decisions = self._policy.decide(state)
         if not decisions:  # hold: the instance this query should wait for is busy
             await self._wait_for_change(now)
@@ -103,7 +113,7 @@ class KairosCostRouter(RequestRouter):
         (1 ms) for nothing: that spinning costs more CPU than the routing itself."""
         loop = self._loop = asyncio.get_running_loop()
         soonest = min((until for _, until in self._running.values()), default=now) - now
-        wait_s = min(max(soonest, 0.001), self._max_hold_s)
+        wait_s = min(max(soonest, 0.001), self._max_hold_s) * self._scale
         change: asyncio.Future[None] = loop.create_future()
         self._waiters.append(change)
         with contextlib.suppress(TimeoutError):
@@ -115,13 +125,21 @@ class KairosCostRouter(RequestRouter):
             if not w.done():
                 w.set_result(None)
 
+    def _now(self) -> float:
+        """Profile seconds: wall time over the replicas' time scale (the router's clock)."""
+        return time.time() / self._scale
+
     def cluster_state(self, now: float) -> ClusterState:
-        """The replicas as Kairos's cluster state at ``now``: busy ones until their estimate."""
+        """The replicas as Kairos's cluster state at ``now``: busy ones until their estimate.
+        A query overdue by more than ``STALE_QOS`` x QoS is taken as lost news (Ray Serve
+        did not report its completion) and its replica as free."""
         state = ClusterState(self._types)
         state.now_s = now
         for j, rid in enumerate(self._order):
             running = self._running.get(rid)
-            if running is not None:  # a placeholder query marks it busy until its estimate
+            if running is not None and running[1] < now - self._stale_s:
+                del self._running[rid]
+            elif running is not None:  # a placeholder query marks it busy until its estimate
                 state.enqueue(Query(-1 - j, now, 1))
                 state.start(-1 - j, j, running[1] - now)
         return state
@@ -134,20 +152,26 @@ class KairosCostRouter(RequestRouter):
         super().on_send_request(replica_id)
         batch = self._chosen_batch.pop(replica_id, None)
         if replica_id not in self._running:
-            self._running[replica_id] = (None, time.time() + self._est_s(replica_id, batch))
+            self._running[replica_id] = (None, self._now() + self._est_s(replica_id, batch))
 
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID,
                           result: Any) -> None:  # fmt: skip
-        """The replica accepted the request: it is busy with it until its estimate."""
+        """The replica accepted the request: it is busy with it until its estimate (unless
+        the request already completed: its callback may run first, on another thread)."""
         super().on_request_routed(pending_request, replica_id, result)
-        batch = _batch_of(pending_request)
-        until = time.time() + self._est_s(replica_id, batch)
-        self._running[replica_id] = (pending_request.metadata.internal_request_id, until)
+        request_id = pending_request.metadata.internal_request_id
+        if request_id in self._completed:
+            return
+        until = self._now() + self._est_s(replica_id, _batch_of(pending_request))
+        self._running[replica_id] = (request_id, until)
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
         """Also called for a request the replica rejected (it was busy with another one):
         only the accepted request's completion, or a tentative one's, frees the replica."""
         super().on_request_completed(replica_id, internal_request_id)
+        self._completed[internal_request_id] = None
+        if len(self._completed) > COMPLETED_KEPT:
+            del self._completed[next(iter(self._completed))]
         running = self._running.get(replica_id)
         if running is not None and running[0] in (None, internal_request_id):
             del self._running[replica_id]
