@@ -109,11 +109,11 @@ class KairosCostRouter(RequestRouter):
 
     async def _wait_for_change(self, now: float) -> None:
         """Sleep until a query completes or the next busy instance is estimated free (at
-        least 1 ms, at most QoS/10), so that a held query is not re-decided every back-off
+        least QoS/20, at most QoS/10), so that a held query is not re-decided every back-off
         (1 ms) for nothing: that spinning costs more CPU than the routing itself."""
         loop = self._loop = asyncio.get_running_loop()
         soonest = min((until for _, until in self._running.values()), default=now) - now
-        wait_s = min(max(soonest, 0.001), self._max_hold_s) * self._scale
+        wait_s = min(max(soonest, self._max_hold_s / 2.0), self._max_hold_s) * self._scale
         change: asyncio.Future[None] = loop.create_future()
         self._waiters.append(change)
         with contextlib.suppress(TimeoutError):
@@ -130,18 +130,26 @@ class KairosCostRouter(RequestRouter):
         return time.time() / self._scale
 
     def cluster_state(self, now: float) -> ClusterState:
-        """The replicas as Kairos's cluster state at ``now``: busy ones until their estimate.
-        A query overdue by more than ``STALE_QOS`` x QoS is taken as lost news (Ray Serve
-        did not report its completion) and its replica as free."""
+        """The replicas as Kairos's cluster state at ``now``: busy until their estimate.
+
+        Busy also when Ray Serve's queue-length cache says the replica runs a query this
+        router has no record of (its callbacks can arrive late or out of order): then due
+        now. A query overdue by more than ``STALE_QOS`` x QoS is taken as lost news and its
+        replica as free."""
         state = ClusterState(self._types)
         state.now_s = now
+        lengths = self.replica_queue_len_cache
         for j, rid in enumerate(self._order):
             running = self._running.get(rid)
             if running is not None and running[1] < now - self._stale_s:
                 del self._running[rid]
-            elif running is not None:  # a placeholder query marks it busy until its estimate
+                running = None
+            until = running[1] if running is not None else None
+            if until is None and (lengths.get(rid) or 0) >= 1:
+                until = now
+            if until is not None:  # a placeholder query marks it busy until ``until``
                 state.enqueue(Query(-1 - j, now, 1))
-                state.start(-1 - j, j, running[1] - now)
+                state.start(-1 - j, j, until - now)
         return state
 
     # --- what Ray Serve tells the router ------------------------------------------------------
