@@ -272,7 +272,7 @@ def build_app(
         raise ValueError(f"layout {layout!r} / router {router!r} not in {LAYOUTS} / {ROUTERS}")
     if router != "default" and layout != "pooled":
         raise ValueError("a custom router needs the pooled layout (it chooses among types)")
-    replica = serve.deployment(ReplayReplica, max_ongoing_requests=1)
+    replica: Any = serve.deployment(ReplayReplica, max_ongoing_requests=1)
     if layout == "per-type":
         targets = {
             t: replica.options(
@@ -286,9 +286,9 @@ def build_app(
     else:
         options: dict[str, Any] = {}
         if router == "kairos-cost":
-            options["request_router_config"] = RequestRouterConfig(
-                request_router_class=ROUTER_CLASS,
-                request_router_kwargs={
+            router_config: dict[str, Any] = {
+                "request_router_class": ROUTER_CLASS,
+                "request_router_kwargs": {
                     "model": scenario.model,
                     "qos_ms": scenario.qos_ms,
                     "time_scale": time_scale,
@@ -296,10 +296,11 @@ def build_app(
                 },
                 # The router holds a query for a busy instance by declining to choose:
                 # Ray Serve then retries after a back-off, which must be short against QoS.
-                initial_backoff_s=0.001,
-                backoff_multiplier=1.0,
-                max_backoff_s=0.001,
-            )
+                "initial_backoff_s": 0.001,
+                "backoff_multiplier": 1.0,
+                "max_backoff_s": 0.001,
+            }
+            options["request_router_config"] = RequestRouterConfig(**router_config)
         targets = {
             "pool": replica.options(
                 name="replay-pool",
@@ -309,7 +310,7 @@ def build_app(
             ).bind(scenario.model, None, time_scale)
         }
         weights = {"pool": 1.0}
-    ingress = serve.deployment(
+    ingress: Any = serve.deployment(
         Ingress,
         name="ingress",
         num_replicas=1,
@@ -338,7 +339,7 @@ class LocalCluster:
         # Replicas import this module and the custom router by name.
         path = os.environ.get("PYTHONPATH", "")
         os.environ["PYTHONPATH"] = f"{REPO_ROOT}{os.pathsep}{path}" if path else str(REPO_ROOT)
-        common = {"node_ip_address": "127.0.0.1", "temp_dir": ray_dir}
+        common: dict[str, Any] = {"node_ip_address": "127.0.0.1", "temp_dir": ray_dir}
         self.cluster = Cluster(
             initialize_head=True,
             head_node_args={

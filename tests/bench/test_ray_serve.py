@@ -51,7 +51,7 @@ def make_router(types: list[str]) -> tuple[Any, list[Any]]:
         handle_source=DeploymentHandleSource.REPLICA,
     )
     router.initialize_state(model="dien", qos_ms=35.0)
-    replicas = [
+    replicas: list[Any] = [
         SimpleNamespace(replica_id=f"r{k}", node_id=f"node-{t}") for k, t in enumerate(types)
     ]
     router._node_types = {f"node-{t}": t for t in set(types)}
