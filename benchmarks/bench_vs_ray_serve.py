@@ -381,19 +381,20 @@ def report(results: list[Result], common_qps: float, light_qps: float, seconds: 
     say("")
     say(
         f"{'variant':34} {'pool':27} {'$/h':>5} {'sim q/s':>8} {'live q/s':>9} "
-        f"{'p50/p99 ms':>12} {'added p50/p99 ms':>17} {'CPU ms/q':>9}"
+        f"{'in QoS':>7} {'p50/p99 ms':>12} {'added p50/p99 ms':>17} {'CPU ms/q':>9}"
     )
     for r in results:
         c, lt = r.common, r.light
         lat = f"{c.p50_ms:5.1f}/{c.p99_ms:5.1f}" if c else "-"
+        within = f"{c.qos_met_fraction:7.2%}" if c else "-"
         added = f"{lt.overhead_p50_ms:5.2f}/{lt.overhead_p99_ms:6.2f}" if lt else "-"
         say(
             f"{r.label:34} {r.pool:27} {r.cost_per_hr:5.2f} {r.simulated_qps:8.1f} "
-            f"{r.allowable_qps:9.1f} {lat:>12} {added:>17} {r.cpu_ms_per_query:9.2f}"
+            f"{r.allowable_qps:9.1f} {within:>7} {lat:>12} {added:>17} {r.cpu_ms_per_query:9.2f}"
         )
     say(
-        f"(latency at the common rate {common_qps:.1f} q/s; router-added at {light_qps:.1f} q/s;"
-        " QoS 35 ms)"
+        f"(in QoS and latency: at the common rate {common_qps:.1f} q/s; router-added, wall ms: at "
+        f"{light_qps:.1f} q/s; QoS 35 ms)"
     )
     by = {r.key: r for r in results}
     kairos = by.get("kairos")
