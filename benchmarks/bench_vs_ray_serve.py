@@ -26,15 +26,19 @@ KServe v2 requests) and the same allowable-throughput search as ``bench_live.py`
 (``find_capacity`` from the simulated figure, step 1.2); a variant the simulator says never
 holds QoS is first tried at ``--floor-qps`` and counts 0 if it fails there. Printed per
 variant, in one run: live allowable throughput (99% within QoS), p50/p99 latency at a common
-rate, router-added latency (client latency minus the replica's service time and the queue
-time the router reports, at a light rate where queries rarely wait), CPU per query of the
-serving processes (every process in the namespace but this one, from /proc) at the common
-rate, and the ratios. Last line: ``kairos / ray serve (best deployment): N.NNx``.
+rate (default 90% of the lowest non-zero allowable, in a second pass), router-added latency
+(client latency minus the replica's service time and the queue time the router reports, at
+a light rate where queries rarely wait), CPU per query of the serving processes (every
+process in the namespace but this one, from /proc) at the common rate, and the ratios. Last
+line: ``kairos / ray serve (best deployment): N.NNx``.
 
     python benchmarks/bench_vs_ray_serve.py [--variants kairos,rs-types,rs-pool,rs-gpu,
         rs-kairos-router] [--time-scale 1] [--trial-queries 5500] [--precision 0.02]
         [--common-rate-qps R] [--light-rate-qps 40] [--kairos-backend local|ray]
         [--kairos-serve-arg ARG ...] [--json]
+
+On a small machine Ray Serve's own CPU per query decides at real time; ``--time-scale 4``
+lets the routing decide (docs/ray_serve.md has figures of both).
 """
 
 from __future__ import annotations

@@ -5,11 +5,14 @@ deployment's replicas to ``choose_replicas``, which returns them in ranks of pre
 Ray Serve then sends the request to a replica of the first rank with a free slot, or, when
 none is free, backs off and asks again. This router answers with the decision of Kairos's own
 policy (``kairos`` from ``kairos.distributor``, unchanged) for a cluster of one queued query:
-the replicas are the instances (each one's type from its node's label), the ones this router
-has a query on in flight are busy until their profiled mean service time has passed, and the
-query's deadline is its arrival at the ingress plus QoS. The policy either starts the query on
-an idle instance (the only rank returned) or holds it, because the instance it should wait
-for is busy (no rank: Ray Serve backs off 1 ms and asks again).
+the replicas are the instances (each one's type from its node's label); a replica is busy
+while it runs a query this router sent it (until that query's profiled mean service time has
+passed) or while Ray Serve's queue-length cache says it runs one; the query's deadline is its
+arrival at the ingress plus QoS; all in profile time (wall time over the replicas' time
+scale). The policy either starts the query on an idle instance (the only rank returned) or
+holds it, because the instance it should wait for is busy: the router then waits for a query
+to complete (or for the next busy instance's estimated finish) and returns no rank, so Ray
+Serve backs off 1 ms and asks again.
 
 What it cannot do, by Ray Serve's design, is the matching itself: each request is decided
 alone, so queued queries never compete for an instance in one assignment.
@@ -36,7 +39,8 @@ STALE_QOS = 10.0
 
 
 class KairosCostRouter(RequestRouter):
-    """``request_router_kwargs``: ``model``, ``qos_ms``; any other key is a policy option."""
+    """``request_router_kwargs``: ``model``, ``qos_ms``, ``time_scale`` (of the replay
+    replicas); any other key is an option of the ``kairos`` policy."""
 
     def initialize_state(
         self,
