@@ -1,0 +1,1 @@
+"""Benchmarks (run as scripts; a package so that their helper modules import by name)."""

@@ -1,0 +1,142 @@
+"""The Ray Serve side of benchmarks/bench_vs_ray_serve.py.
+
+* The request router that applies Kairos's policy to each request prefers the instance that
+  policy's cost picks: the expectation is derived from the profiles here, not by calling the
+  policy (fast, no cluster).
+* Live: a local multi-node Ray cluster in a private network namespace serves the pool with
+  the replay worker, one deployment per type behind Ray Serve's proxy and default router,
+  then one deployment with the custom router; one query each way (about 25 s).
+
+Both skip, saying why, where ray[serve] is missing (``pip install 'kairos[bench]'``); the
+live one also where no network namespace can be made (it needs root, unshare and ip).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+
+from benchmarks.rayserve_app import (
+    PROBE_LINE,
+    in_private_netns,
+    netns_command,
+    netns_missing,
+    ray_serve_missing,
+)
+from kairos.scenario import Scenario
+
+pytestmark = pytest.mark.skipif(bool(ray_serve_missing()), reason=ray_serve_missing())
+
+REPO = Path(__file__).resolve().parents[2]
+GPU, CPU = "g4dn.xlarge", "r5n.large"
+
+
+def make_router(types: list[str]) -> tuple[Any, list[Any]]:
+    """A ``KairosCostRouter`` over fake replicas (one per entry of ``types``, in order)."""
+    from ray.serve._private.common import DeploymentHandleSource, DeploymentID
+
+    from benchmarks import rayserve_router
+
+    router = rayserve_router.KairosCostRouter(
+        deployment_id=DeploymentID(name="replay-pool", app_name="test"),
+        handle_source=DeploymentHandleSource.REPLICA,
+    )
+    router.initialize_state(model="dien", qos_ms=35.0)
+    replicas: list[Any] = [
+        SimpleNamespace(replica_id=f"r{k}", node_id=f"node-{t}") for k, t in enumerate(types)
+    ]
+    router._node_types = {f"node-{t}": t for t in set(types)}
+    router._replicas = {r.replica_id: r for r in replicas}
+    router._rebuild()
+    return router, replicas
+
+
+def choose(router: Any, batch: int) -> list[list[Any]]:
+    pending = SimpleNamespace(args=[batch, b"", None], created_at=time.time())
+    loop = asyncio.get_event_loop_policy().get_event_loop()  # one loop, as in Ray Serve
+    return loop.run_until_complete(
+        router.choose_replicas(list(router.curr_replicas.values()), pending)
+    )
+
+
+@pytest.fixture(autouse=True)
+def event_loop_for_router() -> Iterator[None]:
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    yield
+    asyncio.get_event_loop_policy().get_event_loop().close()
+    asyncio.set_event_loop(None)
+
+
+def test_router_prefers_the_instance_kairos_cost_picks() -> None:
+    sc = Scenario.build("dien")
+    est = {
+        (t, b): float(sc.profiles.get(t).mean_ms(float(b))) for t in (GPU, CPU) for b in (5, 900)
+    }
+    coeff = sc.profiles.heterogeneity((GPU, CPU))
+    # What the cost says, from the profiles: a batch of 900 meets QoS on the GPU only; a batch
+    # of 5 meets it on both, and the CPU's weighted finish time is the lower.
+    assert est[(GPU, 900)] < sc.qos_ms < est[(CPU, 900)]
+    assert coeff[CPU] * est[(CPU, 5)] < coeff[GPU] * est[(GPU, 5)] < sc.qos_ms
+
+    router, (gpu, cpu) = make_router([GPU, CPU])
+    assert choose(router, 900) == [[gpu]]
+    assert choose(router, 5) == [[cpu]]
+    # The GPU listed last changes nothing (the choice is by cost, not position).
+    router, (cpu2, gpu2) = make_router([CPU, GPU])
+    assert choose(router, 900) == [[gpu2]]
+
+    # The GPU busy with a small query: a large one waits for it (no rank offered, Ray Serve
+    # retries) rather than take the idle CPU where it would miss QoS, since after the small
+    # one it still finishes in time; a small one still goes to the CPU.
+    assert est[(GPU, 5)] + est[(GPU, 900)] < sc.qos_ms
+    router, (gpu, cpu) = make_router([GPU, CPU])
+    router._chosen_batch[gpu.replica_id] = 5
+    router.on_send_request(gpu.replica_id)
+    accepted = SimpleNamespace(
+        args=[5, b"", None], metadata=SimpleNamespace(internal_request_id="a")
+    )
+    router.on_request_routed(accepted, gpu.replica_id, None)
+    assert choose(router, 900) == []
+    assert choose(router, 5) == [[cpu]]
+    # A request the busy GPU rejected completes at once: the GPU is still busy.
+    router.on_request_completed(gpu.replica_id, "b")
+    assert choose(router, 900) == []
+    router.on_request_completed(gpu.replica_id, "a")
+    assert choose(router, 900) == [[gpu]]
+
+
+@pytest.mark.skipif(not in_private_netns() and bool(netns_missing()), reason=netns_missing())
+def test_ray_serve_answers_through_its_proxy_with_the_replay_worker() -> None:
+    probes = "per-type:default:3;pooled:kairos-cost:900,5"
+    argv = [
+        sys.executable,
+        "-m",
+        "benchmarks.rayserve_app",
+        "--pool",
+        f"{GPU}=1,{CPU}=1",
+        "--probe",
+        probes,
+    ]
+    cmd = argv if in_private_netns() else netns_command(argv)
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(PROBE_LINE)]
+    assert done.returncode == 0 and lines, done.stderr[-2000:]
+    found = orjson.loads(lines[0].split(" ", 1)[1])
+    (plain,) = found["per-type:default"]
+    assert plain["status"] == 200 and plain["rows"] == 3
+    # The replay worker slept a service time drawn from its type's profile.
+    sc = Scenario.build("dien")
+    lo = float(sc.profiles.get(plain["instance_type"]).quantile_ms(3.0, 0.0))
+    assert plain["service_ms"] >= 0.9 * lo
+    big, small = found["pooled:kairos-cost"]
+    assert (big["rows"], big["instance_type"]) == (900, GPU)
+    assert (small["rows"], small["instance_type"]) == (5, CPU)
