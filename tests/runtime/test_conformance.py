@@ -1,10 +1,13 @@
-"""The live router with time-scaled replay workers agrees with the simulator.
+"""The live router with time-scaled replay workers agrees with the simulator near capacity.
 
-Same seeded arrivals and batch sizes through ``simulate`` and through a real router; the
-service-time draws differ (the workers sample their own), so agreement is statistical:
-throughput within 10% and p99 latency within 25% (stated tolerance; the router's own wall
-overhead, under a millisecond of wall time per hop, is inflated by 1 / time scale in profile
-time, which is why live p99 runs a few percent above the simulator's).
+The same seeded arrivals and batch sizes go through ``simulate`` and through a real router at
+0.9 x the pool's simulated allowable throughput, where queueing, not idle capacity, decides
+the latency tail: a router that dispatched worse than the simulator's driver, or a simulator
+that flattered the policy, shows here. The workers draw their own service times, so the
+agreement is statistical: throughput within 10%, p99 latency within 15% and the share of
+queries within QoS within 1.5 points (stated tolerances; observed on the development machine:
+p99 within 3%, shares within 0.3 points). The live allowable throughput itself is compared
+with the simulator's by ``benchmarks/bench_live.py`` (real time, full search).
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import numpy as np
 import pytest
 
 from kairos.catalog import Pool
-from kairos.distributor import policy_names
 from kairos.runtime.aio import run_event_loop
 from kairos.runtime.launch import running_router
 from kairos.runtime.loadgen import LoadSpec, run_load
@@ -23,40 +25,34 @@ from kairos.sim.engine import simulate
 from kairos.workload import poisson_stream
 
 POOL = "g4dn.xlarge=1,r5n.large=2"
-TIME_SCALE = 0.2
-QUERIES = 800
+TIME_SCALE = 0.25
+QUERIES = 1500
+LOAD = 0.9  # of the simulated allowable throughput
 THROUGHPUT_TOLERANCE = 0.10
-P99_TOLERANCE = 0.25
+P99_TOLERANCE = 0.15
+QOS_SHARE_TOLERANCE = 0.015
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("policy", [p for p in ("fcfs", "kairos") if p in policy_names()])
-def test_live_router_matches_simulator(policy: str) -> None:
+@pytest.mark.parametrize("policy", ["fcfs", "kairos"])
+def test_live_router_matches_simulator_near_capacity(policy: str) -> None:
     scenario = Scenario.build("rm2")
     pool = Pool.parse(POOL)
-    rate = 0.6 * allowable_throughput(scenario, pool, policy, queries=2000).allowable_qps
+    rate = LOAD * allowable_throughput(scenario, pool, policy).allowable_qps
     stream = poisson_stream(rate, QUERIES, scenario.mix, np.random.default_rng(11))
     warmup = QUERIES // 10
     sim = simulate(scenario, pool, policy, stream, seed=11).records.metrics(scenario.qos_ms, warmup)
-    args = [
-        "--model",
-        "rm2",
-        "--pool",
-        POOL,
-        "--policy",
-        policy,
-        "--time-scale",
-        str(TIME_SCALE),
-        "--seed",
-        "11",
-    ]
+    args = ["--model", "rm2", "--pool", POOL, "--policy", policy, "--time-scale",
+            str(TIME_SCALE), "--seed", "11"]  # fmt: skip
     with running_router(args, ready_timeout_s=60) as router:
         spec = LoadSpec(router.url, "rm2", rate, 0.0, scenario.mix, seed=11)
         live = run_event_loop(run_load(spec, stream=stream))
     print(
-        f"{policy}: live {live.throughput_qps:.2f} q/s p99 {live.p99_ms:.1f} ms | "
-        f"sim {sim.throughput_qps:.2f} q/s p99 {sim.p99_ms:.1f} ms"
+        f"{policy} at {rate:.1f} q/s: live {live.throughput_qps:.2f} q/s p99 {live.p99_ms:.1f} "
+        f"ms within QoS {live.qos_met_fraction:.3f} | sim {sim.throughput_qps:.2f} q/s p99 "
+        f"{sim.p99_ms:.1f} ms within QoS {sim.qos_met_fraction:.3f}"
     )
     assert live.completed == live.sent == QUERIES
     assert live.throughput_qps == pytest.approx(sim.throughput_qps, rel=THROUGHPUT_TOLERANCE)
     assert live.p99_ms == pytest.approx(sim.p99_ms, rel=P99_TOLERANCE), (live, sim)
+    assert live.qos_met_fraction == pytest.approx(sim.qos_met_fraction, abs=QOS_SHARE_TOLERANCE)
