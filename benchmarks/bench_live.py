@@ -118,8 +118,9 @@ def show_trial(backend: str, t: LoadReport) -> None:
     )
 
 
-async def interleaved_searches(specs: dict[str, LoadSpec], sim_qps: float, precision: float
-                               ) -> dict[str, tuple[float, LoadReport | None]]:  # fmt: skip
+async def interleaved_searches(
+    specs: dict[str, LoadSpec], sim_qps: float, precision: float
+) -> dict[str, tuple[float, LoadReport | None]]:
     """The live capacity search of every backend, run side by side with their trials taking
     turns (one at a time: a lock), so each backend's trials meet the same moments of this
     machine's background load."""
@@ -147,32 +148,54 @@ async def interleaved_searches(specs: dict[str, LoadSpec], sim_qps: float, preci
     return dict(zip(specs, found, strict=True))
 
 
-def live_capacity(backends: list[str], policy: str, sim_qps: float, trial_queries: int,
-                  serve_args: list[str], binary: bool, precision: float
-                  ) -> dict[str, tuple[float, LoadReport | None]]:  # fmt: skip
+def live_capacity(
+    backends: list[str],
+    policy: str,
+    sim_qps: float,
+    trial_queries: int,
+    serve_args: list[str],
+    binary: bool,
+    precision: float,
+) -> dict[str, tuple[float, LoadReport | None]]:
     args = ["--model", MODEL, "--pool", POOL, "--policy", policy, "--max-queue", "100000"]
     with routers(backends, args + serve_args) as running:
         # A p99 needs thousands of queries: trials last long enough for ``trial_queries``.
         seconds = min(60.0, max(5.0, trial_queries / sim_qps))
-        specs = {b: LoadSpec(r.url, MODEL, sim_qps, seconds, production_mix(), seed=1,
-                             binary=binary) for b, r in running.items()}  # fmt: skip
+        specs = {
+            b: LoadSpec(r.url, MODEL, sim_qps, seconds, production_mix(), seed=1, binary=binary)
+            for b, r in running.items()
+        }
         return run_event_loop(interleaved_searches(specs, sim_qps, precision))
 
 
-def ceiling(backends: list[str], policy: str, seconds: float, serve_args: list[str],
-            binary: bool) -> dict[str, list[LoadReport]]:  # fmt: skip
+def ceiling(
+    backends: list[str], policy: str, seconds: float, serve_args: list[str], binary: bool
+) -> dict[str, list[LoadReport]]:
     """Offered rates in turn on each backend's zero-latency router until it falls behind."""
-    args = ["--model", MODEL, "--pool", POOL, "--policy", policy, "--time-scale", "0",
-            "--max-queue", "100000", *serve_args]  # fmt: skip
+    args = [
+        "--model",
+        MODEL,
+        "--pool",
+        POOL,
+        "--policy",
+        policy,
+        "--time-scale",
+        "0",
+        "--max-queue",
+        "100000",
+        *serve_args,
+    ]
     out: dict[str, list[LoadReport]] = {b: [] for b in backends}
     with routers(backends, args) as running:
         for rate in CEILING_RATES_QPS:
             for b, router in running.items():
-                if out[b] and (out[b][-1].errors or out[b][-1].throughput_qps
-                               < KEEPS_UP * out[b][-1].rate_qps):  # fmt: skip
+                if out[b] and (
+                    out[b][-1].errors or out[b][-1].throughput_qps < KEEPS_UP * out[b][-1].rate_qps
+                ):
                     continue
-                spec = LoadSpec(router.url, MODEL, rate, seconds, production_mix(), seed=2,
-                                binary=binary)  # fmt: skip
+                spec = LoadSpec(
+                    router.url, MODEL, rate, seconds, production_mix(), seed=2, binary=binary
+                )
                 rep = run_event_loop(run_load(spec))
                 say(
                     f"  [{b}] offered {rate:6.0f} q/s: completed {rep.throughput_qps:7.1f} q/s, "
@@ -253,8 +276,9 @@ def private_network_for_ray() -> None:
     say("running in a private network namespace (loopback only) for Ray")
 
 
-def summary(backend: str, sim: float, live: float, at: LoadReport | None,
-            runs: list[LoadReport]) -> dict[str, Any]:  # fmt: skip
+def summary(
+    backend: str, sim: float, live: float, at: LoadReport | None, runs: list[LoadReport]
+) -> dict[str, Any]:
     """One backend's figures, printed and returned."""
     kept = [r for r in runs if not r.errors and r.throughput_qps >= KEEPS_UP * r.rate_qps]
     result = {
@@ -268,8 +292,10 @@ def summary(backend: str, sim: float, live: float, at: LoadReport | None,
         "ceiling_qps": max((r.throughput_qps for r in kept), default=0.0),
         "ceiling_capped": len(kept) == len(CEILING_RATES_QPS),
     }
-    say(f"[{backend}] live / simulated allowable: {result['live_over_simulated']:.3f} "
-        "(target >= 0.85)")  # fmt: skip
+    say(
+        f"[{backend}] live / simulated allowable: {result['live_over_simulated']:.3f} "
+        "(target >= 0.85)"
+    )
     if at is not None:
         say(
             f"[{backend}] router-added latency at {live:.1f} qps: p50 {at.overhead_p50_ms:.3f} "
@@ -279,8 +305,10 @@ def summary(backend: str, sim: float, live: float, at: LoadReport | None,
         )
     if runs:
         note = " (kept up with every rate tried; the ceiling may be higher)"
-        say(f"[{backend}] router ceiling: {result['ceiling_qps']:.0f} queries/s"
-            f"{note if result['ceiling_capped'] else ''} (target >= 2000)")  # fmt: skip
+        say(
+            f"[{backend}] router ceiling: {result['ceiling_qps']:.0f} queries/s"
+            f"{note if result['ceiling_capped'] else ''} (target >= 2000)"
+        )
     return result
 
 
@@ -291,8 +319,15 @@ def compare_backends(local: dict[str, Any], ray: dict[str, Any]) -> dict[str, fl
         a, b = local.get(key), ray.get(key)
         return b / a if a and b is not None else None
 
-    out = {k: ratio(k) for k in ("live_over_simulated", "router_overhead_p50_ms",
-                                 "router_overhead_p99_ms", "ceiling_qps")}  # fmt: skip
+    out = {
+        k: ratio(k)
+        for k in (
+            "live_over_simulated",
+            "router_overhead_p50_ms",
+            "router_overhead_p99_ms",
+            "ceiling_qps",
+        )
+    }
     shown = ", ".join(f"{k} {v:.3f}" for k, v in out.items() if v is not None)
     say(f"ray / local: {shown} (target: allowable and router-added latency within 5%)")
     return out
@@ -326,8 +361,15 @@ def main() -> None:
     say(f"simulated allowable throughput: {sim:.1f} qps")
     binary = args.tensors == "binary"
     say("live allowable throughput search (replay workers at real time, backends in turn):")
-    found = live_capacity(backends, args.policy, sim, args.trial_queries,
-                          option_args + serve_args, binary, args.precision)  # fmt: skip
+    found = live_capacity(
+        backends,
+        args.policy,
+        sim,
+        args.trial_queries,
+        option_args + serve_args,
+        binary,
+        args.precision,
+    )
     runs: dict[str, list[LoadReport]] = {b: [] for b in backends}
     if not args.skip_ceiling:
         say("router ceiling with zero-latency workers (backends in turn):")

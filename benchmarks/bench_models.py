@@ -84,9 +84,25 @@ def bare_loop_qps(runner: ModelRunner, arrays: dict[str, np.ndarray], seconds: f
 
 
 def start_worker(model: str) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "kairos.cli.worker", "--instance-type", "bench", "--model", model,
-           "--mode", "model", "--threads", "1", "--cpus", str(MODEL_CORE), "--local-type",
-           "none", "--port", "0"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "kairos.cli.worker",
+        "--instance-type",
+        "bench",
+        "--model",
+        model,
+        "--mode",
+        "model",
+        "--threads",
+        "1",
+        "--cpus",
+        str(MODEL_CORE),
+        "--local-type",
+        "none",
+        "--port",
+        "0",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -124,8 +140,12 @@ def worker_vs_bare(model: str, runner: ModelRunner, seconds: float) -> dict[str,
         proc.wait(10)
     after = bare_loop_qps(runner, arrays, seconds)
     bare = (before + after) / 2
-    return {"bare_qps": bare, "worker_qps": served, "ratio": served / bare,
-            "bare_spread": abs(before - after) / bare}  # fmt: skip
+    return {
+        "bare_qps": bare,
+        "worker_qps": served,
+        "ratio": served / bare,
+        "bare_spread": abs(before - after) / bare,
+    }
 
 
 def main() -> None:
@@ -146,10 +166,15 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     report: dict[str, Any] = {"service_ms": {}, "worker": {}}
-    say(f"service time of the bare model, ms (median / p90 of {args.runs}, 1 thread, core "
-        f"{MODEL_CORE}); worker vs bare loop at batch {WORKER_BATCH}")  # fmt: skip
-    say(f"{'model':6} " + " ".join(f"{'b=' + str(b):>15}" for b in BATCHES)
-        + f" {'bare q/s':>9} {'worker q/s':>10} {'ratio':>6}")  # fmt: skip
+    say(
+        f"service time of the bare model, ms (median / p90 of {args.runs}, 1 thread, core "
+        f"{MODEL_CORE}); worker vs bare loop at batch {WORKER_BATCH}"
+    )
+    say(
+        f"{'model':6} "
+        + " ".join(f"{'b=' + str(b):>15}" for b in BATCHES)
+        + f" {'bare q/s':>9} {'worker q/s':>10} {'ratio':>6}"
+    )
     for model in [] if args.skip_models else args.models.split(","):
         runner = load_model(model, threads=1)
         times = service_times(runner, args.runs)
@@ -157,8 +182,10 @@ def main() -> None:
         report["service_ms"][model] = {str(b): v for b, v in times.items()}
         report["worker"][model] = cmp
         cells = " ".join(f"{m:7.2f} / {p:5.2f}" for m, p in times.values())
-        say(f"{model:6} {cells} {cmp['bare_qps']:9.1f} {cmp['worker_qps']:10.1f} "
-            f"{cmp['ratio']:6.3f}")  # fmt: skip
+        say(
+            f"{model:6} {cells} {cmp['bare_qps']:9.1f} {cmp['worker_qps']:10.1f} "
+            f"{cmp['ratio']:6.3f}"
+        )
         del runner
     if not args.skip_loop:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
@@ -167,11 +194,17 @@ def main() -> None:
         result = run_real_loop(settings, args.out, say)
         say(format_summary(result))
         report["loop"] = {
-            "pool": str(result.pool), "qos_ms": result.qos_ms,
-            "policies": {p.policy: {"simulated_qps": p.simulated_qps,
-                                    "live_qps": p.live.allowable_qps, "ratio": p.ratio}
-                         for p in result.policies},
-        }  # fmt: skip
+            "pool": str(result.pool),
+            "qos_ms": result.qos_ms,
+            "policies": {
+                p.policy: {
+                    "simulated_qps": p.simulated_qps,
+                    "live_qps": p.live.allowable_qps,
+                    "ratio": p.ratio,
+                }
+                for p in result.policies
+            },
+        }
         live = {p.policy: p.live.allowable_qps for p in result.policies}
         if live.get("fcfs"):
             say(f"kairos / fcfs live = {live['kairos'] / live['fcfs']:.2f}")

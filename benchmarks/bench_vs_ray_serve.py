@@ -290,11 +290,13 @@ def measure(variant: Variant, args: argparse.Namespace, sim_qps: float, port: in
     with serving(variant, args, port) as url:
         spec = load_spec(url, max(sim_qps, args.floor_qps), args)
         allowable = search(spec, sim_qps, args)
-        light, _ = one_run(replace(spec, seed=3), args.light_rate_qps, args.light_queries,
-                           "light rate")  # fmt: skip
+        light, _ = one_run(
+            replace(spec, seed=3), args.light_rate_qps, args.light_queries, "light rate"
+        )
     cost = pool.cost_per_hr(scenario.prices)
-    return Result(variant.key, variant.label, variant.pool, cost, sim_qps, allowable, None,
-                  light, math.nan)  # fmt: skip
+    return Result(
+        variant.key, variant.label, variant.pool, cost, sim_qps, allowable, None, light, math.nan
+    )
 
 
 def at_common_rate(result: Result, args: argparse.Namespace, port: int) -> Result:
@@ -303,8 +305,13 @@ def at_common_rate(result: Result, args: argparse.Namespace, port: int) -> Resul
     say(f"{variant.label} at the common rate:")
     with serving(variant, args, port) as url:
         spec = load_spec(url, args.common_rate_qps, args)
-        common, cpu_s = one_run(replace(spec, seed=2), args.common_rate_qps,
-                                args.trial_queries, "common rate", meter=True)  # fmt: skip
+        common, cpu_s = one_run(
+            replace(spec, seed=2),
+            args.common_rate_qps,
+            args.trial_queries,
+            "common rate",
+            meter=True,
+        )
     cpu_ms = cpu_s * 1000.0 / common.completed if common.completed else math.nan
     return replace(result, common=common, cpu_ms_per_query=cpu_ms)
 

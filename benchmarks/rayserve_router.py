@@ -166,8 +166,9 @@ class KairosCostRouter(RequestRouter):
         if replica_id not in self._running:
             self._running[replica_id] = (None, self._now() + self._est_s(replica_id, batch))
 
-    def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID,
-                          result: Any) -> None:  # fmt: skip
+    def on_request_routed(
+        self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any
+    ) -> None:
         """The replica accepted the request: it is busy with it until its estimate (unless
         the request already completed: its callback may run first, on another thread)."""
         super().on_request_routed(pending_request, replica_id, result)

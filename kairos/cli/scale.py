@@ -140,7 +140,7 @@ def status(url, address, name, api_token, as_json):
             w["address"] or "-",
             str(w["pid"] or "-"),
             w["node"] or "-",
-        ]  # fmt: skip
+        ]
         for w in doc["workers"]
     ]
     click.echo(table(rows, ["instance", "type", "state", "address", "pid", "node"]))

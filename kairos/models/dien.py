@@ -68,8 +68,12 @@ class Dien(RecModel):
         super().__init__()
         cfg = cfg or DienConfig()
         gen = generator(seed)
-        rows = [cfg.profile_rows, *([cfg.history_rows] * cfg.history), cfg.candidate_rows,
-                cfg.context_rows]  # fmt: skip
+        rows = [
+            cfg.profile_rows,
+            *([cfg.history_rows] * cfg.history),
+            cfg.candidate_rows,
+            cfg.context_rows,
+        ]
         self.cfg = cfg
         self.tables = EmbeddingTables(rows, cfg.embedding_dim, gen)
         self.extractor = nn.GRU(cfg.embedding_dim, cfg.hidden, batch_first=True)

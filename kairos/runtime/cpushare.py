@@ -188,8 +188,9 @@ def _under(fs_root: Path, mount: str, path: str) -> Path:
 
 
 def _cgroup_v1(fs_root: Path, group: str, pid: int, quota_us: int) -> str:
-    mount = next((m for m, kind, opts in _mounts(fs_root) if kind == "cgroup" and "cpu" in opts),
-                 None)  # fmt: skip
+    mount = next(
+        (m for m, kind, opts in _mounts(fs_root) if kind == "cgroup" and "cpu" in opts), None
+    )
     if mount is None:
         raise FileNotFoundError(2, "no cgroup v1 cpu controller is mounted")
     home = _under(fs_root, mount, _own_path(fs_root, "cpu"))

@@ -239,8 +239,9 @@ class _Connection(asyncio.Protocol):
                 result = self._server.handler(request)
             except Exception as exc:  # a handler bug: answer 500, keep serving, say why
                 traceback.print_exc(file=sys.stderr)
-                result = HttpResponse(500, f'{{"error": "internal error: {type(exc).__name__}"}}'
-                                      .encode())  # fmt: skip
+                result = HttpResponse(
+                    500, f'{{"error": "internal error: {type(exc).__name__}"}}'.encode()
+                )
             if isinstance(result, HttpResponse):
                 self._waiting.popleft()
                 self._write(result, keep_alive, request.method == "HEAD")

@@ -236,8 +236,11 @@ class BodyFactory:
         items: list[dict[str, Any]] = []
         raw: list[bytes] = []
         for spec, arr in zip(self._inputs, arrays, strict=True):
-            item: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype,
-                                    "shape": list(arr.shape)}  # fmt: skip
+            item: dict[str, Any] = {
+                "name": spec.name,
+                "datatype": spec.datatype,
+                "shape": list(arr.shape),
+            }
             if binary:
                 data = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
                 item["parameters"] = {"binary_data_size": len(data)}

@@ -15,9 +15,29 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS_S = (
-    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.05, 0.075,
-    0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 1.0, 2.0, 5.0,
-)  # fmt: skip
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.025,
+    0.03,
+    0.035,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.25,
+    0.35,
+    0.5,
+    0.75,
+    1.0,
+    2.0,
+    5.0,
+)
 OVERHEAD_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -36,41 +56,55 @@ class RouterMetrics:
         self.latency = Histogram(
             "kairos_query_latency_seconds",
             "End-to-end latency in the router (arrival to answer), by instance type.",
-            ["instance_type"], buckets=LATENCY_BUCKETS_S, registry=r,
-        )  # fmt: skip
+            ["instance_type"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
         self.queue_time = Histogram(
-            "kairos_queue_time_seconds", "Time queries wait in the central queue.",
-            buckets=LATENCY_BUCKETS_S, registry=r,
-        )  # fmt: skip
+            "kairos_queue_time_seconds",
+            "Time queries wait in the central queue.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
         self.overhead = Histogram(
             "kairos_router_overhead_seconds",
             "Wall time the router and RPC add per query beyond queueing and service.",
-            buckets=OVERHEAD_BUCKETS_S, registry=r,
-        )  # fmt: skip
+            buckets=OVERHEAD_BUCKETS_S,
+            registry=r,
+        )
         self.completed = Counter(
-            "kairos_queries_completed", "Queries answered with a result.", ["instance_type"],
+            "kairos_queries_completed",
+            "Queries answered with a result.",
+            ["instance_type"],
             registry=r,
-        )  # fmt: skip
+        )
         self.qos_violations = Counter(
-            "kairos_qos_violations", "Answered queries whose latency exceeded the QoS target.",
+            "kairos_qos_violations",
+            "Answered queries whose latency exceeded the QoS target.",
             registry=r,
-        )  # fmt: skip
+        )
         self.rejected = Counter(
-            "kairos_queries_rejected", "Queries refused with HTTP 503 (queue full, draining).",
-            ["reason"], registry=r,
-        )  # fmt: skip
+            "kairos_queries_rejected",
+            "Queries refused with HTTP 503 (queue full, draining).",
+            ["reason"],
+            registry=r,
+        )
         self.errors = Counter(
-            "kairos_query_errors", "Queries answered with an error, by HTTP status.", ["status"],
+            "kairos_query_errors",
+            "Queries answered with an error, by HTTP status.",
+            ["status"],
             registry=r,
-        )  # fmt: skip
+        )
         self.worker_failures = Counter(
-            "kairos_worker_failures", "Workers marked down (died, hung or unreachable).",
+            "kairos_worker_failures",
+            "Workers marked down (died, hung or unreachable).",
             registry=r,
-        )  # fmt: skip
+        )
         self.redispatched = Counter(
-            "kairos_queries_redispatched", "Queries re-queued after their worker failed.",
+            "kairos_queries_redispatched",
+            "Queries re-queued after their worker failed.",
             registry=r,
-        )  # fmt: skip
+        )
         Gauge("kairos_queue_length", "Queries in the central queue.", registry=r).set_function(
             queue_length
         )
@@ -78,8 +112,9 @@ class RouterMetrics:
             in_flight
         )
         Gauge("kairos_workers_up", "Workers up.", registry=r).set_function(workers_up)
-        Gauge("kairos_pool_cost_per_hour", "Hourly price of the pool in dollars.",
-              registry=r).set_function(cost_per_hr)  # fmt: skip
+        Gauge(
+            "kairos_pool_cost_per_hour", "Hourly price of the pool in dollars.", registry=r
+        ).set_function(cost_per_hr)
         # Series that exist from the start read 0 instead of missing (rates and alerts work).
         for reason in ("queue_full", "draining", "not_ready"):
             self.rejected.labels(reason)
@@ -119,17 +154,27 @@ class RouterMetrics:
 
         specs = [
             ("kairos_observed_rate_qps", "Arrival rate over the traffic window.", "rate_qps"),
-            ("kairos_observed_mean_batch", "Mean batch size over the traffic window.",
-             "mean_batch"),
-            ("kairos_plan_bound_qps", "Fluid upper bound of the pool for the observed mix.",
-             "bound_qps"),
-            ("kairos_plan_allowable_qps",
-             "Simulated allowable throughput of the pool for the observed mix.",
-             "allowable_qps"),
-            ("kairos_plan_utilisation",
-             "Observed rate / allowable throughput (bound until simulated); near 1 = at risk.",
-             "utilisation"),
-        ]  # fmt: skip
+            (
+                "kairos_observed_mean_batch",
+                "Mean batch size over the traffic window.",
+                "mean_batch",
+            ),
+            (
+                "kairos_plan_bound_qps",
+                "Fluid upper bound of the pool for the observed mix.",
+                "bound_qps",
+            ),
+            (
+                "kairos_plan_allowable_qps",
+                "Simulated allowable throughput of the pool for the observed mix.",
+                "allowable_qps",
+            ),
+            (
+                "kairos_plan_utilisation",
+                "Observed rate / allowable throughput (bound until simulated); near 1 = at risk.",
+                "utilisation",
+            ),
+        ]
         for name, doc, key in specs:
             Gauge(name, doc, registry=self.registry).set_function(reader(key))
 

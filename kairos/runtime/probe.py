@@ -43,9 +43,23 @@ class WorkerProbe:
         options: WorkerOptions,
         progress: Callable[[str], None] | None = None,
     ) -> None:
-        cmd = [sys.executable, "-m", "kairos.cli.worker", "--instance-type", instance_type,
-               "--model", model, "--mode", "model", "--port", "0",
-               "--local-type", options.local_type, "--parent-pid", str(os.getpid())]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "kairos.cli.worker",
+            "--instance-type",
+            instance_type,
+            "--model",
+            model,
+            "--mode",
+            "model",
+            "--port",
+            "0",
+            "--local-type",
+            options.local_type,
+            "--parent-pid",
+            str(os.getpid()),
+        ]
         if options.handler:
             cmd += ["--handler", options.handler]
         if options.cpus:
@@ -63,8 +77,9 @@ class WorkerProbe:
         self.inputs: tuple[TensorSpec, ...] | None = None
 
     def __enter__(self) -> WorkerProbe:
-        proc = subprocess.Popen(self._cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            self._cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         self._proc = proc
         assert proc.stderr is not None
         self._stderr = threading.Thread(target=self._forward, args=(proc.stderr,), daemon=True)

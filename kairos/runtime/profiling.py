@@ -124,9 +124,11 @@ def measure(
         results.append(_batch_times(batch, times))
         if progress is not None:
             total = results[-1].total_ms
-            progress(f"profile {model} on {instance_type}: batch {batch} ({k}/{n}), "
-                     f"{settings.runs} runs, mean {total.mean():.2f} ms, "
-                     f"p99 {np.percentile(total, 99):.2f} ms")  # fmt: skip
+            progress(
+                f"profile {model} on {instance_type}: batch {batch} ({k}/{n}), "
+                f"{settings.runs} runs, mean {total.mean():.2f} ms, "
+                f"p99 {np.percentile(total, 99):.2f} ms"
+            )
     return TypeProfile(model, instance_type, tuple(results))
 
 
@@ -188,11 +190,16 @@ def _batch_times(batch: int, times: list[QueryTimes]) -> BatchTimes:
 def summary_rows(profile: TypeProfile) -> list[list[str]]:
     """Per batch size: runs, preparation and inference (medians), total mean and p99."""
     return [
-        [str(b.batch_size), str(len(b.total_ms)), f"{np.median(b.prepare_ms):.3f}",
-         f"{np.median(b.infer_ms):.3f}", f"{b.total_ms.mean():.3f}",
-         f"{np.percentile(b.total_ms, 99):.3f}"]
+        [
+            str(b.batch_size),
+            str(len(b.total_ms)),
+            f"{np.median(b.prepare_ms):.3f}",
+            f"{np.median(b.infer_ms):.3f}",
+            f"{b.total_ms.mean():.3f}",
+            f"{np.percentile(b.total_ms, 99):.3f}",
+        ]
         for b in profile.batches
-    ]  # fmt: skip
+    ]
 
 
 SUMMARY_HEADER = ["batch_size", "runs", "prepare_p50_ms", "infer_p50_ms", "mean_ms", "p99_ms"]
@@ -239,14 +246,20 @@ def merge_profiles_csv(path: str | Path, profile: TypeProfile) -> str:
 
 def write_details_csv(path: str | Path, profile: TypeProfile) -> None:
     """Every timed run with its preparation and inference time apart."""
-    header = ["model", "instance_type", "batch_size", "run", "prepare_ms", "infer_ms",
-              "latency_ms"]  # fmt: skip
+    header = ["model", "instance_type", "batch_size", "run", "prepare_ms", "infer_ms", "latency_ms"]
     rows = [
-        [profile.model, profile.instance_type, str(b.batch_size), str(k), repr(float(p)),
-         repr(float(i)), repr(float(t))]
+        [
+            profile.model,
+            profile.instance_type,
+            str(b.batch_size),
+            str(k),
+            repr(float(p)),
+            repr(float(i)),
+            repr(float(t)),
+        ]
         for b in profile.batches
         for k, (p, i, t) in enumerate(zip(b.prepare_ms, b.infer_ms, b.total_ms, strict=True))
-    ]  # fmt: skip
+    ]
     _write_csv(Path(path), header, rows)
 
 

@@ -125,16 +125,37 @@ def profile_types(
     for t in settings.types:
         cpushare.local_type(t)
         echo(f"[1/3] profiling {settings.model} on {t} ...")
-        cmd = [sys.executable, "-m", "kairos", "profile", "--model", settings.model,
-               "--instance-type", t, "--cpus", ",".join(map(str, worker_cores)),
-               "--batch-sizes", ",".join(map(str, settings.batch_sizes)),
-               "--runs", str(settings.runs), "--warmup", str(settings.warmup),
-               "--seed", str(settings.seed), "--out", str(profiles),
-               "--prices-out", str(prices)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "kairos",
+            "profile",
+            "--model",
+            settings.model,
+            "--instance-type",
+            t,
+            "--cpus",
+            ",".join(map(str, worker_cores)),
+            "--batch-sizes",
+            ",".join(map(str, settings.batch_sizes)),
+            "--runs",
+            str(settings.runs),
+            "--warmup",
+            str(settings.warmup),
+            "--seed",
+            str(settings.seed),
+            "--out",
+            str(profiles),
+            "--prices-out",
+            str(prices),
+        ]
         done = subprocess.run(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
             preexec_fn=lambda: os.sched_setaffinity(0, client_cores),
-        )  # fmt: skip
+        )
         for line in done.stderr.splitlines():
             echo(f"      {line}")
         if done.returncode != 0:
@@ -202,14 +223,34 @@ def live_capacity(
     echo: Echo,
 ) -> CapacityReport:
     router_cores, worker_cores = cores
-    args = ["--model", scenario.model, "--mode", "model", "--pool", str(pool), "--policy", policy,
-            "--qos-ms", repr(scenario.qos_ms), "--batch-mix", settings.batch_mix,
-            "--profiles", str(paths[0]), "--prices", str(paths[1]), "--seed", str(settings.seed),
-            "--router-cpus", ",".join(map(str, router_cores)),
-            "--worker-cpus", ",".join(map(str, worker_cores))]  # fmt: skip
+    args = [
+        "--model",
+        scenario.model,
+        "--mode",
+        "model",
+        "--pool",
+        str(pool),
+        "--policy",
+        policy,
+        "--qos-ms",
+        repr(scenario.qos_ms),
+        "--batch-mix",
+        settings.batch_mix,
+        "--profiles",
+        str(paths[0]),
+        "--prices",
+        str(paths[1]),
+        "--seed",
+        str(settings.seed),
+        "--router-cpus",
+        ",".join(map(str, router_cores)),
+        "--worker-cpus",
+        ",".join(map(str, worker_cores)),
+    ]
     with running_router(args, ready_timeout_s=120) as router:
-        spec = LoadSpec(router.url, scenario.model, guess_qps, 1.0, scenario.mix,
-                        seed=settings.seed)  # fmt: skip
+        spec = LoadSpec(
+            router.url, scenario.model, guess_qps, 1.0, scenario.mix, seed=settings.seed
+        )
         return run_event_loop(_search(spec, guess_qps, settings, policy, echo))
 
 
@@ -225,8 +266,10 @@ async def _search(
         seconds = min(settings.min_queries / rate, MAX_TRIAL_S)
         report = await run_load(replace(spec, rate_qps=rate, duration_s=seconds))
         trials.append(report)
-        echo(f"      {policy}: {rate:7.1f} q/s -> {report.qos_met_fraction:.2%} within QoS, "
-             f"p99 {report.p99_ms:.1f} ms, {report.errors} errors")  # fmt: skip
+        echo(
+            f"      {policy}: {rate:7.1f} q/s -> {report.qos_met_fraction:.2%} within QoS, "
+            f"p99 {report.p99_ms:.1f} ms, {report.errors} errors"
+        )
         return report.passed
 
     lo, hi = await search_rate(
@@ -247,9 +290,11 @@ def run_real_loop(
     check_client_memory(scenario)
     pool = plan_pool(scenario, settings, len(cores[1]))
     cost = pool.cost_per_hr(scenario.prices)
-    echo(f"[2/3] plan: {pool} (${cost:.3f}/h of ${settings.budget_per_hr:g}/h), QoS p99 "
-         f"{scenario.qos_ms:.1f} ms (= {settings.qos_factor:g} x the fastest type's p99 at "
-         f"batch {int(scenario.mix.support.max())})")  # fmt: skip
+    echo(
+        f"[2/3] plan: {pool} (${cost:.3f}/h of ${settings.budget_per_hr:g}/h), QoS p99 "
+        f"{scenario.qos_ms:.1f} ms (= {settings.qos_factor:g} x the fastest type's p99 at "
+        f"batch {int(scenario.mix.support.max())})"
+    )
     means = {
         t: {b: float(scenario.profiles.get(t).mean_ms(float(b))) for b in settings.batch_sizes}
         for t in settings.types
@@ -259,8 +304,10 @@ def run_real_loop(
         os.sched_setaffinity(0, cores[0])  # the load generator shares the router's core
     for policy in settings.policies:
         sim = allowable_throughput(scenario, pool, policy, queries=settings.sim_queries)
-        echo(f"[3/3] {policy}: simulated allowable {sim.allowable_qps:.1f} q/s; serving the "
-             "pool for real and searching its live allowable throughput ...")  # fmt: skip
+        echo(
+            f"[3/3] {policy}: simulated allowable {sim.allowable_qps:.1f} q/s; serving the "
+            "pool for real and searching its live allowable throughput ..."
+        )
         if sim.allowable_qps <= 0:  # no rate meets QoS even in the simulator: nothing to find
             echo(f"      {policy}: no rate meets QoS ({sim.reason}); live search skipped")
             result.policies.append(PolicyResult(policy, 0.0, CapacityReport(0.0, 0.0, ())))
@@ -282,8 +329,10 @@ def run_real_demo(
         settings = replace(settings, model=model)
     if budget_per_hr is not None:
         settings = replace(settings, budget_per_hr=budget_per_hr)
-    err(f"kairos demo --real: {settings.model} on {', '.join(settings.types)} (this machine's "
-        f"cores, confined), budget ${settings.budget_per_hr:g}/h; files in {out_dir}/")  # fmt: skip
+    err(
+        f"kairos demo --real: {settings.model} on {', '.join(settings.types)} (this machine's "
+        f"cores, confined), budget ${settings.budget_per_hr:g}/h; files in {out_dir}/"
+    )
     result = run_real_loop(settings, out_dir, err)
     echo(format_summary(result))
     return result
@@ -297,8 +346,15 @@ def format_summary(result: RealLoopResult, batches: Sequence[int] = (10, 100, 10
     rows = []
     for p in result.policies:
         at = _at_allowable(p.live)
-        rows.append([p.policy, f"{p.simulated_qps:.1f}", f"{p.live.allowable_qps:.1f}",
-                     f"{p.ratio:.2f}", at])  # fmt: skip
+        rows.append(
+            [
+                p.policy,
+                f"{p.simulated_qps:.1f}",
+                f"{p.live.allowable_qps:.1f}",
+                f"{p.ratio:.2f}",
+                at,
+            ]
+        )
     live = table(rows, ["policy", "simulated_qps", "live_qps", "live/sim", "at live rate"])
     return (
         f"{result.model}: measured profiles ({result.profiles_path})\n{prof}\n\n"

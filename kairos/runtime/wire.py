@@ -242,8 +242,10 @@ def _check_tensor(t: Any, k: int, binary: bool = False) -> tuple[str, str, tuple
                 "send that header with the JSON part's length, or send the values in 'data'.",
             )
         if data is not None:
-            raise BadRequest(f"input {name!r} has both 'data' and binary_data_size.",
-                             "send the values one way only.")  # fmt: skip
+            raise BadRequest(
+                f"input {name!r} has both 'data' and binary_data_size.",
+                "send the values one way only.",
+            )
         need = math.prod(shape) * np.dtype(DATATYPES[str(datatype)]).itemsize
         if size != need:
             raise BadRequest(

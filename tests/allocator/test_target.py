@@ -77,8 +77,9 @@ def test_the_milp_lists_pools_that_reach_the_target_cheapest_first(rm2: Scenario
 
 def test_an_impossible_target_is_a_clear_error(rm2: Scenario) -> None:
     with pytest.raises(InfeasibleError, match="--max"):
-        cheapest_for_rate(rm2, 500.0, caps={"g4dn.xlarge": 0, "c5n.2xlarge": 0,
-                                            "r5n.large": 1, "t3.xlarge": 0})  # fmt: skip
+        cheapest_for_rate(
+            rm2, 500.0, caps={"g4dn.xlarge": 0, "c5n.2xlarge": 0, "r5n.large": 1, "t3.xlarge": 0}
+        )
     with pytest.raises(ConfigError, match="--target-qps"):
         cheapest_for_rate(rm2, -1.0)
 

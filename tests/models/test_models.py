@@ -15,10 +15,14 @@ DECLARED = {
     "rm2": [("dense", "FP32", [-1, 256]), ("sparse", "INT32", [-1, 32, 120])],
     "wnd": [("dense", "FP32", [-1, 512]), ("sparse", "INT32", [-1, 27])],
     "mtwnd": [("dense", "FP32", [-1, 512]), ("sparse", "INT32", [-1, 43])],
-    "dien": [("user", "INT32", [-1, 1]), ("history", "INT32", [-1, 40]),
-             ("candidate", "INT32", [-1, 1]), ("context", "INT32", [-1, 1])],
+    "dien": [
+        ("user", "INT32", [-1, 1]),
+        ("history", "INT32", [-1, 40]),
+        ("candidate", "INT32", [-1, 1]),
+        ("context", "INT32", [-1, 1]),
+    ],
     "ncf": [("user", "INT32", [-1, 1]), ("item", "INT32", [-1, 1])],
-}  # fmt: skip
+}
 OUTPUT_WIDTH = {"rm2": 1, "wnd": 1, "mtwnd": 2, "dien": 1, "ncf": 1}
 MAX_PARAM_BYTES = 200e6  # each model stays well under the 1-2 GB a worker may take here
 

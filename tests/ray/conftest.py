@@ -41,9 +41,8 @@ def ray_cluster() -> Iterator[RayTestCluster]:
     try:
         cluster = Cluster(
             initialize_head=True,
-            head_node_args={"num_cpus": 2, "include_dashboard": False,
-                            "node_ip_address": LOOPBACK},
-        )  # fmt: skip
+            head_node_args={"num_cpus": 2, "include_dashboard": False, "node_ip_address": LOOPBACK},
+        )
         handle = RayTestCluster(cluster, cluster.address)
         for t in TYPES:
             handle.add_type_node(t)

@@ -96,8 +96,15 @@ def load_while(
     """Open-loop load (``rate_qps`` for ``duration_s`` profile seconds) from a thread while
     ``action`` runs here (Ray's node start-up must run on the main thread); the report once
     every query is answered (bounded by ``LOAD_LIMIT_S``)."""
-    spec = LoadSpec(url, model, rate_qps, duration_s, production_mix(), seed=seed,
-                    request_timeout_s=LOAD_LIMIT_S / 2)  # fmt: skip
+    spec = LoadSpec(
+        url,
+        model,
+        rate_qps,
+        duration_s,
+        production_mix(),
+        seed=seed,
+        request_timeout_s=LOAD_LIMIT_S / 2,
+    )
     results: list[LoadReport | BaseException] = []
 
     def load() -> None:

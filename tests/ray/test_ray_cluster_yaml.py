@@ -30,7 +30,7 @@ def test_plan_writes_a_config_that_validates_against_rays_schema(tmp_path: Path)
             "--ray-cluster",
             str(out),
             "--json",
-        ],  # fmt: skip
+        ],
     )
     assert result.exit_code == 0, result.output
     chosen = Pool.parse(json.loads(result.stdout)["pool"])

@@ -39,9 +39,22 @@ def test_ray_backend_matches_simulator(ray_cluster: RayTestCluster) -> None:
     sim = simulate(scenario, pool, POLICY, stream, seed=11).records.metrics(
         scenario.qos_ms, QUERIES // 10
     )
-    args = ["--model", "rm2", "--pool", POOL, "--policy", POLICY, "--time-scale",
-            str(TIME_SCALE), "--seed", "11", "--backend", "ray", "--address",
-            ray_cluster.address]  # fmt: skip
+    args = [
+        "--model",
+        "rm2",
+        "--pool",
+        POOL,
+        "--policy",
+        POLICY,
+        "--time-scale",
+        str(TIME_SCALE),
+        "--seed",
+        "11",
+        "--backend",
+        "ray",
+        "--address",
+        ray_cluster.address,
+    ]
     with running_router(args, ready_timeout_s=120) as router:
         wait_until_up(router.url, pool.size)
         spec = LoadSpec(router.url, "rm2", rate, 0.0, scenario.mix, seed=11)

@@ -38,9 +38,24 @@ DURATION_S = 40.0  # profile seconds: 8 s of wall time, 480 queries
 
 @pytest.fixture(scope="module")
 def router(ray_cluster: RayTestCluster) -> Iterator[RouterProcess]:
-    args = ["--model", MODEL, "--pool", POOL, "--policy", "kairos", "--backend", "ray",
-            "--address", ray_cluster.address, "--time-scale", str(TIME_SCALE),
-            "--max-queue", "100000", "--seed", "5"]  # fmt: skip
+    args = [
+        "--model",
+        MODEL,
+        "--pool",
+        POOL,
+        "--policy",
+        "kairos",
+        "--backend",
+        "ray",
+        "--address",
+        ray_cluster.address,
+        "--time-scale",
+        str(TIME_SCALE),
+        "--max-queue",
+        "100000",
+        "--seed",
+        "5",
+    ]
     with running_router(args, ready_timeout_s=120) as handle:
         wait_until_up(handle.url, 3)
         yield handle
@@ -68,8 +83,18 @@ def test_instances_serve_at_normal_priority(router: RouterProcess) -> None:
 
 
 def test_label_placement_also_lands_on_nodes_of_the_type(ray_cluster: RayTestCluster) -> None:
-    args = ["--model", MODEL, "--pool", "g4dn.xlarge=1,r5n.large=1", "--backend", "ray",
-            "--address", ray_cluster.address, "--ray-placement", "label"]  # fmt: skip
+    args = [
+        "--model",
+        MODEL,
+        "--pool",
+        "g4dn.xlarge=1,r5n.large=1",
+        "--backend",
+        "ray",
+        "--address",
+        ray_cluster.address,
+        "--ray-placement",
+        "label",
+    ]
     with running_router(args, ready_timeout_s=120) as handle:
         _assert_placed_by_type(ray_cluster, wait_until_up(handle.url, 2))
 

@@ -28,8 +28,22 @@ def test_detached_router_serves_and_is_operated_by_name(ray_cluster: RayTestClus
     import ray
 
     address = ray_cluster.address
-    out = run("serve", "--model", "rm2", "--pool", "r5n.large=1", "--backend", "ray",
-              "--address", address, "--detach", "--port", "0", "--time-scale", "0.1")  # fmt: skip
+    out = run(
+        "serve",
+        "--model",
+        "rm2",
+        "--pool",
+        "r5n.large=1",
+        "--backend",
+        "ray",
+        "--address",
+        address,
+        "--detach",
+        "--port",
+        "0",
+        "--time-scale",
+        "0.1",
+    )
     # (the test process is a driver of the cluster already: the CLI reuses its connection)
     assert "runs detached" in out and ", ready" in out
     url = out.split("url:")[1].split()[0]

@@ -23,8 +23,17 @@ def zeros_request(metadata: dict, batch: int) -> bytes:
 
 
 def serve(ray_cluster: RayTestCluster, model: str, *worker_args: str) -> list[str]:
-    return ["--model", model, "--pool", "r5n.large=1", "--backend", "ray", "--address",
-            ray_cluster.address, *worker_args]  # fmt: skip
+    return [
+        "--model",
+        model,
+        "--pool",
+        "r5n.large=1",
+        "--backend",
+        "ray",
+        "--address",
+        ray_cluster.address,
+        *worker_args,
+    ]
 
 
 def test_a_pytorch_model_runs_in_an_actor(ray_cluster: RayTestCluster) -> None:

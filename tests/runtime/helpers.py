@@ -28,8 +28,10 @@ def call(
     """A request; ``json_length`` sends ``body`` in the binary tensor data extension."""
     headers = {"Content-Type": "application/json"}
     if json_length is not None:
-        headers = {"Content-Type": "application/octet-stream",
-                   "Inference-Header-Content-Length": str(json_length)}  # fmt: skip
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": str(json_length),
+        }
     if token:
         headers["Authorization"] = f"Bearer {token}"
     response = request(url, body, headers, timeout_s)

@@ -76,8 +76,19 @@ def test_worker_refuses_to_cohost_a_real_model() -> None:
     from kairos.cli.main import main
 
     with pytest.raises(SystemExit) as exit_:
-        main(["worker", "--instance-type", "r5n.large", "--model", "dien", "--mode", "model",
-              "--instances", "2"])  # fmt: skip
+        main(
+            [
+                "worker",
+                "--instance-type",
+                "r5n.large",
+                "--model",
+                "dien",
+                "--mode",
+                "model",
+                "--instances",
+                "2",
+            ]
+        )
     assert exit_.value.code == 2
 
 
@@ -102,8 +113,16 @@ def test_router_and_local_workers_are_pinned_to_their_cores() -> None:
     from kairos.runtime.launch import running_router
 
     first, second = sorted(os.sched_getaffinity(0))[:2]
-    args = ["--model", "dien", "--pool", "r5n.large=2", "--router-cpus", str(first),
-            "--worker-cpus", str(second)]  # fmt: skip
+    args = [
+        "--model",
+        "dien",
+        "--pool",
+        "r5n.large=2",
+        "--router-cpus",
+        str(first),
+        "--worker-cpus",
+        str(second),
+    ]
     with running_router(args, ready_timeout_s=60) as handle:
         doc = json.loads(handle.get("/v2/models/dien")[1])
         pids = {w["pid"] for w in doc["parameters"]["workers"]}

@@ -42,8 +42,18 @@ def test_live_router_matches_simulator_near_capacity(policy: str) -> None:
     stream = poisson_stream(rate, QUERIES, scenario.mix, np.random.default_rng(11))
     warmup = QUERIES // 10
     sim = simulate(scenario, pool, policy, stream, seed=11).records.metrics(scenario.qos_ms, warmup)
-    args = ["--model", "rm2", "--pool", POOL, "--policy", policy, "--time-scale",
-            str(TIME_SCALE), "--seed", "11"]  # fmt: skip
+    args = [
+        "--model",
+        "rm2",
+        "--pool",
+        POOL,
+        "--policy",
+        policy,
+        "--time-scale",
+        str(TIME_SCALE),
+        "--seed",
+        "11",
+    ]
     with running_router(args, ready_timeout_s=60) as router:
         spec = LoadSpec(router.url, "rm2", rate, 0.0, scenario.mix, seed=11)
         live = run_event_loop(run_load(spec, stream=stream))

@@ -24,8 +24,11 @@ def fake_tree(root: Path, mounts: str, cgroup: str) -> None:
 
 
 def test_cgroup_v1_group_gets_the_quota_and_the_process(tmp_path: Path) -> None:
-    fake_tree(tmp_path, "cgroup /sys/fs/cgroup/cpu,cpuacct cgroup rw,cpu,cpuacct 0 0\n",
-              "3:cpuset:/\n2:cpu,cpuacct:/user.slice\n0::/\n")  # fmt: skip
+    fake_tree(
+        tmp_path,
+        "cgroup /sys/fs/cgroup/cpu,cpuacct cgroup rw,cpu,cpuacct 0 0\n",
+        "3:cpuset:/\n2:cpu,cpuacct:/user.slice\n0::/\n",
+    )
     home = tmp_path / "sys/fs/cgroup/cpu,cpuacct/user.slice"
     home.mkdir(parents=True)
     stale = home / "kairos" / f"local.half-{2**22 + 7}"  # a pid that cannot be alive
@@ -99,8 +102,9 @@ def _can_write_cgroups() -> bool:
 
 @pytest.mark.skipif(not _can_write_cgroups(), reason="needs a writable cgroup v1 cpu controller")
 def test_a_confined_process_gets_its_share_of_a_core() -> None:
-    out = subprocess.run([sys.executable, "-c", BURN], capture_output=True, text=True,
-                         timeout=60, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", BURN], capture_output=True, text=True, timeout=60, check=True
+    )
     pid, share, mechanism = out.stdout.split(maxsplit=2)
     assert mechanism.strip() == "cgroup v1"
     assert 0.15 < float(share) < 0.35, out.stdout  # a quarter of a core, give or take

@@ -17,7 +17,10 @@ from kairos.scenario import Scenario
 
 def test_tiny_dlrm_scores_are_probabilities_and_deterministic() -> None:
     rng = np.random.default_rng(1)
-    x = {"dense": rng.random((5, 13)).astype(np.float32), "sparse": rng.integers(0, 10**9, (5, 8))}
+    x: dict[str, np.ndarray] = {
+        "dense": rng.random((5, 13)).astype(np.float32),
+        "sparse": rng.integers(0, 10**9, (5, 8)),
+    }
     a, b = TinyDlrm()(x)["score"], TinyDlrm()(x)["score"]
     assert a.shape == (5, 1)
     assert np.all((a > 0) & (a < 1))

@@ -152,11 +152,18 @@ def test_metrics_parse_as_prometheus_text(router: RouterProcess) -> None:
 
 
 def test_user_handler_runs_and_its_signature_is_enforced() -> None:
-    args = ["--model", "dien", "--pool", "r5n.large=1",
-            "--handler", "tests.runtime.helpers:double_handler"]  # fmt: skip
+    args = [
+        "--model",
+        "dien",
+        "--pool",
+        "r5n.large=1",
+        "--handler",
+        "tests.runtime.helpers:double_handler",
+    ]
     with running_router(args, ready_timeout_s=60) as handle:
-        good = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2],
-                            "data": [1, 2, 3, 4]}]}  # fmt: skip
+        good = {
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [1, 2, 3, 4]}]
+        }
         status, doc = infer(handle, orjson.dumps(good), token=None)
         assert status == 200, doc
         assert doc["outputs"] == [

@@ -116,9 +116,20 @@ def test_worker_killed_or_hung_mid_load_loses_no_query() -> None:
 
 @pytest.mark.slow
 def test_cohosted_worker_process_killed_or_hung_restarts_all_its_instances_no_query_lost() -> None:
-    args = ["--model", "dien", "--pool", "g4dn.xlarge=1,r5n.large=2", "--policy", "fcfs",
-            "--time-scale", "0.2", "--worker-hosting", "type",
-            "--timeout-floor-s", "1.0"]  # fmt: skip
+    args = [
+        "--model",
+        "dien",
+        "--pool",
+        "g4dn.xlarge=1,r5n.large=2",
+        "--policy",
+        "fcfs",
+        "--time-scale",
+        "0.2",
+        "--worker-hosting",
+        "type",
+        "--timeout-floor-s",
+        "1.0",
+    ]
     with running_router(args, ready_timeout_s=60) as handle:
         before = [w["pid"] for w in workers(handle)]
         # One process per instance type: the two r5n.large instances share one.

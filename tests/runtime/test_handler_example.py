@@ -26,11 +26,30 @@ def test_custom_handler_example_profiles_and_serves(
     monkeypatch.setenv("PYTHONPATH", f"{EXAMPLES}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     profiles, prices = tmp_path / "profiles.csv", tmp_path / "prices.csv"
     subprocess.run(
-        [sys.executable, "-m", "kairos", "profile", "--model", "ctr", "--instance-type",
-         "local.half", "--handler", "custom_handler:CtrModel", "--batch-sizes", "1,100",
-         "--runs", "3", "--out", str(profiles), "--prices-out", str(prices)],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "kairos",
+            "profile",
+            "--model",
+            "ctr",
+            "--instance-type",
+            "local.half",
+            "--handler",
+            "custom_handler:CtrModel",
+            "--batch-sizes",
+            "1,100",
+            "--runs",
+            "3",
+            "--out",
+            str(profiles),
+            "--prices-out",
+            str(prices),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert load_profiles(profiles).get("ctr", "local.half").max_batch == 100
     args = [
         "--model",
@@ -51,11 +70,17 @@ def test_custom_handler_example_profiles_and_serves(
     with running_router(args, ready_timeout_s=60) as router:
         meta = json.loads(call(f"{router.url}/v2/models/ctr").text)
         rng = np.random.default_rng(0)
-        request = {"inputs": [
-            {"name": "features", "datatype": "FP32", "shape": [2, 16],
-             "data": rng.random(32).round(3).tolist()},
-            {"name": "ids", "datatype": "INT64", "shape": [2, 4], "data": list(range(8))},
-        ]}  # fmt: skip
+        request = {
+            "inputs": [
+                {
+                    "name": "features",
+                    "datatype": "FP32",
+                    "shape": [2, 16],
+                    "data": rng.random(32).round(3).tolist(),
+                },
+                {"name": "ids", "datatype": "INT64", "shape": [2, 4], "data": list(range(8))},
+            ]
+        }
         reply = call(f"{router.url}/v2/models/ctr/infer", orjson.dumps(request))
     assert [t["name"] for t in meta["inputs"]] == ["features", "ids"]
     assert reply.status == 200, reply.text

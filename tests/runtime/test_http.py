@@ -16,8 +16,13 @@ LIMIT = 1000
 
 def echo(request: HttpRequest) -> HttpResponse | Deferred:
     """Answers what it saw; ``/slow`` answers later through a ``Deferred``, like inference."""
-    doc = {"method": request.method, "path": request.path, "size": len(request.body),
-           "too_large": request.too_large, "x": request.headers.get("x-tag")}  # fmt: skip
+    doc = {
+        "method": request.method,
+        "path": request.path,
+        "size": len(request.body),
+        "too_large": request.too_large,
+        "x": request.headers.get("x-tag"),
+    }
     response = HttpResponse(200, orjson.dumps(doc))
     if request.path != "/slow":
         return response
@@ -63,8 +68,10 @@ def test_pipelined_requests_are_answered_in_order_even_when_the_first_is_slow() 
 
 
 def test_chunked_body_is_reassembled() -> None:
-    raw = (b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-           b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")  # fmt: skip
+    raw = (
+        b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    )
     ((status, doc, _),) = run_event_loop(exchange(raw, 1))
     assert status == 200 and doc["size"] == 11
 
@@ -79,8 +86,13 @@ def test_oversized_body_is_read_dropped_and_flagged_for_the_handler() -> None:
     raw = post("/big", b"z" * (LIMIT + 1)) + post("/after", b"ok")
     big, after = run_event_loop(exchange(raw, 2))
     assert big[1]["too_large"] is True and big[1]["size"] == 0
-    assert after[1] == {"method": "POST", "path": "/after", "size": 2, "too_large": False,
-                        "x": None}  # fmt: skip
+    assert after[1] == {
+        "method": "POST",
+        "path": "/after",
+        "size": 2,
+        "too_large": False,
+        "x": None,
+    }
 
 
 @pytest.mark.parametrize(

@@ -32,10 +32,14 @@ class Spy:
 
 
 def json_body(dense: list, ids: list, batch: int = 2) -> bytes:
-    return orjson.dumps({"inputs": [
-        {"name": "dense", "datatype": "FP32", "shape": [batch, 3], "data": dense},
-        {"name": "ids", "datatype": "INT32", "shape": [batch, 2], "data": ids},
-    ]})  # fmt: skip
+    return orjson.dumps(
+        {
+            "inputs": [
+                {"name": "dense", "datatype": "FP32", "shape": [batch, 3], "data": dense},
+                {"name": "ids", "datatype": "INT32", "shape": [batch, 2], "data": ids},
+            ]
+        }
+    )
 
 
 @pytest.mark.parametrize(

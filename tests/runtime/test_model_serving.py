@@ -21,8 +21,18 @@ MODEL = "wnd"
 def router() -> Iterator[RouterProcess]:
     # A built-in type's profile drives the policy; the worker runs the real model (gRPC here,
     # so both carriers see a real model: the end-to-end loop test uses framed TCP).
-    args = ["--model", MODEL, "--pool", "r5n.large=1", "--mode", "model", "--policy", "fcfs",
-            "--transport", "grpc"]  # fmt: skip
+    args = [
+        "--model",
+        MODEL,
+        "--pool",
+        "r5n.large=1",
+        "--mode",
+        "model",
+        "--policy",
+        "fcfs",
+        "--transport",
+        "grpc",
+    ]
     with running_router(args, ready_timeout_s=90) as handle:
         yield handle
 
@@ -62,10 +72,19 @@ def test_tritonclient_builds_a_valid_request_from_the_metadata_alone(
 
 
 def body(dense: list, batch: int = 1) -> bytes:
-    return orjson.dumps({"inputs": [
-        {"name": "dense", "datatype": "FP32", "shape": [batch, 512], "data": dense},
-        {"name": "sparse", "datatype": "INT32", "shape": [batch, 27], "data": [1] * 27 * batch},
-    ]})  # fmt: skip
+    return orjson.dumps(
+        {
+            "inputs": [
+                {"name": "dense", "datatype": "FP32", "shape": [batch, 512], "data": dense},
+                {
+                    "name": "sparse",
+                    "datatype": "INT32",
+                    "shape": [batch, 27],
+                    "data": [1] * 27 * batch,
+                },
+            ]
+        }
+    )
 
 
 @pytest.mark.parametrize("bad", [None, 1e300, "NaN"])

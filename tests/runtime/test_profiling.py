@@ -77,8 +77,7 @@ def test_settings_and_prices_are_checked(tmp_path: Path) -> None:
     for text in ("1,x", "1-10"):
         with pytest.raises(ConfigError, match="--batch-sizes"):
             parse_batch_sizes(text)
-    for kwargs in ({"batch_sizes": (0,)}, {"batch_sizes": (20_000,)}, {"runs": 0},
-                   {"warmup": -1}):  # fmt: skip
+    for kwargs in ({"batch_sizes": (0,)}, {"batch_sizes": (20_000,)}, {"runs": 0}, {"warmup": -1}):
         with pytest.raises(ConfigError):
             ProfileSettings(**kwargs)
     prices = tmp_path / "prices.csv"
@@ -86,8 +85,10 @@ def test_settings_and_prices_are_checked(tmp_path: Path) -> None:
     merge_price_csv(prices, "local.full", 0.1)
     merge_price_csv(prices, "local.half", 0.06)
     assert prices.read_text().splitlines() == [
-        "instance_type,price_per_hr", "local.half,0.06", "local.full,0.1"
-    ]  # fmt: skip
+        "instance_type,price_per_hr",
+        "local.half,0.06",
+        "local.full,0.1",
+    ]
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -104,9 +105,25 @@ def test_profile_command_measures_a_built_in_model(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     out = tmp_path / "p.csv"
-    code, stdout, err = run(capsys, "profile", "--model", "ncf", "--instance-type", "here",
-                            "--batch-sizes", "1,50", "--runs", "4", "--warmup", "1",
-                            "--out", str(out), "--local-type", "none", "--json")  # fmt: skip
+    code, stdout, err = run(
+        capsys,
+        "profile",
+        "--model",
+        "ncf",
+        "--instance-type",
+        "here",
+        "--batch-sizes",
+        "1,50",
+        "--runs",
+        "4",
+        "--warmup",
+        "1",
+        "--out",
+        str(out),
+        "--local-type",
+        "none",
+        "--json",
+    )
     assert code == 0, err
     doc = json.loads(stdout)
     assert [b["batch_size"] for b in doc["batches"]] == ["1", "50"]
@@ -133,8 +150,9 @@ def test_profile_command_refuses_bad_input_in_one_line(
     for k in range(0, len(extra), 2):
         base[extra[k]] = extra[k + 1]
     args = [x for kv in base.items() for x in kv]
-    code, _, err = run(capsys, "profile", *args, "--runs", "1", "--batch-sizes",
-                       base.get("--batch-sizes", "1"))  # fmt: skip
+    code, _, err = run(
+        capsys, "profile", *args, "--runs", "1", "--batch-sizes", base.get("--batch-sizes", "1")
+    )
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "To fix:" in lines[0]
@@ -144,9 +162,20 @@ def test_profile_command_refuses_bad_input_in_one_line(
 def test_profile_command_reports_a_worker_that_fails_to_start(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code, _, err = run(capsys, "profile", "--model", "mine", "--instance-type", "here",
-                       "--handler", "no_such_module:predict", "--batch-sizes", "1",
-                       "--out", str(tmp_path / "p.csv"))  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "profile",
+        "--model",
+        "mine",
+        "--instance-type",
+        "here",
+        "--handler",
+        "no_such_module:predict",
+        "--batch-sizes",
+        "1",
+        "--out",
+        str(tmp_path / "p.csv"),
+    )
     assert code == 2
     *worker_lines, last = err.strip().splitlines()
     assert any("No module named 'no_such_module'" in line for line in worker_lines)

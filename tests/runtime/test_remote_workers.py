@@ -19,8 +19,20 @@ from tests.runtime.helpers import BODIES, call
 @contextmanager
 def remote_worker(instance_type: str) -> Iterator[str]:
     """``kairos worker`` in its own process, as an operator would start it; yields HOST:PORT."""
-    cmd = [sys.executable, "-m", "kairos", "worker", "--instance-type", instance_type,
-           "--model", "dien", "--port", "0", "--time-scale", "0.05"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "kairos",
+        "worker",
+        "--instance-type",
+        instance_type,
+        "--model",
+        "dien",
+        "--port",
+        "0",
+        "--time-scale",
+        "0.05",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -34,8 +46,16 @@ def remote_worker(instance_type: str) -> Iterator[str]:
 
 def test_router_serves_through_workers_it_did_not_start() -> None:
     with remote_worker("g4dn.xlarge") as gpu, remote_worker("r5n.large") as cpu:
-        args = ["--model", "dien", "--pool", "g4dn.xlarge=1,r5n.large=1",
-                "--workers", f"{gpu},{cpu}", "--time-scale", "0.05"]  # fmt: skip
+        args = [
+            "--model",
+            "dien",
+            "--pool",
+            "g4dn.xlarge=1,r5n.large=1",
+            "--workers",
+            f"{gpu},{cpu}",
+            "--time-scale",
+            "0.05",
+        ]
         with running_router(args, ready_timeout_s=60) as router:
             meta = json.loads(router.get("/v2/models/dien")[1])["parameters"]["workers"]
             assert [(w["address"], w["up"]) for w in meta] == [(gpu, True), (cpu, True)]
@@ -47,8 +67,14 @@ def test_router_serves_through_workers_it_did_not_start() -> None:
 
 def test_workers_listed_out_of_pool_order_are_refused() -> None:
     with remote_worker("g4dn.xlarge") as gpu, remote_worker("r5n.large") as cpu:
-        args = ["--model", "dien", "--pool", "g4dn.xlarge=1,r5n.large=1",
-                "--workers", f"{cpu},{gpu}"]  # fmt: skip
+        args = [
+            "--model",
+            "dien",
+            "--pool",
+            "g4dn.xlarge=1,r5n.large=1",
+            "--workers",
+            f"{cpu},{gpu}",
+        ]
         with (
             pytest.raises(RuntimeServiceError, match="exited with status 2 before it was ready"),
             running_router(args, ready_timeout_s=60),

@@ -166,10 +166,18 @@ def _binary(doc: dict, tail: bytes) -> tuple[bytes, int]:
 
 
 def test_bad_binary_requests_name_the_problem() -> None:
-    dense = {"name": "dense", "datatype": "FP32", "shape": [2, 13],
-             "parameters": {"binary_data_size": 104}}  # fmt: skip
-    sparse = {"name": "sparse", "datatype": "INT64", "shape": [2, 8],
-              "parameters": {"binary_data_size": 128}}  # fmt: skip
+    dense = {
+        "name": "dense",
+        "datatype": "FP32",
+        "shape": [2, 13],
+        "parameters": {"binary_data_size": 104},
+    }
+    sparse = {
+        "name": "sparse",
+        "datatype": "INT64",
+        "shape": [2, 8],
+        "parameters": {"binary_data_size": 128},
+    }
     good, n = _binary({"inputs": [dense, sparse]}, bytes(232))
     assert validate_request(good, SIG, 1000, n).batch_size == 2
     short, n_short = _binary({"inputs": [dense, sparse]}, bytes(200))
