@@ -40,7 +40,10 @@ class PolicyContext:
     """What a policy knows besides the live state: the model's profiles, QoS and an RNG.
 
     ``instance_types`` lists one type per instance (index = instance id), in the same order
-    as the driver's ``ClusterState``.
+    as the driver's ``ClusterState``. It also holds the one cache of mean service times every
+    policy and the driver read: a dense ``[batch, type]`` table in ms, filled on first use,
+    with per-batch views of it (``est_ms``) and, for scans, the same values in seconds as
+    float lists (``est_s_list``).
     """
 
     model: str
@@ -48,7 +51,9 @@ class PolicyContext:
     profiles: ModelProfiles
     instance_types: tuple[str, ...]
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
-    _mean_cache: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _table_ms: list[np.ndarray] = field(default_factory=list, repr=False)
+    _rows_ms: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _rows_s: dict[int, list[float]] = field(default_factory=dict, repr=False)
 
     @property
     def type_names(self) -> tuple[str, ...]:
@@ -58,27 +63,45 @@ class PolicyContext:
     def qos_s(self) -> float:
         return self.qos_ms / 1000.0
 
-    def est_ms(self, batch_size: int) -> np.ndarray:
-        """Mean service time (ms) of a ``batch_size`` query on each type in ``type_names``.
+    def mean_ms(self, batches: np.ndarray) -> np.ndarray:
+        """``[len(batches), types]``: mean service time (ms) of each batch on each type."""
+        types = self.type_names
+        table = self._table_ms[0] if self._table_ms else np.full((0, len(types)), np.nan)
+        top = int(batches.max())
+        if top >= len(table):
+            grown = np.full((max(top + 1, 2 * len(table)), len(types)), np.nan)
+            grown[: len(table)] = table
+            table = grown
+            self._table_ms[:] = [table]
+        rows = table[batches]
+        missing = np.isnan(rows[:, 0])
+        if missing.any():
+            todo = np.unique(batches[missing])
+            table[todo] = self.profiles.mean_table_ms(types, todo).T
+            rows = table[batches]
+        return rows
 
-        Cached per batch size: a policy asks this on every decision.
-        """
-        row = self._mean_cache.get(batch_size)
+    def est_ms(self, batch_size: int) -> np.ndarray:
+        """Mean service time (ms) of a ``batch_size`` query on each type in ``type_names``
+        (a read-only row; a policy asks this on every decision)."""
+        row = self._rows_ms.get(batch_size)
         if row is None:
-            row = self.profiles.mean_table_ms(self.type_names, np.array([batch_size]))[:, 0]
+            row = self.mean_ms(np.array([batch_size]))[0]
             row.setflags(write=False)
-            self._mean_cache[batch_size] = row
+            self._rows_ms[batch_size] = row
+        return row
+
+    def est_s_list(self, batch_size: int) -> list[float]:
+        """``est_ms / 1000`` as plain floats (for per-query scans without numpy's call cost)."""
+        row = self._rows_s.get(batch_size)
+        if row is None:
+            row = self._rows_s[batch_size] = (self.est_ms(batch_size) / 1000.0).tolist()
         return row
 
     def prime(self, batch_sizes: np.ndarray) -> None:
-        """Fill the ``est_ms`` cache for many batch sizes in one vectorised pass."""
-        todo = np.array([b for b in np.unique(batch_sizes).tolist() if b not in self._mean_cache])
-        if todo.size == 0:
-            return
-        table = self.profiles.mean_table_ms(self.type_names, todo)
-        table.setflags(write=False)
-        for k, b in enumerate(todo.tolist()):
-            self._mean_cache[b] = table[:, k]
+        """Fill the cache for many batch sizes in one vectorised pass."""
+        if len(batch_sizes):
+            self.mean_ms(np.unique(batch_sizes))
 
     def est_s(self, type_index: int, batch_size: int) -> float:
         return float(self.est_ms(batch_size)[type_index]) / 1000.0

@@ -1,9 +1,9 @@
 """Dense per-batch tables of a pool's service-time estimates, for the ``kairos`` policy.
 
 ``ServiceTables.lookup("mean", batches)`` is the ``[len(batches), types]`` array of mean
-service times (s) from ``PolicyContext.est_ms``; ``"tail"`` reads the profile's
-``slack_quantile`` instead. Rows are filled on first use and kept, so a decision costs one
-fancy index; ``rows(batch)`` gives the same values as plain float lists for the scans.
+service times (s), read from the context's one cache of means (``PolicyContext.mean_ms``);
+``"tail"`` reads the profile's ``slack_quantile`` instead, kept here in a dense table filled
+on first use. ``rows(batch)`` gives the same values as plain float lists for the scans.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ class ServiceTables:
         self.ctx = ctx
         self.slack_quantile = slack_quantile
         self.n_types = len(ctx.type_names)
-        self._tables: dict[str, np.ndarray] = {}  # [batch, type] service time (s) by kind
+        self._tables: dict[str, np.ndarray] = {}  # [batch, type] tail service time (s)
         self._rows: dict[int, tuple[list[float], list[float] | None]] = {}
 
     def lookup(self, kind: str, batches: np.ndarray) -> np.ndarray:
         """Mean (or tail) service time (s) of each batch on each type, from a dense table."""
+        if kind == "mean":
+            return self.ctx.mean_ms(batches) / 1000.0
         table = self._tables.get(kind)
         if table is None:
             table = np.full((0, self.n_types), np.nan)
@@ -45,14 +47,12 @@ class ServiceTables:
         got = self._rows.get(batch)
         if got is None:
             b = np.array([batch], dtype=np.int64)
-            mean = self.lookup("mean", b)[0].tolist()
+            mean = self.ctx.est_s_list(batch)
             tail = None if self.slack_quantile is None else self.lookup("tail", b)[0].tolist()
             got = self._rows[batch] = (mean, tail)
         return got
 
     def _service_s(self, kind: str, batch: int) -> np.ndarray:
-        if kind == "mean":
-            return self.ctx.est_ms(batch) / 1000.0
         profiles = self.ctx.profiles
         q = float(self.slack_quantile or 0.0)
         return (
