@@ -9,7 +9,7 @@ from kairos import limits
 from kairos.allocator import BOUNDS, PLAN_DEFAULTS, parse_caps, plan
 from kairos.allocator.result import Plan
 from kairos.allocator.target import TargetPlan, cheapest_for_rate
-from kairos.catalog import Pool
+from kairos.catalog import Pool, load_prices
 from kairos.cli.common import (
     bounded,
     build_scenario,
@@ -221,7 +221,6 @@ def _observed_scenario(
         model = str(view["model"])
     if qos_ms is None and model == view["model"]:
         qos_ms = float(view["qos_ms"])
-    base = build_scenario(model, qos_ms, "production", profiles_path, prices_path)
     mix = observed_mix(view, url)
     click.echo(
         f"planning on the mix {url} observed: {view['queries']} queries over "
@@ -229,10 +228,10 @@ def _observed_scenario(
         err=True,
     )
     return Scenario.build(
-        base.model,
-        qos_ms=base.qos_ms,
+        model,
+        qos_ms=qos_ms,
         profiles=load_profiles(profiles_path) if profiles_path else None,
-        prices=base.prices,
+        prices=load_prices(prices_path) if prices_path else None,
         mix=mix,
     )
 

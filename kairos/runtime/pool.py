@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kairos.errors import RuntimeServiceError
@@ -52,32 +51,9 @@ class PoolListener(Protocol):
     def log(self, message: str) -> None: ...
 
 
-@dataclass(frozen=True)
-class InstanceSpec:
-    """What one instance runs: its type and the worker settings of the pool."""
-
-    instance_type: str
-    model: str
-    mode: str = "replay"
-    handler: str | None = None
-    time_scale: float = 1.0
-    seed: int = 0
-    profiles_path: str | None = None
-    transport: str = "tcp"
-    cpus: tuple[int, ...] = ()
-
-    def worker_spec(self) -> WorkerSpec:
-        return WorkerSpec(
-            self.instance_type,
-            self.model,
-            self.mode,
-            self.handler,
-            self.time_scale,
-            self.seed,
-            self.profiles_path,
-            self.transport,
-            self.cpus,
-        )
+# What one instance runs: its type and the pool's worker settings (one spec class for every
+# backend; the local supervisor starts a process from it, a Ray actor runs it).
+InstanceSpec = WorkerSpec
 
 
 class Slot:
@@ -381,7 +357,7 @@ class LocalPool(LinkedPool):
         return self.supervisor.group_size(j) == 1
 
     async def _launch(self, first: int, specs: list[InstanceSpec]) -> list[str]:
-        return await self.supervisor.add([s.worker_spec() for s in specs])
+        return await self.supervisor.add(list(specs))
 
     async def _relaunch(self, j: int, stale_pid: int | None) -> str:
         return await self.supervisor.restart(j, stale_pid)

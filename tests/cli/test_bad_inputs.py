@@ -9,18 +9,8 @@ import pytest
 from kairos.cli import compare as compare_cli
 from kairos.cli import demo as demo_cli
 from kairos.cli.common import PlainProgress
-from kairos.cli.main import main
 from kairos.limits import MAX_POOL_INSTANCES
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.cli_runner import run
 
 
 def refused(capsys, *argv: str) -> str:

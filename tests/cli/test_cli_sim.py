@@ -4,17 +4,7 @@ import json
 
 import pytest
 
-from kairos.cli.main import main
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.cli_runner import run
 
 
 def test_simulate_json_shape(capsys):

@@ -9,18 +9,8 @@ import threading
 
 import pytest
 
-from kairos.cli.main import main
 from kairos.runtime.launch import RouterProcess, running_router, start_router
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.cli_runner import run
 
 
 def table(out: str) -> dict[str, str]:

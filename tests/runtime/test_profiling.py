@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kairos.cli.main import main
 from kairos.errors import ConfigError, ProfileError
 from kairos.profiles import load_profiles
 from kairos.runtime.inference import ModelHandler
@@ -19,6 +18,7 @@ from kairos.runtime.profiling import (
     parse_batch_sizes,
     profile_handler,
 )
+from tests.cli_runner import run
 
 
 class Counting:
@@ -89,16 +89,6 @@ def test_settings_and_prices_are_checked(tmp_path: Path) -> None:
         "local.half,0.06",
         "local.full,0.1",
     ]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_profile_command_measures_a_built_in_model(
