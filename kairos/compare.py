@@ -15,12 +15,28 @@ registry, ``SCHEMES``; each is one function below):
   simulation (exploration not charged, as the paper did for its competitors) + that policy.
 - ``oracle``: the exact oracle: the best pool of the whole budget by simulation under
   ``kairos``, found by branch and bound over the fluid bound (``allocator.exact_oracle``).
+
+``compare_for_rate`` asks the reverse question: what each scheme pays to hold a target rate
+``R``, i.e. the cheapest pool of the scheme's pool space that holds ``R`` in simulation (one
+trial at ``R``, the test ``allocator.cheapest_for_rate`` applies) under its policy. Schemes
+with a target form (``TARGET_SCHEMES``):
+
+- ``kairos``: ``cheapest_for_rate`` over every pool under ``kairos`` (exact: it is also what
+  the oracle would answer, so there is no separate oracle row).
+- ``homogeneous``: ``cheapest_for_rate`` over single-type pools under ``fcfs``.
+- ``ribbon``: RIBBON's Bayesian optimisation for the cheapest pool that holds ``R`` under
+  ``fcfs`` (``allocator.ribbon_for_rate``), within the homogeneous pool's cost.
+- ``drs`` / ``clockwork``: ``cheapest_for_rate`` over every pool under that policy (its
+  default options: DRS's analytic threshold, not tuned).
+
+``kairos-verified`` and ``kairos-fluid`` have no target form of their own (the verified plan
+is ``kairos`` above; a pool chosen by the fluid bound alone need not hold ``R``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +45,7 @@ from kairos import allocator
 from kairos.allocator.oracle import ORACLE_DEFAULTS
 from kairos.catalog import Pool
 from kairos.errors import ConfigError
+from kairos.limits import RATE_QPS
 from kairos.registry import Registry
 from kairos.scenario import Scenario
 from kairos.sim.capacity import (
@@ -97,17 +114,8 @@ class _Run:
         options: dict[str, Any] | None = None,
         note: str = "",
     ) -> SchemeResult:
-        return SchemeResult(
-            name,
-            pool,
-            policy,
-            pool.cost_per_hr(self.scenario.prices),
-            qps,
-            explored,
-            allocator.fluid_bound(self.scenario, pool),
-            charged,
-            options or {},
-            note,
+        return _scheme_result(
+            self.scenario, name, pool, policy, qps, explored, charged, options, note
         )
 
     def measure(self, pool: Pool, policy: str) -> float:
@@ -123,6 +131,31 @@ class _Run:
             measurement=self.m,
             measurer=self.measurer,
         )
+
+
+def _scheme_result(
+    scenario: Scenario,
+    name: str,
+    pool: Pool,
+    policy: str,
+    qps: float,
+    explored: int,
+    charged: bool = True,
+    options: dict[str, Any] | None = None,
+    note: str = "",
+) -> SchemeResult:
+    return SchemeResult(
+        name,
+        pool,
+        policy,
+        pool.cost_per_hr(scenario.prices),
+        qps,
+        explored,
+        allocator.fluid_bound(scenario, pool),
+        charged,
+        options or {},
+        note,
+    )
 
 
 SchemeFn = Callable[[_Run], SchemeResult]
@@ -233,6 +266,108 @@ def _oracle(run: _Run) -> SchemeResult:
     )
 
 
+@dataclass
+class _RateRun:
+    """What every target-mode scheme function gets (``compare_for_rate``)."""
+
+    scenario: Scenario
+    target_qps: float
+    settings: CompareSettings
+    measurer: Measurer
+
+    @property
+    def m(self) -> Measurement:
+        return self.settings.measurement
+
+    def held_qps(self, pool: Pool, policy: str) -> float:
+        """The pool's allowable throughput, searched in full. It held the target in its trial,
+        and the search's passing rate sits within the precision below its limit, so the
+        larger of the two is reported (as ``cheapest_for_rate`` does)."""
+        job = CapacityJob(self.scenario, pool, policy, self.m)
+        return max(self.measurer.run([job])[0].allowable_qps, self.target_qps)
+
+    def cheapest(
+        self, name: str, policy: str, *, single_type: bool = False, charged: bool = False
+    ) -> SchemeResult:
+        found = allocator.cheapest_for_rate(
+            self.scenario,
+            self.target_qps,
+            policy=policy,
+            measurement=self.m,
+            measurer=self.measurer,
+            single_type=single_type,
+        )
+        assert found.allowable_qps is not None
+        note = f"{found.candidates_tried} pools tried at {self.target_qps:g} q/s, cheapest first"
+        return _scheme_result(
+            self.scenario,
+            name,
+            found.pool,
+            policy,
+            found.allowable_qps,
+            found.candidates_tried,
+            charged,
+            note=note,
+        )
+
+
+RateSchemeFn = Callable[[_RateRun], SchemeResult]
+TARGET_SCHEMES: Registry[RateSchemeFn] = Registry(
+    "target-mode scheme",
+    "under --target-qps pass --schemes from kairos, homogeneous, ribbon, drs, clockwork.",
+)
+
+
+@TARGET_SCHEMES.register("kairos")
+def _kairos_for_rate(run: _RateRun) -> SchemeResult:
+    return run.cheapest("kairos", "kairos")
+
+
+@TARGET_SCHEMES.register("homogeneous")
+def _homogeneous_for_rate(run: _RateRun) -> SchemeResult:
+    return run.cheapest("homogeneous", "fcfs", single_type=True, charged=True)
+
+
+@TARGET_SCHEMES.register("ribbon")
+def _ribbon_for_rate(run: _RateRun) -> SchemeResult:
+    # The homogeneous answer bounds RIBBON's space (and is its answer if nothing cheaper
+    # holds); the shared measurer has it already when the homogeneous scheme ran.
+    ceiling = run.cheapest("homogeneous", "fcfs", single_type=True).pool
+    found = allocator.ribbon_for_rate(
+        run.scenario,
+        run.target_qps,
+        ceiling,
+        policy="fcfs",
+        measurement=run.m,
+        max_explorations=run.settings.ribbon_max_explorations,
+        measurer=run.measurer,
+    )
+    fell_back = found.method == "ceiling"
+    note = "no explored pool held the target: the homogeneous pool" if fell_back else ""
+    qps = run.held_qps(found.pool, "fcfs")
+    return _scheme_result(
+        run.scenario, "ribbon", found.pool, "fcfs", qps, found.explorations, note=note
+    )
+
+
+@TARGET_SCHEMES.register("drs")
+def _drs_for_rate(run: _RateRun) -> SchemeResult:
+    return run.cheapest("drs", "drs")
+
+
+@TARGET_SCHEMES.register("clockwork")
+def _clockwork_for_rate(run: _RateRun) -> SchemeResult:
+    return run.cheapest("clockwork", "clockwork")
+
+
+def target_schemes(settings: CompareSettings) -> tuple[str, ...]:
+    """The schemes a target-mode comparison runs: every one with a target form when
+    ``settings`` keeps the default (every scheme); otherwise each named one, checked."""
+    if settings.schemes == SCHEMES.names():
+        return TARGET_SCHEMES.names()
+    return TARGET_SCHEMES.check_all(settings.schemes)
+
+
 @dataclass(frozen=True)
 class CompareSettings:
     """Simulation sizes shared by every scheme of one comparison, checked on construction.
@@ -285,13 +420,28 @@ COMPARE_DEFAULTS = CompareSettings()
 
 @dataclass(frozen=True)
 class Comparison:
+    """One comparison: at a budget (``budget_per_hr``; schemes compete on throughput) or, from
+    ``compare_for_rate``, at a target rate (``target_qps``, budget None; on cost)."""
+
     model: str
-    budget_per_hr: float
+    budget_per_hr: float | None
     qos_ms: float
     settings: CompareSettings
     schemes: tuple[SchemeResult, ...]
     cdf_rate_qps: float = 0.0
     latency_ms: dict[str, np.ndarray] = field(default_factory=dict)
+    target_qps: float | None = None
+
+    @property
+    def level(self) -> float:
+        """The budget, or the target rate in target mode (what a sweep varies)."""
+        return self.target_qps if self.target_qps is not None else float(self.budget_per_hr or 0)
+
+    @property
+    def level_text(self) -> str:
+        if self.target_qps is not None:
+            return f"target {self.target_qps:g} q/s"
+        return f"budget ${self.budget_per_hr:g}/h"
 
     def scheme(self, name: str) -> SchemeResult:
         return next(s for s in self.schemes if s.name == name)
@@ -300,10 +450,19 @@ class Comparison:
         base = self.scheme(to).allowable_qps
         return self.scheme(name).allowable_qps / base if base > 0 else float("inf")
 
+    def cost_ratio(self, name: str, to: str) -> float:
+        """``name``'s hourly cost over ``to``'s (below 1: ``name`` is cheaper)."""
+        return self.scheme(name).cost_per_hr / self.scheme(to).cost_per_hr
+
     def as_dict(self) -> dict[str, Any]:
+        level: dict[str, Any] = (
+            {"target_qps": self.target_qps}
+            if self.target_qps is not None
+            else {"budget_per_hr": self.budget_per_hr}
+        )
         return {
             "model": self.model,
-            "budget_per_hr": self.budget_per_hr,
+            **level,
             "qos_ms": self.qos_ms,
             "settings": self.settings.as_dict(),
             "schemes": [s.as_dict() for s in self.schemes],
@@ -333,17 +492,44 @@ def compare(
     return _with_latency_cdfs(scenario, comparison)
 
 
-def _with_latency_cdfs(scenario: Scenario, comparison: Comparison) -> Comparison:
-    """Latency samples of every scheme at one common load: the homogeneous pool's capacity."""
+def compare_for_rate(
+    scenario: Scenario,
+    target_qps: float,
+    settings: CompareSettings | None = None,
+    progress: Callable[[str], None] | None = None,
+    measurer: Measurer | None = None,
+) -> Comparison:
+    """What each scheme of ``target_schemes(settings)`` pays to hold ``target_qps`` (see the
+    module docstring); the latency CDFs are taken at the target rate, which every pool holds."""
+    RATE_QPS.check(target_qps, "--target-qps")
+    cfg = settings or CompareSettings()
+    run = _RateRun(scenario, float(target_qps), cfg, measurer or Measurer())
+    results: list[SchemeResult] = []
+    for name in target_schemes(cfg):
+        results.append(TARGET_SCHEMES.get(name)(run))
+        if progress is not None:
+            progress(name)
+    comparison = Comparison(
+        scenario.model, None, scenario.qos_ms, cfg, tuple(results), target_qps=float(target_qps)
+    )
+    return _with_latency_cdfs(scenario, comparison, float(target_qps))
+
+
+def _with_latency_cdfs(
+    scenario: Scenario, comparison: Comparison, rate: float | None = None
+) -> Comparison:
+    """Latency samples of every scheme at one common load: ``rate`` if given, else the
+    homogeneous pool's capacity."""
     levels = [s.allowable_qps for s in comparison.schemes if s.allowable_qps > 0]
     if not levels:
         return comparison
     names = [s.name for s in comparison.schemes]
-    rate = (
-        comparison.scheme("homogeneous").allowable_qps
-        if "homogeneous" in names and comparison.scheme("homogeneous").allowable_qps > 0
-        else min(levels)
-    )
+    if rate is None:
+        rate = (
+            comparison.scheme("homogeneous").allowable_qps
+            if "homogeneous" in names and comparison.scheme("homogeneous").allowable_qps > 0
+            else min(levels)
+        )
     cfg = comparison.settings
     n = cfg.cdf_queries + default_warmup(cfg.cdf_queries)
     stream = poisson_stream(rate, n, scenario.mix, np.random.default_rng(cfg.seed))
@@ -356,12 +542,4 @@ def _with_latency_cdfs(scenario: Scenario, comparison: Comparison) -> Comparison
         )
         for s in comparison.schemes
     }
-    return Comparison(
-        comparison.model,
-        comparison.budget_per_hr,
-        comparison.qos_ms,
-        cfg,
-        comparison.schemes,
-        rate,
-        latency,
-    )
+    return replace(comparison, cdf_rate_qps=rate, latency_ms=latency)

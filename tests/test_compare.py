@@ -17,13 +17,13 @@ import struct
 import numpy as np
 import pytest
 
-from kairos.catalog import PriceTable
+from kairos.catalog import Pool, PriceTable
 from kairos.cli.main import main
-from kairos.compare import CompareSettings, compare
+from kairos.compare import TARGET_SCHEMES, CompareSettings, compare, compare_for_rate
 from kairos.errors import ConfigError
 from kairos.profiles import profiles_from_samples
 from kairos.scenario import Scenario
-from kairos.sim.capacity import Measurer
+from kairos.sim.capacity import CapacityJob, Measurer, run_job
 from kairos.sim.parallel import Parallelism, make_executor
 from kairos.workload import BatchMix
 
@@ -243,3 +243,63 @@ def test_parallel_compare_equals_serial(toy):
         parallel = compare(toy, 1.5, settings, measurer=Measurer(executor))
     assert parallel.as_dict() == serial.as_dict()
     assert parallel.cdf_rate_qps == serial.cdf_rate_qps
+
+
+def holds(scenario, pool, policy, rate, settings=SMALL) -> bool:
+    """One trial at ``rate`` (the test every target-mode scheme applies) meets QoS."""
+    job = CapacityJob(scenario, pool, policy, settings.measurement, screen_qps=rate)
+    return run_job(job).allowable_qps >= rate
+
+
+def test_at_a_target_rate_each_scheme_pays_for_a_pool_that_holds_it(toy):
+    rate = 300.0  # one gpu alone serves ~260 q/s of the toy mix at best
+    c = compare_for_rate(toy, rate, SMALL)
+    assert [s.name for s in c.schemes] == list(TARGET_SCHEMES.names())
+    assert c.target_qps == rate and c.budget_per_hr is None
+    for s in c.schemes:
+        assert holds(toy, s.pool, s.policy, rate), s.name
+        assert s.allowable_qps >= rate
+    kairos, homo = c.scheme("kairos"), c.scheme("homogeneous")
+    assert kairos.cost_per_hr < homo.cost_per_hr and c.cost_ratio("kairos", "homogeneous") < 1
+    assert len(homo.pool.types) == 1 and homo.policy == "fcfs"
+    # Both are the cheapest of their pool space: one instance less no longer holds the rate.
+    assert not holds(toy, Pool.of({"gpu": homo.pool.count("gpu") - 1}), "fcfs", rate)
+    smaller = Pool.of({"gpu": 1, "cpu": kairos.pool.count("cpu") - 1})
+    assert kairos.pool.count("gpu") == 1 and not holds(toy, smaller, "kairos", rate)
+    assert c.cdf_rate_qps == rate and set(c.latency_ms) == set(TARGET_SCHEMES.names())
+
+
+def test_cli_target_rate_json_and_report(tmp_path, capsys):
+    profiles, prices, mix = toy_profile_csv(tmp_path)
+    report = tmp_path / "t.md"
+    data_args = ["--profiles", str(profiles), "--prices", str(prices), "--batch-mix", str(mix)]
+    argv = ["compare", "--model", "toy", "--qos-ms", "30", *data_args, "--queries", "500",
+            "--precision", "0.1", "--schemes", "kairos,homogeneous", "--target-qps", "150,300",
+            "--json", "--report", str(report)]  # fmt: skip
+    main(argv)
+    data = json.loads(capsys.readouterr().out)
+    assert [c["target_qps"] for c in data["comparisons"]] == [150.0, 300.0]
+    for c in data["comparisons"]:
+        assert "budget_per_hr" not in c
+        costs = {s["name"]: s["cost_per_hr"] for s in c["schemes"]}
+        assert costs["kairos"] <= costs["homogeneous"]
+        assert all(s["allowable_qps"] >= c["target_qps"] for s in c["schemes"])
+    text = report.read_text()
+    assert "target 300 q/s" in text and "x homogeneous $/h" in text and "t.png" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        ([], "exactly one of --budget-per-hr and --target-qps"),
+        (["--budget-per-hr", "2", "--target-qps", "50"], "exactly one of"),
+        (["--target-qps", "0"], "--target-qps 0 is outside"),
+        (["--target-qps", "50", "--schemes", "oracle"], "target-mode scheme 'oracle'"),
+    ],
+)
+def test_target_rate_bad_input(capsys, argv, needle):
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "To fix:" in err

@@ -4,10 +4,16 @@ Pipeline (each step a function of the last): ``pool_matrix``/``enumerate_pools``
 per pool (``kairos_bound``: the paper's; ``fluid_bound``: an LP valid for every policy),
 ranked (``top_pools``; a search or the MILP ``milp_top`` when the catalog is too large to
 list) -> ``verify`` the top few by simulation. ``plan`` runs it; the baselines and the exact
-oracle (``exact_oracle``, branch and bound over every pool) judge it.
+oracle (``exact_oracle``, branch and bound over every pool) judge it. ``cheapest_for_rate``
+asks the reverse question: the cheapest pool that holds a rate.
 """
 
-from kairos.allocator.baselines import best_homogeneous, best_of_top, ribbon_search
+from kairos.allocator.baselines import (
+    best_homogeneous,
+    best_of_top,
+    ribbon_for_rate,
+    ribbon_search,
+)
 from kairos.allocator.bounds import kairos_bound, kairos_bounds
 from kairos.allocator.choices import BOUNDS, Bound
 from kairos.allocator.feasible import budget_too_small, cheapest_feasible_pool
@@ -25,6 +31,7 @@ from kairos.allocator.pools import (
 from kairos.allocator.ranking import rank, score_pools, top_pools
 from kairos.allocator.result import Exploration, Plan, RankedPool, SearchResult
 from kairos.allocator.synthetic import synthetic_scenario, variant_scenario
+from kairos.allocator.target import TargetPlan, cheapest_for_rate
 
 __all__ = [
     "BOUNDS",
@@ -35,9 +42,11 @@ __all__ = [
     "PoolMatrix",
     "RankedPool",
     "SearchResult",
+    "TargetPlan",
     "best_homogeneous",
     "best_of_top",
     "budget_too_small",
+    "cheapest_for_rate",
     "cheapest_feasible_pool",
     "count_pools",
     "enumerate_pools",
@@ -51,6 +60,7 @@ __all__ = [
     "plan",
     "pool_matrix",
     "rank",
+    "ribbon_for_rate",
     "ribbon_search",
     "score_pools",
     "solve_milp",

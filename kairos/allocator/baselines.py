@@ -7,7 +7,8 @@ have had to rent. The KAIROS planner itself explores nothing.
 - ``best_homogeneous``: one pool per type, as many instances as the budget buys.
 - ``ribbon_search``: RIBBON's Bayesian optimisation over instance counts (Gaussian-process
   surrogate from the ``bayesian-optimization`` package), stopping after ``patience``
-  explorations without improvement.
+  explorations without improvement; ``ribbon_for_rate`` asks it for the cheapest pool that
+  holds a rate instead.
 - ``best_of_top``: simulate the top ``top_k`` pools by a bound; what DRS and Clockwork get as
   their pool search in comparisons. (The exact oracle is ``kairos.allocator.oracle``.)
 """
@@ -16,13 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import warnings
 from collections.abc import Callable, Mapping
 
 from kairos.allocator.choices import BOUNDS
 from kairos.allocator.feasible import budget_too_small
 from kairos.allocator.plan import verify
-from kairos.allocator.pools import COST_EPS, check_budget, type_caps
+from kairos.allocator.pools import COST_EPS, catalog_types, check_budget, type_caps
 from kairos.allocator.ranking import top_pools
 from kairos.allocator.result import Exploration, RankedPool, SearchResult
 from kairos.catalog import Pool
@@ -94,9 +96,6 @@ def ribbon_search(
     not beat the best, or at ``max_explorations``. It is sequential by nature (each suggestion
     depends on every score before it), so it runs in this process.
     """
-    # Imported here: the library pulls in scikit-learn, which every other command can skip.
-    from bayes_opt import BayesianOptimization
-
     if max_explorations < 1 or patience < 1:
         raise ConfigError(
             f"max_explorations={max_explorations!r} / patience={patience!r} is not >= 1.",
@@ -106,6 +105,100 @@ def ribbon_search(
     limits = {t: n for t, n in type_caps(scenario, budget, caps).items() if n > 0}
     if not limits:
         raise budget_too_small(scenario, budget, "kairos", caps)
+    history: list[Exploration] = []
+
+    def score(pool: Pool) -> tuple[float, bool]:
+        cost = pool.cost_per_hr(scenario.prices) if pool.size else 0.0
+        if pool.size == 0 or cost > budget + COST_EPS:
+            return 0.0, False
+        qps = measure(scenario, pool, policy, measurement).allowable_qps
+        history.append(Exploration(pool, cost, qps))
+        return qps, True
+
+    bayes_search(limits, measurement.seed, max_explorations, patience, score)
+    if not history:
+        # The surrogate never proposed an in-budget pool: fall back to the largest homogeneous.
+        return best_homogeneous(scenario, budget, policy=policy, measurement=measurement, caps=caps)
+    return _best("ribbon", policy, history)
+
+
+def ribbon_for_rate(
+    scenario: Scenario,
+    target_qps: float,
+    ceiling: Pool,
+    *,
+    policy: str = "fcfs",
+    measurement: Measurement = DEFAULT_MEASUREMENT,
+    max_explorations: int = DEFAULT_MAX_EXPLORATIONS,
+    patience: int = DEFAULT_PATIENCE,
+    measurer: Measurer | None = None,
+) -> SearchResult:
+    """RIBBON's own question (its paper minimises cost at a given load): the cheapest pool
+    that holds ``target_qps`` under ``policy``, by Bayesian optimisation over counts.
+
+    ``ceiling`` is a pool known to hold the target (the cheapest homogeneous one): the space
+    is every pool that costs no more (one count per type in ``[0, ceiling cost / price]``),
+    and it is the answer (``method="ceiling"``) when no explored pool holds the target. A pool
+    is explored with one trial at the target (the test ``cheapest_for_rate`` applies) and
+    scores ``-cost / ceiling cost`` (in [-1, 0)) when it holds and ``-2 + its met fraction``
+    (in [-2, -1]) when it misses, so a near miss ranks above a far one and every pool that
+    holds above both; an empty pool or one over the ceiling scores -2 without a trial. The
+    result's ``allowable_qps`` is the target (held in one trial), not a full search.
+    """
+    if max_explorations < 1 or patience < 1:
+        raise ConfigError(
+            f"max_explorations={max_explorations!r} / patience={patience!r} is not >= 1.",
+            "pass positive values.",
+        )
+    measurer = measurer or Measurer()
+    top = ceiling.cost_per_hr(scenario.prices)
+    limits = {
+        t: int((top + COST_EPS) // scenario.prices.price_per_hr(t)) for t in catalog_types(scenario)
+    }
+    limits = {t: n for t, n in limits.items() if n > 0}
+    history: list[Exploration] = []
+
+    def score(pool: Pool) -> tuple[float, bool]:
+        cost = pool.cost_per_hr(scenario.prices) if pool.size else 0.0
+        if pool.size == 0 or cost > top + COST_EPS:
+            return -2.0, False
+        job = CapacityJob(scenario, pool, policy, measurement, screen_qps=target_qps)
+        (res,) = measurer.run([job])
+        held = res.allowable_qps >= target_qps
+        history.append(Exploration(pool, cost, target_qps if held else 0.0, searched=False))
+        met = res.trials[0].qos_met_fraction if res.trials else 0.0
+        return (-cost / top, True) if held else (-2.0 + met, True)
+
+    bayes_search(limits, measurement.seed, max_explorations, patience, score)
+    held = [e for e in history if e.allowable_qps >= target_qps]
+    if not held:
+        return SearchResult(
+            "ceiling", policy, ceiling, top, target_qps, len(history), tuple(history)
+        )
+    best = min(held, key=lambda e: e.cost_per_hr)  # the first of the cheapest
+    return SearchResult(
+        "ribbon", policy, best.pool, best.cost_per_hr, target_qps, len(history), tuple(history)
+    )
+
+
+def bayes_search(
+    limits: Mapping[str, int],
+    seed: int,
+    max_explorations: int,
+    patience: int,
+    score: Callable[[Pool], tuple[float, bool]],
+) -> None:
+    """RIBBON's loop: Bayesian optimisation of ``score`` over one count per type in
+    ``[0, limits[type]]``.
+
+    ``score(pool)`` returns the value to maximise and whether it cost a simulation (an
+    exploration); a pool already scored is answered from memory. The loop stops after
+    ``patience`` explorations in a row that do not beat the best, at ``max_explorations``, or
+    after ``SUGGESTIONS_PER_EXPLORATION`` suggestions per allowed exploration.
+    """
+    # Imported here: the library pulls in scikit-learn, which every other command can skip.
+    from bayes_opt import BayesianOptimization
+
     names = {f"n{i}": t for i, t in enumerate(limits)}
     with warnings.catch_warnings():
         # Integer parameters are flagged experimental by the library; they are what we need.
@@ -113,38 +206,31 @@ def ribbon_search(
         optimizer = BayesianOptimization(
             f=None,
             pbounds={k: (0, limits[t], int) for k, t in names.items()},
-            random_state=measurement.seed,
+            random_state=seed,
             verbose=0,
             allow_duplicate_points=True,
         )
     seen: dict[Pool, float] = {}
-    history: list[Exploration] = []
-    best, stale = -1.0, 0
+    explored, best, stale = 0, -math.inf, 0
     for _ in range(max_explorations * SUGGESTIONS_PER_EXPLORATION):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             params = optimizer.suggest()
         pool = Pool.of({names[k]: int(round(float(v))) for k, v in params.items()})
-        cost = pool.cost_per_hr(scenario.prices) if pool.size else 0.0
-        if pool.size == 0 or cost > budget + COST_EPS:
-            target = 0.0
-        elif pool in seen:
-            target = seen[pool]
+        if pool in seen:
+            value = seen[pool]
         else:
-            target = measure(scenario, pool, policy, measurement).allowable_qps
-            seen[pool] = target
-            history.append(Exploration(pool, cost, target))
-            stale = 0 if target > best else stale + 1
-            best = max(best, target)
+            value, simulated = score(pool)
+            seen[pool] = value
+            if simulated:
+                explored += 1
+                stale = 0 if value > best else stale + 1
+                best = max(best, value)
         # The library prints a notice to stdout for every repeated point; keep stdout clean.
         with contextlib.redirect_stdout(io.StringIO()):
-            optimizer.register(params=params, target=target)
-        if len(history) >= max_explorations or stale >= patience:
+            optimizer.register(params=params, target=value)
+        if explored >= max_explorations or stale >= patience:
             break
-    if not history:
-        # The surrogate never proposed an in-budget pool: fall back to the largest homogeneous.
-        return best_homogeneous(scenario, budget, policy=policy, measurement=measurement, caps=caps)
-    return _best("ribbon", policy, history)
 
 
 def best_of_top(

@@ -15,12 +15,19 @@ pools to list is served by the fluid MILP instead, with the cost as its objectiv
 at a time in increasing cost (no-good cuts). Trials run in fixed waves, cheapest first, so
 the answer does not depend on how many processes run them.
 
+``single_type=True`` restricts the pool space to pools of one instance type (what the
+homogeneous scheme of ``kairos compare --target-qps`` rents): the fluid bound of ``n``
+instances of one type is ``n`` times that of one, so each type's candidates start at the
+smallest count whose bound reaches the target and grow by one, merged across types in cost
+order (no listing, so any catalog size works).
+
 ``verify=False`` answers from a bound alone: the cheapest pool whose ``bound`` (the KAIROS
 bound by default, a heuristic; or the fluid bound) reaches the target, simulating nothing.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -126,9 +133,16 @@ def _listed(scenario: Scenario, budget: float, caps: Mapping[str, int] | None) -
 
 
 def candidates(
-    scenario: Scenario, target_qps: float, bound: str, caps: Mapping[str, int] | None
+    scenario: Scenario,
+    target_qps: float,
+    bound: str,
+    caps: Mapping[str, int] | None,
+    single_type: bool = False,
 ) -> Iterator[RankedPool]:
     """Pools whose ``bound`` reaches ``target_qps``, in increasing cost (no repeats)."""
+    if single_type:
+        yield from _single_type(scenario, target_qps, bound, caps)
+        return
     budget = start_budget(scenario, target_qps, caps)
     seen: set[Pool] = set()
     for _ in range(MAX_WINDOW_DOUBLINGS + 1):
@@ -149,6 +163,32 @@ def candidates(
         budget *= 2
 
 
+def _single_type(
+    scenario: Scenario, target_qps: float, bound: str, caps: Mapping[str, int] | None
+) -> Iterator[RankedPool]:
+    """Single-type pools whose fluid bound (and ``bound``) reaches the target, cheapest first,
+    up to the cost the general listing reaches (``MAX_WINDOW_DOUBLINGS``)."""
+    heap: list[tuple[float, str, int]] = []
+    for t in catalog_types(scenario):
+        one = float(fluid_bounds(scenario, (t,), np.array([[1]]))[0])
+        if one > 0:
+            n = max(1, math.ceil(target_qps / one - 1e-9))
+            heap.append((n * scenario.prices.price_per_hr(t), t, n))
+    if not heap:
+        raise _none_holds(scenario, target_qps, "single-type fluid-bound")
+    heapq.heapify(heap)
+    ceiling = heap[0][0] * 2**MAX_WINDOW_DOUBLINGS
+    while heap:
+        cost, t, n = heapq.heappop(heap)
+        if cost > ceiling * (1 + 1e-9) or (caps is not None and n > caps.get(t, n)):
+            continue  # this type is done (its later counts cost more still)
+        heapq.heappush(heap, ((n + 1) * scenario.prices.price_per_hr(t), t, n + 1))
+        pool = Pool.of({t: n})
+        value = float(_score(scenario, bound, [pool])[0])
+        if value >= target_qps * (1 - 1e-9):
+            yield RankedPool(pool, pool.cost_per_hr(scenario.prices), value)
+
+
 def _by_milp(
     scenario: Scenario, target_qps: float, budget: float, caps: Mapping[str, int] | None
 ) -> Iterator[RankedPool]:
@@ -167,12 +207,13 @@ def cheapest_for_rate(
     measurement: Measurement = DEFAULT_MEASUREMENT,
     measurer: Measurer | None = None,
     progress: Callable[[RankedPool], None] | None = None,
+    single_type: bool = False,
 ) -> TargetPlan:
     """The cheapest pool that holds ``target_qps`` (see the module docstring)."""
     RATE_QPS.check(target_qps, "--target-qps")
     BOUNDS.check(bound)
     if not verify:
-        first = next(iter(candidates(scenario, target_qps, bound, caps)), None)
+        first = next(iter(candidates(scenario, target_qps, bound, caps, single_type)), None)
         if first is None:
             raise _none_holds(scenario, target_qps, bound)
         return _result(scenario, target_qps, bound, first, None, None, 0, ())
@@ -180,7 +221,7 @@ def cheapest_for_rate(
     measurer = measurer or Measurer()
     tried: list[RankedPool] = []
     wave: list[RankedPool] = []
-    for entry in candidates(scenario, target_qps, "fluid", caps):
+    for entry in candidates(scenario, target_qps, "fluid", caps, single_type):
         wave.append(entry)
         if len(wave) < WAVE:
             continue

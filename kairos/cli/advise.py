@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from kairos.cli.common import emit_json, table
+from kairos import limits
+from kairos.cli.common import bounded, emit_json, table
+from kairos.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kairos.runtime.advise import Advice
 
 
 @click.command()
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The router.")
-@click.option("--budget-per-hr", type=float, required=True, help="Hourly budget in dollars.")
+@click.option(
+    "--budget-per-hr",
+    type=bounded(limits.BUDGET_PER_HR),
+    default=None,
+    help="Propose the best pool for this hourly budget in dollars.",
+)
+@click.option(
+    "--target-qps",
+    type=bounded(limits.RATE_QPS),
+    default=None,
+    help="Propose the cheapest pool that holds this rate (instead of --budget-per-hr).",
+)
 @click.option("--profiles", "profiles_path", type=click.Path(), default=None)
 @click.option("--prices", "prices_path", type=click.Path(), default=None)
 @click.option("--api-token", envvar="KAIROS_API_TOKEN", default=None)
@@ -18,7 +36,8 @@ from kairos.cli.common import emit_json, table
 @click.option("--json", "as_json", is_flag=True)
 def advise(
     url: str,
-    budget_per_hr: float,
+    budget_per_hr: float | None,
+    target_qps: float | None,
     profiles_path: str | None,
     prices_path: str | None,
     api_token: str | None,
@@ -26,14 +45,27 @@ def advise(
     seed: int,
     as_json: bool,
 ) -> None:
-    """Compare the running pool with the best pool for the observed traffic."""
+    """Compare the running pool with the best pool for the observed traffic (within a budget)
+    or the cheapest that holds a target rate."""
     from kairos.runtime.advise import advise as make_advice
     from kairos.runtime.advise import fetch_traffic, observed_scenario
 
+    if (budget_per_hr is None) == (target_qps is None):
+        raise ConfigError(
+            "kairos advise needs exactly one of --budget-per-hr and --target-qps.",
+            "pass --budget-per-hr B (the best pool for B $/h) or --target-qps R (the cheapest "
+            "pool that holds R q/s).",
+        )
     view = fetch_traffic(url, api_token)
     scenario = observed_scenario(view, profiles_path, prices_path)
     advice = make_advice(
-        view, scenario, url, budget_per_hr=budget_per_hr, queries=queries, seed=seed
+        view,
+        scenario,
+        url,
+        budget_per_hr=budget_per_hr,
+        target_qps=target_qps,
+        queries=queries,
+        seed=seed,
     )
     if as_json:
         emit_json(advice.as_dict())
@@ -49,10 +81,24 @@ def advise(
          f"{advice.proposed_allowable_qps:.1f}"],
     ]  # fmt: skip
     click.echo(table(rows, ["", "pool", "$/h", "allowable qps (observed mix)"]))
+    click.echo(verdict(advice))
+
+
+def verdict(advice: Advice) -> str:
+    """One line: what the proposal changes, and the command that applies it."""
+    apply = f"; apply with: {advice.scale_command}" if advice.changed else ""
+    change = advice.cost_change_per_hr
+    bill = f"saves ${-change:.3f}/h" if change < 0 else f"costs ${change:.3f}/h more"
+    if advice.target_qps is not None:
+        rate = f"{advice.target_qps:g} q/s"
+        if advice.provisioning == "under":
+            return f"under-provisioned: the running pool misses {rate}; the proposal {bill}{apply}"
+        if advice.provisioning == "over":
+            return f"over-provisioned for {rate}: the proposal holds it and {bill}{apply}"
+        return f"the running pool is already the cheapest that holds {rate}."
     if advice.changed:
-        click.echo(f"predicted gain: {advice.gain:.2f}x; apply with: {advice.scale_command}")
-    else:
-        click.echo("the running pool is already the best for this traffic.")
+        return f"predicted gain: {advice.gain:.2f}x ({bill}){apply}"
+    return "the running pool is already the best for this traffic."
 
 
 COMMANDS = [advise]

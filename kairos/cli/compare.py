@@ -24,9 +24,17 @@ from kairos.cli.common import (
     progress_bar,
     table,
 )
-from kairos.compare import COMPARE_DEFAULTS, SCHEMES, CompareSettings, Comparison, compare
+from kairos.compare import (
+    COMPARE_DEFAULTS,
+    SCHEMES,
+    CompareSettings,
+    Comparison,
+    compare,
+    compare_for_rate,
+    target_schemes,
+)
 from kairos.errors import ConfigError
-from kairos.plots.report import COLUMNS, REPORT_SUFFIXES, legend_lines, scheme_rows
+from kairos.plots.report import REPORT_SUFFIXES, columns, legend_lines, scheme_rows
 from kairos.profiles import default_profiles, load_profiles
 from kairos.runtime import ray_jobs  # noqa: F401 - registers --backend ray
 from kairos.scenario import Scenario
@@ -76,34 +84,37 @@ def parse_schemes(text: str) -> tuple[str, ...]:
 
 def run_comparisons(
     models: Sequence[str],
-    budgets: Sequence[float],
+    levels: Sequence[float],
     qos_list: Sequence[float | None],
     settings: CompareSettings,
     *,
+    for_rate: bool = False,
     batch_mix: str = "production",
     profiles_path: str | None = None,
     prices_path: str | None = None,
     show_progress: bool = True,
     parallelism: Parallelism | None = None,
 ) -> list[Comparison]:
-    """One comparison per (model, budget, QoS) combination, with a progress bar."""
-    combos = [(m, b, q) for m in models for b in budgets for q in qos_list]
+    """One comparison per (model, level, QoS) combination, with a progress bar; a level is a
+    budget in $/h, or a target rate in q/s with ``for_rate``."""
+    combos = [(m, b, q) for m in models for b in levels for q in qos_list]
     scenarios = {
         (m, q): build_scenario(m, q, batch_mix, profiles_path, prices_path)
         for m in models
         for q in qos_list
     }
     results = []
-    total = len(combos) * len(settings.schemes)
+    names = target_schemes(settings) if for_rate else settings.schemes
+    run = compare_for_rate if for_rate else compare
     with (
-        progress_bar(show_progress, "compare", total=total) as bar,
+        progress_bar(show_progress, "compare", total=len(combos) * len(names)) as bar,
         make_executor(parallelism) as executor,
     ):
         for m, b, q in combos:
-            bar.set_postfix_str(f"{m} ${b:g}/h")
+            bar.set_postfix_str(f"{m} {b:g} q/s" if for_rate else f"{m} ${b:g}/h")
             scenario: Scenario = scenarios[(m, q)]
             results.append(
-                compare(
+                run(
                     scenario,
                     b,
                     settings,
@@ -115,12 +126,12 @@ def run_comparisons(
 
 
 def render_table(c: Comparison) -> str:
-    head = f"{c.model}: budget ${c.budget_per_hr:g}/h, QoS p99 {c.qos_ms:g} ms"
-    return head + "\n" + table(scheme_rows(c), COLUMNS)
+    head = f"{c.model}: {c.level_text}, QoS p99 {c.qos_ms:g} ms"
+    return head + "\n" + table(scheme_rows(c), columns(c))
 
 
-def render_legend() -> str:
-    return "Columns:\n" + "\n".join(f"  {line}" for line in legend_lines())
+def render_legend(for_rate: bool = False) -> str:
+    return "Columns:\n" + "\n".join(f"  {line}" for line in legend_lines(for_rate))
 
 
 def write_outputs(
@@ -148,12 +159,19 @@ def write_outputs(
 
 
 def settings_info(
-    models, budgets, qos_list, settings: CompareSettings, batch_mix, profiles_path, prices_path
+    models,
+    levels,
+    qos_list,
+    settings: CompareSettings,
+    batch_mix,
+    profiles_path,
+    prices_path,
+    for_rate: bool = False,
 ) -> dict[str, str]:
     return {
         "command": "kairos " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "models": ",".join(models),
-        "budget_per_hr": ",".join(f"{b:g}" for b in budgets),
+        ("target_qps" if for_rate else "budget_per_hr"): ",".join(f"{b:g}" for b in levels),
         "qos_ms": ",".join("model default" if q is None else f"{q:g}" for q in qos_list),
         "batch_mix": batch_mix,
         "profiles": profiles_path or "built-in (KAIROS paper AWS measurements)",
@@ -165,7 +183,7 @@ def settings_info(
         "ribbon_max_explorations": str(settings.ribbon_max_explorations),
         "oracle_max_simulations": str(settings.oracle_max_simulations),
         "cdf_queries": str(settings.cdf_queries),
-        "schemes": ",".join(settings.schemes),
+        "schemes": ",".join(target_schemes(settings) if for_rate else settings.schemes),
     }
 
 
@@ -183,8 +201,15 @@ def settings_info(
     "--budget-per-hr",
     "budget_text",
     type=BoundedList(limits.BUDGET_PER_HR),
-    required=True,
-    help="Budget in $/h, or a comma-separated list (1.5,2.5,4).",
+    default=None,
+    help="Budget in $/h, or a comma-separated list (1.5,2.5,4): schemes compete on throughput.",
+)
+@click.option(
+    "--target-qps",
+    "target_text",
+    type=BoundedList(limits.RATE_QPS),
+    default=None,
+    help="Rate to hold in q/s, or a list (instead of --budget-per-hr): schemes compete on cost.",
 )
 @click.option(
     "--qos-ms",
@@ -216,7 +241,11 @@ def settings_info(
     help="Pools (by bound) drs and clockwork simulate.",
 )
 @click.option(
-    "--schemes", "schemes_text", default=",".join(COMPARE_DEFAULTS.schemes), show_default=True
+    "--schemes",
+    "schemes_text",
+    default=",".join(COMPARE_DEFAULTS.schemes),
+    show_default=True,
+    help="Under --target-qps the default is every scheme with a target form (docs/allocator.md).",
 )
 @parallel_options
 @click.option("--json", "as_json", is_flag=True)
@@ -232,6 +261,7 @@ def settings_info(
 def compare_cmd(
     model_text,
     budget_text,
+    target_text,
     qos_text,
     batch_mix,
     profiles_path,
@@ -247,9 +277,21 @@ def compare_cmd(
     plot,
     report,
 ):
-    """Compare KAIROS with the best homogeneous pool, RIBBON, DRS, Clockwork and an oracle."""
+    """Compare KAIROS with the best homogeneous pool, RIBBON, DRS, Clockwork and an oracle:
+    throughput within --budget-per-hr, or the cost of holding --target-qps."""
+    if (budget_text is None) == (target_text is None):
+        raise ConfigError(
+            "kairos compare needs exactly one of --budget-per-hr and --target-qps.",
+            "pass --budget-per-hr B (throughput for B $/h) or --target-qps R (what each scheme "
+            "pays to hold R q/s).",
+        )
+    for_rate = target_text is not None
     models = resolve_models(model_text, profiles_path)
-    budgets = parse_floats(budget_text, "budget", "--budget-per-hr")
+    levels = (
+        parse_floats(target_text, "target rate", "--target-qps")
+        if for_rate
+        else parse_floats(budget_text, "budget", "--budget-per-hr")
+    )
     qos_list: list[float | None] = (
         [check_qos_ms(q) for q in parse_floats(qos_text, "QoS target", "--qos-ms")]
         if qos_text
@@ -263,18 +305,23 @@ def compare_cmd(
         top_k=top_k,
         schemes=parse_schemes(schemes_text),
     )
+    if for_rate:
+        target_schemes(settings)  # names without a target form fail before any work
     comparisons = run_comparisons(
         models,
-        budgets,
+        levels,
         qos_list,
         settings,
+        for_rate=for_rate,
         batch_mix=batch_mix,
         profiles_path=profiles_path,
         prices_path=prices_path,
         show_progress=not as_json,
         parallelism=parallelism,
     )
-    info = settings_info(models, budgets, qos_list, settings, batch_mix, profiles_path, prices_path)
+    info = settings_info(
+        models, levels, qos_list, settings, batch_mix, profiles_path, prices_path, for_rate
+    )
     written = write_outputs(comparisons, plot, report, info)
     if as_json:
         if len(comparisons) == 1:
@@ -284,7 +331,7 @@ def compare_cmd(
         return
     for c in comparisons:
         click.echo(render_table(c) + "\n")
-    click.echo(render_legend() + "\n")
+    click.echo(render_legend(for_rate) + "\n")
     for p in written:
         click.echo(f"wrote {p}")
 

@@ -1,4 +1,5 @@
-"""Figures for ``kairos compare``: allowable throughput per scheme and latency CDFs."""
+"""Figures for ``kairos compare``: allowable throughput per scheme (or, at a target rate, the
+cost of holding it) and latency CDFs."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def _label(c: Comparison, vary: set[str]) -> str:
     if "model" in vary or not vary:
         parts.append(c.model)
     if "budget" in vary:
-        parts.append(f"${c.budget_per_hr:g}/h")
+        parts.append(f"{c.target_qps:g} q/s" if c.target_qps is not None else f"${c.level:g}/h")
     if "qos" in vary:
         parts.append(f"{c.qos_ms:g} ms")
     return ", ".join(parts)
@@ -30,53 +31,66 @@ def _varying(comparisons: Sequence[Comparison]) -> set[str]:
     vary = set()
     if len({c.model for c in comparisons}) > 1:
         vary.add("model")
-    if len({c.budget_per_hr for c in comparisons}) > 1:
-        vary.add("budget")
+    if len({c.level for c in comparisons}) > 1:
+        vary.add("budget")  # the budget, or the target rate in target mode
     if len({c.qos_ms for c in comparisons}) > 1:
         vary.add("qos")
     return vary
 
 
+def _value(c: Comparison, name: str) -> float:
+    """What the schemes compete on: throughput at a budget, cost at a target rate."""
+    s = c.scheme(name)
+    return s.cost_per_hr if c.target_qps is not None else s.allowable_qps
+
+
 def plot_throughput(comparisons: Sequence[Comparison], path: Path) -> Path:
     """Bars per scheme, one group per comparison; the homogeneous level is a dashed line.
+    At a target rate the bars are each scheme's cost ($/h) of holding it.
 
-    With a sweep over budgets or QoS targets for one model, draw one curve per scheme instead.
+    With a sweep over budgets (target rates) or QoS targets for one model, draw one curve per
+    scheme instead.
     """
     vary = _varying(comparisons)
     names = [s.name for s in comparisons[0].schemes]
+    for_rate = comparisons[0].target_qps is not None
+    what = "cost of holding the target" if for_rate else "allowable throughput"
     fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * len(comparisons) + 5), 4.2))
     sweep = vary and vary <= {"budget", "qos"} and len(vary) == 1
     if sweep:
         key = "budget" if "budget" in vary else "qos"
-        xs = [c.budget_per_hr if key == "budget" else c.qos_ms for c in comparisons]
+        xs = [c.level if key == "budget" else c.qos_ms for c in comparisons]
         for name in names:
-            ax.plot(xs, [c.scheme(name).allowable_qps for c in comparisons], marker="o", label=name)
-        ax.set_xlabel("budget ($/h)" if key == "budget" else "QoS target (ms)")
-        ax.set_title(f"{comparisons[0].model}: allowable throughput vs {key}")
+            ax.plot(xs, [_value(c, name) for c in comparisons], marker="o", label=name)
+        level_label = "target rate (q/s)" if for_rate else "budget ($/h)"
+        ax.set_xlabel(level_label if key == "budget" else "QoS target (ms)")
+        swept = ("target rate" if for_rate else key) if key == "budget" else key
+        ax.set_title(f"{comparisons[0].model}: {what} vs {swept}")
     else:
-        width = 0.8 / len(names)
-        x = np.arange(len(comparisons))
-        for k, name in enumerate(names):
-            values = [c.scheme(name).allowable_qps for c in comparisons]
-            bars = ax.bar(x + k * width, values, width, label=name)
-            if len(comparisons) == 1:
-                ax.bar_label(bars, fmt="%.0f", fontsize=8)
-        for i, c in enumerate(comparisons):
-            if any(s.name == "homogeneous" for s in c.schemes):
-                level = c.scheme("homogeneous").allowable_qps
-                ax.hlines(
-                    level, i - width, i + 0.8, colors="black", linestyles="dashed", linewidth=1
-                )
-        ax.set_xticks(x + 0.4 - width / 2, [_label(c, vary) for c in comparisons])
-        ax.set_title("allowable throughput (dashed: best homogeneous pool)")
-        if len(comparisons) > 1 and "model" in vary:
-            ax.set_yscale("log")
-    ax.set_ylabel("queries/s with p99 within QoS")
+        _bars(ax, comparisons, names, vary, what)
+    ax.set_ylabel("$/h of the pool" if for_rate else "queries/s with p99 within QoS")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _bars(ax, comparisons: Sequence[Comparison], names: list[str], vary: set[str], what: str):
+    width = 0.8 / len(names)
+    x = np.arange(len(comparisons))
+    for k, name in enumerate(names):
+        bars = ax.bar(x + k * width, [_value(c, name) for c in comparisons], width, label=name)
+        if len(comparisons) == 1:
+            ax.bar_label(bars, fmt="%.2f" if comparisons[0].target_qps else "%.0f", fontsize=8)
+    for i, c in enumerate(comparisons):
+        if any(s.name == "homogeneous" for s in c.schemes):
+            level = _value(c, "homogeneous")
+            ax.hlines(level, i - width, i + 0.8, colors="black", linestyles="dashed", linewidth=1)
+    ax.set_xticks(x + 0.4 - width / 2, [_label(c, vary) for c in comparisons])
+    ax.set_title(f"{what} (dashed: best homogeneous pool)")
+    if len(comparisons) > 1 and "model" in vary:
+        ax.set_yscale("log")
 
 
 def plot_latency_cdfs(comparisons: Sequence[Comparison], path: Path) -> Path:

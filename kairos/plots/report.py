@@ -29,14 +29,37 @@ LEGEND = {
     "the service-time distributions; no policy can sustain more)",
 }
 COLUMNS = list(LEGEND)
+# The same for a comparison at a target rate (``kairos compare --target-qps``).
+TARGET_LEGEND = {
+    "scheme": LEGEND["scheme"],
+    "pool": "the cheapest pool the scheme found that holds the target rate (one simulated "
+    "trial at that rate meets QoS)",
+    "policy": LEGEND["policy"],
+    "$/h": "hourly price of the pool: what the scheme pays to hold the target",
+    "x homogeneous $/h": "$/h divided by the homogeneous scheme's (below 1: cheaper)",
+    "allowable qps": "the pool's simulated allowable throughput (at least the target)",
+    "pools tried": "pools the scheme simulated at the target rate to make its choice; '(free)' "
+    "marks searches not charged as explorations",
+    "fluid bound qps": LEGEND["fluid bound qps"],
+}
 
 
-def legend_lines() -> list[str]:
+def legend_for(for_rate: bool) -> dict[str, str]:
+    return TARGET_LEGEND if for_rate else LEGEND
+
+
+def columns(c: Comparison) -> list[str]:
+    return list(legend_for(c.target_qps is not None))
+
+
+def legend_lines(for_rate: bool = False) -> list[str]:
     """``column: meaning`` for every column of the comparison table."""
-    return [f"{name}: {meaning}" for name, meaning in LEGEND.items()]
+    return [f"{name}: {meaning}" for name, meaning in legend_for(for_rate).items()]
 
 
 def scheme_rows(c: Comparison) -> list[list[str]]:
+    if c.target_qps is not None:
+        return _target_rows(c)
     names = {s.name for s in c.schemes}
     rows = []
     for s in c.schemes:
@@ -59,8 +82,25 @@ def scheme_rows(c: Comparison) -> list[list[str]]:
     return rows
 
 
+def _target_rows(c: Comparison) -> list[list[str]]:
+    homo = "homogeneous" in {s.name for s in c.schemes}
+    return [
+        [
+            s.name,
+            str(s.pool),
+            s.policy,
+            f"{s.cost_per_hr:.3f}",
+            f"{c.cost_ratio(s.name, 'homogeneous'):.2f}" if homo else "-",
+            f"{s.allowable_qps:.1f}",
+            f"{s.explorations}" + ("" if s.explorations_charged else " (free)"),
+            f"{s.upper_bound_qps:.1f}",
+        ]
+        for s in c.schemes
+    ]
+
+
 def _title(c: Comparison) -> str:
-    return f"{c.model}, budget ${c.budget_per_hr:g}/h, QoS p99 {c.qos_ms:g} ms"
+    return f"{c.model}, {c.level_text}, QoS p99 {c.qos_ms:g} ms"
 
 
 def write_report(
@@ -82,23 +122,43 @@ def write_report(
     return path
 
 
+def _for_rate(comparisons: Sequence[Comparison]) -> bool:
+    return bool(comparisons) and comparisons[0].target_qps is not None
+
+
+def _legend(comparisons: Sequence[Comparison]) -> dict[str, str]:
+    return legend_for(_for_rate(comparisons))
+
+
+def _summary(comparisons: Sequence[Comparison]) -> str:
+    if _for_rate(comparisons):
+        return (
+            "Each scheme's cost is the price of the cheapest pool it found that holds the target "
+            "rate in simulation (one trial at the rate meets QoS for 99% of queries) under its "
+            "policy; the same workload and seed for every scheme."
+        )
+    return (
+        "Each scheme's throughput is the simulator's allowable throughput (highest Poisson "
+        "rate with 99% of queries within QoS) under the same workload and seed."
+    )
+
+
 def _markdown(comparisons, path: Path, plots, settings) -> str:
     out = ["# Kairos comparison", "", "## Settings", ""]
     out += [f"- **{k}**: `{v}`" for k, v in settings.items()]
     out += [
         "",
-        "Each scheme's throughput is the simulator's allowable throughput (highest "
-        "Poisson rate with 99% of queries within QoS) under the same workload and seed.",
+        _summary(comparisons),
         "",
         "Columns:",
         "",
-        *[f"- **{name}**: {meaning}" for name, meaning in LEGEND.items()],
+        *[f"- **{name}**: {meaning}" for name, meaning in _legend(comparisons).items()],
         "",
     ]
     for c in comparisons:
         out += [f"## {_title(c)}", ""]
-        out.append("| " + " | ".join(COLUMNS) + " |")
-        out.append("|" + "---|" * len(COLUMNS))
+        out.append("| " + " | ".join(columns(c)) + " |")
+        out.append("|" + "---|" * len(columns(c)))
         out += ["| " + " | ".join(r) + " |" for r in scheme_rows(c)]
         out.append("")
     out += ["## Figures", ""]
@@ -121,12 +181,12 @@ def _html(comparisons, plots, settings) -> str:
         "</style></head><body><h1>Kairos comparison</h1><h2>Settings</h2><ul>",
     ]
     parts += [f"<li><b>{esc(k)}</b>: <code>{esc(str(v))}</code></li>" for k, v in settings.items()]
-    parts.append("</ul><h2>Columns</h2><dl>")
-    parts += [f"<dt><b>{esc(k)}</b></dt><dd>{esc(v)}</dd>" for k, v in LEGEND.items()]
+    parts.append(f"</ul><p>{esc(_summary(comparisons))}</p><h2>Columns</h2><dl>")
+    parts += [f"<dt><b>{esc(k)}</b></dt><dd>{esc(v)}</dd>" for k, v in _legend(comparisons).items()]
     parts.append("</dl>")
     for c in comparisons:
         parts.append(f"<h2>{esc(_title(c))}</h2><table><tr>")
-        parts += [f"<th>{esc(h)}</th>" for h in COLUMNS]
+        parts += [f"<th>{esc(h)}</th>" for h in columns(c)]
         parts.append("</tr>")
         for r in scheme_rows(c):
             parts.append("<tr>" + "".join(f"<td>{esc(x)}</td>" for x in r) + "</tr>")

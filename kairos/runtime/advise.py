@@ -3,8 +3,9 @@
 ``fetch_traffic`` reads a router's ``GET /v2/traffic`` (model, QoS, policy, running pool,
 observed rate and batch mix). ``advise`` plans for the observed mix (the best pool within a
 budget, or the cheapest that holds a target rate), simulates the running pool and the
-proposal on that mix under the router's policy, and returns both with the predicted gain and
-the ``kairos scale`` command that would apply the proposal.
+proposal on that mix under the router's policy, and returns both with the predicted gain, the
+change in cost (against a target: whether the running pool is over- or under-provisioned)
+and the ``kairos scale`` command that would apply the proposal.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from typing import Any
 import numpy as np
 
 from kairos import allocator
+from kairos.allocator.pools import COST_EPS
+from kairos.allocator.target import cheapest_for_rate
 from kairos.catalog import Pool, load_prices
 from kairos.errors import ConfigError, RuntimeServiceError
 from kairos.profiles import load_profiles
 from kairos.scenario import Scenario
-from kairos.sim.capacity import Measurement, allowable_throughput
+from kairos.sim.capacity import CapacityJob, Measurement, Measurer
 from kairos.workload import BatchMix
 
 VERIFY_TOP = 5
@@ -80,6 +83,11 @@ def observed_scenario(
 
 @dataclass(frozen=True)
 class Advice:
+    """The running pool against the proposal, both simulated on the observed mix under the
+    router's policy. With ``budget_per_hr`` the proposal is the best pool within it; with
+    ``target_qps`` the cheapest pool that holds that rate, and ``running_holds_target`` says
+    whether the running pool holds it (one trial at the rate, the same test)."""
+
     rate_qps: float
     mean_batch: float
     running_pool: Pool
@@ -89,6 +97,9 @@ class Advice:
     proposed_cost_per_hr: float
     proposed_allowable_qps: float
     scale_command: str
+    budget_per_hr: float | None = None
+    target_qps: float | None = None
+    running_holds_target: bool | None = None
 
     @property
     def gain(self) -> float:
@@ -100,8 +111,24 @@ class Advice:
     def changed(self) -> bool:
         return self.proposed_pool != self.running_pool
 
+    @property
+    def cost_change_per_hr(self) -> float:
+        """What applying the proposal changes the hourly bill by (negative: a saving)."""
+        return self.proposed_cost_per_hr - self.running_cost_per_hr
+
+    @property
+    def provisioning(self) -> str | None:
+        """Against ``target_qps``: ``under`` (the running pool misses it), ``over`` (it holds
+        it, and a cheaper pool does too) or ``right`` (nothing cheaper holds it); None with a
+        budget."""
+        if self.target_qps is None:
+            return None
+        if not self.running_holds_target:
+            return "under"
+        return "over" if self.cost_change_per_hr < -COST_EPS else "right"
+
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "observed_rate_qps": self.rate_qps,
             "observed_mean_batch": self.mean_batch,
             "running_pool": str(self.running_pool),
@@ -111,9 +138,19 @@ class Advice:
             "proposed_cost_per_hr": self.proposed_cost_per_hr,
             "proposed_allowable_qps": self.proposed_allowable_qps,
             "gain": self.gain,
+            "cost_change_per_hr": self.cost_change_per_hr,
             "changed": self.changed,
             "scale_command": self.scale_command,
         }
+        if self.target_qps is not None:
+            out |= {
+                "target_qps": self.target_qps,
+                "running_holds_target": self.running_holds_target,
+                "provisioning": self.provisioning,
+            }
+        else:
+            out["budget_per_hr"] = self.budget_per_hr
+        return out
 
 
 def advise(
@@ -121,31 +158,60 @@ def advise(
     scenario: Scenario,
     url: str,
     *,
-    budget_per_hr: float,
+    budget_per_hr: float | None = None,
+    target_qps: float | None = None,
     queries: int = 2000,
     seed: int = 0,
 ) -> Advice:
-    """The best pool within ``budget_per_hr`` for the observed traffic, against the running
-    one, both simulated on the observed mix under the router's policy."""
+    """The best pool within ``budget_per_hr`` (or the cheapest that holds ``target_qps``) for
+    the observed traffic, against the running one, both simulated on the observed mix under
+    the router's policy."""
+    if (budget_per_hr is None) == (target_qps is None):
+        raise ConfigError(
+            "advice needs exactly one of --budget-per-hr and --target-qps.",
+            "pass --budget-per-hr B (the best pool for B $/h) or --target-qps R (the cheapest "
+            "pool that holds R q/s).",
+        )
     policy = str(view["policy"])
     running = Pool.parse(str(view["pool"]))
     measurement = Measurement(queries=queries, seed=seed)
-    plan = allocator.plan(
-        scenario, budget_per_hr, verify_top=VERIFY_TOP, policy=policy, measurement=measurement
-    )
-    proposed = plan.pool
-    proposed_qps = float(plan.allowable_qps or 0.0)
-    run_qps = allowable_throughput(scenario, running, policy, queries=queries, seed=seed)
+    measurer = Measurer()
+    (run_res,) = measurer.run([CapacityJob(scenario, running, policy, measurement)])
+    run_qps = run_res.allowable_qps
+    holds: bool | None = None
+    if target_qps is not None:
+        found = cheapest_for_rate(
+            scenario, target_qps, policy=policy, measurement=measurement, measurer=measurer
+        )
+        proposed, proposed_qps = found.pool, float(found.allowable_qps or 0.0)
+        job = CapacityJob(scenario, running, policy, measurement, screen_qps=target_qps)
+        holds = measurer.run([job])[0].allowable_qps >= target_qps
+        if holds:  # as for the proposal: it held the rate, so it reads at least the rate
+            run_qps = max(run_qps, target_qps)
+    else:
+        assert budget_per_hr is not None
+        plan = allocator.plan(
+            scenario,
+            budget_per_hr,
+            verify_top=VERIFY_TOP,
+            policy=policy,
+            measurement=measurement,
+            measurer=measurer,
+        )
+        proposed, proposed_qps = plan.pool, float(plan.allowable_qps or 0.0)
     if proposed == running:
-        proposed_qps = run_qps.allowable_qps
+        proposed_qps = run_qps
     return Advice(
         rate_qps=float(view.get("rate_qps") or 0.0),
         mean_batch=scenario.mix.mean,
         running_pool=running,
         running_cost_per_hr=running.cost_per_hr(scenario.prices),
-        running_allowable_qps=run_qps.allowable_qps,
+        running_allowable_qps=run_qps,
         proposed_pool=proposed,
         proposed_cost_per_hr=proposed.cost_per_hr(scenario.prices),
         proposed_allowable_qps=proposed_qps,
         scale_command=f"kairos scale --url {url} --pool {proposed}",
+        budget_per_hr=budget_per_hr,
+        target_qps=target_qps,
+        running_holds_target=holds,
     )

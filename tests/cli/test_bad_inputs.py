@@ -65,7 +65,7 @@ def test_sizes_that_would_exhaust_memory_are_refused_before_allocating(capsys):
         (["simulate", "--bogus"], "kairos simulate: No such option '--bogus'"),
         (["simulate", "--rate-qps"], "requires an argument"),
         (["simulate", "--rate-qps", "abc"], "'abc' is not a valid float"),
-        (["compare"], "Missing option '--budget-per-hr'"),
+        (["scale"], "Missing option '--pool'"),
         (["plan", "--budget-per-hr", "2", "--bound", "nope"], "'nope' is not one of"),
         (["nosuchcommand"], "No such command"),
         (["simulate", "extra"], "unexpected extra argument"),

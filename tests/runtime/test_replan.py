@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from kairos.cli.main import cli
-from kairos.runtime.advise import fetch_traffic
+from kairos.runtime.advise import advise, fetch_traffic, observed_scenario
 from kairos.runtime.aio import run_event_loop
 from kairos.runtime.launch import running_router
 from kairos.runtime.loadgen import LoadSpec, run_load
@@ -45,5 +45,13 @@ def test_observed_mix_follows_the_load_and_the_advice_follows_the_mix() -> None:
         assert large["bound_qps"] < small["bound_qps"]
         second = advice(router.url)
     assert first["proposed_pool"] != second["proposed_pool"]
+    # Against a target, on the same two views: small batches leave the pool over-provisioned
+    # for 20 q/s, large ones leave it short of it.
+    roomy, tight = (
+        advise(v, observed_scenario(v), router.url, target_qps=20.0) for v in (small, large)
+    )
+    assert roomy.provisioning == "over" and roomy.cost_change_per_hr < 0
+    assert tight.provisioning == "under" and tight.running_allowable_qps < 20
+    assert tight.proposed_allowable_qps >= 20 and tight.cost_change_per_hr > 0
     assert second["changed"] and second["gain"] > 1.0
     assert second["scale_command"].endswith(f"--pool {second['proposed_pool']}")
