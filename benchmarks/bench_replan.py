@@ -93,8 +93,9 @@ def follow_shift(url: str, mix: BatchMix, rate_qps: float, window_s: float) -> t
     raise SystemExit(f"the observed mix did not follow within {FOLLOW_WINDOWS} windows")
 
 
-def live_capacity(url: str, mix: BatchMix, guess_qps: float, args: argparse.Namespace
-                  ) -> CapacityReport:  # fmt: skip
+def live_capacity(
+    url: str, mix: BatchMix, guess_qps: float, args: argparse.Namespace
+) -> CapacityReport:
     def show(t: LoadReport) -> None:
         say(
             f"    trial {t.rate_qps:7.1f} q/s: within QoS {t.qos_met_fraction:7.2%}, "
@@ -156,9 +157,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     m = Measurement(queries=SIM_QUERIES)
     start_pool = allocator.plan(morning, args.budget_per_hr, policy=POLICY, measurement=m).pool
     say(f"pool planned for {before_mix.name} within ${args.budget_per_hr:g}/h: {start_pool}")
-    serve = ["--model", MODEL, "--pool", str(start_pool), "--policy", POLICY,
-             "--traffic-window-s", f"{args.traffic_window_s:g}", "--time-scale",
-             f"{args.time_scale:g}", "--max-queue", "100000"]  # fmt: skip
+    serve = [
+        "--model",
+        MODEL,
+        "--pool",
+        str(start_pool),
+        "--policy",
+        POLICY,
+        "--traffic-window-s",
+        f"{args.traffic_window_s:g}",
+        "--time-scale",
+        f"{args.time_scale:g}",
+        "--max-queue",
+        "100000",
+    ]
     with running_router(serve, ready_timeout_s=120) as router:
         say(f"driving {before_mix.name} at {args.rate_before:g} q/s for one window")
         burst(router.url, before_mix, args.rate_before, args.traffic_window_s + 1.0, seed=1)
@@ -195,9 +207,15 @@ def allocator_capacity(mix: BatchMix, pool: Pool) -> float:
     return allowable_throughput(Scenario.build(MODEL, mix=mix), pool, POLICY).allowable_qps
 
 
-def figures(args: argparse.Namespace, start_pool: Pool, follow_s: float, advice: Advice,
-            before: CapacityReport, after: CapacityReport, resize_s: float
-            ) -> dict[str, Any]:  # fmt: skip
+def figures(
+    args: argparse.Namespace,
+    start_pool: Pool,
+    follow_s: float,
+    advice: Advice,
+    before: CapacityReport,
+    after: CapacityReport,
+    resize_s: float,
+) -> dict[str, Any]:
     live_gain = after.allowable_qps / before.allowable_qps if before.allowable_qps else math.inf
     out = {
         "time_scale": args.time_scale,

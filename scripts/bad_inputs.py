@@ -94,6 +94,11 @@ FILES = {
 
 def cases(url: str) -> list[Case]:
     """The command lines. ``url`` is a live router serving dien (for loadgen cases)."""
+    return offline_cases() + server_cases(url)
+
+
+def offline_cases() -> list[Case]:
+    """Commands that read files and simulate: simulate, capacity, plan, compare, demo."""
     s = ("simulate", "--rate-qps", "20", "--queries", "500")
     sim = [
         [],  # neither --rate-qps nor --trace
@@ -237,8 +242,14 @@ def cases(url: str) -> list[Case]:
             ["--bogus"],
         ]
     ]
+    return out
+
+
+def server_cases(url: str) -> list[Case]:
+    """Commands that listen or connect: serve, worker, loadgen (against ``url``), demo --live,
+    and the parser's own usage errors."""
     srv = ("serve", "--model", "dien", "--pool", "g4dn.xlarge=1,r5n.large=1", "--port", "0")
-    out += [
+    out = [
         Case((*srv, *a), SERVER_TIME_LIMIT_S)
         for a in [
             ["--port", "70000"],
@@ -329,7 +340,7 @@ def cases(url: str) -> list[Case]:
         for u in ["http://127.0.0.1:1", "notaurl", "ftp://127.0.0.1:8000", "http://127.0.0.1:99999"]
     ]
     out += [
-        Case(("demo-live", *a))
+        Case(("demo", "--live", *a))
         for a in [
             ["--rate-qps", "0"],
             ["--duration-s", "0"],

@@ -273,9 +273,25 @@ def test_cli_target_rate_json_and_report(tmp_path, capsys):
     profiles, prices, mix = toy_profile_csv(tmp_path)
     report = tmp_path / "t.md"
     data_args = ["--profiles", str(profiles), "--prices", str(prices), "--batch-mix", str(mix)]
-    argv = ["compare", "--model", "toy", "--qos-ms", "30", *data_args, "--queries", "500",
-            "--precision", "0.1", "--schemes", "kairos,homogeneous", "--target-qps", "150,300",
-            "--json", "--report", str(report)]  # fmt: skip
+    argv = [
+        "compare",
+        "--model",
+        "toy",
+        "--qos-ms",
+        "30",
+        *data_args,
+        "--queries",
+        "500",
+        "--precision",
+        "0.1",
+        "--schemes",
+        "kairos,homogeneous",
+        "--target-qps",
+        "150,300",
+        "--json",
+        "--report",
+        str(report),
+    ]
     main(argv)
     data = json.loads(capsys.readouterr().out)
     assert [c["target_qps"] for c in data["comparisons"]] == [150.0, 300.0]

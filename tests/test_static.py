@@ -3,6 +3,7 @@ benchmarks, the scripts and the examples (so tests are type-checked with the pac
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -27,3 +28,34 @@ def test_ruff_lint_and_format_are_clean() -> None:
 def test_mypy_is_clean_on_package_tests_and_benchmarks() -> None:
     res = run("mypy", *CHECKED)
     assert res.returncode == 0, res.stdout[-3000:]
+
+
+MAX_LINES = 250  # the house rule: no function or class longer than this
+
+
+def long_definitions(source: str) -> list[tuple[str, int]]:
+    """Every function or class in ``source`` longer than ``MAX_LINES``, with its length."""
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, kinds):
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            if length > MAX_LINES:
+                found.append((node.name, length))
+    return found
+
+
+def test_the_length_check_sees_a_long_function() -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_LINES))
+    assert long_definitions(f"def f():\n{body}\n") == [("f", MAX_LINES + 1)]
+    assert long_definitions("def g():\n    return 1\n") == []
+
+
+def test_no_function_or_class_is_over_250_lines() -> None:
+    too_long = [
+        f"{path.relative_to(ROOT)}: {name} ({length} lines)"
+        for top in CHECKED
+        for path in sorted((ROOT / top).rglob("*.py"))
+        for name, length in long_definitions(path.read_text())
+    ]
+    assert not too_long, "split these: " + "; ".join(too_long)

@@ -75,11 +75,19 @@ def advise(
         f"(model {view['model']}, QoS {view['qos_ms']:g} ms, policy {view['policy']})"
     )
     rows = [
-        ["running", str(advice.running_pool), f"{advice.running_cost_per_hr:.3f}",
-         f"{advice.running_allowable_qps:.1f}"],
-        ["proposed", str(advice.proposed_pool), f"{advice.proposed_cost_per_hr:.3f}",
-         f"{advice.proposed_allowable_qps:.1f}"],
-    ]  # fmt: skip
+        [
+            "running",
+            str(advice.running_pool),
+            f"{advice.running_cost_per_hr:.3f}",
+            f"{advice.running_allowable_qps:.1f}",
+        ],
+        [
+            "proposed",
+            str(advice.proposed_pool),
+            f"{advice.proposed_cost_per_hr:.3f}",
+            f"{advice.proposed_allowable_qps:.1f}",
+        ],
+    ]
     click.echo(table(rows, ["", "pool", "$/h", "allowable qps (observed mix)"]))
     click.echo(verdict(advice))
 

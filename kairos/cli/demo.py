@@ -44,7 +44,13 @@ DEMO_SETTINGS = CompareSettings(
 @click.option("--live", is_flag=True, help="Serve a small pool on loopback instead.")
 @click.option("--pool", "pool_text", default=DEMO_POOL, show_default=True, help="--live: the pool.")
 @click.option(
-    "--rate-qps", type=bounded(limits.RATE_QPS), default=None, help="--live: default between."
+    "--rate-qps",
+    type=bounded(limits.RATE_QPS),
+    default=None,
+    help=(
+        "--live: the offered rate (default: between the two policies' simulated allowable "
+        "throughputs, so they differ)."
+    ),
 )
 @click.option(
     "--duration-s", type=bounded(limits.DURATION_S), default=15.0, show_default=True, help="--live."

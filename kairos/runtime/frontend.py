@@ -123,18 +123,9 @@ class Frontend:
             return fixed() if request.method in ("GET", "HEAD") else _not_allowed("GET")
         if path == ADMIN_POOL_PATH:
             return self._admin_pool(request)
-        if not path.startswith("/v2/models/"):
-            return _no_endpoint(path)
-        model, _, rest = path[len("/v2/models/") :].partition("/")
-        if rest.startswith("versions/"):
-            version, _, rest = rest[len("versions/") :].partition("/")
-            if version != "1":
-                return _error(404, f"model version {version!r} does not exist (only '1').")
-        if model != self.scenario.model:
-            return _error(
-                404,
-                f"model {model!r} is not served here (this router serves {self.scenario.model!r}).",
-            )
+        rest = _model_endpoint(path, self.scenario.model)
+        if isinstance(rest, HttpResponse):
+            return rest
         if rest == "infer":
             return self._infer(request) if request.method == "POST" else _not_allowed("POST")
         if rest not in ("", "ready"):
@@ -180,7 +171,7 @@ class Frontend:
         traffic = d.observed()
         pool = d.active_pool()
         head = None if self.plan_watch is None else self.plan_watch.update(traffic)
-        view = traffic.as_dict() | {
+        return traffic.as_dict() | {
             "model": self.scenario.model,
             "qos_ms": self.scenario.qos_ms,
             "policy": self.cfg.policy,
@@ -190,7 +181,6 @@ class Frontend:
             "allowable_qps": None if head is None else head.allowable_qps,
             "utilisation": None if head is None else head.utilisation(traffic.rate_qps),
         }
-        return view
 
     def workers(self) -> list[dict[str, Any]]:
         """The pool's instances, with the ones being drained for a resize marked so."""
@@ -309,6 +299,21 @@ class Frontend:
             answer.resolve(_error(500, f"resize failed: {exc}"))
             return
         answer.resolve(_json(200, {"pool": str(self._d.active_pool()), **changed}))
+
+
+def _model_endpoint(path: str, served: str) -> str | HttpResponse:
+    """What follows ``/v2/models/{m}[/versions/1]/`` in ``path`` when it names the served
+    model, else the 404 that says why."""
+    if not path.startswith("/v2/models/"):
+        return _no_endpoint(path)
+    model, _, rest = path[len("/v2/models/") :].partition("/")
+    if rest.startswith("versions/"):
+        version, _, rest = rest[len("versions/") :].partition("/")
+        if version != "1":
+            return _error(404, f"model version {version!r} does not exist (only '1').")
+    if model != served:
+        return _error(404, f"model {model!r} is not served here (this router serves {served!r}).")
+    return rest
 
 
 def _json(status: int, doc: Any, headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:

@@ -47,29 +47,10 @@ class Matching:
 
 
 class KairosReference(Policy):
-    """The paper's distributor. Options: ``window_factor`` (queries considered per instance,
-    2), ``safeguard_frac`` (0.02), ``slack_penalty_qos`` and ``miss_penalty_qos`` (penalties
-    as multiples of QoS), ``max_queries`` (cap on the window, 64; see below),
-    ``slack_quantile`` (None: the safeguard tests the mean service time, as the paper; a
-    number q: it tests the profile's q-quantile instead; an experiment, not a default),
-    ``plain`` (True: the paper's matrix, one column per instance, no pruning and no cap),
-    ``urgency_frac`` (0.5; None turns it off) and ``hold_doomed`` (True): two extensions of
-    the paper, see below; ``paper=True`` turns both off.
-
-    Extensions (docs/distributor.md, "Beyond the paper"). *Hold doomed pairs*: a matched pair
-    on an idle instance whose estimated finish misses the query's deadline is not started when
-    some other instance (idle or busy) could still finish it in time; the query waits and the
-    next decision re-solves. Without it, a second large query that finds the GPU column taken
-    is forced onto an idle CPU where it certainly misses. *Urgency*: when the window holds more
-    queries than there are columns, a live query whose best achievable slack is below
-    ``urgency_frac * QoS`` gets a per-row bonus of the slack penalty, so it outbids queries
-    that can afford to wait; with fewer queries than columns every row is matched anyway and a
-    per-row constant changes nothing.
-
-    The cap bounds a decision's work when the queue is long: the assignment of ``R`` queries
-    to at most ``R`` columns per type costs about ``R^2 * columns``. It changes nothing while
-    ``window_factor * N <= max_queries`` (every pool up to 32 instances) or while fewer than
-    ``max_queries`` queries wait."""
+    """The paper's distributor as it was before the speed-up, kept as the reference that the
+    fast ``Kairos`` policy's decisions are tested against. Same options and extensions (hold
+    doomed pairs, urgency, the window cap): see ``kairos.distributor.kairos`` and
+    docs/distributor.md, "Beyond the paper"."""
 
     name = "kairos-reference"
 

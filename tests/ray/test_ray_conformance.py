@@ -17,6 +17,7 @@ from kairos.sim.capacity import allowable_throughput
 from kairos.sim.engine import simulate
 from kairos.workload import poisson_stream
 from tests.ray.helpers import RayTestCluster, wait_until_up
+from tests.runtime.helpers import wait_for_quiet_cpu
 from tests.runtime.test_conformance import (
     LOAD,
     P99_TOLERANCE,
@@ -57,6 +58,7 @@ def test_ray_backend_matches_simulator(ray_cluster: RayTestCluster) -> None:
     ]
     with running_router(args, ready_timeout_s=120) as router:
         wait_until_up(router.url, pool.size)
+        wait_for_quiet_cpu()
         spec = LoadSpec(router.url, "rm2", rate, 0.0, scenario.mix, seed=11)
         live = run_event_loop(run_load(spec, stream=stream))
     print(

@@ -23,6 +23,7 @@ from kairos.scenario import Scenario
 from kairos.sim.capacity import allowable_throughput
 from kairos.sim.engine import simulate
 from kairos.workload import poisson_stream
+from tests.runtime.helpers import wait_for_quiet_cpu
 
 POOL = "g4dn.xlarge=1,r5n.large=2"
 TIME_SCALE = 0.25
@@ -55,6 +56,7 @@ def test_live_router_matches_simulator_near_capacity(policy: str) -> None:
         "11",
     ]
     with running_router(args, ready_timeout_s=60) as router:
+        wait_for_quiet_cpu()
         spec = LoadSpec(router.url, "rm2", rate, 0.0, scenario.mix, seed=11)
         live = run_event_loop(run_load(spec, stream=stream))
     print(
