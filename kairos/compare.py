@@ -104,19 +104,10 @@ class _Run:
         return self.settings.measurement
 
     def result(
-        self,
-        name: str,
-        pool: Pool,
-        policy: str,
-        qps: float,
-        explored: int,
-        charged: bool = True,
-        options: dict[str, Any] | None = None,
-        note: str = "",
+        self, name: str, pool: Pool, policy: str, qps: float, explored: int, **extra: Any
     ) -> SchemeResult:
-        return _scheme_result(
-            self.scenario, name, pool, policy, qps, explored, charged, options, note
-        )
+        """A scheme's result on this run's scenario (``extra``: charged, options, note)."""
+        return _scheme_result(self.scenario, name, pool, policy, qps, explored, **extra)
 
     def measure(self, pool: Pool, policy: str) -> float:
         job = CapacityJob(self.scenario, pool, policy, self.m)
@@ -227,7 +218,13 @@ def _drs(run: _Run) -> SchemeResult:
     if tuned.allowable_qps > found.allowable_qps:
         options = {"threshold": tuned.threshold}
         return run.result(
-            "drs", found.pool, "drs", tuned.allowable_qps, found.explorations, False, options
+            "drs",
+            found.pool,
+            "drs",
+            tuned.allowable_qps,
+            found.explorations,
+            charged=False,
+            options=options,
         )
     return run.result(
         "drs", found.pool, "drs", found.allowable_qps, found.explorations, charged=False
