@@ -108,17 +108,21 @@ class ModelHandler:
         self._split = (prepare, infer) if callable(prepare) and callable(infer) else None
         self.last_times: QueryTimes | None = None  # of the query ``run`` answered last
 
-    def decode(self, payload: bytes, json_length: int | None = None) -> dict[str, np.ndarray]:
+    def decode(
+        self, payload: bytes | memoryview, json_length: int | None = None
+    ) -> dict[str, np.ndarray]:
         """The request's arrays, checked against the declared inputs (BadRequest if not)."""
         with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf: refused below
             arrays = decode_inputs(payload, json_length)
         check_inputs(arrays, self.inputs)
         return arrays
 
-    def serve(self, payload: bytes, json_length: int | None = None) -> bytes:
+    def serve(self, payload: bytes | memoryview, json_length: int | None = None) -> bytes:
         return encode_outputs(_as_outputs(self._fn(self.decode(payload, json_length))))
 
-    def timed(self, payload: bytes, json_length: int | None = None) -> tuple[bytes, QueryTimes]:
+    def timed(
+        self, payload: bytes | memoryview, json_length: int | None = None
+    ) -> tuple[bytes, QueryTimes]:
         """``serve`` with the preparation and the model's own time measured apart."""
         t0 = time.perf_counter()
         arrays = self.decode(payload, json_length)
@@ -136,7 +140,9 @@ class ModelHandler:
         ms = 1000.0
         return body, QueryTimes((t1 - t0) * ms, (t2 - t1) * ms, (t3 - t0) * ms)
 
-    async def run(self, batch_size: int, payload: bytes, json_length: int | None = None) -> bytes:
+    async def run(
+        self, batch_size: int, payload: bytes | memoryview, json_length: int | None = None
+    ) -> bytes:
         # In a thread, so the worker's RPC loop stays responsive during a long forward pass.
         self.last_times = None
         body, self.last_times = await asyncio.to_thread(self.timed, payload, json_length)

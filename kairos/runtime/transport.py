@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from kairos.registry import Registry
-from kairos.runtime.wire import DESCRIBE, GRPC_OPTIONS, SERVE, SERVICE, frame, unframe
+from kairos.runtime.wire import DESCRIBE, GRPC_OPTIONS, SERVE, SERVICE, frame, split_frame
 
 if TYPE_CHECKING:
     import grpc
@@ -58,44 +58,84 @@ class Link(Protocol):
     async def close(self) -> None: ...
 
 
-class _FrameReader:
-    """Splits a byte stream into length-prefixed messages."""
+class FrameBuffer:
+    """Splits a byte stream into length-prefixed messages, received straight into one buffer.
+
+    For ``asyncio.BufferedProtocol``: the event loop ``recv_into``s the view ``get_buffer``
+    returns, and ``updated`` returns the messages completed. Compared with ``data_received``
+    (a new ``bytes`` of at most 256 KiB per read, appended to a buffer, then sliced out twice)
+    a message is copied once, and once its length is known the rest of it arrives in as few
+    reads as the socket allows; copies of fresh memory are what a large request costs
+    (docs/runtime.md, "Workers"). A length above ``MAX_MESSAGE_BYTES`` is refused before
+    anything is allocated for it; the buffer shrinks back after a message larger than
+    ``KEEP_BYTES``.
+    """
+
+    CHUNK = 256 * 1024  # room offered to a read when no message is under way
+    KEEP_BYTES = 32 * 1024 * 1024  # a larger buffer is dropped once its message is out
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._buf = bytearray(self.CHUNK)
+        self._start = 0  # first byte not yet handed out
+        self._end = 0  # end of the bytes received
 
-    def feed(self, data: bytes) -> list[bytes]:
-        buf = self._buf
-        buf += data
+    def get_buffer(self) -> memoryview:
+        """Room for the next read: the rest of the message under way, or a chunk."""
+        buf, start, end = self._buf, self._start, self._end
+        if start:  # no view of the buffer is alive here: move the partial message down
+            buf[: end - start] = buf[start:end]
+            end -= start
+            self._start, self._end = 0, end
+        if end == 0 and len(buf) > self.KEEP_BYTES:
+            buf = self._buf = bytearray(self.CHUNK)
+        need = end + self.CHUNK
+        if end >= _LENGTH.size:
+            need = max(need, _LENGTH.size + _LENGTH.unpack_from(buf)[0])
+        if len(buf) < need:
+            grown = bytearray(need)
+            grown[:end] = buf[:end]
+            buf = self._buf = grown
+        return memoryview(buf)[end:]
+
+    def updated(self, nbytes: int) -> list[bytes]:
+        """Account for ``nbytes`` received; the messages now complete (ValueError if a
+        length is over the limit)."""
+        self._end += nbytes
+        buf, start, end = self._buf, self._start, self._end
         out = []
-        while len(buf) >= _LENGTH.size:
-            (n,) = _LENGTH.unpack_from(buf)
+        while end - start >= _LENGTH.size:
+            (n,) = _LENGTH.unpack_from(buf, start)
             if n > MAX_MESSAGE_BYTES:
                 raise ValueError(f"message of {n} bytes exceeds {MAX_MESSAGE_BYTES}")
-            end = _LENGTH.size + n
-            if len(buf) < end:
+            stop = start + _LENGTH.size + n
+            if stop > end:
                 break
-            out.append(bytes(buf[_LENGTH.size : end]))
-            del buf[:end]
+            with memoryview(buf) as view:
+                out.append(bytes(view[start + _LENGTH.size : stop]))
+            start = stop
+        self._start, self._end = (0, 0) if start == end else (start, end)
         return out
 
 
-class _ClientProtocol(asyncio.Protocol):
+class _ClientProtocol(asyncio.BufferedProtocol):
     """Router side of one worker connection: at most one outstanding call, whose reply goes
     to ``on_reply`` straight from ``data_received`` (no task or future per query)."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.on_reply: OnReply | None = None
-        self._frames = _FrameReader()
+        self._frames = FrameBuffer()
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._frames.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
         try:
-            messages = self._frames.feed(data)
+            messages = self._frames.updated(nbytes)
         except ValueError as exc:
             self._fail(WorkerLost(f"bad frame from the worker ({exc})"))
             return
@@ -128,7 +168,7 @@ class TcpLink:
             _, proto = await loop.create_connection(_ClientProtocol, host.strip("[]"), int(port))
             self._proto = proto
             reply = await self.call(frame({"op": "describe"}), timeout_s)
-        header, _ = unframe(reply)
+        header, _ = split_frame(reply)
         return header
 
     def start_call(self, message: bytes, on_reply: OnReply) -> None:
@@ -256,22 +296,25 @@ class _GrpcServer:
         await self._server.stop(grace=2.0)
 
 
-class _ServerProtocol(asyncio.Protocol):
+class _ServerProtocol(asyncio.BufferedProtocol):
     """Worker side of one router connection; queries on it are answered in order."""
 
     def __init__(self, handle: Handle, describe: Describe) -> None:
         self._handle = handle
         self._describe = describe
-        self._frames = _FrameReader()
+        self._frames = FrameBuffer()
         self._transport: asyncio.Transport | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._frames.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
         try:
-            messages = self._frames.feed(data)
+            messages = self._frames.updated(nbytes)
         except ValueError:
             if self._transport is not None:
                 self._transport.close()
@@ -282,7 +325,7 @@ class _ServerProtocol(asyncio.Protocol):
             task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, message: bytes) -> None:
-        header, _ = unframe(message)
+        header, _ = split_frame(message)
         reply = (
             frame(self._describe())
             if header.get("op") == "describe"

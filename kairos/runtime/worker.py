@@ -46,7 +46,7 @@ from kairos.runtime.wire import (
     encode_outputs,
     frame,
     specs_as_dicts,
-    unframe,
+    split_frame,
 )
 
 READY_LINE = "KAIROS_WORKER_READY"
@@ -75,7 +75,7 @@ class Handler(Protocol):
     outputs: tuple[TensorSpec, ...] | None
 
     async def run(
-        self, batch_size: int, payload: bytes, json_length: int | None = None
+        self, batch_size: int, payload: bytes | memoryview, json_length: int | None = None
     ) -> bytes: ...
 
 
@@ -106,7 +106,9 @@ class ReplayHandler:
         i = min(int(pos), self._k - 1)
         return row[i] + (pos - i) * (row[i + 1] - row[i])
 
-    async def run(self, batch_size: int, payload: bytes, json_length: int | None = None) -> bytes:
+    async def run(
+        self, batch_size: int, payload: bytes | memoryview, json_length: int | None = None
+    ) -> bytes:
         delay_s = self.sample_ms(batch_size) * self._scale / 1000.0
         if delay_s > 0:
             await precise_sleep(delay_s)
@@ -215,7 +217,7 @@ class WorkerService:
         }
 
     async def handle(self, request: bytes) -> bytes:
-        header, payload = unframe(request)
+        header, payload = split_frame(request)
         async with self._lock:
             t0 = time.perf_counter()
             code, error, outputs = 200, None, b"[]"

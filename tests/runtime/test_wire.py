@@ -13,6 +13,7 @@ from kairos.runtime.wire import (
     encode_outputs,
     frame,
     parse_json_length,
+    split_frame,
     unframe,
     validate_request,
 )
@@ -119,7 +120,16 @@ def test_no_signature_accepts_any_names() -> None:
 def test_frame_round_trip() -> None:
     header, payload = unframe(frame({"qid": 3, "batch": 10}, b"xyz"))
     assert header == {"qid": 3, "batch": 10}
-    assert payload == b"xyz"
+    assert payload == b"xyz" and isinstance(payload, bytes)
+
+
+def test_split_frame_views_the_payload_without_copying() -> None:
+    message = frame({"qid": 4}, b"payload")
+    header, view = split_frame(message)
+    assert header == {"qid": 4}
+    assert isinstance(view, memoryview) and view.obj is message and view == b"payload"
+    with pytest.raises(ValueError, match="shorter than its length prefix"):
+        split_frame(b"\x00")
 
 
 def test_tensors_round_trip_through_json() -> None:
