@@ -14,7 +14,7 @@ grpcurl, service meshes) matters more than the per-query CPU.
 A link is "one query at a time" by construction: the router only dispatches to an idle
 instance, and the worker serialises queries with a lock in any case. Both carriers offer the
 same call, ``start_call(message, on_reply)``: the framed-TCP one writes at once and calls back
-from ``data_received`` (no task per query); gRPC's asyncio API has no callback form, so its
+from ``buffer_updated`` (no task per query); gRPC's asyncio API has no callback form, so its
 ``start_call`` runs one small task per query that awaits the stream and then calls back. The
 router has one dispatch path for both.
 """
@@ -89,8 +89,9 @@ class FrameBuffer:
         if end == 0 and len(buf) > self.KEEP_BYTES:
             buf = self._buf = bytearray(self.CHUNK)
         need = end + self.CHUNK
-        if end >= _LENGTH.size:
-            need = max(need, _LENGTH.size + _LENGTH.unpack_from(buf)[0])
+        if end >= _LENGTH.size:  # (a length over the limit was refused in ``updated``)
+            length = min(_LENGTH.unpack_from(buf)[0], MAX_MESSAGE_BYTES)
+            need = max(need, _LENGTH.size + length)
         if len(buf) < need:
             grown = bytearray(need)
             grown[:end] = buf[:end]
@@ -106,6 +107,7 @@ class FrameBuffer:
         while end - start >= _LENGTH.size:
             (n,) = _LENGTH.unpack_from(buf, start)
             if n > MAX_MESSAGE_BYTES:
+                self._start = self._end = 0  # the stream is dropped: nothing is kept for it
                 raise ValueError(f"message of {n} bytes exceeds {MAX_MESSAGE_BYTES}")
             stop = start + _LENGTH.size + n
             if stop > end:
@@ -119,7 +121,7 @@ class FrameBuffer:
 
 class _ClientProtocol(asyncio.BufferedProtocol):
     """Router side of one worker connection: at most one outstanding call, whose reply goes
-    to ``on_reply`` straight from ``data_received`` (no task or future per query)."""
+    to ``on_reply`` straight from ``buffer_updated`` (no task or future per query)."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -138,6 +140,8 @@ class _ClientProtocol(asyncio.BufferedProtocol):
             messages = self._frames.updated(nbytes)
         except ValueError as exc:
             self._fail(WorkerLost(f"bad frame from the worker ({exc})"))
+            if self.transport is not None:
+                self.transport.close()  # the stream cannot be resynchronised
             return
         for message in messages:
             callback, self.on_reply = self.on_reply, None
@@ -175,7 +179,7 @@ class TcpLink:
         """Send ``message`` now; ``on_reply`` later gets the reply or a ``WorkerLost``.
 
         The router's hot path: the write happens inside the scheduling decision, and the
-        reply is handled inside ``data_received``, so a query costs no task, future or
+        reply is handled inside ``buffer_updated``, so a query costs no task, future or
         extra event-loop pass on either side. The caller owns the timeout.
         """
         proto = self._proto

@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kairos.runtime.transport import MAX_MESSAGE_BYTES, TRANSPORTS, FrameBuffer, make_link
+from kairos.runtime.transport import (
+    MAX_MESSAGE_BYTES,
+    TRANSPORTS,
+    FrameBuffer,
+    WorkerLost,
+    make_link,
+)
 from kairos.runtime.wire import frame, split_frame
 
 LENGTH = struct.Struct("!I")
@@ -72,6 +78,7 @@ def test_an_oversized_length_is_refused_before_allocation() -> None:
     del view
     with pytest.raises(ValueError, match="exceeds"):
         frames.updated(4)
+    assert len(frames.get_buffer()) == FrameBuffer.CHUNK  # nothing sized to the bad length
 
 
 def test_the_buffer_shrinks_after_a_message_above_the_keep_size(
@@ -107,3 +114,31 @@ def test_a_large_request_round_trips_over_loopback() -> None:
     header, tail = asyncio.run(run())
     assert header == {"qid": 2, "size": len(payload)}
     assert tail == payload[-16:]
+
+
+def test_a_worker_sending_an_oversized_length_is_lost_not_waited_on() -> None:
+    """The router's side: a reply whose length is over the limit fails the call at once (the
+    instance goes down and its query is retried elsewhere) and the connection is closed."""
+
+    async def bad_worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(4 + LENGTH.unpack(await reader.readexactly(4))[0] - 4)
+        writer.write(LENGTH.pack(MAX_MESSAGE_BYTES + 1) + b"x" * 64)
+        await writer.drain()
+        await reader.read()  # until the router closes
+        writer.close()
+
+    async def run() -> bool:
+        server = await asyncio.start_server(bad_worker, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        link = make_link("tcp", f"127.0.0.1:{port}")
+        try:
+            with pytest.raises(WorkerLost, match="bad frame"):
+                await link.open(5.0)  # the describe call gets the bad reply
+            proto = link._proto  # type: ignore[attr-defined]
+            await asyncio.sleep(0.05)
+            return bool(proto.transport.is_closing())
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(run())
