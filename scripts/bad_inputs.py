@@ -290,7 +290,8 @@ def server_cases(url: str) -> list[Case]:
             ["--seed", "-1"],
             ["--transport", "nope"],
             ["--profiles", "."],
-            ["--max-attempts", "3"],
+            ["--max-attempts", "0"],
+            ["--max-attempts", "101"],
         ]
     ]
     wrk = ("worker", "--instance-type", "r5n.large", "--model", "dien")
