@@ -21,8 +21,8 @@ LEGEND = {
     "allowable qps": "simulated allowable throughput: the highest Poisson rate at which 99% "
     "of queries meet the QoS target",
     "x homogeneous": "allowable qps divided by the homogeneous scheme's",
-    "x oracle": "allowable qps divided by the oracle's (the best of the top-K pools by bound, "
-    "each simulated with the kairos policy)",
+    "x oracle": "allowable qps divided by the oracle's (the best pool within the budget under "
+    "the kairos policy, found by branch and bound over every pool)",
     "pools tried": "pools the scheme simulated to make its choice; '(free)' marks searches the "
     "paper did not charge to a competitor",
     "fluid bound qps": "the fluid upper bound on the pool's throughput at this QoS (an LP over "
