@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kairos.catalog import PriceTable, check_qos_ms, default_prices, default_qos_ms
-from kairos.profiles import ModelProfiles, ProfileSet, default_profiles
+from kairos.catalog import PriceTable, check_qos_ms, default_prices, default_qos_ms, load_prices
+from kairos.profiles import ModelProfiles, ProfileSet, default_profiles, load_profiles
 from kairos.workload import BatchMix, check_batches_within, production_mix
 
 # The QoS target is a p99: at least this share of queries must finish within ``qos_ms``.
@@ -56,6 +56,25 @@ class Scenario:
             profiles=mp,
             prices=prices if prices is not None else default_prices(),
             mix=batch_mix,
+        )
+
+    @classmethod
+    def from_files(
+        cls,
+        model: str,
+        *,
+        qos_ms: float | None = None,
+        profiles_path: str | None = None,
+        prices_path: str | None = None,
+        mix: BatchMix | None = None,
+    ) -> Scenario:
+        """``build`` with the profiles and prices read from CSV files where paths are given."""
+        return cls.build(
+            model,
+            qos_ms=qos_ms,
+            profiles=load_profiles(profiles_path) if profiles_path else None,
+            prices=load_prices(prices_path) if prices_path else None,
+            mix=mix,
         )
 
     @property

@@ -25,10 +25,9 @@ import click
 from tqdm import tqdm
 
 from kairos import limits
-from kairos.catalog import Pool, load_prices
+from kairos.catalog import Pool
 from kairos.errors import ConfigError
 from kairos.limits import Range
-from kairos.profiles import load_profiles
 from kairos.runtime.aio import check_bind_host
 from kairos.scenario import Scenario
 from kairos.text import table as table  # re-exported: the commands import it from here
@@ -301,11 +300,11 @@ def build_scenario(
     profiles_path: str | None,
     prices_path: str | None,
 ) -> Scenario:
-    return Scenario.build(
+    return Scenario.from_files(
         model,
         qos_ms=qos_ms,
-        profiles=load_profiles(profiles_path) if profiles_path else None,
-        prices=load_prices(prices_path) if prices_path else None,
+        profiles_path=profiles_path,
+        prices_path=prices_path,
         mix=parse_mix(batch_mix),
     )
 

@@ -9,7 +9,7 @@ from kairos import limits
 from kairos.allocator import BOUNDS, PLAN_DEFAULTS, parse_caps, plan
 from kairos.allocator.result import Plan
 from kairos.allocator.target import TargetPlan, cheapest_for_rate
-from kairos.catalog import Pool, load_prices
+from kairos.catalog import Pool
 from kairos.cli.common import (
     bounded,
     build_scenario,
@@ -20,7 +20,6 @@ from kairos.cli.common import (
 )
 from kairos.cli.compare import parallel_options
 from kairos.errors import ConfigError
-from kairos.profiles import load_profiles
 from kairos.runtime.ray_cluster import write_ray_cluster
 from kairos.scenario import Scenario
 from kairos.sim.capacity import DEFAULT_MEASUREMENT, Measurement, Measurer
@@ -227,12 +226,8 @@ def _observed_scenario(
         f"{view['span_s']:.0f} s, mean batch {mix.mean:.0f}",
         err=True,
     )
-    return Scenario.build(
-        model,
-        qos_ms=qos_ms,
-        profiles=load_profiles(profiles_path) if profiles_path else None,
-        prices=load_prices(prices_path) if prices_path else None,
-        mix=mix,
+    return Scenario.from_files(
+        model, qos_ms=qos_ms, profiles_path=profiles_path, prices_path=prices_path, mix=mix
     )
 
 

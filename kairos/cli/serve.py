@@ -22,6 +22,7 @@ from kairos.cli.simulate import REFERENCE_POOL
 from kairos.distributor import policy_names
 from kairos.errors import ConfigError
 from kairos.runtime.aio import parse_cpus
+from kairos.runtime.loadgen import LIVE_PRECISION
 from kairos.runtime.pool import POOL_BACKENDS
 from kairos.runtime.ray_pool import RAY_PLACEMENTS
 from kairos.runtime.router import LOG_FORMATS, RouterConfig
@@ -322,7 +323,9 @@ def _detach(cfg, scenario):
 @click.option(
     "--find-capacity", is_flag=True, help="Search the highest rate with 99% of queries within QoS."
 )
-@click.option("--precision", type=bounded(limits.PRECISION), default=0.05, show_default=True)
+@click.option(
+    "--precision", type=bounded(limits.PRECISION), default=LIVE_PRECISION, show_default=True
+)
 @click.option(
     "--tensors",
     type=click.Choice(["binary", "json"]),

@@ -21,9 +21,8 @@ import numpy as np
 from kairos import allocator
 from kairos.allocator.pools import COST_EPS
 from kairos.allocator.target import cheapest_for_rate
-from kairos.catalog import Pool, load_prices
+from kairos.catalog import Pool
 from kairos.errors import ConfigError, RuntimeServiceError
-from kairos.profiles import load_profiles
 from kairos.scenario import Scenario
 from kairos.sim.capacity import CapacityJob, Measurement, Measurer
 from kairos.workload import BatchMix
@@ -72,11 +71,11 @@ def observed_scenario(
     view: dict[str, Any], profiles_path: str | None = None, prices_path: str | None = None
 ) -> Scenario:
     """The router's model and QoS with the observed mix (and the given data, if any)."""
-    return Scenario.build(
+    return Scenario.from_files(
         str(view["model"]),
         qos_ms=float(view["qos_ms"]),
-        profiles=load_profiles(profiles_path) if profiles_path else None,
-        prices=load_prices(prices_path) if prices_path else None,
+        profiles_path=profiles_path,
+        prices_path=prices_path,
         mix=observed_mix(view),
     )
 

@@ -43,6 +43,8 @@ from kairos.workload import (
 )
 
 MAX_TRIAL_S = 120.0
+# The live rate search stops when its passing and failing rates are within this fraction.
+LIVE_PRECISION = 0.05
 
 
 @dataclass(frozen=True)
@@ -465,7 +467,7 @@ def _summarise(spec: LoadSpec, info: ServerInfo, tally: _Tally, send_t: np.ndarr
 async def search_rate(
     passes: Callable[[float], Awaitable[bool]],
     guess_qps: float,
-    precision: float = 0.05,
+    precision: float = LIVE_PRECISION,
     step: float = 2.0,
     max_steps: int = 10,
 ) -> tuple[float, float]:
@@ -480,7 +482,7 @@ async def search_rate(
 async def find_capacity(
     spec: LoadSpec,
     *,
-    precision: float = 0.05,
+    precision: float = LIVE_PRECISION,
     guess_qps: float | None = None,
     step: float = 2.0,
     min_queries: int = 1000,

@@ -12,6 +12,8 @@ with the simulator's by ``benchmarks/bench_live.py`` (real time, full search).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import pytest
 
@@ -34,9 +36,15 @@ P99_TOLERANCE = 0.15
 QOS_SHARE_TOLERANCE = 0.015
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("policy", ["fcfs", "kairos"])
-def test_live_router_matches_simulator_near_capacity(policy: str) -> None:
+def check_against_simulator(
+    policy: str,
+    backend_args: Sequence[str] = (),
+    ready_timeout_s: float = 60,
+    on_ready: Callable[[str, int], object] | None = None,
+) -> None:
+    """Serve ``POOL`` with ``policy`` (plus ``backend_args``), send the same seeded queries as
+    the simulator gets, and assert the two agree within the stated tolerances.
+    ``on_ready(url, instances)`` runs once the router answers, before any load."""
     scenario = Scenario.build("rm2")
     pool = Pool.parse(POOL)
     rate = LOAD * allowable_throughput(scenario, pool, policy).allowable_qps
@@ -54,17 +62,27 @@ def test_live_router_matches_simulator_near_capacity(policy: str) -> None:
         str(TIME_SCALE),
         "--seed",
         "11",
+        *backend_args,
     ]
-    with running_router(args, ready_timeout_s=60) as router:
+    with running_router(args, ready_timeout_s=ready_timeout_s) as router:
+        if on_ready is not None:
+            on_ready(router.url, pool.size)
         wait_for_quiet_cpu()
         spec = LoadSpec(router.url, "rm2", rate, 0.0, scenario.mix, seed=11)
         live = run_event_loop(run_load(spec, stream=stream))
     print(
-        f"{policy} at {rate:.1f} q/s: live {live.throughput_qps:.2f} q/s p99 {live.p99_ms:.1f} "
-        f"ms within QoS {live.qos_met_fraction:.3f} | sim {sim.throughput_qps:.2f} q/s p99 "
-        f"{sim.p99_ms:.1f} ms within QoS {sim.qos_met_fraction:.3f}"
+        f"{policy} {' '.join(backend_args)} at {rate:.1f} q/s: live {live.throughput_qps:.2f} "
+        f"q/s p99 {live.p99_ms:.1f} ms within QoS {live.qos_met_fraction:.3f} | sim "
+        f"{sim.throughput_qps:.2f} q/s p99 {sim.p99_ms:.1f} ms within QoS "
+        f"{sim.qos_met_fraction:.3f}"
     )
     assert live.completed == live.sent == QUERIES
     assert live.throughput_qps == pytest.approx(sim.throughput_qps, rel=THROUGHPUT_TOLERANCE)
     assert live.p99_ms == pytest.approx(sim.p99_ms, rel=P99_TOLERANCE), (live, sim)
     assert live.qos_met_fraction == pytest.approx(sim.qos_met_fraction, abs=QOS_SHARE_TOLERANCE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["fcfs", "kairos"])
+def test_live_router_matches_simulator_near_capacity(policy: str) -> None:
+    check_against_simulator(policy)
