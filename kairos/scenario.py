@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kairos.catalog import PriceTable, check_qos_ms, default_prices, default_qos_ms, load_prices
+from kairos.catalog import (
+    Pool,
+    PriceTable,
+    check_qos_ms,
+    default_prices,
+    default_qos_ms,
+    load_prices,
+)
 from kairos.profiles import ModelProfiles, ProfileSet, default_profiles, load_profiles
 from kairos.workload import BatchMix, check_batches_within, production_mix
 
@@ -76,6 +83,14 @@ class Scenario:
             prices=load_prices(prices_path) if prices_path else None,
             mix=mix,
         )
+
+    def check_pool(self, pool: Pool) -> Pool:
+        """``pool``, once every type in it has a profile and a price (else the data's error,
+        naming the type)."""
+        for t in pool.types:
+            self.profiles.get(t)
+            self.prices.price_per_hr(t)
+        return pool
 
     @property
     def instance_types(self) -> tuple[str, ...]:

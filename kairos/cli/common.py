@@ -311,11 +311,7 @@ def build_scenario(
 
 def parse_pool(scenario: Scenario, text: str) -> Pool:
     """Parse ``TYPE=N,...`` and check every type has a profile and a price."""
-    pool = Pool.parse(text)
-    for t in pool.types:
-        scenario.profiles.get(t)
-        scenario.prices.price_per_hr(t)
-    return pool
+    return scenario.check_pool(Pool.parse(text))
 
 
 def emit_json(payload: dict[str, Any]) -> None:

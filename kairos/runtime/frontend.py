@@ -288,8 +288,8 @@ class Frontend:
 
     async def _resize(self, pool: Pool, answer: Deferred) -> None:
         try:
-            for t in pool.types:
-                self.scenario.profiles.get(t)
+            # Metrics, metadata and the traffic view price the pool: refuse an unpriced type.
+            self.scenario.check_pool(pool)
             changed = await self._d.resize(pool)
         except KairosError as exc:
             answer.resolve(_error(400, str(exc)))

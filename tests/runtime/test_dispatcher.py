@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from kairos.catalog import Pool
+from kairos.catalog import Pool, PriceTable
+from kairos.runtime.http import Deferred, HttpRequest
 from kairos.runtime.router import Router, RouterConfig
 from kairos.scenario import Scenario
 from tests.runtime.fakes import Answer, FakePool, ManualClock
@@ -101,6 +102,30 @@ def test_resize_to_an_unknown_type_changes_nothing() -> None:
         with pytest.raises(KairosError, match="nope"):
             await router.dispatcher.resize(Pool.parse("nope=1"))
         assert router.driver.state.n_instances == 2
+
+    asyncio.run(main())
+
+
+def test_admin_resize_to_a_type_without_a_price_is_refused_with_400() -> None:
+    # The metrics, the metadata and the traffic view price the pool: a type with a profile
+    # but no price must be refused before anything changes, not accepted and fail later.
+    async def main() -> None:
+        prices = PriceTable({"r5n.large": 0.149}, "two-type test prices")
+        cfg = RouterConfig(model="dien", pool=Pool.parse("r5n.large=2"), policy="fcfs")
+        scenario = Scenario.build("dien", prices=prices)
+        router = Router(cfg, scenario, pool=FakePool(), clock=ManualClock())
+        await router.start_workers()
+        body = b'{"pool": "g4dn.xlarge=1,r5n.large=1"}'
+        answer = router.handle(HttpRequest("POST", "/v2/admin/pool", {}, body, 0.0))
+        assert isinstance(answer, Deferred)
+        for _ in range(10):
+            if answer.done():
+                break
+            await asyncio.sleep(0)
+        assert answer.response is not None
+        assert answer.response.status == 400, answer.response.body
+        assert b"g4dn.xlarge" in answer.response.body and b"no price" in answer.response.body
+        assert str(router.dispatcher.active_pool()) == "r5n.large=2"
 
     asyncio.run(main())
 
