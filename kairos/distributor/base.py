@@ -20,7 +20,7 @@ import pkgutil
 import types
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,6 +33,32 @@ from kairos.registry import Registry
 from kairos.workload import Query
 
 Decision = tuple[int, int]  # (qid, instance index)
+
+
+class BatchTable:
+    """A dense ``[batch, type]`` float table filled on first use: NaN rows are not computed
+    yet; ``fill(batches)`` gives the missing rows. It grows by doubling, so a lookup is one
+    fancy index once the batch sizes in use have been seen."""
+
+    def __init__(self, n_types: int, fill: Callable[[np.ndarray], np.ndarray]) -> None:
+        self._table = np.full((0, n_types), np.nan)
+        self._fill = fill
+
+    def rows(self, batches: np.ndarray) -> np.ndarray:
+        """``[len(batches), types]``: a new array (fancy indexing copies)."""
+        table = self._table
+        top = int(batches.max())
+        if top >= len(table):
+            grown = np.full((max(top + 1, 2 * len(table)), table.shape[1]), np.nan)
+            grown[: len(table)] = table
+            self._table = table = grown
+        rows = table[batches]
+        missing = np.isnan(rows[:, 0])
+        if missing.any():
+            todo = np.unique(batches[missing])
+            table[todo] = self._fill(todo)
+            rows = table[batches]
+        return rows
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,7 +77,7 @@ class PolicyContext:
     profiles: ModelProfiles
     instance_types: tuple[str, ...]
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
-    _table_ms: list[np.ndarray] = field(default_factory=list, repr=False)
+    _means_ms: BatchTable = field(init=False, repr=False)
     _rows_ms: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     _rows_s: dict[int, list[float]] = field(default_factory=dict, repr=False)
 
@@ -63,23 +89,14 @@ class PolicyContext:
     def qos_s(self) -> float:
         return self.qos_ms / 1000.0
 
+    def __post_init__(self) -> None:
+        types = self.type_names
+        means = BatchTable(len(types), lambda todo: self.profiles.mean_table_ms(types, todo).T)
+        object.__setattr__(self, "_means_ms", means)
+
     def mean_ms(self, batches: np.ndarray) -> np.ndarray:
         """``[len(batches), types]``: mean service time (ms) of each batch on each type."""
-        types = self.type_names
-        table = self._table_ms[0] if self._table_ms else np.full((0, len(types)), np.nan)
-        top = int(batches.max())
-        if top >= len(table):
-            grown = np.full((max(top + 1, 2 * len(table)), len(types)), np.nan)
-            grown[: len(table)] = table
-            table = grown
-            self._table_ms[:] = [table]
-        rows = table[batches]
-        missing = np.isnan(rows[:, 0])
-        if missing.any():
-            todo = np.unique(batches[missing])
-            table[todo] = self.profiles.mean_table_ms(types, todo).T
-            rows = table[batches]
-        return rows
+        return self._means_ms.rows(batches)
 
     def est_ms(self, batch_size: int) -> np.ndarray:
         """Mean service time (ms) of a ``batch_size`` query on each type in ``type_names``

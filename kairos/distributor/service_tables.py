@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kairos.distributor.base import PolicyContext
+from kairos.distributor.base import BatchTable, PolicyContext
 
 
 class ServiceTables:
@@ -18,29 +18,14 @@ class ServiceTables:
         self.ctx = ctx
         self.slack_quantile = slack_quantile
         self.n_types = len(ctx.type_names)
-        self._tables: dict[str, np.ndarray] = {}  # [batch, type] tail service time (s)
+        self._tail = BatchTable(self.n_types, self._tail_s)  # [batch, type] tail (s)
         self._rows: dict[int, tuple[list[float], list[float] | None]] = {}
 
     def lookup(self, kind: str, batches: np.ndarray) -> np.ndarray:
         """Mean (or tail) service time (s) of each batch on each type, from a dense table."""
         if kind == "mean":
             return self.ctx.mean_ms(batches) / 1000.0
-        table = self._tables.get(kind)
-        if table is None:
-            table = np.full((0, self.n_types), np.nan)
-        top = int(batches.max())
-        if top >= len(table):
-            grown = np.full((max(top + 1, 2 * len(table)), self.n_types), np.nan)
-            grown[: len(table)] = table
-            table = grown
-        rows = table[batches]
-        missing = np.isnan(rows[:, 0])
-        if missing.any():
-            for b in np.unique(batches[missing]).tolist():
-                table[b] = self._service_s(kind, b)
-            rows = table[batches]
-        self._tables[kind] = table
-        return rows
+        return self._tail.rows(batches)
 
     def rows(self, batch: int) -> tuple[list[float], list[float] | None]:
         """``(mean per type, tail per type or None)`` of one batch size, as float lists."""
@@ -52,9 +37,12 @@ class ServiceTables:
             got = self._rows[batch] = (mean, tail)
         return got
 
-    def _service_s(self, kind: str, batch: int) -> np.ndarray:
+    def _tail_s(self, batches: np.ndarray) -> np.ndarray:
         profiles = self.ctx.profiles
         q = float(self.slack_quantile or 0.0)
-        return (
-            np.array([profiles.get(t).quantile_ms(batch, q) for t in self.ctx.type_names]) / 1000.0
+        return np.array(
+            [
+                np.array([profiles.get(t).quantile_ms(b, q) for t in self.ctx.type_names]) / 1000.0
+                for b in batches.tolist()
+            ]
         )
