@@ -32,7 +32,7 @@ from kairos.errors import ConfigError
 from kairos.runtime.metrics import RouterMetrics
 from kairos.runtime.pool import InstanceSpec, WorkerPool
 from kairos.runtime.traffic import Traffic, TrafficWindow
-from kairos.runtime.wire import frame, unframe
+from kairos.runtime.wire import frame, split_frame
 from kairos.workload import Query
 
 OVERHEAD_WINDOW = 512  # recent queries whose round-trip overhead the router remembers
@@ -42,15 +42,16 @@ TIMEOUT_QUANTILE = 0.99  # the hang timeout is a multiple of this quantile of se
 
 @dataclass(frozen=True)
 class DispatchSettings:
-    """The dispatcher's knobs (``RouterConfig`` fills them)."""
+    """The dispatcher's knobs. ``RouterConfig.dispatch_settings`` fills them: the defaults are
+    declared there, once."""
 
-    time_scale: float = 1.0
-    max_attempts: int = 3
-    timeout_floor_s: float = 2.0
-    timeout_p99_multiple: float = 5.0
-    overhead_factor: float = 3.0
-    overhead_quantile: float = 0.95
-    traffic_window_s: float = 60.0
+    time_scale: float
+    max_attempts: int
+    timeout_floor_s: float
+    timeout_p99_multiple: float
+    overhead_factor: float
+    overhead_quantile: float
+    traffic_window_s: float
 
 
 class Pending:
@@ -104,7 +105,7 @@ class Served:
     service_s: float
     latency_s: float
     router_s: float
-    outputs: bytes
+    outputs: bytes | memoryview
 
 
 class AnswerSink(Protocol):
@@ -217,7 +218,8 @@ class Dispatcher:
 
     def _replied(self, j: int, pending: Pending, reply: bytes) -> None:
         try:
-            header, outputs = unframe(reply)
+            # A view: the outputs go into the HTTP body as they are, with no copy of their own.
+            header, outputs = split_frame(reply)
         except ValueError as exc:
             self.pool.fail(j, f"query {pending.query.qid} bad reply ({exc!r:.200})", False)
             return
@@ -234,7 +236,12 @@ class Dispatcher:
             asyncio.ensure_future(self.pool.remove([j]))
 
     def _respond(
-        self, j: int, pending: Pending, header: dict[str, Any], outputs: bytes, now_t: float
+        self,
+        j: int,
+        pending: Pending,
+        header: dict[str, Any],
+        outputs: bytes | memoryview,
+        now_t: float,
     ) -> None:
         if self.pending.pop(pending.query.qid, None) is None:
             return  # answered already (the router gave up on it while it ran)
