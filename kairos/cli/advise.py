@@ -9,6 +9,7 @@ import click
 from kairos import limits
 from kairos.cli.common import bounded, emit_json, table
 from kairos.errors import ConfigError
+from kairos.runtime.advise import ADVISE_QUERIES
 
 if TYPE_CHECKING:
     from kairos.runtime.advise import Advice
@@ -31,8 +32,14 @@ if TYPE_CHECKING:
 @click.option("--profiles", "profiles_path", type=click.Path(), default=None)
 @click.option("--prices", "prices_path", type=click.Path(), default=None)
 @click.option("--api-token", envvar="KAIROS_API_TOKEN", default=None)
-@click.option("--queries", type=int, default=2000, show_default=True, help="Per simulated trial.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--queries",
+    type=bounded(limits.TRIAL_QUERIES),
+    default=ADVISE_QUERIES,
+    show_default=True,
+    help="Per simulated trial.",
+)
+@click.option("--seed", type=bounded(limits.SEED), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def advise(
     url: str,

@@ -27,7 +27,8 @@ from kairos.scenario import Scenario
 from kairos.sim.capacity import CapacityJob, Measurement, Measurer
 from kairos.workload import BatchMix
 
-VERIFY_TOP = 5
+# Queries per simulated trial of the advice (fewer than a plan's: advice is asked for often).
+ADVISE_QUERIES = 2000
 
 
 def fetch_traffic(url: str, token: str | None = None, timeout_s: float = 10.0) -> dict[str, Any]:
@@ -159,7 +160,7 @@ def advise(
     *,
     budget_per_hr: float | None = None,
     target_qps: float | None = None,
-    queries: int = 2000,
+    queries: int = ADVISE_QUERIES,
     seed: int = 0,
 ) -> Advice:
     """The best pool within ``budget_per_hr`` (or the cheapest that holds ``target_qps``) for
@@ -192,7 +193,7 @@ def advise(
         plan = allocator.plan(
             scenario,
             budget_per_hr,
-            verify_top=VERIFY_TOP,
+            verify_top=allocator.PLAN_DEFAULTS.verify_top,
             policy=policy,
             measurement=measurement,
             measurer=measurer,
