@@ -31,6 +31,7 @@ import heapq
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -220,11 +221,8 @@ def cheapest_for_rate(
     policy_class(policy)
     measurer = measurer or Measurer()
     tried: list[RankedPool] = []
-    wave: list[RankedPool] = []
-    for entry in candidates(scenario, target_qps, "fluid", caps, single_type):
-        wave.append(entry)
-        if len(wave) < WAVE:
-            continue
+    pools = iter(candidates(scenario, target_qps, "fluid", caps, single_type))
+    while wave := list(islice(pools, WAVE)):
         winner = _try_wave(
             scenario, target_qps, policy, measurement, measurer, wave, tried, progress
         )
@@ -232,17 +230,8 @@ def cheapest_for_rate(
             return _finish(
                 scenario, target_qps, bound, policy, measurement, measurer, winner, tried
             )
-        wave = []
         if len(tried) >= MAX_CANDIDATES:
             break
-    if wave:
-        winner = _try_wave(
-            scenario, target_qps, policy, measurement, measurer, wave, tried, progress
-        )
-        if winner is not None:
-            return _finish(
-                scenario, target_qps, bound, policy, measurement, measurer, winner, tried
-            )
     raise _none_holds(scenario, target_qps, "simulated", len(tried))
 
 
