@@ -169,13 +169,14 @@ def profile_types(
 def loop_scenario(settings: RealLoopSettings, profiles: Path, prices: Path) -> Scenario:
     """The scenario the plan is made for, with the QoS target derived from the profiles."""
     mix = parse_mix(settings.batch_mix)
-    model = load_profiles(profiles).model(settings.model)
+    measured = load_profiles(profiles)
+    model = measured.model(settings.model)
     top = float(mix.support.max())
     fastest_ms = min(float(model.get(t).quantile_ms(top, QOS_QUANTILE)) for t in settings.types)
     return Scenario.build(
         settings.model,
         qos_ms=settings.qos_factor * fastest_ms,
-        profiles=load_profiles(profiles),
+        profiles=measured,
         prices=load_prices(prices),
         mix=mix,
     )
