@@ -139,8 +139,10 @@ class LinkedPool(WorkerPool):
         one that has none yet, e.g. a Ray actor waiting for a node: recovery waits for it)."""
 
     @abstractmethod
-    async def _relaunch(self, j: int, stale_pid: int | None) -> str:
-        """Bring instance ``j``'s worker back (restart it or find it); return its address."""
+    async def _relaunch(self, j: int, stale_pid: int | None) -> tuple[str, int | None]:
+        """Bring instance ``j``'s worker back (restart it or find it); return its address and
+        the process now serving it (None where unknown). ``stale_pid`` is the process found
+        failing: one that still runs is restarted."""
 
     async def _retire(self, instances: list[int]) -> None:  # noqa: B027
         """Stop the workers of removed instances (nothing to do for remote ones)."""
@@ -273,13 +275,14 @@ class LinkedPool(WorkerPool):
         backoff_s = 0.1
         while not self._closing and not slot.removed:
             try:
-                slot.address = await self._relaunch(j, stale_pid)
+                # If the process just (re)launched does not come up either, the next try must
+                # restart it, not keep reconnecting to it: it becomes the stale one.
+                slot.address, stale_pid = await self._relaunch(j, stale_pid)
                 await self._open(j)
                 break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                stale_pid = slot.pid
                 await self._close_link(j)
                 self._log(f"worker {j} at {slot.address} not back yet ({exc!r:.200})")
                 await asyncio.sleep(backoff_s)
@@ -347,11 +350,7 @@ class LocalPool(LinkedPool):
 
     def __init__(self, connect_timeout_s: float, hosting: str) -> None:
         super().__init__(connect_timeout_s)
-        self.supervisor = LocalSupervisor(self._on_exit, hosting)
-
-    def _on_exit(self, j: int, group_size: int) -> None:
-        if j < len(self.slots):
-            self.on_process_exit(j)
+        self.supervisor = LocalSupervisor(self.on_process_exit, hosting)
 
     def _blame_exit(self, j: int) -> bool:
         return self.supervisor.group_size(j) == 1
@@ -359,8 +358,9 @@ class LocalPool(LinkedPool):
     async def _launch(self, first: int, specs: list[InstanceSpec]) -> list[str]:
         return await self.supervisor.add(list(specs))
 
-    async def _relaunch(self, j: int, stale_pid: int | None) -> str:
-        return await self.supervisor.restart(j, stale_pid)
+    async def _relaunch(self, j: int, stale_pid: int | None) -> tuple[str, int | None]:
+        address = await self.supervisor.restart(j, stale_pid)
+        return address, self.supervisor.pid(j)
 
     async def _retire(self, instances: list[int]) -> None:
         await self.supervisor.stop(instances)
@@ -386,8 +386,8 @@ class RemotePool(LinkedPool):
             )
         return self._addresses[first:end]
 
-    async def _relaunch(self, j: int, stale_pid: int | None) -> str:
-        return self.slots[j].address
+    async def _relaunch(self, j: int, stale_pid: int | None) -> tuple[str, int | None]:
+        return self.slots[j].address, None  # not ours to restart: reconnect
 
 
 PoolFactory = Callable[["RouterConfig"], WorkerPool]

@@ -199,7 +199,7 @@ class RayPool(LinkedPool):
             ) from None
         return self._located(j, info)
 
-    async def _relaunch(self, j: int, stale_pid: int | None) -> str:
+    async def _relaunch(self, j: int, stale_pid: int | None) -> tuple[str, int | None]:
         ray = self._ray()
         self._unwatch(j)
         try:
@@ -214,7 +214,7 @@ class RayPool(LinkedPool):
             # The process that failed still runs (it hung, or its worker thread died).
             ray.kill(self._actor(j), no_restart=False)
             info = await self._restarted(j, stale_pid)
-        return self._located(j, info)
+        return self._located(j, info), info["pid"]
 
     def _actor(self, j: int) -> Any:
         actor = self._actors[j]

@@ -78,10 +78,10 @@ def group_instances(specs: list[WorkerSpec], hosting: str, first: int = 0) -> li
 class LocalSupervisor:
     """Owns the worker processes of one pool; index ``j`` is the pool's instance ``j``.
 
-    ``on_exit(j, group_size)`` reports an unexpected exit of the process hosting ``j``.
+    ``on_exit(j)`` reports an unexpected exit of the process hosting ``j``.
     """
 
-    def __init__(self, on_exit: Callable[[int, int], None], hosting: str = "instance") -> None:
+    def __init__(self, on_exit: Callable[[int], None], hosting: str = "instance") -> None:
         HOSTINGS.check(hosting)
         self._hosting = hosting
         self._on_exit = on_exit
@@ -200,7 +200,7 @@ class LocalSupervisor:
         # Siblings' connections went with the old process; they must reconnect too.
         for k in self._groups[g]:
             if k != j:
-                self._on_exit(k, len(self._groups[g]))
+                self._on_exit(k)
         return self._addresses[j]
 
     async def stop(self, instances: list[int]) -> list[int]:
@@ -230,7 +230,7 @@ class LocalSupervisor:
         await proc.wait()
         if not self._stopping and self._procs[g] is proc:
             for j in self._groups[g]:
-                self._on_exit(j, len(self._groups[g]))
+                self._on_exit(j)
 
     async def stop_all(self) -> None:
         """SIGTERM every worker, then SIGKILL those still alive after a grace period."""
