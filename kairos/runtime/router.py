@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from kairos import limits
 from kairos.catalog import Pool
 from kairos.distributor import policy_class
 from kairos.distributor.driver import Driver
@@ -132,25 +133,27 @@ class RouterConfig:
         ):
             registry.check(value)
         policy_class(self.policy)
-        _at_least("--max-queue", self.max_queue, 1, "allow at least one queued query.")
-        _at_least("--max-attempts", self.max_attempts, 1, "allow at least one attempt.")
-        if not math.isfinite(self.time_scale) or self.time_scale < 0:
-            raise ConfigError(
-                f"--time-scale {self.time_scale!r} is not a number >= 0.",
-                "pass 1 for real time, 0.1 for 10x faster, 0 for zero-latency replay workers.",
-            )
+        # The ranges the command line enforces, declared once in kairos.limits.
+        for limit, number in (
+            (limits.MAX_QUEUE, self.max_queue),
+            (limits.MAX_ATTEMPTS, self.max_attempts),
+            (limits.TIME_SCALE, self.time_scale),
+            (limits.TIMEOUT_FLOOR_S, self.timeout_floor_s),
+            (limits.DRAIN_TIMEOUT_S, self.drain_timeout_s),
+            (limits.TRAFFIC_WINDOW_S, self.traffic_window_s),
+            (limits.OVERHEAD_FACTOR, self.overhead_factor),
+            (limits.MAX_BODY_BYTES, self.max_body_bytes),
+        ):
+            limit.check(number)
         if self.workers is not None and len(self.workers) != self.pool.size:
             raise ConfigError(
                 f"{len(self.workers)} worker addresses for a pool of {self.pool.size} "
                 f"instances ({self.pool}).",
                 "give one HOST:PORT per instance, in pool order, or --workers local.",
             )
-        for name in (
-            "timeout_floor_s",
+        for name in (  # settings with no command-line range
             "timeout_p99_multiple",
-            "drain_timeout_s",
             "connect_timeout_s",
-            "traffic_window_s",
             "plan_refresh_s",
         ):
             value = getattr(self, name)
@@ -159,11 +162,6 @@ class RouterConfig:
                     f"--{name.replace('_', '-')} {value!r} is not a positive number.",
                     f"pass a positive number (default {self.default(name)}).",
                 )
-        if not (math.isfinite(self.overhead_factor) and self.overhead_factor >= 0):
-            raise ConfigError(
-                f"--overhead-factor {self.overhead_factor!r} is not a number >= 0.",
-                "pass 3 (the default), or 0 to keep the policy unaware of transport delay.",
-            )
         if not 0.0 < self.overhead_quantile < 1.0:
             raise ConfigError(
                 f"overhead quantile {self.overhead_quantile!r} is not in (0, 1).",
@@ -235,11 +233,6 @@ class RouterConfig:
             transport=self.transport,
             cpus=self.worker_cpus,
         )
-
-
-def _at_least(flag: str, value: int, low: int, fix: str) -> None:
-    if value < low:
-        raise ConfigError(f"{flag} {value} is below {low}.", fix)
 
 
 class Router:

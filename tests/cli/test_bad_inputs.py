@@ -37,6 +37,7 @@ def refused(capsys, *argv: str) -> str:
         (["serve", "--port", "70000"], "--port 70000 is outside"),
         (["serve", "--max-queue", "0"], "--max-queue 0 is outside"),
         (["serve", "--drain-timeout-s", "-1"], "--drain-timeout-s -1 is outside"),
+        (["serve", "--drain-timeout-s", "0"], "--drain-timeout-s 0 is outside"),
         (["serve", "--time-scale", "inf"], "--time-scale inf is not a finite number"),
         (["loadgen", "--model", "dien", "--rate-qps", "0"], "--rate-qps 0 is outside"),
         (["loadgen", "--model", "dien", "--rate-qps", "1", "--duration-s", "0"], "--duration-s"),
