@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from kairos import limits
-from kairos.cli.common import bounded, emit_json, table
-from kairos.errors import ConfigError
+from kairos.cli.common import bounded, emit_json, require_one_goal, table
 from kairos.runtime.advise import ADVISE_QUERIES
 
 if TYPE_CHECKING:
@@ -57,12 +56,14 @@ def advise(
     from kairos.runtime.advise import advise as make_advice
     from kairos.runtime.advise import fetch_traffic, observed_scenario
 
-    if (budget_per_hr is None) == (target_qps is None):
-        raise ConfigError(
-            "kairos advise needs exactly one of --budget-per-hr and --target-qps.",
-            "pass --budget-per-hr B (the best pool for B $/h) or --target-qps R (the cheapest "
-            "pool that holds R q/s).",
-        )
+    # Before asking the router anything (advise() checks this too, for library callers).
+    require_one_goal(
+        "advise",
+        budget_per_hr,
+        target_qps,
+        "the best pool for B $/h",
+        "the cheapest pool that holds R q/s",
+    )
     view = fetch_traffic(url, api_token)
     scenario = observed_scenario(view, profiles_path, prices_path)
     advice = make_advice(

@@ -309,6 +309,18 @@ def build_scenario(
     )
 
 
+def require_one_goal(
+    command: str, budget: object, target: object, budget_meaning: str, target_meaning: str
+) -> None:
+    """Refuse a command line that gives both or neither of --budget-per-hr and --target-qps;
+    the meanings say what each asks of ``command`` (they differ per command)."""
+    if (budget is None) == (target is None):
+        raise ConfigError(
+            f"kairos {command} needs exactly one of --budget-per-hr and --target-qps.",
+            f"pass --budget-per-hr B ({budget_meaning}) or --target-qps R ({target_meaning}).",
+        )
+
+
 def parse_pool(scenario: Scenario, text: str) -> Pool:
     """Parse ``TYPE=N,...`` and check every type has a profile and a price."""
     return scenario.check_pool(Pool.parse(text))

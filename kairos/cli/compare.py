@@ -22,6 +22,7 @@ from kairos.cli.common import (
     emit_json,
     output_file,
     progress_bar,
+    require_one_goal,
     table,
 )
 from kairos.compare import (
@@ -279,12 +280,13 @@ def compare_cmd(
 ):
     """Compare KAIROS with the best homogeneous pool, RIBBON, DRS, Clockwork and an oracle:
     throughput within --budget-per-hr, or the cost of holding --target-qps."""
-    if (budget_text is None) == (target_text is None):
-        raise ConfigError(
-            "kairos compare needs exactly one of --budget-per-hr and --target-qps.",
-            "pass --budget-per-hr B (throughput for B $/h) or --target-qps R (what each scheme "
-            "pays to hold R q/s).",
-        )
+    require_one_goal(
+        "compare",
+        budget_text,
+        target_text,
+        "throughput for B $/h",
+        "what each scheme pays to hold R q/s",
+    )
     for_rate = target_text is not None
     models = resolve_models(model_text, profiles_path)
     levels = (

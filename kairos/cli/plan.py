@@ -15,6 +15,7 @@ from kairos.cli.common import (
     build_scenario,
     emit_json,
     progress_bar,
+    require_one_goal,
     scenario_options,
     table,
 )
@@ -135,12 +136,13 @@ def plan_command(
 ):
     """The pool with the most throughput within --budget-per-hr, or the cheapest that holds
     --target-qps; from profiles alone, trying no pool online."""
-    if (budget_per_hr is None) == (target_qps is None):
-        raise ConfigError(
-            "kairos plan needs exactly one of --budget-per-hr and --target-qps.",
-            "pass --budget-per-hr B (most throughput for B $/h) or --target-qps R (cheapest "
-            "pool that holds R q/s).",
-        )
+    require_one_goal(
+        "plan",
+        budget_per_hr,
+        target_qps,
+        "most throughput for B $/h",
+        "cheapest pool that holds R q/s",
+    )
     if mix_from is not None:
         scenario = _observed_scenario(
             mix_from, model, qos_ms, batch_mix, profiles_path, prices_path
