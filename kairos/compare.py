@@ -43,6 +43,7 @@ import numpy as np
 
 from kairos import allocator
 from kairos.allocator.oracle import ORACLE_DEFAULTS
+from kairos.allocator.target import TargetPlan
 from kairos.catalog import Pool
 from kairos.errors import ConfigError
 from kairos.limits import RATE_QPS
@@ -271,6 +272,7 @@ class _RateRun:
     target_qps: float
     settings: CompareSettings
     measurer: Measurer
+    _plans: dict[tuple[str, bool], TargetPlan] = field(default_factory=dict, repr=False)
 
     @property
     def m(self) -> Measurement:
@@ -283,17 +285,25 @@ class _RateRun:
         job = CapacityJob(self.scenario, pool, policy, self.m)
         return max(self.measurer.run([job])[0].allowable_qps, self.target_qps)
 
+    def cheapest_plan(self, policy: str, single_type: bool = False) -> TargetPlan:
+        """``cheapest_for_rate`` for ``policy``, searched once per run: RIBBON's space is
+        bounded by the homogeneous answer, which is also a scheme of its own."""
+        key = (policy, single_type)
+        if key not in self._plans:
+            self._plans[key] = allocator.cheapest_for_rate(
+                self.scenario,
+                self.target_qps,
+                policy=policy,
+                measurement=self.m,
+                measurer=self.measurer,
+                single_type=single_type,
+            )
+        return self._plans[key]
+
     def cheapest(
         self, name: str, policy: str, *, single_type: bool = False, charged: bool = False
     ) -> SchemeResult:
-        found = allocator.cheapest_for_rate(
-            self.scenario,
-            self.target_qps,
-            policy=policy,
-            measurement=self.m,
-            measurer=self.measurer,
-            single_type=single_type,
-        )
+        found = self.cheapest_plan(policy, single_type)
         assert found.allowable_qps is not None
         note = f"{found.candidates_tried} pools tried at {self.target_qps:g} q/s, cheapest first"
         return _scheme_result(
@@ -328,8 +338,8 @@ def _homogeneous_for_rate(run: _RateRun) -> SchemeResult:
 @TARGET_SCHEMES.register("ribbon")
 def _ribbon_for_rate(run: _RateRun) -> SchemeResult:
     # The homogeneous answer bounds RIBBON's space (and is its answer if nothing cheaper
-    # holds); the shared measurer has it already when the homogeneous scheme ran.
-    ceiling = run.cheapest("homogeneous", "fcfs", single_type=True).pool
+    # holds); the run has it already when the homogeneous scheme ran.
+    ceiling = run.cheapest_plan("fcfs", single_type=True).pool
     found = allocator.ribbon_for_rate(
         run.scenario,
         run.target_qps,
