@@ -9,13 +9,14 @@ import click
 from kairos import limits
 from kairos.cli.common import bounded, emit_json, require_one_goal, table
 from kairos.runtime.advise import ADVISE_QUERIES
+from kairos.runtime.router import DEFAULT_URL
 
 if TYPE_CHECKING:
     from kairos.runtime.advise import Advice
 
 
 @click.command()
-@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The router.")
+@click.option("--url", default=DEFAULT_URL, show_default=True, help="The router.")
 @click.option(
     "--budget-per-hr",
     type=bounded(limits.BUDGET_PER_HR),

@@ -17,9 +17,7 @@ from kairos.cli.common import emit_json, table
 from kairos.errors import ConfigError, RuntimeServiceError
 from kairos.runtime.frontend import ADMIN_POOL_PATH
 from kairos.runtime.launch import http_request
-from kairos.runtime.router import RouterConfig
-
-DEFAULT_URL = "http://127.0.0.1:8000"
+from kairos.runtime.router import DEFAULT_URL, RouterConfig
 
 
 class RouterClient:

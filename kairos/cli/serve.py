@@ -25,7 +25,7 @@ from kairos.runtime.aio import parse_cpus
 from kairos.runtime.loadgen import LIVE_PRECISION
 from kairos.runtime.pool import POOL_BACKENDS
 from kairos.runtime.ray_pool import RAY_PLACEMENTS
-from kairos.runtime.router import LOG_FORMATS, RouterConfig
+from kairos.runtime.router import DEFAULT_URL, LOG_FORMATS, RouterConfig
 from kairos.runtime.supervisor import HOSTINGS
 from kairos.runtime.transport import TRANSPORTS
 from kairos.runtime.worker import WORKER_MODES
@@ -300,7 +300,7 @@ def _detach(cfg, scenario):
 
 
 @click.command()
-@click.option("--url", default="http://127.0.0.1:8000", show_default=True)
+@click.option("--url", default=DEFAULT_URL, show_default=True)
 @click.option("--model", "-m", required=True)
 @click.option(
     "--rate-qps",

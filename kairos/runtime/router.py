@@ -235,6 +235,10 @@ class RouterConfig:
         )
 
 
+# Where a router started with the defaults listens (the client commands' default --url).
+DEFAULT_URL = f"http://{RouterConfig.default('host')}:{RouterConfig.default('port')}"
+
+
 class Router:
     """The three parts wired together; ``clock`` and ``pool`` may be injected (tests)."""
 
