@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from kairos.catalog import Pool
-from kairos.runtime.pool import LinkedPool, Slot
+from kairos.runtime.pool import InstanceSpec, LinkedPool, Slot
 from kairos.runtime.router import RouterConfig
 
 
@@ -17,7 +17,7 @@ class NeverUp(LinkedPool):
         self.stale: list[int | None] = []
         self._tries = tries
 
-    async def _launch(self, first, specs):  # type: ignore[no-untyped-def]
+    async def _launch(self, first: int, specs: list[InstanceSpec]) -> list[str | None]:
         return [None] * len(specs)
 
     async def _relaunch(self, j: int, stale_pid: int | None) -> tuple[str, int | None]:
