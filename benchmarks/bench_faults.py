@@ -40,10 +40,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import orjson
 
-from kairos.runtime.aio import run_event_loop
-from kairos.runtime.httpclient import HttpPool
-from kairos.runtime.launch import RouterProcess, running_router
-from kairos.runtime.loadgen import NO_ANSWER, LoadSpec, find_capacity, run_load_records
+from kairos.aio import run_event_loop
+from kairos.client.http import HttpPool
+from kairos.client.launch import RouterProcess, running_router
+from kairos.client.loadgen import NO_ANSWER, LoadSpec, find_capacity, run_load_records
 from kairos.scenario import Scenario
 from kairos.sim.capacity import allowable_throughput
 from kairos.workload import production_mix

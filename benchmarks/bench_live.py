@@ -20,7 +20,7 @@ their trials taking turns (so both meet the same background load on a shared mac
 idle Ray processes, about 6% of a core, run during the local trials too), and prints Ray's
 figures as ratios of local's (target: within 5%). With Ray,
 the whole benchmark first moves into a private network namespace with loopback only (Linux,
-root; ``kairos.runtime.ray_netns``) unless it already runs in one, so Ray binds 127.0.0.1.
+root; ``tests.netns``) unless it already runs in one, so Ray binds 127.0.0.1.
 
     python benchmarks/bench_live.py [--policy kairos] [--trial-queries 5500] [--pin-router 0]
         [--tensors binary|json] [--precision 0.02] [--worker-hosting type|instance]
@@ -34,18 +34,18 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from kairos.aio import run_event_loop
 from kairos.catalog import Pool
 from kairos.cli.common import parse_policy_options
-from kairos.distributor import policy_names
-from kairos.limits import MAX_LOADGEN_QUERIES
-from kairos.runtime.aio import run_event_loop
-from kairos.runtime.launch import RouterProcess, running_router
-from kairos.runtime.loadgen import (
+from kairos.client.launch import RouterProcess, running_router
+from kairos.client.loadgen import (
     MAX_TRIAL_S,
     LoadReport,
     LoadSpec,
@@ -53,6 +53,8 @@ from kairos.runtime.loadgen import (
     run_load,
     search_rate,
 )
+from kairos.distributor import policy_names
+from kairos.limits import MAX_LOADGEN_QUERIES
 from kairos.scenario import Scenario
 from kairos.sim.capacity import allowable_throughput
 from kairos.workload import production_mix
@@ -261,7 +263,8 @@ def parse_args() -> argparse.Namespace:
 
 def private_network_for_ray() -> None:
     """Ray binds the machine's own address unless nothing but loopback exists."""
-    from kairos.runtime.ray_netns import (
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.* when run as a file
+    from tests.netns import (
         NamespaceUnavailable,
         enter_loopback_namespace,
         only_loopback_interfaces,

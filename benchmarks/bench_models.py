@@ -8,7 +8,7 @@ Prints, measured in one run:
      core, this process as the client on the first) against a bare inference loop on the
      same core and the same inputs; bare loops run before and after the worker and their
      mean is the reference (target: worker >= 0.95 of the bare loop);
-  3. the whole loop (kairos.runtime.real_demo): profile ``--loop-model`` on two local types,
+  3. the whole loop (kairos.demos.real): profile ``--loop-model`` on two local types,
      plan, serve the planned pool for real, and search its live allowable throughput for
      ``kairos`` and ``fcfs``, beside the simulator's prediction from the measured profiles
      (target: within 15%).
@@ -33,14 +33,15 @@ from typing import Any
 
 import numpy as np
 
+from kairos.aio import run_event_loop
+from kairos.client.loadgen import BodyFactory
+from kairos.demos.real import RealLoopSettings, format_summary, run_real_loop
 from kairos.models import MODEL_NAMES, load_model
 from kairos.models.base import ModelRunner
-from kairos.runtime.aio import run_event_loop
-from kairos.runtime.loadgen import BodyFactory
-from kairos.runtime.real_demo import RealLoopSettings, format_summary, run_real_loop
-from kairos.runtime.transport import make_link
-from kairos.runtime.wire import decode_inputs, frame, parse_specs, unframe
-from kairos.runtime.worker import READY_LINE
+from kairos.protocol.frames import frame, unframe
+from kairos.protocol.tensors import decode_inputs, parse_specs
+from kairos.serving.pool.transport import make_link
+from kairos.serving.worker.service import READY_LINE
 
 BATCHES = (10, 100, 500, 1000)
 WORKER_BATCH = 100

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -34,8 +36,6 @@ from kairos.allocator import (
     plan,
     pool_matrix,
     solve_milp,
-    synthetic_scenario,
-    variant_scenario,
 )
 from kairos.allocator.bounds import kairos_tables
 from kairos.allocator.fluid import fluid_tables
@@ -45,6 +45,9 @@ from kairos.catalog import Pool
 from kairos.scenario import Scenario
 from kairos.sim.capacity import CapacityJob, Measurement, Measurer, measure
 from kairos.sim.parallel import Parallelism, make_executor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.* when run as a file
+from tests.allocator.synthetic import synthetic_scenario, variant_scenario  # noqa: E402
 
 PAPER_CAPS = {"g4dn.xlarge": 5, "c5n.2xlarge": 6, "r5n.large": 17, "t3.xlarge": 15}
 MODELS = ("rm2", "wnd", "mtwnd", "dien", "ncf")

@@ -21,7 +21,7 @@ Ray Serve runs on a local Ray cluster of one node per instance type. Everything 
 private network namespace (loopback only); the script enters one itself when started outside
 one (needs root, ``unshare`` and ``ip``).
 
-Every variant gets the same open-loop load generator (``kairos.runtime.loadgen``, the same
+Every variant gets the same open-loop load generator (``kairos.client.loadgen``, the same
 KServe v2 requests) and the same allowable-throughput search as ``bench_live.py``
 (``find_capacity`` from the simulated figure, step 1.2); a variant the simulator says never
 holds QoS is first tried at ``--floor-qps`` and counts 0 if it fails there. Printed per
@@ -66,12 +66,12 @@ from benchmarks.rayserve_app import (  # noqa: E402
     netns_missing,
     ray_serve_missing,
 )
+from kairos.aio import run_event_loop  # noqa: E402
 from kairos.catalog import Pool  # noqa: E402
-from kairos.runtime.aio import run_event_loop  # noqa: E402
-from kairos.runtime.launch import running_router  # noqa: E402
-from kairos.runtime.loadgen import LoadReport, LoadSpec, find_capacity, run_load  # noqa: E402
-from kairos.runtime.pool import POOL_BACKENDS  # noqa: E402
+from kairos.client.launch import running_router  # noqa: E402
+from kairos.client.loadgen import LoadReport, LoadSpec, find_capacity, run_load  # noqa: E402
 from kairos.scenario import Scenario  # noqa: E402
+from kairos.serving.pool.base import POOL_BACKENDS  # noqa: E402
 from kairos.sim.capacity import allowable_throughput  # noqa: E402
 from kairos.workload import production_mix  # noqa: E402
 

@@ -6,7 +6,7 @@ placement by resource puts exactly ``count`` replicas there), the label
 ``kairos.io/instance-type=TYPE`` and ``kairos-instance: count`` (one unit per instance of
 any type). The head node runs Ray Serve's controller, its HTTP proxy and the ingress.
 
-Two layouts of the replay worker code (``kairos.runtime.worker.ReplayHandler``: the same
+Two layouts of the replay worker code (``kairos.serving.worker.service.ReplayHandler``: the same
 profile sampling and sleeps as a ``kairos worker``), each replica ``max_ongoing_requests=1``:
 
 * ``per-type``: one deployment per instance type, its replicas placed by the type's
@@ -53,10 +53,10 @@ import orjson
 
 from kairos.catalog import Pool
 from kairos.profiles import default_profiles
-from kairos.runtime.dlrm import DlrmConfig, dlrm_signature
-from kairos.runtime.wire import specs_as_dicts
-from kairos.runtime.worker import ReplayHandler, tighten_timer_slack
+from kairos.protocol.tensors import specs_as_dicts
 from kairos.scenario import Scenario
+from kairos.serving.worker.service import ReplayHandler, tighten_timer_slack
+from kairos.serving.worker.tiny_dlrm import DlrmConfig, dlrm_signature
 from kairos.sim.capacity import rough_capacity_qps
 
 LABEL = "kairos.io/instance-type"

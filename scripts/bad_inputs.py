@@ -423,7 +423,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--verbose", action="store_true", help="print every case's stderr")
     args = parser.parse_args()
-    from kairos.runtime.launch import running_router
+    from kairos.client.launch import running_router
 
     router_args = ["--model", "dien", "--pool", "g4dn.xlarge=1,r5n.large=1", "--time-scale", "0.05"]
     with tempfile.TemporaryDirectory() as tmp, running_router(router_args) as router:

@@ -24,11 +24,11 @@ import time
 from collections import Counter
 from typing import Any
 
-from kairos.runtime.dlrm import TinyDlrm
-from kairos.runtime.httpclient import ResponseReader
-from kairos.runtime.launch import running_router
-from kairos.runtime.loadgen import BodyFactory
-from kairos.runtime.wire import BINARY_HEADER, DATATYPES
+from kairos.client.http import ResponseReader
+from kairos.client.launch import running_router
+from kairos.client.loadgen import BodyFactory
+from kairos.protocol.tensors import BINARY_HEADER, DATATYPES
+from kairos.serving.worker.tiny_dlrm import TinyDlrm
 
 TIMEOUT_S = 10.0
 PATHS = [

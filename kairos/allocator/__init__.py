@@ -30,7 +30,6 @@ from kairos.allocator.pools import (
 )
 from kairos.allocator.ranking import rank, score_pools, top_pools
 from kairos.allocator.result import Exploration, Plan, RankedPool, SearchResult
-from kairos.allocator.synthetic import synthetic_scenario, variant_scenario
 from kairos.allocator.target import TargetPlan, cheapest_for_rate
 
 __all__ = [
@@ -64,8 +63,6 @@ __all__ = [
     "ribbon_search",
     "score_pools",
     "solve_milp",
-    "synthetic_scenario",
     "top_pools",
-    "variant_scenario",
     "verify",
 ]

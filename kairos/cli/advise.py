@@ -8,11 +8,11 @@ import click
 
 from kairos import limits
 from kairos.cli.common import bounded, emit_json, require_one_goal, table
-from kairos.runtime.advise import ADVISE_QUERIES
-from kairos.runtime.router import DEFAULT_URL
+from kairos.control.advise import ADVISE_QUERIES
+from kairos.protocol.api import DEFAULT_URL
 
 if TYPE_CHECKING:
-    from kairos.runtime.advise import Advice
+    from kairos.control.advise import Advice
 
 
 @click.command()
@@ -54,8 +54,8 @@ def advise(
 ) -> None:
     """Compare the running pool with the best pool for the observed traffic (within a budget)
     or the cheapest that holds a target rate."""
-    from kairos.runtime.advise import advise as make_advice
-    from kairos.runtime.advise import fetch_traffic, observed_scenario
+    from kairos.control.advise import advise as make_advice
+    from kairos.control.advise import fetch_traffic, observed_scenario
 
     # Before asking the router anything (advise() checks this too, for library callers).
     require_one_goal(

@@ -25,10 +25,10 @@ import click
 from tqdm import tqdm
 
 from kairos import limits
+from kairos.aio import check_bind_host
 from kairos.catalog import Pool
 from kairos.errors import ConfigError
 from kairos.limits import Range
-from kairos.runtime.aio import check_bind_host
 from kairos.scenario import Scenario
 from kairos.text import table as table  # re-exported: the commands import it from here
 from kairos.workload import parse_mix

@@ -23,7 +23,7 @@ from kairos.cli.compare import (
     write_outputs,
 )
 from kairos.compare import CompareSettings
-from kairos.runtime.demo import DEMO_POOL, DemoRow
+from kairos.demos.live import DEMO_POOL, DemoRow
 
 DEMO_SETTINGS = CompareSettings(
     queries=4000, precision=0.04, seed=0, top_k=6, ribbon_max_explorations=15, cdf_queries=3000
@@ -80,14 +80,14 @@ def demo(
     if real:
         from click.core import ParameterSource
 
-        from kairos.runtime.real_demo import run_real_demo
+        from kairos.demos.real import run_real_demo
 
         given = click.get_current_context().get_parameter_source
         budget = budget_per_hr if given("budget_per_hr") != ParameterSource.DEFAULT else None
         run_real_demo(model, budget, out_dir, click.echo, lambda line: click.echo(line, err=True))
         return
     if live:
-        from kairos.runtime.demo import run_live_demo
+        from kairos.demos.live import run_live_demo
 
         live_rows = run_live_demo(
             model or "dien",

@@ -21,8 +21,8 @@ from kairos.cli.common import (
 )
 from kairos.cli.compare import parallel_options
 from kairos.errors import ConfigError
-from kairos.runtime.ray_cluster import write_ray_cluster
 from kairos.scenario import Scenario
+from kairos.serving.ray.cluster import write_ray_cluster
 from kairos.sim.capacity import DEFAULT_MEASUREMENT, Measurement, Measurer
 from kairos.sim.parallel import Parallelism, make_executor
 
@@ -209,7 +209,7 @@ def _observed_scenario(
     prices_path: str | None,
 ) -> Scenario:
     """The router's model, QoS and observed mix; --model / --qos-ms win when given."""
-    from kairos.runtime.advise import fetch_traffic, observed_mix
+    from kairos.control.advise import fetch_traffic, observed_mix
 
     given = click.get_current_context().get_parameter_source
     if given("batch_mix") != ParameterSource.DEFAULT:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kairos.cli.common import emit_json, table
-from kairos.runtime.profiling import ProfileSettings
+from kairos.profiling.profiler import ProfileSettings
 
 DEFAULTS = ProfileSettings()
 
@@ -90,8 +90,8 @@ def profile_command(
     as_json,
 ):
     """Measure MODEL per batch size here and write it into a profiles CSV."""
-    from kairos.runtime.aio import parse_cpus
-    from kairos.runtime.profiling import (
+    from kairos.aio import parse_cpus
+    from kairos.profiling.profiler import (
         SUMMARY_HEADER,
         WorkerOptions,
         check_writable,
@@ -114,7 +114,7 @@ def profile_command(
         check_model_name(model)
         require_torch()
     if local_type not in ("auto", "none"):
-        from kairos.runtime.cpushare import local_type as check_local_type
+        from kairos.serving.worker.cpushare import local_type as check_local_type
 
         check_local_type(local_type)
     options = WorkerOptions(handler, local_type, parse_cpus(cpus), threads)
@@ -145,7 +145,7 @@ def profile_command(
 
 def _price(instance_type: str, prices_out: str | None, price_per_hr: float | None) -> float | None:
     from kairos.errors import ConfigError
-    from kairos.runtime.cpushare import LOCAL_TYPES
+    from kairos.serving.worker.cpushare import LOCAL_TYPES
 
     if prices_out is None:
         return None

@@ -14,10 +14,10 @@ import orjson
 
 from kairos.catalog import Pool
 from kairos.cli.common import emit_json, table
+from kairos.client.launch import http_request
 from kairos.errors import ConfigError, RuntimeServiceError
-from kairos.runtime.frontend import ADMIN_POOL_PATH
-from kairos.runtime.launch import http_request
-from kairos.runtime.router import DEFAULT_URL, RouterConfig
+from kairos.protocol.api import ADMIN_POOL_PATH, DEFAULT_URL
+from kairos.serving.router.config import RouterConfig
 
 
 class RouterClient:
@@ -28,7 +28,7 @@ class RouterClient:
         self.handle: Any = None
         self.info: dict[str, Any] = {}
         if address is not None:
-            from kairos.runtime.ray_router import find_router, router_info
+            from kairos.serving.ray.router import find_router, router_info
 
             self.handle = find_router(address, RouterConfig.default("ray_namespace"), name)
             self.info = router_info(self.handle)
@@ -38,7 +38,7 @@ class RouterClient:
 
     def call(self, path: str, body: bytes | None = None) -> Any:
         if self.handle is not None:
-            from kairos.runtime.ray_router import router_request
+            from kairos.serving.ray.router import router_request
 
             status, text = router_request(self.handle, path, body)
         else:
@@ -154,7 +154,7 @@ def status(url, address, name, api_token, as_json):
 )
 def stop(address, name):
     """Stop a detached router: drain its queries, stop its instances, remove its actor."""
-    from kairos.runtime.ray_router import find_router, router_info, stop_detached
+    from kairos.serving.ray.router import find_router, router_info, stop_detached
 
     handle = find_router(address, RouterConfig.default("ray_namespace"), name)
     url = router_info(handle)["url"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kairos import limits
+from kairos.aio import parse_cpus
 from kairos.cli.common import (
     HANDLER,
     HOST,
@@ -19,16 +20,17 @@ from kairos.cli.common import (
     table,
 )
 from kairos.cli.simulate import REFERENCE_POOL
+from kairos.client.loadgen import LIVE_PRECISION
+from kairos.control.headroom import PlanWatch
 from kairos.distributor import policy_names
 from kairos.errors import ConfigError
-from kairos.runtime.aio import parse_cpus
-from kairos.runtime.loadgen import LIVE_PRECISION
-from kairos.runtime.pool import POOL_BACKENDS
-from kairos.runtime.ray_pool import RAY_PLACEMENTS
-from kairos.runtime.router import DEFAULT_URL, LOG_FORMATS, RouterConfig
-from kairos.runtime.supervisor import HOSTINGS
-from kairos.runtime.transport import TRANSPORTS
-from kairos.runtime.worker import WORKER_MODES
+from kairos.protocol.api import DEFAULT_URL
+from kairos.serving.pool.base import POOL_BACKENDS
+from kairos.serving.pool.supervisor import HOSTINGS
+from kairos.serving.pool.transport import TRANSPORTS
+from kairos.serving.ray.pool import RAY_PLACEMENTS
+from kairos.serving.router.config import LOG_FORMATS, RouterConfig
+from kairos.serving.worker.service import WORKER_MODES
 from kairos.workload import parse_mix
 
 
@@ -239,8 +241,8 @@ def serve(
     seed,
 ):
     """Serve MODEL on POOL behind one KServe v2 HTTP endpoint (Ctrl-C drains and stops)."""
-    from kairos.runtime.aio import run_event_loop
-    from kairos.runtime.router import run_router
+    from kairos.aio import run_event_loop
+    from kairos.serving.router.router import run_router
 
     scenario = build_scenario(model, qos_ms, batch_mix, profiles_path, prices_path)
     pool = parse_pool(scenario, pool_text)
@@ -284,13 +286,13 @@ def serve(
     if detach:
         _detach(cfg, scenario)
         return
-    run_event_loop(run_router(cfg, scenario))
+    run_event_loop(run_router(cfg, scenario, headroom=PlanWatch))
 
 
 def _detach(cfg, scenario):
-    from kairos.runtime.ray_router import start_detached
+    from kairos.serving.ray.router import start_detached
 
-    info = start_detached(cfg, scenario)
+    info = start_detached(cfg, scenario, headroom=PlanWatch)
     state = "ready" if info["ready"] else "not ready yet (instances still starting)"
     click.echo(f"kairos router {info['name']!r} runs detached on node {info['node']}, {state}")
     click.echo(f"  url:     {info['url']}")
@@ -349,9 +351,9 @@ def loadgen(
     as_json,
 ):
     """Open-loop Poisson load against a KServe v2 endpoint; report latency and QoS."""
-    from kairos.runtime.aio import run_event_loop
-    from kairos.runtime.loadgen import LoadSpec, run_load
-    from kairos.runtime.loadgen import find_capacity as search
+    from kairos.aio import run_event_loop
+    from kairos.client.loadgen import LoadSpec, run_load
+    from kairos.client.loadgen import find_capacity as search
 
     mix = parse_mix(batch_mix)
     if rate_qps is None and not find_capacity:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import click
 
 from kairos import limits
+from kairos.aio import parse_cpus
 from kairos.cli.common import HOST, bounded
 from kairos.cli.entry import run_command
-from kairos.runtime.aio import parse_cpus
-from kairos.runtime.transport import TRANSPORTS
-from kairos.runtime.worker import WORKER_MODES, WorkerConfig, run_worker
+from kairos.serving.pool.transport import TRANSPORTS
+from kairos.serving.worker.service import WORKER_MODES, WorkerConfig, run_worker
 
 _DEFAULTS = WorkerConfig("", "")
 
@@ -69,7 +69,7 @@ _DEFAULTS = WorkerConfig("", "")
     "--local-type",
     default="auto",
     show_default=True,
-    help="Run as a local instance type (CPU pinning + CPU share; kairos.runtime.cpushare): "
+    help="Run as a local instance type (CPU pinning + CPU share; kairos.serving.worker.cpushare): "
     "a name, 'none', or 'auto' = the --instance-type when it is one and a model runs.",
 )
 @click.option("--parent-pid", type=int, default=None, hidden=True)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kairos.runtime.wire import TensorSpec
+from kairos.protocol.tensors import TensorSpec
 
 # Ids arrive as INT32: a DLRM RM2 query of 1,000 samples carries 3.84 million of them, which
 # is 15.4 MB as INT32 and would not fit the router's default 16 MB body limit as INT64.
@@ -128,7 +128,7 @@ class ModelRunner:
     """Serves one model: ``runner({name: ndarray}) -> {name: ndarray}``.
 
     ``prepare`` turns arrays into tensors (zero-copy), ``infer`` runs the model under
-    ``torch.inference_mode``; a profile times the two apart (``kairos.runtime.inference``).
+    ``torch.inference_mode``; a profile times the two apart (``kairos.serving.worker.handlers``).
     """
 
     def __init__(self, model: RecModel, threads: int) -> None:

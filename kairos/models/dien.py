@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from kairos.models.base import ID_DATATYPE, EmbeddingTables, RecModel, generator, linear, mlp
-from kairos.runtime.wire import TensorSpec
+from kairos.protocol.tensors import TensorSpec
 
 
 @dataclass(frozen=True)

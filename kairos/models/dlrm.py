@@ -21,7 +21,7 @@ from kairos.models.base import (
     generator,
     mlp,
 )
-from kairos.runtime.wire import TensorSpec
+from kairos.protocol.tensors import TensorSpec
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from kairos.models.base import ID_DATATYPE, EmbeddingTables, RecModel, generator, mlp
-from kairos.runtime.wire import TensorSpec
+from kairos.protocol.tensors import TensorSpec
 
 
 @dataclass(frozen=True)

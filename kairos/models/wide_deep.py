@@ -24,7 +24,7 @@ from kairos.models.base import (
     linear,
     mlp,
 )
-from kairos.runtime.wire import TensorSpec
+from kairos.protocol.tensors import TensorSpec
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 
-from kairos.allocator import fluid_bound, fluid_bounds, pool_matrix, solve_milp, synthetic_scenario
+from kairos.allocator import fluid_bound, fluid_bounds, pool_matrix, solve_milp
 from kairos.catalog import Pool
 from kairos.errors import InfeasibleError
 from kairos.scenario import Scenario
+from tests.allocator.synthetic import synthetic_scenario
 
 
 def test_fluid_bound_by_hand(toy):

@@ -13,12 +13,12 @@ from kairos.allocator import (
     plan,
     pool_matrix,
     rank,
-    variant_scenario,
 )
 from kairos.allocator.kairos_search import kairos_top
 from kairos.allocator.pools import count_pools, listed_pools
 from kairos.allocator.ranking import FluidOrder
 from kairos.scenario import Scenario
+from tests.allocator.synthetic import variant_scenario
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,10 @@ Original docstring: KAIROS: QoS-aware bipartite matching of queued queries to al
 idle or busy.
 
 At each decision the first ``window_factor * N`` queued queries are matched to the ``N`` up
-instances by min-cost assignment (costs in ``kairos.distributor.matching``). Only pairs whose
-instance is idle start; a query matched to a busy instance keeps waiting for it, which is
-what stops a large query from grabbing an idle slow instance that would break its QoS.
+instances by min-cost assignment (costs in ``kairos.distributor.policies.kairos.matching``).
+Only pairs whose instance is idle start; a query matched to a busy instance keeps waiting
+for it, which is what stops a large query from grabbing an idle slow instance that would
+break its QoS.
 Nothing is remembered between decisions: every decision re-solves from the live state, so a
 query can never be lost or started twice, and a down instance simply drops out.
 """
@@ -24,7 +25,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from kairos.distributor.base import Decision, Policy, PolicyContext
-from kairos.distributor.matching import OVERDUE_EPS_QOS, MatchWeights
+from kairos.distributor.policies.kairos.matching import OVERDUE_EPS_QOS, MatchWeights
 from kairos.distributor.state import ClusterState
 from kairos.errors import ConfigError
 from kairos.workload import Query

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from kairos.catalog import Pool
 from kairos.distributor import make_policy
-from kairos.distributor.matching import MatchWeights, candidate_columns, pair_costs
-from kairos.distributor.policies.kairos_policy import Kairos
+from kairos.distributor.policies.kairos.matching import MatchWeights, candidate_columns, pair_costs
+from kairos.distributor.policies.kairos.policy import Kairos
 from kairos.errors import ConfigError, PolicyError
 from kairos.scenario import Scenario
 from kairos.sim.engine import simulate

@@ -8,7 +8,7 @@ import numpy as np
 
 from kairos.models import load_model
 from kairos.models.base import ModelRunner
-from kairos.runtime.wire import DATATYPES, parse_specs
+from kairos.protocol.tensors import DATATYPES, parse_specs
 
 
 @functools.cache

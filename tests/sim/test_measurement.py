@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from kairos.allocator import fluid_bound
-from kairos.allocator.synthetic import variant_scenario
 from kairos.catalog import Pool
 from kairos.scenario import QOS_QUANTILE, Scenario
 from kairos.sim.capacity import Measurement, allowed_misses, measure, run_trial, trial_stream
 from kairos.sim.engine import simulate
 from kairos.workload import QueryStream
+from tests.allocator.synthetic import variant_scenario
 
 PRECISION = 0.05
 

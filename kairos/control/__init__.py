@@ -1,0 +1,1 @@
+"""Controllers beside the router: headroom watch and advice (planning on observed traffic)."""

@@ -1,0 +1,1 @@
+"""The demos behind kairos demo --live and kairos demo --real."""

@@ -1,0 +1,1 @@
+"""The kairos policy: the QoS-aware matching, its fast paths and tables."""

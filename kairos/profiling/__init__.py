@@ -1,0 +1,1 @@
+"""Measuring a real model's latency profile on local instance types."""

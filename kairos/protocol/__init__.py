@@ -1,0 +1,1 @@
+"""What travels between client, router and worker: KServe v2 tensors, worker frames, API paths."""

@@ -1,0 +1,1 @@
+"""Worker pools: local processes and remote workers, their supervisor and transport."""

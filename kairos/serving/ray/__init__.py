@@ -1,0 +1,1 @@
+"""The Ray backend: instances as actors, the detached router, Ray sessions and jobs."""

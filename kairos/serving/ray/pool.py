@@ -1,0 +1,287 @@
+"""The Ray worker pool (``kairos serve --backend ray``): each instance is a Ray actor on a node
+of its instance type, and the router talks to it over the usual worker link.
+
+Placement (``RouterConfig.ray_placement``, see docs/ray.md):
+
+* ``resource`` (the default): a node of type T offers the custom resource ``kairos/T``
+  (one unit per instance it may host, 1 on a real cluster); an instance of type T asks for
+  one unit. One mechanism both picks the type and caps the instances per node, the Ray
+  autoscaler understands it, and one local node can offer every type at once.
+* ``label``: a node of type T carries the label ``kairos.io/instance-type=T`` and an instance
+  asks for it with a label selector (Ray 2.49 or later). How many land on one node is then
+  up to their CPU requests (``ray_instance_cpus``).
+
+The actor (``InstanceHost``) runs the ordinary worker (replay, model mode or a user handler)
+in its own thread and event loop and binds the node's address; the router connects straight
+to it, so no Ray call sits on a query's path. Ray serves only the control path:
+
+* start: create the actors, ask each for its address (``info``) once it is placed;
+* death: a long-running ``watch`` call on each actor fails when the actor (or its node) dies,
+  and the pool marks the instance down at once (a dead connection does the same sooner);
+* recovery (``_relaunch``): ``info`` waits while Ray restarts the actor (``max_restarts``) or
+  until it can place it again (a lost node); an actor dead for good is created anew; a
+  worker whose process is still the one that failed (it hung) is killed so Ray restarts it;
+* resize and shutdown kill the actors of removed instances (no restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kairos.errors import RuntimeServiceError
+from kairos.profiles import LatencyProfile, default_profiles, load_profiles
+from kairos.registry import Registry
+from kairos.serving.pool.base import POOL_BACKENDS, InstanceSpec, LinkedPool, WorkerPool
+from kairos.serving.ray.session import connect, error_line, import_ray, normal_priority
+from kairos.serving.worker.service import HostedInstance, WorkerConfig
+
+if TYPE_CHECKING:
+    from kairos.serving.router.config import RouterConfig
+
+TYPE_LABEL = "kairos.io/instance-type"
+RESTART_POLL_S = 0.1
+
+
+def type_resource(instance_type: str) -> str:
+    """The custom resource a node of ``instance_type`` offers (resource placement)."""
+    return f"kairos/{instance_type}"
+
+
+def _by_resource(instance_type: str) -> dict[str, Any]:
+    return {"resources": {type_resource(instance_type): 1}}
+
+
+def _by_label(instance_type: str) -> dict[str, Any]:
+    return {"label_selector": {TYPE_LABEL: instance_type}}
+
+
+# How an instance of a type finds a node of that type: the actor options it adds.
+RAY_PLACEMENTS: Registry[Callable[[str], dict[str, Any]]] = Registry(
+    "Ray placement",
+    "pass --ray-placement resource (nodes offer the resource kairos/TYPE) or label (nodes "
+    f"carry the label {TYPE_LABEL}=TYPE).",
+)
+RAY_PLACEMENTS.add("resource", _by_resource)
+RAY_PLACEMENTS.add("label", _by_label)
+
+
+def _host_address(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+class InstanceHost:
+    """The body of one instance's Ray actor: the worker in a thread of its own.
+
+    ``info`` answers on the actor's event loop, not the worker's, so it answers while the
+    worker serves (or hangs); ``watch`` never returns while the actor lives.
+    """
+
+    def __init__(self, spec: InstanceSpec, profile: LatencyProfile | None) -> None:
+        normal_priority()  # before the worker thread starts: it inherits it
+        ray = import_ray()
+        self._node = ray.get_runtime_context().get_node_id()
+        ip = ray.util.get_node_ip_address()
+        cfg = WorkerConfig(
+            instance_type=spec.instance_type,
+            model=spec.model,
+            host=ip,
+            port=0,
+            mode=spec.mode,
+            handler=spec.handler,
+            time_scale=spec.time_scale,
+            seed=spec.seed,
+            transport=spec.transport,
+        )
+        self._worker = HostedInstance(cfg, profile)
+        self._worker.start()
+        self._worker.bound.wait()
+        if self._worker.error is not None or self._worker.port is None:
+            raise self._worker.error or RuntimeError("the worker did not bind a port")
+        self._address = _host_address(ip, self._worker.port)
+
+    async def info(self) -> dict[str, Any]:
+        return {
+            "address": self._address,
+            "node": self._node,
+            "pid": os.getpid(),
+            "serving": self._worker.is_alive(),
+        }
+
+    async def watch(self) -> None:
+        await asyncio.Event().wait()
+
+
+class RayPool(LinkedPool):
+    """Instances are Ray actors; see the module docstring."""
+
+    def __init__(self, cfg: RouterConfig) -> None:
+        super().__init__(cfg.connect_timeout_s)
+        self._cfg = cfg
+        self._placement = RAY_PLACEMENTS.get(cfg.ray_placement)
+        path = cfg.profiles_path
+        self._profiles = load_profiles(path) if path else default_profiles()
+        self._actors: list[Any] = []  # an ActorHandle per instance; None once removed
+        self._watches: dict[int, asyncio.Task[None]] = {}
+        self._host_class: Any = None
+        self._owns_ray = False
+        # Join Ray now, before the router installs its signal handlers: ray.init installs
+        # its own, which would otherwise replace the router's drain-on-SIGTERM.
+        self._ray()
+
+    # --- Ray ----------------------------------------------------------------------------------
+
+    def _ray(self) -> Any:
+        ray = import_ray()
+        if self._host_class is None:
+            cfg = self._cfg
+            resources: dict[str, float] = {}
+            labels: dict[str, str] = {}
+            if cfg.ray_address is None:  # a local instance declares the types itself
+                types = {*self._profiles.model(cfg.model).instance_types, *cfg.pool.types}
+                resources = {type_resource(t): float(cfg.ray_local_slots) for t in types}
+                if cfg.ray_placement == "label":
+                    labels = {TYPE_LABEL: cfg.pool.types[0]}
+            self._owns_ray = connect(
+                cfg.ray_address, cfg.ray_namespace, resources=resources, labels=labels
+            )
+            self._host_class = ray.remote(InstanceHost)
+        return ray
+
+    def _create(self, spec: InstanceSpec) -> Any:
+        cfg = self._cfg
+        options = {
+            "max_restarts": cfg.ray_max_restarts,
+            "num_cpus": cfg.ray_instance_cpus,
+            "num_gpus": cfg.ray_instance_gpus,
+            **self._placement(spec.instance_type),
+        }
+        runs_model = spec.mode == "model" or spec.handler is not None
+        # Only a replay worker reads its type's profile (a model needs none, nor its type one).
+        profile = None if runs_model else self._profiles.get(spec.model, spec.instance_type)
+        return self._host_class.options(**options).remote(spec, profile)
+
+    def _where(self, j: int) -> str:
+        t = self.slots[j].spec.instance_type
+        if self._cfg.ray_placement == "label":
+            return f"no node carries the label {TYPE_LABEL}={t}"
+        return f"no node offers a free unit of the resource {type_resource(t)}"
+
+    # --- where workers are (LinkedPool) -------------------------------------------------------
+
+    async def _launch(self, first: int, specs: list[InstanceSpec]) -> Sequence[str | None]:
+        self._ray()
+        self._actors += [self._create(spec) for spec in specs]
+        ids = range(first, first + len(specs))
+        return await asyncio.gather(*(self._first_address(j) for j in ids))
+
+    async def _first_address(self, j: int) -> str | None:
+        ray = self._ray()
+        timeout_s = self._cfg.ray_start_timeout_s
+        try:
+            info = await asyncio.wait_for(self._actors[j].info.remote(), timeout_s)
+        except TimeoutError:
+            self._log(
+                f"instance {j} is not placed within {timeout_s:g} s ({self._where(j)}); it "
+                "joins when Ray can place it"
+            )
+            return None
+        except ray.exceptions.RayActorError as exc:
+            if not exc.actor_init_failed:
+                return None  # died on the way (its node, say): recovery brings it back
+            raise RuntimeServiceError(
+                f"instance {j} ({self.slots[j].spec.instance_type}) failed to start on Ray: "
+                f"{error_line(exc)}",
+                "fix what it names; a --handler module must be importable on every node.",
+            ) from None
+        return self._located(j, info)
+
+    async def _relaunch(self, j: int, stale_pid: int | None) -> tuple[str, int | None]:
+        ray = self._ray()
+        self._unwatch(j)
+        try:
+            # Waits while Ray restarts the actor, or until it can place it again.
+            info = await self._actor(j).info.remote()
+        except ray.exceptions.ActorDiedError:
+            self._actor(j)  # not removed meanwhile (its actor was killed on purpose then)
+            self._log(f"instance {j}'s actor is dead for good; creating a new one")
+            self._actors[j] = self._create(self.slots[j].spec)
+            info = await self._actor(j).info.remote()
+        if stale_pid is not None and info["pid"] == stale_pid:
+            # The process that failed still runs (it hung, or its worker thread died).
+            ray.kill(self._actor(j), no_restart=False)
+            info = await self._restarted(j, stale_pid)
+        return self._located(j, info), info["pid"]
+
+    def _actor(self, j: int) -> Any:
+        actor = self._actors[j]
+        if actor is None:  # recovery gives up: the instance was removed (LinkedPool stops it)
+            raise RuntimeServiceError(f"instance {j} was removed.", "nothing to do.")
+        return actor
+
+    async def _restarted(self, j: int, stale_pid: int) -> dict[str, Any]:
+        ray = self._ray()
+        deadline = time.monotonic() + self._cfg.ray_start_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                info: dict[str, Any] = await self._actor(j).info.remote()
+                if info["pid"] != stale_pid:
+                    return info
+            except ray.exceptions.ActorUnavailableError:
+                pass  # restarting
+            await asyncio.sleep(RESTART_POLL_S)
+        raise RuntimeServiceError(
+            f"instance {j}'s actor did not restart within {self._cfg.ray_start_timeout_s:g} s.",
+            "check the cluster ('ray status'); recovery keeps trying.",
+        )
+
+    def _located(self, j: int, info: dict[str, Any]) -> str:
+        self.slots[j].node = str(info["node"])
+        self._watch(j)
+        return str(info["address"])
+
+    def _watch(self, j: int) -> None:
+        """Report instance ``j`` down when its actor dies (an idle instance included)."""
+        self._unwatch(j)
+        epoch = self.slots[j].epoch
+        call = self._actor(j).watch.remote()
+
+        async def watch() -> None:
+            try:
+                await call
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._failed(j, epoch, f"its Ray actor died ({type(exc).__name__})", True)
+
+        self._watches[j] = asyncio.ensure_future(watch())
+
+    def _unwatch(self, j: int) -> None:
+        task = self._watches.pop(j, None)
+        if task is not None:
+            task.cancel()
+
+    async def _retire(self, instances: list[int]) -> None:
+        ray = self._ray()
+        for j in instances:
+            self._unwatch(j)
+            actor, self._actors[j] = self._actors[j], None
+            if actor is not None:
+                ray.kill(actor, no_restart=True)
+
+    async def _shutdown(self) -> None:
+        if self._host_class is None:
+            return
+        await self._retire([j for j, a in enumerate(self._actors) if a is not None])
+        if self._owns_ray:
+            self._ray().shutdown()
+
+
+def _ray_backend(cfg: RouterConfig) -> WorkerPool:
+    return RayPool(cfg)
+
+
+POOL_BACKENDS.add("ray", _ray_backend)

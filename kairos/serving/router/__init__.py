@@ -1,0 +1,1 @@
+"""The router process: HTTP front end, dispatcher around the Driver, metrics, traffic window."""

@@ -1,0 +1,363 @@
+"""The live driver loop: queries in, the ``Driver``'s decisions out to the worker pool.
+
+The dispatcher owns the queries the router accepted and has not answered (``Pending``). It
+turns the runtime's events into ``Driver`` events on the router's clock (wall seconds since
+start divided by the time scale) and carries out the starts each event returns by sending
+the query to that instance's worker through the ``WorkerPool``:
+
+* ``admit``: a validated request -> ``driver.arrive``;
+* a worker's reply -> ``driver.complete`` (the answer goes out before the next decision);
+* ``instance_down`` / ``instance_up`` (from the pool) -> ``driver.down`` / ``driver.up``;
+* ``resize`` -> ``driver.add_instances`` + ``pool.add``, ``driver.retire`` + ``pool.remove``.
+
+It knows nothing of HTTP: answers go to an ``AnswerSink`` (the front end). A query is failed
+only when the failures it may have caused reach ``max_attempts`` (see ``pool.py`` on blame);
+any other failure re-queues it, however often.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from kairos.catalog import Pool
+from kairos.distributor.driver import Driver
+from kairos.errors import ConfigError
+from kairos.protocol.frames import frame, split_frame
+from kairos.serving.pool.base import InstanceSpec, WorkerPool
+from kairos.serving.router.metrics import RouterMetrics
+from kairos.serving.router.traffic import Traffic, TrafficWindow
+from kairos.workload import Query
+
+OVERHEAD_WINDOW = 512  # recent queries whose round-trip overhead the router remembers
+OVERHEAD_REFRESH = 64  # recompute the policy's overhead estimate every this many answers
+TIMEOUT_QUANTILE = 0.99  # the hang timeout is a multiple of this quantile of service time
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """The dispatcher's knobs. ``RouterConfig.dispatch_settings`` fills them: the defaults are
+    declared there, once."""
+
+    time_scale: float
+    max_attempts: int
+    timeout_floor_s: float
+    timeout_p99_multiple: float
+    overhead_factor: float
+    overhead_quantile: float
+    traffic_window_s: float
+
+
+class Pending:
+    """A query the router accepted and has not answered yet. ``reply`` is the front end's."""
+
+    __slots__ = (
+        "query",
+        "body",
+        "request_id",
+        "reply",
+        "arrival_t",
+        "dispatch_t",
+        "attempts",
+        "blamed",
+        "json_length",
+        "received_t",
+    )
+
+    def __init__(
+        self,
+        query: Query,
+        body: bytes,
+        request_id: str | None,
+        reply: Any,
+        arrival_t: float,
+        received_t: float,
+        json_length: int | None,
+    ) -> None:
+        self.query = query
+        self.body = body
+        self.request_id = request_id
+        self.reply = reply
+        self.arrival_t = arrival_t
+        self.received_t = received_t  # when its request's first bytes were parsed
+        self.dispatch_t = arrival_t
+        self.json_length = json_length
+        self.attempts = 0  # times it was sent to a worker
+        self.blamed = 0  # failures it may have caused
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A worker's answer to one query, with its timings (profile seconds, but ``router_s``:
+    the wall time this process and the worker link added)."""
+
+    instance: int
+    instance_type: str
+    code: int
+    error: str
+    queue_s: float
+    service_s: float
+    latency_s: float
+    router_s: float
+    outputs: bytes | memoryview
+
+
+class AnswerSink(Protocol):
+    def served(self, pending: Pending, served: Served) -> None: ...
+
+    def failed(self, pending: Pending, status: int, message: str) -> None: ...
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        driver: Driver,
+        pool: WorkerPool,
+        sink: AnswerSink,
+        metrics: RouterMetrics,
+        settings: DispatchSettings,
+        make_spec: Callable[[str, int], InstanceSpec],
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.driver = driver
+        self.pool = pool
+        self.sink = sink
+        self.metrics = metrics
+        self.settings = settings
+        self.make_spec = make_spec
+        self.clock = clock
+        self.log = log
+        self.pending: dict[int, Pending] = {}
+        self._scale = settings.time_scale if settings.time_scale > 0 else 1.0
+        self._t0 = clock()
+        self._qids = itertools.count()
+        self._last_arrival_s = 0.0
+        self._overheads = np.zeros(OVERHEAD_WINDOW)
+        self._n_overheads = 0
+        self._timeouts: dict[tuple[str, int], float] = {}
+        self._resize_lock = asyncio.Lock()
+        self.traffic = TrafficWindow(settings.traffic_window_s)
+
+    # --- clock --------------------------------------------------------------------------------
+
+    def now_s(self) -> float:
+        """The policy's clock: wall seconds since start, divided by the time scale."""
+        return (self.clock() - self._t0) / self._scale
+
+    # --- events -------------------------------------------------------------------------------
+
+    def admit(
+        self,
+        body: bytes,
+        batch: int,
+        request_id: str | None,
+        reply: Any,
+        received_t: float | None = None,
+        json_length: int | None = None,
+    ) -> Pending:
+        """Queue a validated query. ``received_t`` (clock) is when its request reached the
+        front end: the policy's deadline counts from there, so the time spent reading and
+        validating the body is not slack the policy believes it still has. Arrival times stay
+        non-decreasing, so the queue remains in arrival order."""
+        now_t = self.clock()
+        now_s = (now_t - self._t0) / self._scale
+        arrival_s = now_s
+        received = now_t if received_t is None else min(received_t, now_t)
+        if received_t is not None:
+            arrival_s = max((received - self._t0) / self._scale, self._last_arrival_s)
+        self._last_arrival_s = arrival_s
+        query = Query(next(self._qids), arrival_s, batch)
+        pending = Pending(query, body, request_id, reply, now_t, received, json_length)
+        self.pending[query.qid] = pending
+        self.traffic.note(arrival_s, batch)
+        self._carry_out(self.driver.arrive(query, now_s))
+        return pending
+
+    def instance_up(self, j: int) -> None:
+        self._carry_out(self.driver.up(j, self.now_s()))
+
+    def instance_down(self, j: int, reason: str, blame: bool) -> None:
+        self.metrics.worker_failures.inc()
+        query, starts = self.driver.down(j, self.now_s())
+        if query is not None:
+            self._requeued(query, blame)
+        if j in self.driver.retired:
+            asyncio.ensure_future(self.pool.remove([j]))
+        self._carry_out(starts)
+
+    # --- dispatch and answers -----------------------------------------------------------------
+
+    def _carry_out(self, starts: Any) -> None:
+        for qid, j in starts:
+            pending = self.pending[qid]
+            pending.dispatch_t = self.clock()
+            pending.attempts += 1
+            self._dispatch(j, pending)
+
+    def _dispatch(self, j: int, pending: Pending) -> None:
+        q = pending.query
+        # A replay worker never reads the tensors: sending them would only cost copies.
+        header: dict[str, int] = {"qid": q.qid, "batch": q.batch_size}
+        body = b"" if self.pool.replay(j) else pending.body
+        if body and pending.json_length is not None:
+            header["json_length"] = pending.json_length
+        self.pool.dispatch(
+            j,
+            frame(header, body),
+            self._timeout_s(j, q.batch_size),
+            lambda reply: self._replied(j, pending, reply),
+        )
+
+    def _replied(self, j: int, pending: Pending, reply: bytes) -> None:
+        try:
+            # A view: the outputs go into the HTTP body as they are, with no copy of their own.
+            header, outputs = split_frame(reply)
+        except ValueError as exc:
+            self.pool.fail(j, f"query {pending.query.qid} bad reply ({exc!r:.200})", False)
+            return
+        now_t = self.clock()
+        _, starts = self.driver.complete(
+            j,
+            (now_t - self._t0) / self._scale,
+            # Answer first: the client is not kept waiting behind the next decision (a
+            # matching can take a few hundred us); the next query starts a write later.
+            lambda _query: self._respond(j, pending, header, outputs, now_t),
+        )
+        self._carry_out(starts)
+        if j in self.driver.retired:
+            asyncio.ensure_future(self.pool.remove([j]))
+
+    def _respond(
+        self,
+        j: int,
+        pending: Pending,
+        header: dict[str, Any],
+        outputs: bytes | memoryview,
+        now_t: float,
+    ) -> None:
+        if self.pending.pop(pending.query.qid, None) is None:
+            return  # answered already (the router gave up on it while it ran)
+        scale = self._scale
+        service_s = float(header.get("service_ms", 0.0)) / 1000.0
+        queue_s = pending.dispatch_t - pending.arrival_t  # admitted -> sent to a worker
+        code = int(header.get("code", 500))
+        if code == 200:
+            # The worker link's round trip beyond the service, which the policy is told about.
+            self._note_overhead(max(0.0, now_t - pending.dispatch_t - service_s))
+        served = Served(
+            instance=j,
+            instance_type=self.driver.state.instance_type[j],
+            code=code,
+            error=str(header.get("error", "worker error")),
+            queue_s=queue_s / scale,
+            service_s=service_s / scale,
+            # Latency counts from the request's first parsed byte, as the policy's deadline.
+            latency_s=(now_t - pending.received_t) / scale,
+            router_s=max(0.0, now_t - pending.received_t - queue_s - service_s),
+            outputs=outputs,
+        )
+        self.sink.served(pending, served)
+
+    def _requeued(self, query: Query, blame: bool) -> None:
+        pending = self.pending.get(query.qid)
+        if pending is None:  # answered meanwhile (cannot happen while it ran; be safe)
+            self.driver.withdraw(query.qid, self.now_s())
+            return
+        self.metrics.redispatched.inc()
+        pending.blamed += blame
+        if pending.blamed >= self.settings.max_attempts:
+            self.driver.withdraw(query.qid, self.now_s())
+            self.pending.pop(query.qid, None)
+            self.sink.failed(
+                pending,
+                502,
+                (
+                    f"query failed on {pending.blamed} workers in a row (each died or hung while "
+                    "serving it alone); it was not retried again."
+                ),
+            )
+
+    def _timeout_s(self, j: int, batch: int) -> float:
+        """Hang detection: several times the profiled p99 service time, plus a floor."""
+        itype = self.driver.state.instance_type[j]
+        key = (itype, batch)
+        t = self._timeouts.get(key)
+        if t is None:
+            s = self.settings
+            p99_ms = float(
+                self.driver.scenario.profiles.get(itype).quantile_ms(batch, TIMEOUT_QUANTILE)
+            )
+            t = s.timeout_floor_s + s.timeout_p99_multiple * p99_ms / 1000.0 * s.time_scale
+            self._timeouts[key] = t
+        return t
+
+    def _note_overhead(self, overhead_s: float) -> None:
+        """Keep a window of round-trip overheads; refresh the policy's estimate periodically."""
+        s = self.settings
+        if s.overhead_factor <= 0:
+            return
+        self._overheads[self._n_overheads % OVERHEAD_WINDOW] = overhead_s
+        self._n_overheads += 1
+        if self._n_overheads % OVERHEAD_REFRESH == 0:
+            window = self._overheads[: min(self._n_overheads, OVERHEAD_WINDOW)]
+            wall_s = s.overhead_factor * float(np.quantile(window, s.overhead_quantile))
+            self.driver.set_overhead_s(wall_s / self._scale)
+
+    # --- resizing and shutdown ----------------------------------------------------------------
+
+    async def resize(self, target: Pool) -> dict[str, list[int]]:
+        """Make the active instances match ``target``: start the missing ones, drain and stop
+        the extra ones (a removed instance finishes the query it serves). Returns the ids
+        added and removed."""
+        if target.size < 1:
+            raise ConfigError(f"pool {target} is empty.", "keep at least one instance.")
+        async with self._resize_lock:
+            state = self.driver.state
+            active = self.driver.active
+            added_types: list[str] = []
+            removing: list[int] = []
+            for t in dict.fromkeys([*target.types, *(state.instance_type[j] for j in active)]):
+                have = [j for j in active if state.instance_type[j] == t]
+                want = target.count(t)
+                added_types += [t] * max(0, want - len(have))
+                # Drop down instances first, then idle ones, then the busiest last.
+                order = sorted(have, key=lambda j: (state.up[j], state.running[j] is not None))
+                removing += order[: max(0, len(have) - want)]
+            now_s = self.now_s()
+            new_ids = self.driver.add_instances(added_types, now_s)
+            free = self.driver.retire(removing, now_s)
+            if free:
+                await self.pool.remove(free)
+            specs = [self.make_spec(t, j) for t, j in zip(added_types, new_ids, strict=True)]
+            ids = await self.pool.add(specs) if specs else []
+            if ids != new_ids:
+                raise RuntimeError(f"pool ids {ids} differ from driver ids {new_ids}")
+            self._carry_out(self.driver.tick(self.now_s()))
+            self.log(f"resized to {target}: +{len(new_ids)} instances, -{len(removing)}")
+            return {"added": new_ids, "removed": removing}
+
+    def observed(self) -> Traffic:
+        """The traffic admitted over the last ``traffic_window_s`` (profile seconds)."""
+        return self.traffic.snapshot(self.now_s())
+
+    def active_pool(self) -> Pool:
+        state = self.driver.state
+        return Pool.of((state.instance_type[j], 1) for j in self.driver.active)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait for accepted queries; answer leftovers with 503."""
+        deadline = self.clock() + timeout_s
+        while self.pending and self.clock() < deadline:
+            await asyncio.sleep(0.01)
+        for pending in list(self.pending.values()):
+            self.driver.withdraw(pending.query.qid, self.now_s())
+            self.pending.pop(pending.query.qid, None)
+            self.sink.failed(pending, 503, "the router stopped before this query was served.")

@@ -1,0 +1,179 @@
+"""The router: one asyncio process that serves a pool behind one KServe v2 endpoint.
+
+It is three parts, wired here (see docs/runtime.md):
+
+* ``Frontend`` (frontend.py): HTTP routing, validation, auth, metadata, metrics, admin;
+* ``Dispatcher`` (dispatcher.py) around the ``Driver`` (distributor/driver.py), the same
+  object the simulator drives: the central queue, the policy and its decisions;
+* a ``WorkerPool`` (pool.py) from ``POOL_BACKENDS``: local worker processes, remote workers
+  given by address, or a Ray cluster.
+
+``RouterConfig`` declares every setting and its default once; ``kairos serve`` reads them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+from kairos.aio import pin_to_cpus, settle_heap
+from kairos.distributor.driver import Driver
+from kairos.errors import ConfigError
+from kairos.protocol.api import LISTEN_LINE
+from kairos.scenario import Scenario
+from kairos.serving.pool.base import POOL_BACKENDS, WorkerPool
+from kairos.serving.router.config import LOG_FORMATS, RouterConfig
+from kairos.serving.router.dispatcher import Dispatcher
+from kairos.serving.router.frontend import Frontend
+from kairos.serving.router.http import HttpServer
+from kairos.serving.router.metrics import RouterMetrics
+from kairos.serving.router.traffic import HeadroomFactory, HeadroomWatch
+
+__all__ = ["Router", "run_router"]
+
+
+class Router:
+    """The three parts wired together; ``clock`` and ``pool`` may be injected (tests)."""
+
+    def __init__(
+        self,
+        cfg: RouterConfig,
+        scenario: Scenario,
+        *,
+        pool: WorkerPool | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        headroom: HeadroomFactory | None = None,
+    ) -> None:
+        cfg.check()
+        self.cfg = cfg
+        self.scenario = scenario
+        line = LOG_FORMATS.get(cfg.log_format)
+        self.log = lambda message: print(line("router", message), file=sys.stderr, flush=True)
+        types = cfg.pool.instance_types()
+        self.driver = Driver(
+            scenario,
+            types,
+            cfg.policy,
+            seed=cfg.seed,
+            policy_options=dict(cfg.policy_options),
+            start_down=True,
+        )
+        self.pool = pool if pool is not None else POOL_BACKENDS.get(cfg.backend)(cfg)
+        self.metrics = RouterMetrics(
+            self.driver.state.type_names,
+            lambda: self.dispatcher.active_pool().cost_per_hr(scenario.prices),
+            queue_length=lambda: len(self.driver.state.queue),
+            in_flight=lambda: sum(q is not None for q in self.driver.state.running),
+            workers_up=lambda: len(self.pool.healthy_instances()),
+            traffic=lambda: self.frontend.traffic_view(),
+        )
+        self.frontend = Frontend(cfg, scenario, self.metrics, self.log)
+        self.dispatcher = Dispatcher(
+            self.driver,
+            self.pool,
+            self.frontend,
+            self.metrics,
+            cfg.dispatch_settings(),
+            cfg.instance_spec,
+            clock=clock,
+            log=self.log,
+        )
+        self.frontend.attach(self.dispatcher)
+        self.handle = self.frontend.handle
+        self.plan_watch: HeadroomWatch | None = None
+        if headroom is not None:
+            self.plan_watch = headroom(scenario, cfg.policy, self.dispatcher.active_pool)
+        self.frontend.plan_watch = self.plan_watch
+        self._watching: asyncio.Task[None] | None = None
+
+    async def start_workers(self) -> None:
+        """Start (or connect to) every worker; unreachable ones keep being retried."""
+        types = self.driver.state.instance_type
+        specs = [self.cfg.instance_spec(t, j) for j, t in enumerate(types)]
+        await self.pool.start(self.dispatcher, specs)
+        if self.plan_watch is not None:
+            self._watching = asyncio.ensure_future(
+                self.plan_watch.run(self.dispatcher.observed, self.cfg.plan_refresh_s)
+            )
+
+    @property
+    def ready(self) -> bool:
+        return self.frontend.ready
+
+    async def drain(self) -> None:
+        """Refuse new queries and wait for accepted ones; answer leftovers with 503."""
+        self.frontend.draining = True
+        await self.dispatcher.drain(self.cfg.drain_timeout_s)
+
+    async def close(self) -> None:
+        if self._watching is not None:
+            self._watching.cancel()
+        if self.plan_watch is not None:
+            self.plan_watch.close()
+        await self.pool.close()
+
+
+def _listen_error(cfg: RouterConfig, exc: OSError) -> ConfigError:
+    where = f"{cfg.host}:{cfg.port}"
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(
+            f"the router cannot listen on {where}: the port is in use.",
+            "pick a free --port (0 = any free port) or stop what is using it.",
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return ConfigError(
+            f"the router may not listen on {where} ({exc.strerror}).",
+            "use a port above 1023, or run with the rights to bind low ports.",
+        )
+    return ConfigError(
+        f"the router cannot listen on {where}: host {cfg.host!r} is not an address of this "
+        f"machine ({exc.strerror or exc}).",
+        "pass --host 127.0.0.1 (this machine only), 0.0.0.0 (every interface) or one of its "
+        "own addresses.",
+    )
+
+
+async def run_router(
+    cfg: RouterConfig,
+    scenario: Scenario,
+    on_listening: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+    headroom: HeadroomFactory | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM (or ``stop`` is set, when given: a router in a thread), then
+    drain accepted queries and stop the workers."""
+    router = Router(cfg, scenario, headroom=headroom)
+    pin_to_cpus(cfg.router_cpus)
+    server = HttpServer(router.handle, cfg.max_body_bytes)
+    try:
+        try:
+            host, port = await server.start(cfg.host, cfg.port)
+        except OSError as exc:
+            raise _listen_error(cfg, exc) from None
+        url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        print(
+            f"{LISTEN_LINE} {url} (model {scenario.model}, pool {cfg.pool}, policy "
+            f"{cfg.policy}, QoS {scenario.qos_ms:g} ms)",
+            flush=True,
+        )
+        if on_listening is not None:
+            on_listening(url)
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+        await router.start_workers()
+        settle_heap()
+        up = len(router.pool.healthy_instances())
+        print(f"kairos router ready: {up} of {cfg.pool.size} workers up", flush=True)
+        await stop.wait()
+        router.log("draining")
+        await router.drain()
+    finally:
+        await server.stop()
+        await router.close()

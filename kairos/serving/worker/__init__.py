@@ -1,0 +1,1 @@
+"""One instance's worker: the service, model handlers, CPU shares, the worker's launch spec."""

@@ -1,0 +1,401 @@
+"""A worker: one instance of the pool, serving one query at a time to the router.
+
+Modes:
+  replay  emulate an instance type: sleep for a service time sampled from the type's profile
+          at the query's batch size (seeded RNG), times ``time_scale`` (0 = answer at once);
+  model   run a real model on the query's inputs: the built-in PyTorch model named by
+          ``--model`` (``kairos.models``), or the user's ``module:callable`` taking
+          ``{name: ndarray}`` and returning ``{name: ndarray}`` (``kairos.serving.worker.handlers``
+          checks each request against the model's declared inputs first). ``--local-type``
+          runs the process as a smaller local instance type (``kairos.serving.worker.cpushare``).
+
+The router reaches it over a persistent connection, framed TCP or gRPC (``transport``): a
+request frame in, a reply frame out, plus ``describe`` (what the worker serves). An
+``asyncio.Lock`` keeps one query in service even if several routers connect. A reply's
+``service_ms`` is the measured wall time of the query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from kairos.aio import check_bind_host, pin_to_cpus, run_event_loop, settle_heap
+from kairos.errors import ConfigError
+from kairos.limits import INSTANCES, PORT, TIME_SCALE
+from kairos.profiles import LatencyProfile, default_profiles, load_profiles
+from kairos.protocol.frames import frame, split_frame
+from kairos.protocol.tensors import BadRequest, TensorSpec, encode_outputs, specs_as_dicts
+from kairos.registry import Registry
+from kairos.serving.pool.transport import TRANSPORTS, Server
+from kairos.serving.worker import cpushare
+from kairos.serving.worker.handlers import ModelHandler
+from kairos.serving.worker.tiny_dlrm import DlrmConfig, dlrm_signature
+
+READY_LINE = "KAIROS_WORKER_READY"
+# asyncio timers have millisecond granularity; the last stretch of a sleep is spent in
+# time.sleep so replayed service times are accurate to tens of microseconds.
+_FINE_SLEEP_S = 0.002
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    instance_type: str
+    model: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    mode: str = "replay"
+    handler: str | None = None
+    time_scale: float = 1.0
+    seed: int = 0
+    parent_pid: int | None = None  # exit when this process is gone (set by the supervisor)
+    transport: str = "tcp"
+    threads: int | None = None  # model mode: intra-op threads (None: the cores it may use)
+
+
+class Handler(Protocol):
+    inputs: tuple[TensorSpec, ...] | None
+    outputs: tuple[TensorSpec, ...] | None
+
+    async def run(
+        self, batch_size: int, payload: bytes | memoryview, json_length: int | None = None
+    ) -> bytes: ...
+
+
+class ReplayHandler:
+    """Sleeps the sampled service time; answers the built-in model's output shape."""
+
+    def __init__(self, profile: LatencyProfile, time_scale: float, seed: int) -> None:
+        self._profile = profile
+        self._scale = time_scale
+        self._rng = np.random.default_rng(seed)
+        self._k = profile.quantiles_ms.shape[1] - 1
+        # The emulated instance serves the built-in model, so clients send the same tensors.
+        inputs, outputs = dlrm_signature(DlrmConfig())
+        self.inputs: tuple[TensorSpec, ...] | None = inputs
+        self.outputs: tuple[TensorSpec, ...] | None = outputs
+        self._out_cache: dict[int, bytes] = {}
+        self._rows: dict[int, list[float]] = {}
+
+    def sample_ms(self, batch_size: int) -> float:
+        """``profile.sample_ms`` with the batch's inverse-CDF row cached (hot path)."""
+        row = self._rows.get(batch_size)
+        if row is None:
+            row = self._profile.service_ms(
+                np.full(self._k + 1, float(batch_size)), np.linspace(0.0, 1.0, self._k + 1)
+            ).tolist()
+            self._rows[batch_size] = row
+        pos = float(self._rng.random()) * self._k
+        i = min(int(pos), self._k - 1)
+        return row[i] + (pos - i) * (row[i + 1] - row[i])
+
+    async def run(
+        self, batch_size: int, payload: bytes | memoryview, json_length: int | None = None
+    ) -> bytes:
+        delay_s = self.sample_ms(batch_size) * self._scale / 1000.0
+        if delay_s > 0:
+            await precise_sleep(delay_s)
+        out = self._out_cache.get(batch_size)
+        if out is None:
+            out = encode_outputs({"score": np.full((batch_size, 1), 0.5, dtype=np.float32)})
+            self._out_cache[batch_size] = out
+        return out
+
+
+def tighten_timer_slack() -> None:
+    """Ask Linux to fire this process's timers on time (its default slack is 50 us).
+
+    A replayed service time is a sleep; the slack is added to every wake-up, and on a
+    shared machine every microsecond of it is a microsecond the simulator does not have.
+    No-op where prctl is unavailable.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        pr_set_timerslack = 29
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_timerslack, 1, 0, 0, 0)
+
+
+async def precise_sleep(delay_s: float) -> None:
+    end = time.perf_counter() + delay_s
+    if delay_s > _FINE_SLEEP_S:
+        await asyncio.sleep(delay_s - _FINE_SLEEP_S)
+    rest = end - time.perf_counter()
+    if rest > 0:
+        time.sleep(rest)
+
+
+def load_callable(spec: str) -> Callable[[dict[str, np.ndarray]], Any]:
+    """``module:attr``; a class is instantiated without arguments."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(
+            f"handler {spec!r} is not MODULE:CALLABLE.", "write e.g. mypkg.models:predict."
+        )
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"handler {spec!r} cannot be loaded ({exc}).",
+            "check the module is importable (on PYTHONPATH) and defines that name.",
+        ) from None
+    if isinstance(obj, type):
+        obj = obj()
+    if not callable(obj):
+        raise ConfigError(f"handler {spec!r} is not callable.", "point at a function or class.")
+    return obj
+
+
+def _replay_handler(cfg: WorkerConfig, profile: LatencyProfile | None) -> Handler:
+    if profile is None:
+        raise ConfigError(f"replay worker for {cfg.model!r} got no profile.", "report a bug.")
+    return ReplayHandler(profile, cfg.time_scale, cfg.seed)
+
+
+def _model_handler(cfg: WorkerConfig, profile: LatencyProfile | None) -> Handler:
+    from kairos.models import load_model
+
+    return ModelHandler(load_model(cfg.model, threads=cfg.threads or _usable_cores()))
+
+
+WORKER_MODES: Registry[Callable[[WorkerConfig, LatencyProfile | None], Handler]] = Registry(
+    "worker mode", "pass --mode replay (emulate the type from its profile) or model."
+)
+WORKER_MODES.add("replay", _replay_handler)
+WORKER_MODES.add("model", _model_handler)
+
+
+def make_handler(cfg: WorkerConfig, profile: LatencyProfile | None) -> Handler:
+    """A user's ``--handler`` wins over the mode; otherwise the mode's handler."""
+    make = WORKER_MODES.get(cfg.mode)
+    TIME_SCALE.check(cfg.time_scale)
+    if cfg.handler is not None:
+        return ModelHandler(load_callable(cfg.handler))
+    return make(cfg, profile)
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+
+
+class WorkerService:
+    """What the carriers call: ``description`` and ``handle``; all state lives here."""
+
+    def __init__(self, cfg: WorkerConfig, handler: Handler) -> None:
+        self._cfg = cfg
+        self._handler = handler
+        self._lock = asyncio.Lock()
+        self.served = 0
+
+    def description(self) -> dict[str, Any]:
+        return {
+            "model": self._cfg.model,
+            "instance_type": self._cfg.instance_type,
+            "mode": "custom" if self._cfg.handler else self._cfg.mode,
+            "inputs": specs_as_dicts(self._handler.inputs),
+            "outputs": specs_as_dicts(self._handler.outputs),
+            "pid": os.getpid(),
+        }
+
+    async def handle(self, request: bytes) -> bytes:
+        header, payload = split_frame(request)
+        async with self._lock:
+            t0 = time.perf_counter()
+            code, error, outputs = 200, None, b"[]"
+            try:
+                outputs = await self._handler.run(
+                    int(header["batch"]), payload, header.get("json_length")
+                )
+            except BadRequest as exc:
+                code, error = 400, str(exc)
+            except Exception as exc:  # the user's model failed: an answer, not a dead worker
+                code, error = 500, f"model raised {type(exc).__name__}: {exc}"
+            times = getattr(self._handler, "last_times", None)  # a model's own split, if any
+            service_ms = (time.perf_counter() - t0) * 1000.0
+            self.served += 1
+        reply = {"qid": header.get("qid"), "service_ms": service_ms, "code": code}
+        if error is not None:
+            reply["error"] = error
+        if code == 200 and times is not None:
+            reply["prepare_ms"], reply["infer_ms"] = times.prepare_ms, times.infer_ms
+        return frame(reply, outputs)
+
+
+async def _bind(cfg: WorkerConfig, service: WorkerService) -> tuple[Server, int]:
+    start = TRANSPORTS.get(cfg.transport).serve
+    try:
+        return await start(cfg.host, cfg.port, service.handle, service.description)
+    except OSError as exc:
+        raise ConfigError(
+            f"worker could not bind {cfg.host}:{cfg.port} ({exc}).",
+            "pick a free port, or 0 for any.",
+        ) from None
+
+
+async def serve_worker(cfg: WorkerConfig, profile: LatencyProfile | None) -> None:
+    """Run until SIGINT/SIGTERM (or the parent process is gone); print the bound port."""
+    tighten_timer_slack()
+    service = WorkerService(cfg, make_handler(cfg, profile))
+    server, port = await _bind(cfg, service)
+    settle_heap()
+    print(f"{READY_LINE} port={port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    watcher = asyncio.create_task(_watch_parent(cfg.parent_pid, stop))
+    await stop.wait()
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    await server.stop()
+
+
+class HostedInstance(threading.Thread):
+    """One instance of a co-hosted group: its own thread, event loop, socket, RNG and lock.
+
+    A thread (not a coroutine on a shared loop) so that the replayed sleep keeps its
+    ``time.sleep`` tail without stalling the other instances (the GIL is released while
+    sleeping), and so that each instance still serves exactly one query at a time.
+    """
+
+    def __init__(self, cfg: WorkerConfig, profile: LatencyProfile | None) -> None:
+        super().__init__(name=f"kairos-instance-{cfg.seed}", daemon=True)
+        self.cfg = cfg
+        self._profile = profile
+        self.bound = threading.Event()
+        self.port: int | None = None
+        self.error: BaseException | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+
+    def run(self) -> None:
+        tighten_timer_slack()  # the slack is per thread
+        try:
+            run_event_loop(self._main())
+        except BaseException as exc:  # reported to the main thread, which exits the process
+            self.error = exc
+        finally:
+            self.bound.set()
+
+    async def _main(self) -> None:
+        self._event_loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        service = WorkerService(self.cfg, make_handler(self.cfg, self._profile))
+        server, self.port = await _bind(self.cfg, service)
+        self.bound.set()
+        await self._stop_event.wait()
+        await server.stop()
+
+    def stop(self) -> None:
+        loop, stop = self._event_loop, self._stop_event
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop just closed
+                loop.call_soon_threadsafe(stop.set)
+
+
+def serve_group(cfgs: list[WorkerConfig], profile: LatencyProfile | None) -> None:
+    """Co-host several instances in this process (``--instances N``); print their ports.
+
+    The process ends (so a supervisor restarts the whole group) on SIGINT/SIGTERM, when the
+    parent is gone, or when any instance's thread dies: a group is healthy only as a whole.
+    """
+    tighten_timer_slack()
+    hosted = [HostedInstance(cfg, profile) for cfg in cfgs]
+    for h in hosted:
+        h.start()
+    for h in hosted:
+        h.bound.wait()
+    failed = next((h.error for h in hosted if h.error is not None), None)
+    if failed is not None:
+        raise failed
+    settle_heap()
+    print(f"{READY_LINE} port={','.join(str(h.port) for h in hosted)}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    parent = cfgs[0].parent_pid
+    while not stop.wait(0.5):
+        if parent is not None and os.getppid() != parent:
+            print(f"kairos worker: parent {parent} is gone; exiting", file=sys.stderr, flush=True)
+            break
+        if any(not h.is_alive() for h in hosted):
+            print("kairos worker: an instance thread died; exiting", file=sys.stderr, flush=True)
+            for h in hosted:
+                h.stop()
+            sys.exit(1)
+    for h in hosted:
+        h.stop()
+    for h in hosted:
+        h.join(5.0)
+
+
+async def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> None:
+    """A supervised worker must not outlive a router that was killed without cleanup."""
+    if parent_pid is None:
+        return
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(0.5)
+    print(f"kairos worker: parent {parent_pid} is gone; exiting", file=sys.stderr, flush=True)
+    stop.set()
+
+
+def run_worker(
+    cfg: WorkerConfig,
+    *,
+    instances: int = 1,
+    profiles_path: str | None = None,
+    cpus: tuple[int, ...] = (),
+    local_type: str = "auto",
+) -> None:
+    """Serve ``instances`` instances (ports ``cfg.port``, +1, ...; seeds ``cfg.seed``, +1, ...)
+    until stopped; several are co-hosted in this process (replay mode only). ``local_type``
+    confines the process to a local instance type (see ``cpushare.resolve``)."""
+    check_bind_host(cfg.host)
+    TIME_SCALE.check(cfg.time_scale)
+    INSTANCES.check(instances)
+    WORKER_MODES.check(cfg.mode)
+    TRANSPORTS.check(cfg.transport)
+    if cfg.port and cfg.port + instances - 1 > PORT.hi:
+        raise ConfigError(
+            f"--port {cfg.port} with --instances {instances} runs past port {int(PORT.hi)}.",
+            "pass a lower --port, or --port 0 for free ports.",
+        )
+    runs_model = cfg.mode == "model" or cfg.handler is not None
+    if instances > 1 and runs_model:
+        raise ConfigError(
+            f"--instances {instances} co-hosts replay instances only (mode {cfg.mode!r}).",
+            "run one process per instance for a real model: its compute needs its own core.",
+        )
+    shape = cpushare.resolve(local_type, cfg.instance_type, runs_model)
+    if shape is None:
+        pin_to_cpus(cpus)  # before any thread starts: they inherit it
+    else:
+        done = cpushare.confine(shape, cpus)
+        print(f"kairos worker: {done.describe()}", file=sys.stderr, flush=True)
+        cfg = replace(cfg, threads=cfg.threads or shape.threads)
+    profile = None
+    if not runs_model:  # only a replay worker reads its type's profile
+        profiles = load_profiles(profiles_path) if profiles_path else default_profiles()
+        profile = profiles.get(cfg.model, cfg.instance_type)
+    cfgs = [
+        replace(cfg, port=cfg.port + k if cfg.port else 0, seed=cfg.seed + k)
+        for k in range(instances)
+    ]
+    if instances == 1:
+        run_event_loop(serve_worker(cfgs[0], profile))
+    else:
+        serve_group(cfgs, profile)

@@ -1,0 +1,111 @@
+"""An in-process worker pool and clock for driving the router without sockets or processes.
+
+``FakePool`` implements ``WorkerPool``: a dispatch is recorded and completes when the test
+says so (``finish``), at the test's clock. ``ManualClock`` is the clock the router reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kairos.protocol.frames import frame, unframe
+from kairos.serving.pool.base import InstanceSpec, OnReply, PoolListener, WorkerPool
+
+
+@dataclass
+class ManualClock:
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Sent:
+    instance: int
+    qid: int
+    batch: int
+    on_reply: OnReply
+
+
+@dataclass
+class Answer:
+    """Stands in for the HTTP ``Deferred``: records what the router answered."""
+
+    response: Any = None
+
+    def resolve(self, response: Any) -> None:
+        assert self.response is None, "answered twice"
+        self.response = response
+
+
+@dataclass
+class FakePool(WorkerPool):
+    listener: PoolListener | None = None
+    types: list[str] = field(default_factory=list)
+    in_flight: dict[int, Sent] = field(default_factory=dict)
+    log: list[Sent] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+    healthy: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.signature = None
+        self.out_signature = None
+        self.described = True
+
+    async def start(self, listener: PoolListener, specs: list[InstanceSpec]) -> None:
+        self.listener = listener
+        await self.add(specs)
+
+    async def add(self, specs: list[InstanceSpec]) -> list[int]:
+        first = len(self.types)
+        self.types += [s.instance_type for s in specs]
+        ids = list(range(first, len(self.types)))
+        for j in ids:
+            self.up(j)
+        return ids
+
+    def up(self, j: int) -> None:
+        assert self.listener is not None
+        self.healthy.add(j)
+        self.listener.instance_up(j)
+
+    def down(self, j: int, blame: bool) -> None:
+        assert self.listener is not None
+        self.healthy.discard(j)
+        self.in_flight.pop(j, None)
+        self.listener.instance_down(j, "test", blame)
+
+    async def remove(self, instances: list[int]) -> None:
+        self.removed += instances
+        self.healthy -= set(instances)
+
+    def dispatch(self, j: int, message: bytes, timeout_s: float, on_reply: OnReply) -> None:
+        assert j not in self.in_flight, f"instance {j} got a second query"
+        header, _ = unframe(message)
+        sent = Sent(j, int(header["qid"]), int(header["batch"]), on_reply)
+        self.in_flight[j] = sent
+        self.log.append(sent)
+
+    def finish(self, j: int, service_ms: float, code: int = 200) -> None:
+        sent = self.in_flight.pop(j)
+        sent.on_reply(frame({"qid": sent.qid, "service_ms": service_ms, "code": code}, b"[]"))
+
+    def fail(self, j: int, reason: str, blame: bool) -> None:
+        self.down(j, blame)
+
+    def replay(self, j: int) -> bool:
+        return True
+
+    def healthy_instances(self) -> list[int]:
+        return sorted(self.healthy)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {"instance": j, "instance_type": t, "state": "up" if j in self.healthy else "down"}
+            for j, t in enumerate(self.types)
+        ]
+
+    async def close(self) -> None:
+        self.healthy.clear()

@@ -1,0 +1,131 @@
+"""Helpers for the Ray tests: the test cluster's handle, the router's admin view, load."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import urllib.error
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from kairos.aio import run_event_loop
+from kairos.client.launch import http_request
+from kairos.client.loadgen import LoadReport, LoadSpec, run_load
+from kairos.workload import production_mix
+
+TYPES = ("g4dn.xlarge", "r5n.large")
+UNITS = 4  # instances of its type one test node can host
+LOOPBACK = "127.0.0.1"
+WAIT_S = 60.0
+LOAD_LIMIT_S = 120.0  # no load run (with its fault) takes longer than this
+
+
+@dataclass
+class RayTestCluster:
+    """The session's cluster and the nodes of each instance type in it."""
+
+    cluster: Any
+    address: str
+    type_nodes: dict[str, list[Any]] = field(default_factory=dict)
+
+    def add_type_node(self, instance_type: str) -> Any:
+        from kairos.serving.ray.pool import TYPE_LABEL, type_resource
+
+        node = self.cluster.add_node(
+            num_cpus=1,
+            node_ip_address=LOOPBACK,
+            resources={type_resource(instance_type): UNITS},
+            labels={TYPE_LABEL: instance_type},
+        )
+        self.type_nodes.setdefault(instance_type, []).append(node)
+        return node
+
+    def remove_node(self, node: Any) -> None:
+        for nodes in self.type_nodes.values():
+            if node in nodes:
+                nodes.remove(node)
+        self.cluster.remove_node(node)
+
+    def node_ids(self, instance_type: str) -> set[str]:
+        return {n.node_id for n in self.type_nodes.get(instance_type, [])}
+
+
+def admin_pool(url: str) -> dict[str, Any]:
+    status, text = http_request(url + "/v2/admin/pool")
+    assert status == 200, text
+    doc: dict[str, Any] = orjson.loads(text)
+    return doc
+
+
+def wait_until_up(url: str, n: int, timeout_s: float = WAIT_S) -> list[dict[str, Any]]:
+    """The active instances once ``n`` of them are up (fails after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    workers: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, urllib.error.URLError):
+            workers = [w for w in admin_pool(url)["workers"] if w["state"] != "removed"]
+            if len(workers) == n and all(w["state"] == "up" for w in workers):
+                return workers
+        time.sleep(0.1)
+    raise AssertionError(f"not {n} instances up within {timeout_s} s: {workers}")
+
+
+def metric(url: str, name: str) -> float:
+    """The value of an unlabelled counter or gauge on the router's /metrics."""
+    status, text = http_request(url + "/metrics")
+    assert status == 200
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def load_while(
+    url: str,
+    model: str,
+    action: Callable[[], None],
+    *,
+    rate_qps: float,
+    duration_s: float,
+    seed: int,
+) -> LoadReport:
+    """Open-loop load (``rate_qps`` for ``duration_s`` profile seconds) from a thread while
+    ``action`` runs here (Ray's node start-up must run on the main thread); the report once
+    every query is answered (bounded by ``LOAD_LIMIT_S``)."""
+    spec = LoadSpec(
+        url,
+        model,
+        rate_qps,
+        duration_s,
+        production_mix(),
+        seed=seed,
+        request_timeout_s=LOAD_LIMIT_S / 2,
+    )
+    results: list[LoadReport | BaseException] = []
+
+    def load() -> None:
+        try:
+            results.append(run_event_loop(run_load(spec)))
+        except BaseException as exc:  # re-raised in the test's thread
+            results.append(exc)
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    try:
+        action()
+    finally:
+        thread.join(LOAD_LIMIT_S)
+    assert results, f"the load did not finish within {LOAD_LIMIT_S} s"
+    if isinstance(results[0], BaseException):
+        raise results[0]
+    return results[0]
+
+
+def assert_none_lost(report: LoadReport) -> None:
+    assert report.sent > 0
+    assert report.completed == report.sent, report.status_counts
+    assert report.errors == 0 and report.rejected == 0, report.status_counts

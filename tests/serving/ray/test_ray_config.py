@@ -1,0 +1,85 @@
+"""Ray settings are checked like every other router setting, and the package works (with a
+clear error for --backend ray) where Ray is not installed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from kairos.catalog import Pool
+from kairos.errors import ConfigError
+from kairos.serving.router.config import RouterConfig
+
+
+def config(**overrides: object) -> RouterConfig:
+    base: dict[str, object] = {"model": "dien", "pool": Pool.parse("r5n.large=2,g4dn.xlarge=1")}
+    return RouterConfig(**(base | overrides))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"ray_address": "127.0.0.1:6379"}, "add --backend ray"),
+        ({"backend": "ray", "workers": ("a:1", "b:2", "c:3")}, "drop --workers"),
+        ({"backend": "ray", "ray_placement": "label"}, "one kairos.io/instance-type label"),
+        ({"backend": "ray", "ray_placement": "rack"}, "Ray placement 'rack'"),
+        ({"backend": "ray", "ray_start_timeout_s": 0.0}, "Ray start timeout"),
+        ({"backend": "ray", "ray_max_restarts": -2}, "max restarts >= -1"),
+    ],
+)
+def test_ray_settings_errors_name_the_setting(overrides: dict, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle) as err:
+        config(**overrides).check()
+    assert "To fix:" in str(err.value)
+
+
+def test_label_placement_on_a_cluster_or_one_type_is_fine() -> None:
+    config(backend="ray", ray_placement="label", ray_address="auto").check()
+    config(backend="ray", ray_placement="label", pool=Pool.parse("r5n.large=2")).check()
+
+
+def test_detach_needs_a_cluster() -> None:
+    from kairos.scenario import Scenario
+    from kairos.serving.ray.router import start_detached
+
+    with pytest.raises(ConfigError, match="--detach runs the router inside a Ray cluster"):
+        start_detached(config(backend="ray"), Scenario.build("dien"))
+
+
+WITHOUT_RAY = """
+import sys
+sys.modules["ray"] = None  # as if Ray were not installed
+from kairos.cli.main import main
+main(sys.argv[1:])
+"""
+
+
+def test_without_ray_the_package_works_and_the_ray_backend_says_how_to_install_it() -> None:
+    def kairos(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-c", WITHOUT_RAY, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+    assert kairos("serve", "--help").returncode == 0
+    failed = kairos("serve", "--model", "dien", "--pool", "r5n.large=1", "--backend", "ray")
+    assert failed.returncode == 2
+    assert "needs Ray" in failed.stderr and "pip install 'kairos[ray]'" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+
+def test_a_ray_address_where_nothing_listens_fails_at_once() -> None:
+    import socket
+
+    from kairos.errors import RuntimeServiceError
+    from kairos.serving.ray.session import probe_address
+
+    with socket.socket() as s:  # a port that was free a moment ago and has no listener
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RuntimeServiceError, match="nothing answers at the Ray address"):
+        probe_address(f"127.0.0.1:{port}")
+    with socket.socket() as s:  # one that listens passes
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        probe_address(f"127.0.0.1:{s.getsockname()[1]}")

@@ -1,0 +1,163 @@
+"""Router settings and the serve/loadgen command lines reject bad input with a fix hint."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from kairos.catalog import Pool
+from kairos.cli.main import cli
+from kairos.cli.serve import _parse_workers
+from kairos.errors import ConfigError
+from kairos.serving.pool.supervisor import WorkerSpec, group_instances
+from kairos.serving.router.config import RouterConfig
+
+
+def config(**overrides: object) -> RouterConfig:
+    base: dict[str, object] = {"model": "dien", "pool": Pool.parse("r5n.large=2")}
+    return RouterConfig(**(base | overrides))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"max_queue": 0}, "--max-queue"),
+        ({"time_scale": -1.0}, "--time-scale"),
+        ({"workers": ("127.0.0.1:1",)}, "1 worker addresses for a pool of 2"),
+        ({"transport": "http3"}, "transport 'http3'"),
+        ({"timeout_floor_s": 0.0}, "--timeout-floor-s"),
+        ({"api_token": ""}, "--api-token is empty"),
+        ({"worker_hosting": "core"}, "worker hosting 'core'"),
+        ({"overhead_factor": -1.0}, "--overhead-factor"),
+        ({"overhead_quantile": 1.0}, "overhead quantile"),
+    ],
+)
+def test_router_config_errors_name_the_setting(overrides: dict, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle) as err:
+        config(**overrides).check()
+    assert "To fix:" in str(err.value)
+
+
+def test_workers_option_parses_local_and_addresses() -> None:
+    assert _parse_workers("local") is None
+    assert _parse_workers("127.0.0.1:7001, 127.0.0.1:7002") == ("127.0.0.1:7001", "127.0.0.1:7002")
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        _parse_workers("127.0.0.1")
+
+
+def test_loadgen_without_rate_or_search_is_a_usage_error() -> None:
+    from kairos.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["loadgen", "--model", "dien"])
+    assert exit_.value.code == 2
+
+
+def test_serve_help_lists_the_protocol_options() -> None:
+    result = CliRunner().invoke(cli, ["serve", "--help"])
+    assert result.exit_code == 0
+    for option in ("--workers", "--max-queue", "--api-token", "--transport", "--time-scale"):
+        assert option in result.output
+
+
+def test_type_hosting_groups_runs_of_same_type_replay_instances_with_their_own_seeds() -> None:
+    types = ["g4dn.xlarge", "g4dn.xlarge", "r5n.large", "r5n.large", "r5n.large"]
+    specs = [WorkerSpec(t, "dien", seed=1000 + j) for j, t in enumerate(types)]
+    assert group_instances(specs, "instance") == [[0], [1], [2], [3], [4]]
+    assert group_instances(specs, "type") == [[0, 1], [2, 3, 4]]
+    # Real models keep a process each: their compute needs its own core.
+    model = [WorkerSpec(t, "dien", mode="model", seed=j) for j, t in enumerate(types)]
+    assert group_instances(model, "type") == [[0], [1], [2], [3], [4]]
+
+
+def test_worker_refuses_to_cohost_a_real_model() -> None:
+    from kairos.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "worker",
+                "--instance-type",
+                "r5n.large",
+                "--model",
+                "dien",
+                "--mode",
+                "model",
+                "--instances",
+                "2",
+            ]
+        )
+    assert exit_.value.code == 2
+
+
+def test_cpu_lists_parse_and_unavailable_cores_are_refused() -> None:
+    from kairos.aio import parse_cpus, pin_to_cpus
+
+    assert parse_cpus(None) == () and parse_cpus(" ") == ()
+    assert parse_cpus("2, 0,2") == (0, 2)
+    with pytest.raises(ConfigError, match="not comma-separated"):
+        parse_cpus("0-1")
+    with pytest.raises(ConfigError, match=r"cores \[4096\] are not available"):
+        pin_to_cpus((4096,))
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs two usable cores",
+)
+def test_router_and_local_workers_are_pinned_to_their_cores() -> None:
+    import json
+
+    from kairos.client.launch import running_router
+
+    first, second = sorted(os.sched_getaffinity(0))[:2]
+    args = [
+        "--model",
+        "dien",
+        "--pool",
+        "r5n.large=2",
+        "--router-cpus",
+        str(first),
+        "--worker-cpus",
+        str(second),
+    ]
+    with running_router(args, ready_timeout_s=60) as handle:
+        doc = json.loads(handle.get("/v2/models/dien")[1])
+        pids = {w["pid"] for w in doc["parameters"]["workers"]}
+        assert os.sched_getaffinity(handle.proc.pid) == {first}
+        assert all(os.sched_getaffinity(pid) == {second} for pid in pids)
+
+
+def test_router_tells_the_policy_its_measured_transport_overhead() -> None:
+    from kairos.scenario import Scenario
+    from kairos.serving.router.dispatcher import OVERHEAD_REFRESH
+    from kairos.serving.router.router import Router
+
+    router = Router(config(policy="kairos", time_scale=0.5), Scenario.build("dien"))
+    assert router.driver.state.overhead_s == 0.0
+    for k in range(OVERHEAD_REFRESH):
+        router.dispatcher._note_overhead(0.001 if k % 2 else 0.002)
+    # 3 x the p95 of the window (0.002 s wall), in the policy's clock (wall / time scale).
+    assert router.driver.state.overhead_s == pytest.approx(3 * 0.002 / 0.5)
+    off = Router(config(policy="kairos", overhead_factor=0.0), Scenario.build("dien"))
+    for _ in range(OVERHEAD_REFRESH):
+        off.dispatcher._note_overhead(0.002)
+    assert off.driver.state.overhead_s == 0.0
+
+
+def test_serve_on_a_port_in_use_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from kairos.cli.main import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as exit_:
+            main(["serve", "--model", "dien", "--pool", "r5n.large=1", "--port", str(port)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "To fix:" in err
