@@ -141,7 +141,7 @@ class KairosCostRouter(RequestRouter):
         now. A query overdue by more than ``STALE_QOS`` x QoS is taken as lost news and its
         replica as free."""
         state = ClusterState(self._types)
-        state.now_s = now
+        state.advance(now)
         lengths = self.replica_queue_len_cache
         for j, rid in enumerate(self._order):
             running = self._running.get(rid)

@@ -149,9 +149,11 @@ class Policy(ABC):
 
 
 def _discover() -> None:
+    # walk_packages, not iter_modules: a policy may be a package of its own (policies/kairos/),
+    # and its registering module sits one level down.
     package = importlib.import_module("kairos.distributor.policies")
-    for info in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{info.name}")
+    for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+        importlib.import_module(info.name)
 
 
 POLICIES: Registry[type[Policy]] = Registry(

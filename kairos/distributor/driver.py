@@ -83,7 +83,7 @@ class Driver:
     def arrive(self, query: Query, now_s: float) -> Sequence[Decision]:
         """``query`` entered the queue at ``now_s``."""
         state = self.state
-        state.now_s = now_s
+        state.advance(now_s)
         state.enqueue(query)
         self.policy.on_arrival(query, state)
         return self._decide()
@@ -97,7 +97,7 @@ class Driver:
         (the router answers the client there, so a decision does not delay the answer).
         """
         state = self.state
-        state.now_s = now_s
+        state.advance(now_s)
         query = state.finish(instance)
         self.policy.on_finish(query, instance, state)
         if then is not None:
@@ -107,30 +107,30 @@ class Driver:
     def down(self, instance: int, now_s: float) -> tuple[Query | None, Sequence[Decision]]:
         """``instance`` failed; the query it served (returned) goes back to the queue."""
         state = self.state
-        state.now_s = now_s
+        state.advance(now_s)
         query = state.mark_down(instance) if state.up[instance] else None
         return query, self._decide()
 
     def up(self, instance: int, now_s: float) -> Sequence[Decision]:
         """``instance`` is (back) in service. A retired instance stays out."""
         state = self.state
-        state.now_s = now_s
+        state.advance(now_s)
         if instance not in self.retired and not state.up[instance]:
             state.mark_up(instance)
         return self._decide()
 
     def withdraw(self, qid: int, now_s: float) -> Query | None:
         """Take a queued query out without serving it (the runtime answered it otherwise)."""
-        self.state.now_s = now_s
-        return self.state.queue.pop(qid, None)
+        self.state.advance(now_s)
+        return self.state.withdraw(qid)
 
     def set_overhead_s(self, overhead_s: float) -> None:
         """The transport delay per query the runtime measured (the policy plans with it)."""
-        self.state.overhead_s = overhead_s
+        self.state.set_overhead_s(overhead_s)
 
     def tick(self, now_s: float) -> Sequence[Decision]:
         """No event, but time moved (a policy holding queries may now start them)."""
-        self.state.now_s = now_s
+        self.state.advance(now_s)
         return self._decide()
 
     # --- resizing ---------------------------------------------------------------------------
@@ -140,20 +140,9 @@ class Driver:
         new = tuple(types)
         for t in new:
             self.scenario.profiles.get(t)  # an unknown type fails before anything changes
-        old = self.state
-        first = old.n_instances
-        state = ClusterState(old.instance_type + new)
-        state.now_s = now_s
-        state.queue = old.queue
-        state.overhead_s = old.overhead_s
-        for j in range(first):
-            state.running[j] = old.running[j]
-            state.est_free_s[j] = old.est_free_s[j]
-            state.up[j] = old.up[j]
-        state.idle = set(old.idle)
-        for j in range(first, state.n_instances):
-            state.up[j] = False
-        self.state = state
+        first = self.state.n_instances
+        self.state = state = self.state.extended(new)
+        state.advance(now_s)
         self.ctx, self.policy = self._make_policy(state.instance_type)
         return list(range(first, state.n_instances))
 
@@ -164,15 +153,13 @@ class Driver:
         others are free after their ``complete`` event.
         """
         state = self.state
-        state.now_s = now_s
+        state.advance(now_s)
         free = []
         for j in instances:
             if j in self.retired:
                 continue
             self.retired.add(j)
-            state.up[j] = False
-            state.idle.discard(j)
-            if state.running[j] is None:
+            if state.retire(j):
                 free.append(j)
         return free
 

@@ -1,9 +1,11 @@
 """The cluster state a distribution policy looks at.
 
 One ``ClusterState`` is owned by a driver (the simulator, or the live router) and mutated only
-through the driver methods ``enqueue``, ``start``, ``finish``, ``mark_down`` and ``requeue``.
-Policies read it and return decisions; they never mutate it. Because both drivers keep the
-same state object, the same policy code runs in simulated and in real time.
+through its driver methods (``advance``, ``enqueue``, ``start``, ``finish``, ``withdraw``,
+``mark_down``, ``mark_up``, ``retire``, ``requeue``, ``set_overhead_s``, ``extended``); no
+caller assigns its attributes. Policies read it and return decisions; they never mutate it.
+Because both drivers keep the same state object, the same policy code runs in simulated and in
+real time.
 """
 
 from __future__ import annotations
@@ -78,8 +80,19 @@ class ClusterState:
 
     # --- driver methods -------------------------------------------------------------------
 
+    def advance(self, now_s: float) -> None:
+        """Set the clock (the driver's event time; the state never reads a clock itself)."""
+        self.now_s = now_s
+
+    def set_overhead_s(self, overhead_s: float) -> None:
+        self.overhead_s = overhead_s
+
     def enqueue(self, query: Query) -> None:
         self.queue[query.qid] = query
+
+    def withdraw(self, qid: int) -> Query | None:
+        """Take query ``qid`` out of the queue unserved; None when it is not queued."""
+        return self.queue.pop(qid, None)
 
     def start(self, qid: int, instance: int, est_service_s: float) -> Query:
         """Move query ``qid`` from the queue onto idle ``instance``; validate the decision."""
@@ -125,6 +138,29 @@ class ClusterState:
         self.est_free_s[instance] = self.now_s
         if self.running[instance] is None:
             self.idle.add(instance)
+
+    def retire(self, instance: int) -> bool:
+        """Take ``instance`` out of service for good; unlike ``mark_down`` the query it serves
+        stays and finishes there. Returns whether it is free now."""
+        self.up[instance] = False
+        self.idle.discard(instance)
+        return self.running[instance] is None
+
+    def extended(self, instance_types: tuple[str, ...]) -> ClusterState:
+        """A new state with ``instance_types`` appended (down, ids after the existing ones);
+        the queue, the clock and every existing instance's status carry over. This state
+        must not be used afterwards: the two share the queue."""
+        state = ClusterState(self.instance_type + instance_types)
+        state.now_s = self.now_s
+        state.queue = self.queue
+        state.overhead_s = self.overhead_s
+        first = self.n_instances
+        state.running[:first] = self.running
+        state.est_free_s[:first] = self.est_free_s
+        state.up[:first] = self.up
+        state.up[first:] = [False] * len(instance_types)
+        state.idle = set(self.idle)
+        return state
 
     def requeue(self, query: Query) -> None:
         """Put a query back in arrival order (rare: a worker died while serving it)."""

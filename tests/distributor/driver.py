@@ -48,10 +48,9 @@ def busy_state(
     filler = -1
     for j, rem in remaining_s.items():
         state.enqueue(Query(filler, 0.0, 10))
-        state.start(filler, j, 0.0)
-        state.est_free_s[j] = now_s + rem
+        state.start(filler, j, now_s + rem)  # the clock is at 0 here: busy until now_s + rem
         filler -= 1
-    state.now_s = now_s
+    state.advance(now_s)
     for q in queue:
         state.enqueue(q)
     return state

@@ -22,7 +22,7 @@ def test_every_policy_is_registered():
 
 
 def finish_filler(state, pol, j: int, now_s: float) -> None:
-    state.now_s = now_s
+    state.advance(now_s)
     q = state.finish(j)
     pol.on_finish(q, j, state)
 

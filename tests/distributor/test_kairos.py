@@ -213,7 +213,7 @@ def test_known_transport_overhead_counts_against_the_deadline():
     state = busy_state((GPU, CPU), 0.0, {0: 0.010}, [Query(0, 0.0, 410)])
     pol = make_policy("kairos", ctx)
     assert pol.decide(state) == [(0, 1)]
-    state.overhead_s = 0.002
+    state.set_overhead_s(0.002)
     assert pol.decide(state) == []
 
 
@@ -239,7 +239,7 @@ def test_single_query_scan_decides_exactly_like_the_matching(case):
         state.mark_down(j)
     for qid in [qid for qid in state.queue if qid < 0]:  # a busy filler put back by mark_down
         del state.queue[qid]
-    state.overhead_s = overhead_s
+    state.set_overhead_s(overhead_s)
     pol = Kairos(context(types, model="dien", qos_ms=35.0), **options)
     assert pol.decide_one(state) == pol.decide_matching(state)
 
@@ -301,7 +301,7 @@ def test_fast_paths_decide_exactly_as_the_reference_on_random_states(case, extra
         state.mark_down(j)
     for qid in [qid for qid in state.queue if qid < 0]:
         del state.queue[qid]
-    state.overhead_s = overhead_s
+    state.set_overhead_s(overhead_s)
     ctx = context(types, model="dien", qos_ms=35.0)
     fast = make_policy("kairos", ctx, **options)
     ref = KairosReference(context(types, model="dien", qos_ms=35.0), **options)
