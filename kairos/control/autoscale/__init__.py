@@ -1,6 +1,11 @@
 """Autoscalers: ``kairos`` (heterogeneous, planned on the observed mix) and the baselines a user
 would pick instead, in one registry. Each entry builds an ``Autoscaler`` (kairos.sim.autoscale)
 for one scenario; baselines that judge with hindsight get the whole trace.
+
+Modules: ``controller`` (kairos), ``hindsight`` (static-peak, static-mean, static-best,
+oracle), ``replicas`` (ray-serve, skyserve), and ``ladder`` (the cheapest pools by rate they
+plan with). Each registers its entries on import; the registry imports them before its first
+lookup, so ``AUTOSCALERS.names()`` lists every one. docs/autoscale.md explains the controller.
 """
 
 from __future__ import annotations
@@ -28,8 +33,15 @@ class AutoscaleContext:
 
 AutoscalerFactory = Callable[[AutoscaleContext], Autoscaler]
 
+
+def _discover() -> None:
+    # Imported here, not at the top: each module registers itself into AUTOSCALERS below.
+    from kairos.control.autoscale import controller, hindsight, replicas  # noqa: F401
+
+
 AUTOSCALERS: Registry[AutoscalerFactory] = Registry(
     "autoscaler",
     "pass --autoscaler kairos, or a baseline: static-peak, static-mean, static-best, ray-serve, "
     "skyserve, oracle.",
+    discover=_discover,
 )

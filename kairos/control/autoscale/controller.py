@@ -1,0 +1,236 @@
+"""The kairos autoscaler: the cheapest heterogeneous pool for the load ahead, moved to with the
+least churn.
+
+Every tick (docs/autoscale.md walks through it):
+
+1. **Forecast** the rate one boot delay ahead: the larger of the short and the long window's
+   rate, extended along the trend between them over the boot delay (a rising load arrives
+   before new instances do), plus ``noise_sigmas`` standard deviations of a Poisson count
+   over ``noise_window_s`` (the rate's own noise), times ``headroom``, plus the queue drained
+   over ``backlog_drain_s``; never below ``min_rate_qps``.
+2. **Plan on the mix observed** over the long window once it holds ``min_mix_queries``
+   queries (the scenario's mix until then), on a ladder of cheapest pools by rate that is
+   re-derived only when the mix moves (``kairos.control.autoscale.ladder``).
+3. **Move with the least churn**: among the known pools that hold the forecast within
+   ``churn_margin`` of the cheapest, the one closest to the rented pool. A move up (the rented
+   pool does not hold the forecast) happens at once; a move down waits until a cheaper pool
+   has sufficed for ``downscale_delay_s`` and then plans for the highest forecast of that
+   wait. Never below ``min_pool``; never above the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from kairos.allocator.pools import catalog_types
+from kairos.catalog import Pool
+from kairos.control.autoscale import AUTOSCALERS, AutoscaleContext
+from kairos.control.autoscale.ladder import (
+    Ladder,
+    Ladders,
+    LadderSettings,
+    canonical,
+    choose,
+    pool_union,
+)
+from kairos.errors import ConfigError
+from kairos.scenario import Scenario
+from kairos.sim.autoscale import CloudSettings, Observation
+from kairos.workload import BatchMix
+
+
+def _check(ok: bool, what: str, fix: str) -> None:
+    if not ok:
+        raise ConfigError(what, fix)
+
+
+@dataclass(frozen=True)
+class KairosSettings:
+    """The kairos autoscaler's settings; each line says what raising it buys and costs.
+
+    - ``headroom``: factor on the forecast. Higher misses QoS less when the load jumps
+      between ticks, and pays that share more all day.
+    - ``noise_sigmas``: standard deviations of the Poisson noise added. Higher absorbs
+      second-scale bursts; at low rates the noise term dominates and costs most.
+    - ``noise_window_s``: the burst length the pool must absorb without queueing past QoS.
+      Shorter adds more (a short window's count is noisier relative to its mean).
+    - ``trend_weight``: how far a rising trend (short window above the long one) is
+      extended over the boot delay; 0 turns it off. Higher is earlier on ramps, and
+      overreacts to a burst that does not last.
+    - ``backlog_drain_s``: a queue left over is planned to drain within this time. Shorter
+      recovers from an overload faster and rents more for it.
+    - ``min_mix_queries``: queries the long window needs before its mix replaces the
+      scenario's. Lower follows a new mix sooner and plans on noisier samples.
+    - ``mix_drift_tv``: how far (total variation over power-of-two batch bins) the mix must
+      move before a new ladder is planned. Lower plans more often (CPU), higher plans on a
+      stale mix.
+    - ``churn_margin``: a pool within this share of the cheapest's cost may be kept for being
+      closer to the rented one. Higher moves less and pays up to that share more.
+    - ``downscale_delay_s``: how long a cheaper pool must suffice before moving down. Longer
+      rides out dips (and the boot delay of coming back), and pays for the surplus meanwhile.
+    - ``min_rate_qps``: the forecast's floor; the pool never shrinks below what holds it, so
+      the first query after an idle spell is served without a boot.
+    - ``min_pool``: instances rented whatever the load (per type), e.g. a reserved node.
+    - ``ladder``: how the cheapest pools by rate are planned (``LadderSettings``).
+    """
+
+    headroom: float = 1.1
+    noise_sigmas: float = 2.0
+    noise_window_s: float = 10.0
+    trend_weight: float = 1.0
+    backlog_drain_s: float = 60.0
+    min_mix_queries: int = 500
+    mix_drift_tv: float = 0.1
+    churn_margin: float = 0.05
+    downscale_delay_s: float = 300.0
+    min_rate_qps: float = 1.0
+    min_pool: Pool | None = None
+    ladder: LadderSettings = field(default_factory=LadderSettings)
+
+    def __post_init__(self) -> None:
+        _check(
+            math.isfinite(self.headroom) and 1.0 <= self.headroom <= 10.0,
+            f"headroom {self.headroom!r} is not in [1, 10].",
+            "give a factor on the forecast rate such as 1.1.",
+        )
+        for name in ("noise_sigmas", "trend_weight", "churn_margin", "downscale_delay_s"):
+            value = getattr(self, name)
+            _check(
+                isinstance(value, int | float) and math.isfinite(value) and value >= 0,
+                f"{name} {value!r} is not a finite number >= 0.",
+                f"give {name} as a number >= 0 (0 turns it off).",
+            )
+        for name in ("noise_window_s", "backlog_drain_s", "min_rate_qps"):
+            value = getattr(self, name)
+            _check(
+                isinstance(value, int | float) and math.isfinite(value) and value > 0,
+                f"{name} {value!r} is not a finite number > 0.",
+                f"give {name} as a positive number.",
+            )
+        _check(
+            isinstance(self.min_mix_queries, int) and self.min_mix_queries >= 1,
+            f"min_mix_queries {self.min_mix_queries!r} is not a whole number >= 1.",
+            "give the queries needed before the observed mix is trusted, e.g. 500.",
+        )
+        _check(
+            0.0 < self.mix_drift_tv <= 1.0,
+            f"mix_drift_tv {self.mix_drift_tv!r} is not in (0, 1].",
+            "give a total variation such as 0.1.",
+        )
+
+
+class KairosAutoscaler:
+    """The kairos controller (see the module docstring). ``ladders`` may be given to share
+    planned ladders between runs, or replaced by a stand-in in tests."""
+
+    name = "kairos"
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        policy: str,
+        cloud: CloudSettings,
+        budget_per_hr: float | None = None,
+        settings: KairosSettings = KairosSettings(),
+        ladders: Ladders | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.settings = settings
+        self.budget_per_hr = budget_per_hr
+        self.ladders = ladders or Ladders(scenario, policy, settings.ladder, settings.mix_drift_tv)
+        # New instances of any catalog type may be asked for: plan for the slowest boot.
+        self.horizon_s = max(cloud.boot_delay_s(t) for t in catalog_types(scenario))
+        floor = settings.min_pool
+        if floor is not None and budget_per_hr is not None:
+            cost = floor.cost_per_hr(scenario.prices)
+            _check(
+                cost <= budget_per_hr,
+                f"the minimum pool {floor} costs {cost:.4g} $/h, above the budget "
+                f"{budget_per_hr:g} $/h.",
+                "raise --budget-per-hr or shrink the minimum pool.",
+            )
+        self._down_since_s: float | None = None
+        self._down_peak_qps = 0.0
+        self.target_qps = 0.0  # the last forecast, for metrics and the timeline
+        self.chosen: Pool | None = None  # the last pool decided on
+
+    def forecast_qps(self, obs: Observation) -> float:
+        s = self.settings
+        short, long = obs.short, obs.long
+        base = max(short.rate_qps, long.rate_qps)
+        if s.trend_weight > 0 and long.window_s > short.window_s and short.rate_qps > long.rate_qps:
+            # The windows' midpoints lie (long - short) / 2 seconds apart.
+            slope = (short.rate_qps - long.rate_qps) / ((long.window_s - short.window_s) / 2)
+            base = max(base, short.rate_qps + s.trend_weight * slope * self.horizon_s)
+        noisy = base + s.noise_sigmas * math.sqrt(base / s.noise_window_s)
+        rate = noisy * s.headroom + obs.queue_length / s.backlog_drain_s
+        return max(rate, s.min_rate_qps)
+
+    def planning_mix(self, obs: Observation) -> BatchMix | None:
+        if obs.long.mix is not None and obs.long.queries >= self.settings.min_mix_queries:
+            return obs.long.mix
+        return None
+
+    def _pick(self, ladder: Ladder, rate_qps: float, current: Pool) -> Pool | None:
+        ladder.ensure(rate_qps, self.budget_per_hr)
+        c = choose(
+            ladder.known,
+            rate_qps,
+            current,
+            self.scenario.prices,
+            margin=self.settings.churn_margin,
+            budget_per_hr=self.budget_per_hr,
+            floor=self.settings.min_pool,
+        )
+        return None if c is None else c.pool
+
+    def _suffices(self, ladder: Ladder, pool: Pool, rate_qps: float) -> bool:
+        """The rented pool holds the forecast, has the floor and fits the budget."""
+        floor = self.settings.min_pool
+        if floor is not None and pool_union(pool, floor) != canonical(pool):
+            return False
+        budget = self.budget_per_hr
+        if budget is not None and pool.cost_per_hr(self.scenario.prices) > budget * (1 + 1e-9):
+            return False
+        return ladder.holds(pool, rate_qps)
+
+    def decide(self, obs: Observation) -> Pool | None:
+        rate = self.forecast_qps(obs)
+        self.target_qps = rate
+        ladder = self.ladders.for_mix(self.planning_mix(obs))
+        current = canonical(obs.pool.rented)
+        if not self._suffices(ladder, current, rate):
+            self._down_since_s = None  # scale up (or fix the floor or budget) at once
+            return self._move(current, self._pick(ladder, rate, current))
+        target = self._pick(ladder, rate, current)
+        prices = self.scenario.prices
+        if (
+            target is None
+            or target == current
+            or (target.cost_per_hr(prices) >= current.cost_per_hr(prices))
+        ):
+            self._down_since_s = None
+            return None
+        if self._down_since_s is None:
+            self._down_since_s, self._down_peak_qps = obs.now_s, rate
+        self._down_peak_qps = max(self._down_peak_qps, rate)
+        if obs.now_s - self._down_since_s < self.settings.downscale_delay_s:
+            return None
+        self._down_since_s = None
+        target = self._pick(ladder, self._down_peak_qps, current)
+        if target is None or target.cost_per_hr(prices) >= current.cost_per_hr(prices):
+            return None
+        return self._move(current, target)
+
+    def _move(self, current: Pool, target: Pool | None) -> Pool | None:
+        if target is None or target == current:
+            return None
+        self.chosen = target
+        return target
+
+
+@AUTOSCALERS.register("kairos")
+def kairos_autoscaler(ctx: AutoscaleContext) -> KairosAutoscaler:
+    """The heterogeneous controller with its default settings."""
+    return KairosAutoscaler(ctx.scenario, ctx.policy, ctx.cloud, ctx.budget_per_hr)

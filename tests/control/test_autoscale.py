@@ -1,0 +1,258 @@
+"""The kairos autoscaler and its ladder: exact decisions on hand-made observations.
+
+The controller's tests plan on a stand-in ladder whose pools and capacities are fixed here, so
+every decision can be stated exactly; the ladder's own tests plan a tiny scenario for real.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from kairos.catalog import Pool, PriceTable
+from kairos.control.autoscale import AUTOSCALERS
+from kairos.control.autoscale.controller import KairosAutoscaler, KairosSettings
+from kairos.control.autoscale.ladder import (
+    Choice,
+    Ladder,
+    Ladders,
+    LadderSettings,
+    choose,
+    coarse,
+    mix_drift,
+    pool_distance,
+)
+from kairos.errors import ConfigError
+from kairos.scenario import Scenario
+from kairos.sim.autoscale import CloudSettings, Observation, PoolState, TrafficWindow
+from kairos.workload import BatchMix, fixed_mix
+from tests.conftest import constant_profiles
+
+PRICES = PriceTable({"big": 1.0, "small": 0.3})
+# (pool, rate it holds): the stand-in ladder's whole catalog of verified pools.
+TABLE = {
+    "small=1": 10.0,
+    "small=2": 20.0,
+    "big=1": 40.0,
+    "big=1,small=1": 50.0,
+    "big=2": 80.0,
+    "big=3": 120.0,
+}
+NO_NOISE = KairosSettings(
+    headroom=1.0, noise_sigmas=0.0, trend_weight=0.0, min_rate_qps=1.0, downscale_delay_s=300.0
+)
+
+
+def scenario() -> Scenario:
+    return Scenario.build(
+        "toy",
+        qos_ms=40.0,
+        profiles=constant_profiles({"big": 10.0, "small": 20.0}),
+        prices=PRICES,
+        mix=fixed_mix(10),
+    )
+
+
+class TableLadder(Ladder):
+    """A ladder whose rungs are read from ``TABLE``: the cheapest pool holding the rung."""
+
+    def _plan(self, rate_qps: float) -> Choice | None:
+        fits = [
+            Choice(Pool.parse(p), Pool.parse(p).cost_per_hr(PRICES), held)
+            for p, held in TABLE.items()
+            if held >= rate_qps
+        ]
+        for c in fits:
+            self._remember(c)
+        return min(fits, key=lambda c: c.cost_per_hr, default=None)
+
+    def holds(self, pool: Pool, rate_qps: float) -> bool:
+        held = {Pool.parse(p): h for p, h in TABLE.items()}
+        return pool.size > 0 and held.get(Pool(tuple(sorted(pool.counts))), 0.0) >= rate_qps
+
+
+class TableLadders(Ladders):
+    def for_mix(self, mix: BatchMix | None) -> Ladder:
+        if not self._ladders:
+            self._ladders.append(TableLadder(self.scenario, self.policy, self.settings))
+        return self._ladders[0]
+
+
+def autoscaler(settings: KairosSettings = NO_NOISE, budget: float | None = None):
+    sc = scenario()
+    ladders = TableLadders(sc, "fcfs", LadderSettings(step=1.25))
+    return KairosAutoscaler(
+        sc, "fcfs", CloudSettings(default_boot_s=60.0), budget, settings, ladders
+    )
+
+
+def obs(now_s: float, rate_qps: float, rented: str = "", queue: int = 0) -> Observation:
+    pool = Pool.parse(rented) if rented else Pool(())
+    short = TrafficWindow(30.0, round(rate_qps * 30), rate_qps, None)
+    long = TrafficWindow(300.0, round(rate_qps * 300), rate_qps, None)
+    return Observation(now_s, PoolState(pool, Pool(()), 0), queue, 0, short, long)
+
+
+def test_registry_lists_every_autoscaler() -> None:
+    assert set(AUTOSCALERS.names()) == {
+        "kairos",
+        "static-peak",
+        "static-mean",
+        "static-best",
+        "ray-serve",
+        "skyserve",
+        "oracle",
+    }
+    with pytest.raises(ConfigError, match="autoscaler 'nope' is not known"):
+        AUTOSCALERS.get("nope")
+
+
+def test_scales_up_at_once_and_down_only_after_the_delay() -> None:
+    a = autoscaler()
+    assert a.decide(obs(0.0, 15.0)) == Pool.parse("small=2")  # nothing rented: at once
+    assert a.decide(obs(10.0, 15.0, "small=2")) is None
+    assert a.decide(obs(20.0, 70.0, "small=2")) == Pool.parse("big=2")  # up: at once
+    # The load falls: small=1 would hold it, but only after 300 s of it.
+    assert a.decide(obs(30.0, 8.0, "big=2")) is None
+    assert a.decide(obs(200.0, 9.0, "big=2")) is None
+    assert a.decide(obs(329.0, 8.0, "big=2")) is None
+    # After the delay it plans for the highest rate seen while waiting (9 q/s): small=1.
+    assert a.decide(obs(330.0, 8.0, "big=2")) == Pool.parse("small=1")
+
+
+def test_a_rise_during_the_wait_restarts_it() -> None:
+    a = autoscaler()
+    assert a.decide(obs(0.0, 8.0, "big=2")) is None  # wait starts
+    assert a.decide(obs(100.0, 70.0, "big=2")) is None  # big=2 still needed: wait ends
+    assert a.decide(obs(200.0, 8.0, "big=2")) is None  # a new wait
+    assert a.decide(obs(450.0, 8.0, "big=2")) is None
+    assert a.decide(obs(500.0, 8.0, "big=2")) == Pool.parse("small=1")
+
+
+def test_never_above_the_budget() -> None:
+    a = autoscaler(budget=1.5)
+    # 120 q/s needs big=3 (3 $/h); within 1.5 $/h the most capable pool is big=1,small=1.
+    assert a.decide(obs(0.0, 120.0)) == Pool.parse("big=1,small=1")
+    assert a.decide(obs(10.0, 120.0, "big=1,small=1")) is None
+    # A rented pool over the budget is left at once, whatever the delay.
+    assert a.decide(obs(20.0, 5.0, "big=3")) == Pool.parse("small=1")
+
+
+def test_floor_pool_is_always_rented() -> None:
+    settings = KairosSettings(
+        headroom=1.0, noise_sigmas=0.0, trend_weight=0.0, min_pool=Pool.parse("big=1")
+    )
+    a = autoscaler(settings)
+    assert a.decide(obs(0.0, 5.0)) == Pool.parse("big=1")  # big=1 is the floor and holds 5
+    assert a.decide(obs(10.0, 45.0, "big=1")) == Pool.parse("big=1,small=1")
+    with pytest.raises(ConfigError, match="above the budget"):
+        autoscaler(settings, budget=0.5)
+
+
+def test_forecast_adds_trend_noise_headroom_and_backlog() -> None:
+    settings = KairosSettings(
+        headroom=1.2, noise_sigmas=2.0, noise_window_s=10.0, trend_weight=1.0, backlog_drain_s=60.0
+    )
+    a = autoscaler(settings)
+    short = TrafficWindow(30.0, 600, 20.0, None)
+    long = TrafficWindow(300.0, 3000, 10.0, None)
+    o = Observation(0.0, PoolState(Pool(()), Pool(()), 0), 30, 0, short, long)
+    # slope (20 - 10) / 135 s, over the 60 s boot: 20 + 600 / 135.
+    base = 20.0 + 10.0 / 135.0 * 60.0
+    want = (base + 2.0 * math.sqrt(base / 10.0)) * 1.2 + 30 / 60.0
+    assert a.forecast_qps(o) == pytest.approx(want, rel=1e-12)
+    idle = TrafficWindow(30.0, 0, 0.0, None)
+    quiet = Observation(0.0, o.pool, 0, 0, idle, TrafficWindow(300.0, 0, 0.0, None))
+    assert a.forecast_qps(quiet) == settings.min_rate_qps
+
+
+def test_choose_prefers_the_closer_of_near_equal_pools() -> None:
+    known = [
+        Choice(Pool.parse("big=1"), 1.0, 40.0),
+        Choice(Pool.parse("small=4"), 1.2, 40.0),
+        Choice(Pool.parse("small=3"), 0.9, 40.0),
+    ]
+    rented = Pool.parse("small=4")
+    # Without a margin the cheapest wins; with 5% the closest within 5% (small=3, 1 away) wins
+    # over big=1 (4 + 1 away); with 40% the rented pool itself is kept.
+    cheapest = choose(known, 30.0, rented, PRICES)
+    assert cheapest is not None and cheapest.pool == Pool.parse("small=3")
+    near = choose(known, 30.0, Pool.parse("big=1"), PRICES, margin=0.15)
+    assert near is not None and near.pool == Pool.parse("big=1")
+    kept = choose(known, 30.0, rented, PRICES, margin=0.4)
+    assert kept is not None and kept.pool == rented
+    assert pool_distance(Pool.parse("big=1,small=2"), Pool.parse("small=3")) == 2
+
+
+def test_choose_costs_pools_by_the_prices_and_falls_back_within_budget() -> None:
+    known = [Choice(Pool.parse("small=1"), 0.3, 10.0), Choice(Pool.parse("big=2"), 2.0, 80.0)]
+    c = choose(known, 50.0, Pool(()), PRICES, budget_per_hr=1.0)
+    assert c is not None and c.pool == Pool.parse("small=1")
+    assert choose(known, 50.0, Pool(()), PRICES, budget_per_hr=0.1) is None
+
+
+def test_ladder_is_monotone_in_rate_and_cost() -> None:
+    sc = scenario()
+    ladder = Ladder(sc, "fcfs", LadderSettings(step=1.5, base_qps=20.0, queries=200))
+    for rate in (30.0, 300.0, 100.0, 700.0):
+        c = ladder.ensure(rate)
+        assert c is not None and c.holds_qps >= rate * 0.999
+    rungs = ladder.rungs()
+    rates = [r for r, _ in rungs]
+    costs = [c.cost_per_hr for _, c in rungs if c is not None]
+    assert rates == sorted(rates) and len(costs) == len(rungs) >= 4
+    assert costs == sorted(costs)
+    assert all(c is not None and c.holds_qps >= r * 0.999 for r, c in rungs)
+    # A second ask is answered from the cache.
+    calls = ladder.planner_calls
+    ladder.ensure(290.0)
+    assert ladder.planner_calls == calls
+
+
+def test_ladder_holds_screens_the_rented_pool_once() -> None:
+    sc = scenario()
+    ladder = Ladder(sc, "fcfs", LadderSettings(step=1.5, base_qps=20.0, queries=200))
+    big = Pool.parse("big=1")
+    assert ladder.holds(big, 30.0)
+    assert not ladder.holds(big, 600.0)
+    searches = ladder.measurer.searches
+    assert ladder.holds(big, 30.0) and not ladder.holds(big, 600.0)
+    assert ladder.measurer.searches == searches
+    assert not ladder.holds(Pool(()), 1.0)
+
+
+def test_a_new_ladder_only_when_the_mix_moves() -> None:
+    sc = scenario()
+    ladders = Ladders(sc, "fcfs", LadderSettings(queries=200), drift_tv=0.1)
+    first = ladders.for_mix(None)
+    assert first.scenario.mix is sc.mix
+    # Batches 9 and 10 share a power-of-two bin with 10: the same ladder.
+    near = BatchMix("near", np.array([9, 10]), np.array([0.5, 0.5]))
+    assert ladders.for_mix(near) is first
+    far = fixed_mix(100)
+    second = ladders.for_mix(far)
+    assert second is not first and second.scenario.mix is far
+    assert ladders.for_mix(fixed_mix(10)) is first  # back to a mix planned before
+    assert mix_drift(far, fixed_mix(10)) == 1.0
+    assert coarse(near).probs.tolist() == [1.0]
+
+
+def test_observed_mix_replaces_the_scenarios_after_enough_queries() -> None:
+    a = autoscaler(KairosSettings(min_mix_queries=100))
+    mix = fixed_mix(20)
+    few = TrafficWindow(300.0, 99, 1.0, mix)
+    enough = TrafficWindow(300.0, 100, 1.0, mix)
+    o = obs(0.0, 1.0)
+    assert a.planning_mix(Observation(0.0, o.pool, 0, 0, o.short, few)) is None
+    assert a.planning_mix(Observation(0.0, o.pool, 0, 0, o.short, enough)) is mix
+
+
+def test_settings_refuse_nonsense() -> None:
+    with pytest.raises(ConfigError, match="headroom"):
+        KairosSettings(headroom=0.5)
+    with pytest.raises(ConfigError, match="downscale_delay_s"):
+        KairosSettings(downscale_delay_s=-1.0)
+    with pytest.raises(ConfigError, match="ladder step"):
+        LadderSettings(step=1.0)
