@@ -1,15 +1,17 @@
 """One Ray cluster for the Ray tests, inside a network namespace of their own.
 
 The ``ray_cluster`` fixture (package scope: started at the first test that asks for it, torn
-down after the last test of ``tests/ray``) first moves the test process into a fresh network
-namespace with loopback only (``tests.netns``: ``unshare(CLONE_NEWNET)`` from
-the main thread, as root), so Ray, the routers, the workers and the load generator started
-from here can bind nothing but 127.0.0.1; teardown moves the process back. Then it starts a
-``ray.cluster_utils.Cluster``: a head node (2 CPUs, no instance type) and one node per
-instance type, 1 CPU each, offering the type's resource (``kairos/TYPE``, ``UNITS`` of it)
-and label, and joins it as a driver. Its workers keep Ray's niceness 15: kairos's actors
-must move themselves back to 0 (a test checks it). Placement, node loss and re-placement are
-real Ray behaviour across these nodes; only the machines are one.
+down after the last test of ``tests/serving/ray``; every test that needs a cluster lives here,
+so a session starts one cluster, and the tests outside run outside the namespace) first moves
+the test process into a fresh network namespace with loopback only (``tests.netns``:
+``unshare(CLONE_NEWNET)`` from the main thread, as root), so Ray, the routers, the workers and
+the load generator started from here can bind nothing but 127.0.0.1; teardown moves the
+process back. Then it starts a ``ray.cluster_utils.Cluster`` (``helpers.typed_cluster``, which
+``benchmarks/bench_conformance.py`` uses too): a head node (2 CPUs, no instance type) and one
+node per instance type, 1 CPU each, offering the type's resource (``kairos/TYPE``, ``UNITS``
+of it) and label, and joins it as a driver. Its workers keep Ray's niceness 15: kairos's
+actors must move themselves back to 0 (a test checks it). Placement, node loss and
+re-placement are real Ray behaviour across these nodes; only the machines are one.
 
 Without Ray installed, or without the right to create a namespace, the tests that need the
 cluster are skipped with the reason (CI installs Ray with the test extras and runs as root).
@@ -17,12 +19,11 @@ cluster are skipped with the reason (CI installs Ray with the test extras and ru
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 
 import pytest
 
-from tests.serving.ray.helpers import LOOPBACK, TYPES, RayTestCluster
+from tests.serving.ray.helpers import RayTestCluster, typed_cluster
 
 
 @pytest.fixture(scope="package")
@@ -34,24 +35,8 @@ def ray_cluster() -> Iterator[RayTestCluster]:
         namespace = enter_loopback_namespace()
     except NamespaceUnavailable as exc:
         pytest.skip(f"no private network namespace for Ray here: {exc}")
-    import ray
-    from ray.cluster_utils import Cluster
-
-    cluster = None
     try:
-        cluster = Cluster(
-            initialize_head=True,
-            head_node_args={"num_cpus": 2, "include_dashboard": False, "node_ip_address": LOOPBACK},
-        )
-        handle = RayTestCluster(cluster, cluster.address)
-        for t in TYPES:
-            handle.add_type_node(t)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, namespace="kairos", log_to_driver=False)
-        yield handle
+        with typed_cluster() as handle:
+            yield handle
     finally:
-        with contextlib.suppress(Exception):
-            ray.shutdown()
-        if cluster is not None:
-            cluster.shutdown()
         namespace.leave()

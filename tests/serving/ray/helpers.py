@@ -6,7 +6,7 @@ import contextlib
 import threading
 import time
 import urllib.error
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,34 @@ class RayTestCluster:
 
     def node_ids(self, instance_type: str) -> set[str]:
         return {n.node_id for n in self.type_nodes.get(instance_type, [])}
+
+
+@contextlib.contextmanager
+def typed_cluster() -> Iterator[RayTestCluster]:
+    """A ``ray.cluster_utils.Cluster`` on 127.0.0.1, joined as a driver: a head node (2 CPUs,
+    no instance type) and one node per type of ``TYPES`` (``RayTestCluster.add_type_node``).
+    The caller must already be in a loopback-only network namespace (``tests.netns``): the
+    Ray tests' fixture enters one, and so does ``benchmarks/bench_conformance.py``."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = None
+    try:
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 2, "include_dashboard": False, "node_ip_address": LOOPBACK},
+        )
+        handle = RayTestCluster(cluster, cluster.address)
+        for t in TYPES:
+            handle.add_type_node(t)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, namespace="kairos", log_to_driver=False)
+        yield handle
+    finally:
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
 
 
 def admin_pool(url: str) -> dict[str, Any]:

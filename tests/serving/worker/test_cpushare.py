@@ -86,12 +86,18 @@ def test_local_types_are_declared_by_name_and_checked() -> None:
 
 BURN = """
 import os, time
+from pathlib import Path
 from kairos.serving.worker.cpushare import confine, local_type
 done = confine(local_type("local.quarter"))
+rows = [r.split(":", 2) for r in Path("/proc/self/cgroup").read_text().splitlines()]
+(group,) = [path for _, names, path in rows if "cpu" in names.split(",")]
+home = Path("/sys/fs/cgroup/cpu" + group)
+quota = int((home / "cpu.cfs_quota_us").read_text()) / int((home / "cpu.cfs_period_us").read_text())
 wall0, cpu0 = time.perf_counter(), time.process_time()
 while time.perf_counter() - wall0 < 0.6:
     pass
-print(os.getpid(), (time.process_time() - cpu0) / (time.perf_counter() - wall0), done.mechanism)
+share = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+print(os.getpid(), quota, share, group, done.mechanism)
 """
 
 
@@ -101,12 +107,17 @@ def _can_write_cgroups() -> bool:
 
 
 @pytest.mark.skipif(not _can_write_cgroups(), reason="needs a writable cgroup v1 cpu controller")
-def test_a_confined_process_gets_its_share_of_a_core() -> None:
+def test_a_confined_process_is_held_to_its_share_of_a_core() -> None:
     out = subprocess.run(
         [sys.executable, "-c", BURN], capture_output=True, text=True, timeout=60, check=True
     )
-    pid, share, mechanism = out.stdout.split(maxsplit=2)
+    pid, quota, share, group, mechanism = out.stdout.split(maxsplit=4)
     assert mechanism.strip() == "cgroup v1"
-    assert 0.15 < float(share) < 0.35, out.stdout  # a quarter of a core, give or take
+    # The process ran in a group of its own whose quota is a quarter of a core: exact, what
+    # confine controls. How much of that quarter it got is up to the host (a busy machine
+    # gives it less), so the measured share is held to the cap only, which noise cannot raise.
+    assert group.endswith(f"/kairos/local.quarter-{pid}"), out.stdout
+    assert float(quota) == pytest.approx(0.25), out.stdout
+    assert 0 < float(share) < 0.35, out.stdout
     # The process left its group and removed it on the way out.
-    assert not Path(f"/sys/fs/cgroup/cpu/kairos/local.quarter-{pid}").exists()
+    assert not Path(f"/sys/fs/cgroup/cpu{group}").exists()
