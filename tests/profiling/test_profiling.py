@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,28 +18,50 @@ from kairos.profiling.profiler import (
     parse_batch_sizes,
     profile_handler,
 )
+from kairos.serving.worker import handlers
 from kairos.serving.worker.handlers import ModelHandler
 from tests.cli_runner import run
 
 
+class FakeClock:
+    """``time`` for the handler's timing, with a ``perf_counter`` only the model moves."""
+
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now_s
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(time, name)
+
+
 class Counting:
-    """A model that counts its calls and takes longer for larger batches."""
+    """A model that counts its calls and takes longer for larger batches (on ``clock``, when
+    given, exactly 1 ms per row; the wall clock is up to the host)."""
 
     inputs = [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock | None = None) -> None:
         self.calls: list[int] = []
+        self.clock = clock
 
     def __call__(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         x = arrays["x"]
         self.calls.append(len(x))
+        if self.clock is not None:
+            self.clock.now_s += len(x) / 1000.0
         for _ in range(len(x)):  # work that grows with the batch
             np.linalg.norm(x)
         return x.sum(axis=1, keepdims=True)
 
 
-def test_profile_drops_warmup_and_times_every_run() -> None:
-    model = Counting()
+def test_profile_drops_warmup_and_times_every_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The handler's clock is injected: a wall-clock comparison of a 2-row and a 200-row run
+    # (well under a millisecond apart) is up to the host's scheduler.
+    clock = FakeClock()
+    monkeypatch.setattr(handlers, "time", clock)
+    model = Counting(clock)
     lines: list[str] = []
     settings = ProfileSettings(batch_sizes=(2, 200), runs=5, warmup=3)
     prof = profile_handler(ModelHandler(model), "toy", "here", settings, lines.append)
@@ -47,6 +70,8 @@ def test_profile_drops_warmup_and_times_every_run() -> None:
     assert all(len(b.total_ms) == 5 for b in prof.batches)
     for b in prof.batches:
         assert np.all(b.prepare_ms + b.infer_ms <= b.total_ms)
+    for b, ms in zip(prof.batches, (2.0, 200.0), strict=True):  # the model's time, each run
+        assert b.infer_ms == pytest.approx([ms] * 5) and b.total_ms == pytest.approx([ms] * 5)
     assert prof.batches[1].total_ms.mean() > prof.batches[0].total_ms.mean()
     assert len(lines) == 2 and "batch 200 (2/2), 5 runs" in lines[1]
     assert len(prof.rows()) == 10
