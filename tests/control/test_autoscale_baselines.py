@@ -173,6 +173,13 @@ def test_skyserve_scales_on_rate_per_replica() -> None:
     assert a.decide(obs(1530.0, "small=5", rate=10.0)) == Pool.parse("small=1")
 
 
+def test_replicas_stay_within_max_replicas() -> None:
+    a = SkyServeAutoscaler(BEST, budget_per_hr=None, max_replicas=4)
+    assert a.decide(obs(0.0, rate=500.0)) == Pool.parse("small=4")
+    with pytest.raises(ConfigError, match="does not buy"):
+        SkyServeAutoscaler(BEST, budget_per_hr=0.2)
+
+
 def test_replicas_of_the_best_type_replace_another_pool_at_once() -> None:
     a = SkyServeAutoscaler(BEST, budget_per_hr=None)
     assert a.decide(obs(0.0, "big=2", rate=30.0)) == Pool.parse("small=2")
@@ -183,5 +190,9 @@ def test_best_single_type_is_the_most_qps_per_dollar() -> None:
     # Alone, small holds about 5 q/s for 0.3 $/h (16 q/s per $) and big about 46 for 1 $/h.
     assert best.instance_type == "big" and best.price_per_hr == PRICES.price_per_hr("big")
     assert 40.0 < best.allowable_qps <= 100.0
-    ray = AUTOSCALERS.get("ray-serve")(context(trace([600])))
+    ray = AUTOSCALERS.get("ray-serve")(context(trace([600, 2700])))
     assert isinstance(ray, RayServeAutoscaler) and ray.best == best
+    # max_replicas: twice what the 45 q/s peak minute needs at big's ~46 q/s: 2.
+    assert ray.max_replicas == 2
+    sky = AUTOSCALERS.get("skyserve")(context(trace([600, 2700])))
+    assert isinstance(sky, SkyServeAutoscaler) and sky.max_replicas == 2

@@ -16,7 +16,8 @@ many replicas run:
   in SkyPilot's ``sky/serve/constants.py``). The observation's window nearest 60 s is read.
 
 Both start at once when nothing is rented (SkyServe scales up immediately from zero; Ray
-Serve starts its minimum replicas) and never rent more replicas than the budget buys.
+Serve starts its minimum replicas) and never rent more replicas than the budget buys, nor
+more than ``max_replicas`` (``replica_cap``: twice what the trace's peak minute needs).
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ from dataclasses import dataclass, replace
 from kairos.allocator.pools import catalog_types
 from kairos.catalog import Pool
 from kairos.control.autoscale import AUTOSCALERS, AutoscaleContext
-from kairos.control.autoscale.ladder import LadderSettings, trace_mix
+from kairos.control.autoscale.ladder import LadderSettings, minute_rates_qps, trace_mix
 from kairos.errors import ConfigError, InfeasibleError
+from kairos.limits import MAX_POOL_INSTANCES
 from kairos.scenario import Scenario
 from kairos.sim.autoscale import Observation
 from kairos.sim.capacity import Measurement, allowable_throughput
 from kairos.workload import check_batches_within
+
+# max_replicas, as a multiple of the replicas the trace's peak minute needs (``replica_cap``).
+MAX_OVER_PEAK = 2.0
 
 
 @dataclass(frozen=True)
@@ -105,12 +110,14 @@ class ReplicaAutoscaler:
         downscale_delay_s: float,
         budget_per_hr: float | None,
         min_replicas: int = 1,
+        max_replicas: int = MAX_POOL_INSTANCES,
     ) -> None:
         self.best = best
         self.min_replicas = min_replicas
-        self.max_replicas = (
-            math.inf if budget_per_hr is None else math.floor(budget_per_hr / best.price_per_hr)
+        affordable = (
+            max_replicas if budget_per_hr is None else math.floor(budget_per_hr / best.price_per_hr)
         )
+        self.max_replicas = min(max_replicas, affordable)
         if self.max_replicas < min_replicas:
             raise ConfigError(
                 f"the budget {budget_per_hr:g} $/h does not buy {min_replicas} "
@@ -137,24 +144,28 @@ class ReplicaAutoscaler:
 
 @dataclass(frozen=True)
 class RayServeSettings:
-    """Ray Serve's autoscaling defaults (``AutoscalingConfig``)."""
+    """Ray Serve's autoscaling defaults (``AutoscalingConfig``), and ``max_over_peak`` for
+    its ``max_replicas`` (see ``replica_cap``)."""
 
     target_ongoing_requests: float = 2.0
     look_back_s: float = 30.0
     upscale_delay_s: float = 30.0
     downscale_delay_s: float = 600.0
     min_replicas: int = 1
+    max_over_peak: float = MAX_OVER_PEAK
 
 
 @dataclass(frozen=True)
 class SkyServeSettings:
     """SkyServe's autoscaling defaults (``sky/serve/constants.py``); the target rate per
-    replica is the chosen type's allowable throughput."""
+    replica is the chosen type's allowable throughput; ``max_over_peak`` sets its
+    ``max_replicas`` (see ``replica_cap``)."""
 
     qps_window_s: float = 60.0
     upscale_delay_s: float = 300.0
     downscale_delay_s: float = 1200.0
     min_replicas: int = 1
+    max_over_peak: float = MAX_OVER_PEAK
 
 
 class RayServeAutoscaler(ReplicaAutoscaler):
@@ -165,10 +176,16 @@ class RayServeAutoscaler(ReplicaAutoscaler):
         best: BestType,
         budget_per_hr: float | None,
         settings: RayServeSettings = RayServeSettings(),
+        max_replicas: int = MAX_POOL_INSTANCES,
     ) -> None:
         s = settings
         super().__init__(
-            best, s.upscale_delay_s, s.downscale_delay_s, budget_per_hr, s.min_replicas
+            best,
+            s.upscale_delay_s,
+            s.downscale_delay_s,
+            budget_per_hr,
+            s.min_replicas,
+            max_replicas,
         )
         self.settings = settings
         self._samples: deque[tuple[float, int]] = deque()
@@ -189,10 +206,16 @@ class SkyServeAutoscaler(ReplicaAutoscaler):
         best: BestType,
         budget_per_hr: float | None,
         settings: SkyServeSettings = SkyServeSettings(),
+        max_replicas: int = MAX_POOL_INSTANCES,
     ) -> None:
         s = settings
         super().__init__(
-            best, s.upscale_delay_s, s.downscale_delay_s, budget_per_hr, s.min_replicas
+            best,
+            s.upscale_delay_s,
+            s.downscale_delay_s,
+            budget_per_hr,
+            s.min_replicas,
+            max_replicas,
         )
         self.settings = settings
         self.target_qps_per_replica = best.allowable_qps
@@ -214,11 +237,25 @@ def _best_for(ctx: AutoscaleContext) -> BestType:
     return best_single_type(scenario, ctx.policy, LadderSettings().measurement())
 
 
+def replica_cap(ctx: AutoscaleContext, best: BestType, max_over_peak: float) -> int:
+    """``max_replicas``: both systems make a user set it (Ray Serve's default is 1). A user
+    would size it from the expected peak, so with a trace it is ``max_over_peak`` times the
+    replicas its peak minute needs at the type's allowable rate; live, the pool cap. Without
+    a cap, a queue-length policy that fell behind a ramp rents for the backlog, without end."""
+    if ctx.trace is None or len(ctx.trace) == 0:
+        return MAX_POOL_INSTANCES
+    peak_qps = float(minute_rates_qps(ctx.trace).max())
+    need = math.ceil(max_over_peak * peak_qps / best.allowable_qps - 1e-9)
+    return int(min(MAX_POOL_INSTANCES, max(1, need)))
+
+
 @AUTOSCALERS.register("ray-serve")
 def ray_serve(ctx: AutoscaleContext) -> RayServeAutoscaler:
-    return RayServeAutoscaler(_best_for(ctx), ctx.budget_per_hr)
+    best, s = _best_for(ctx), RayServeSettings()
+    return RayServeAutoscaler(best, ctx.budget_per_hr, s, replica_cap(ctx, best, s.max_over_peak))
 
 
 @AUTOSCALERS.register("skyserve")
 def skyserve(ctx: AutoscaleContext) -> SkyServeAutoscaler:
-    return SkyServeAutoscaler(_best_for(ctx), ctx.budget_per_hr)
+    best, s = _best_for(ctx), SkyServeSettings()
+    return SkyServeAutoscaler(best, ctx.budget_per_hr, s, replica_cap(ctx, best, s.max_over_peak))
