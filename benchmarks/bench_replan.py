@@ -48,9 +48,10 @@ from typing import Any
 from kairos import allocator
 from kairos.aio import run_event_loop
 from kairos.catalog import Pool
+from kairos.client.admin import fetch_traffic
 from kairos.client.launch import RouterProcess, running_router
 from kairos.client.loadgen import CapacityReport, LoadReport, LoadSpec, find_capacity, run_load
-from kairos.control.advise import Advice, advise, fetch_traffic, observed_scenario
+from kairos.control.advise import Advice, advise, observed_scenario
 from kairos.scenario import Scenario
 from kairos.sim.capacity import Measurement
 from kairos.workload import BatchMix, parse_mix

@@ -54,8 +54,9 @@ def advise(
 ) -> None:
     """Compare the running pool with the best pool for the observed traffic (within a budget)
     or the cheapest that holds a target rate."""
+    from kairos.client.admin import fetch_traffic
     from kairos.control.advise import advise as make_advice
-    from kairos.control.advise import fetch_traffic, observed_scenario
+    from kairos.control.advise import observed_scenario
 
     # Before asking the router anything (advise() checks this too, for library callers).
     require_one_goal(

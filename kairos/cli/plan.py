@@ -209,7 +209,8 @@ def _observed_scenario(
     prices_path: str | None,
 ) -> Scenario:
     """The router's model, QoS and observed mix; --model / --qos-ms win when given."""
-    from kairos.control.advise import fetch_traffic, observed_mix
+    from kairos.client.admin import fetch_traffic
+    from kairos.control.advise import observed_mix
 
     given = click.get_current_context().get_parameter_source
     if given("batch_mix") != ParameterSource.DEFAULT:

@@ -17,9 +17,9 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from kairos.client.http import request
+from kairos.client.admin import READ_TIMEOUT_S, http_request
 from kairos.errors import RuntimeServiceError
-from kairos.protocol.api import LISTEN_LINE
+from kairos.protocol.api import HEALTH_READY_PATH, LISTEN_LINE
 
 
 @dataclass
@@ -28,7 +28,9 @@ class RouterProcess:
     url: str
     lines: list[str] = field(default_factory=list)
 
-    def get(self, path: str, token: str | None = None, timeout_s: float = 10.0) -> tuple[int, str]:
+    def get(
+        self, path: str, token: str | None = None, timeout_s: float = READ_TIMEOUT_S
+    ) -> tuple[int, str]:
         return http_request(self.url + path, token=token, timeout_s=timeout_s)
 
     def stop(self, grace_s: float = 30.0) -> int:
@@ -40,22 +42,6 @@ class RouterProcess:
                 self.proc.kill()
                 self.proc.wait(10)
         return int(self.proc.returncode)
-
-
-def http_request(
-    url: str,
-    body: bytes | None = None,
-    token: str | None = None,
-    timeout_s: float = 10.0,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, str]:
-    """(status, text) of a GET (or POST when ``body`` is given); HTTP errors are returned,
-    and a refused or dropped connection raises OSError."""
-    hdrs = {"Content-Type": "application/json"} | (headers or {})
-    if token:
-        hdrs["Authorization"] = f"Bearer {token}"
-    response = request(url, body, hdrs, timeout_s)
-    return response.status, response.text
 
 
 def _pump(stream: object, sink: queue.Queue[str | None]) -> None:
@@ -88,7 +74,7 @@ def start_router(args: Sequence[str], ready_timeout_s: float = 90.0) -> RouterPr
         handle = RouterProcess(proc, url, seen)
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                if handle.get("/v2/health/ready", timeout_s=2.0)[0] == 200:
+                if handle.get(HEALTH_READY_PATH, timeout_s=2.0)[0] == 200:
                     return handle
             if proc.poll() is not None:
                 raise RuntimeServiceError(

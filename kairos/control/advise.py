@@ -1,18 +1,15 @@
 """Re-planning from live traffic: what the router observed -> the pool that fits it now.
 
-``fetch_traffic`` reads a router's ``GET /v2/traffic`` (model, QoS, policy, running pool,
-observed rate and batch mix). ``advise`` plans for the observed mix (the best pool within a
-budget, or the cheapest that holds a target rate), simulates the running pool and the
-proposal on that mix under the router's policy, and returns both with the predicted gain, the
-change in cost (against a target: whether the running pool is over- or under-provisioned)
-and the ``kairos scale`` command that would apply the proposal.
+The router's traffic view (``kairos.client.admin.fetch_traffic``: model, QoS, policy,
+running pool, observed rate and batch mix) is the input. ``advise`` plans for the observed mix
+(the best pool within a budget, or the cheapest that holds a target rate), simulates the
+running pool and the proposal on that mix under the router's policy, and returns both with the
+predicted gain, the change in cost (against a target: whether the running pool is over- or
+under-provisioned) and the ``kairos scale`` command that would apply the proposal.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,38 +19,13 @@ from kairos import allocator
 from kairos.allocator.pools import COST_EPS
 from kairos.allocator.target import cheapest_for_rate
 from kairos.catalog import Pool
-from kairos.errors import ConfigError, RuntimeServiceError
+from kairos.errors import ConfigError
 from kairos.scenario import Scenario
 from kairos.sim.capacity import CapacityJob, Measurement, Measurer
 from kairos.workload import BatchMix
 
 # Queries per simulated trial of the advice (fewer than a plan's: advice is asked for often).
 ADVISE_QUERIES = 2000
-
-
-def fetch_traffic(url: str, token: str | None = None, timeout_s: float = 10.0) -> dict[str, Any]:
-    """The router's traffic view (``GET {url}/v2/traffic``)."""
-    req = urllib.request.Request(url.rstrip("/") + "/v2/traffic")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            doc = json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        raise RuntimeServiceError(
-            f"router at {url} answered {err.code} to GET /v2/traffic.",
-            "check --url points at a kairos router and pass --api-token if it needs one.",
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise RuntimeServiceError(
-            f"cannot read the traffic of the router at {url} ({exc}).",
-            "check the router runs and --url is its address, e.g. http://127.0.0.1:8000.",
-        ) from None
-    if not isinstance(doc, dict) or "pool" not in doc:
-        raise RuntimeServiceError(
-            f"{url}/v2/traffic did not return a kairos traffic view.", "point --url at a router."
-        )
-    return doc
 
 
 def observed_mix(view: dict[str, Any], url: str = "the router") -> BatchMix:

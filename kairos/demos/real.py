@@ -29,14 +29,7 @@ from pathlib import Path
 from kairos.aio import run_event_loop
 from kairos.catalog import Pool, load_prices
 from kairos.client.launch import running_router
-from kairos.client.loadgen import (
-    MAX_TRIAL_S,
-    CapacityReport,
-    LoadReport,
-    LoadSpec,
-    run_load,
-    search_rate,
-)
+from kairos.client.loadgen import CapacityReport, LoadReport, LoadSpec, find_capacity
 from kairos.errors import ConfigError
 from kairos.profiles import load_profiles
 from kairos.scenario import QOS_QUANTILE, Scenario
@@ -248,35 +241,28 @@ def live_capacity(
         "--worker-cpus",
         ",".join(map(str, worker_cores)),
     ]
-    with running_router(args, ready_timeout_s=120) as router:
-        spec = LoadSpec(
-            router.url, scenario.model, guess_qps, 1.0, scenario.mix, seed=settings.seed
-        )
-        return run_event_loop(_search(spec, guess_qps, settings, policy, echo))
 
-
-async def _search(
-    spec: LoadSpec, guess_qps: float, settings: RealLoopSettings, policy: str, echo: Echo
-) -> CapacityReport:
-    """``kairos loadgen --find-capacity``'s search with the loop's bounds: trials of
-    ``min_queries`` (at most ``MAX_TRIAL_S`` each) and at most ``max_steps`` rate steps
-    while bracketing, so a pool that fails at every rate costs a bounded time."""
-    trials: list[LoadReport] = []
-
-    async def passes(rate: float) -> bool:
-        seconds = min(settings.min_queries / rate, MAX_TRIAL_S)
-        report = await run_load(replace(spec, rate_qps=rate, duration_s=seconds))
-        trials.append(report)
+    def progress(report: LoadReport) -> None:
         echo(
-            f"      {policy}: {rate:7.1f} q/s -> {report.qos_met_fraction:.2%} within QoS, "
-            f"p99 {report.p99_ms:.1f} ms, {report.errors} errors"
+            f"      {policy}: {report.rate_qps:7.1f} q/s -> {report.qos_met_fraction:.2%} within "
+            f"QoS, p99 {report.p99_ms:.1f} ms, {report.errors} errors"
         )
-        return report.passed
 
-    lo, hi = await search_rate(
-        passes, guess_qps, settings.precision, settings.search_step, settings.max_steps
-    )
-    return CapacityReport(lo, hi, tuple(trials))
+    with running_router(args, ready_timeout_s=120) as router:
+        # duration_s 0: each trial's length is min_queries' (at most MAX_TRIAL_S), no floor.
+        spec = LoadSpec(
+            router.url, scenario.model, guess_qps, 0.0, scenario.mix, seed=settings.seed
+        )
+        search = find_capacity(
+            spec,
+            precision=settings.precision,
+            guess_qps=guess_qps,
+            step=settings.search_step,
+            min_queries=settings.min_queries,
+            max_steps=settings.max_steps,
+            progress=progress,
+        )
+        return run_event_loop(search)
 
 
 def run_real_loop(

@@ -10,9 +10,10 @@ from click.testing import CliRunner
 
 from kairos.aio import run_event_loop
 from kairos.cli.main import cli
+from kairos.client.admin import fetch_traffic
 from kairos.client.launch import running_router
 from kairos.client.loadgen import LoadSpec, run_load
-from kairos.control.advise import advise, fetch_traffic, observed_scenario
+from kairos.control.advise import advise, observed_scenario
 from kairos.workload import fixed_mix
 
 POOL = "g4dn.xlarge=1,r5n.large=3"

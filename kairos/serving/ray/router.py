@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from kairos.aio import run_event_loop
-from kairos.client.launch import http_request
+from kairos.client.admin import http_request
 from kairos.errors import ConfigError, KairosError, RuntimeServiceError
 from kairos.scenario import Scenario
 from kairos.serving.ray.session import connect, error_line, import_ray, normal_priority

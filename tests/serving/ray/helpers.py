@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from kairos.aio import run_event_loop
-from kairos.client.launch import http_request
+from kairos.client.admin import http_request
 from kairos.client.loadgen import LoadReport, LoadSpec, run_load
 from kairos.workload import production_mix
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from kairos.cli.main import cli
-from kairos.client.launch import http_request
+from kairos.client.admin import http_request
 from kairos.serving.ray.router import HEAD_RESOURCE, router_info
 from tests.serving.helpers import BODIES
 from tests.serving.ray.helpers import RayTestCluster, wait_until_up

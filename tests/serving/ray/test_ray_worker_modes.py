@@ -7,7 +7,8 @@ import math
 
 import orjson
 
-from kairos.client.launch import http_request, running_router
+from kairos.client.admin import http_request
+from kairos.client.launch import running_router
 from tests.serving.ray.helpers import RayTestCluster
 
 DOUBLE = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [1, 2, 3, 4]}]}
