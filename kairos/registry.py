@@ -5,16 +5,34 @@ backends are each a ``Registry``. A name is checked where it enters the library 
 the CLI), so a wrong name fails the same way wherever it comes from: one line naming it, the
 known names, and how to fix it. The CLI builds its ``click.Choice`` lists from ``names()``,
 so adding an entry is one ``register`` call and nothing else.
+
+An entry may also be a dotted path (``add_path("ray", "kairos.serving.ray.pool:RayPool")``),
+imported on its first ``get``: a backend that lives above the registry's own layer, or that
+costs an import most runs never need, is known by name at once and loaded only when picked,
+and nothing has to import a module just so that it registers.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import Generic, TypeVar, cast
 
 from kairos.errors import ConfigError, KairosError
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Path:
+    """An entry not imported yet: ``module:attribute``."""
+
+    module: str
+    attribute: str
+
+    def load(self) -> object:
+        return getattr(importlib.import_module(self.module), self.attribute)
 
 
 class Registry(Generic[T]):
@@ -34,16 +52,32 @@ class Registry(Generic[T]):
         self.kind = kind
         self._hint = hint
         self._error = error
-        self._entries: dict[str, T] = {}
+        self._entries: dict[str, T | _Path] = {}
         self._discover = discover
 
     def add(self, name: str, value: T) -> T:
+        self._put(name, value)
+        return value
+
+    def add_path(self, name: str, path: str) -> None:
+        """Register ``name`` as ``"package.module:attribute"``, imported on its first ``get``
+        (``names``, ``check`` and ``in`` do not import it)."""
+        module, _, attribute = path.partition(":")
+        if not (module and attribute):
+            raise self._error(
+                f"{self.kind} {name!r}: {path!r} is not a dotted path 'package.module:attribute'.",
+                "write the module, a colon, and the name in it.",
+            )
+        self._put(name, _Path(module, attribute))
+
+    def _put(self, name: str, value: T | _Path) -> None:
         if not name:
             raise self._error(f"a {self.kind} needs a non-empty name.", "give it a name.")
-        if self._entries.get(name, value) is not value:
+        known = self._entries.get(name, value)
+        # The same dotted path twice is one entry (a path is a value, not an object).
+        if known is not value and not (isinstance(known, _Path) and known == value):
             raise self._error(f"{self.kind} {name!r} is registered twice.", "pick another name.")
         self._entries[name] = value
-        return value
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator form of ``add``."""
@@ -53,7 +87,7 @@ class Registry(Generic[T]):
 
         return deco
 
-    def _ready(self) -> dict[str, T]:
+    def _ready(self) -> dict[str, T | _Path]:
         if self._discover is not None:
             discover, self._discover = self._discover, None
             discover()
@@ -62,7 +96,7 @@ class Registry(Generic[T]):
     def names(self) -> tuple[str, ...]:
         return tuple(self._ready())
 
-    def get(self, name: object) -> T:
+    def _entry(self, name: object) -> T | _Path:
         entries = self._ready()
         try:
             return entries[name]  # type: ignore[index]
@@ -71,9 +105,17 @@ class Registry(Generic[T]):
                 f"{self.kind} {name!r} is not known (known: {', '.join(entries)}).", self._hint
             ) from None
 
+    def get(self, name: object) -> T:
+        value = self._entry(name)
+        if isinstance(value, _Path):
+            # Loaded once; an import error propagates as itself (it names what is missing).
+            value = self._entries[str(name)] = cast(T, value.load())
+        return value
+
     def check(self, name: object) -> str:
-        """``name`` if it is registered; the unknown-name error otherwise."""
-        self.get(name)
+        """``name`` if it is registered (without importing a dotted-path entry); the
+        unknown-name error otherwise."""
+        self._entry(name)
         return str(name)
 
     def check_all(self, names: Iterable[object]) -> tuple[str, ...]:

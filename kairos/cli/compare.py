@@ -38,7 +38,6 @@ from kairos.errors import ConfigError
 from kairos.plots.report import REPORT_SUFFIXES, columns, legend_lines, scheme_rows
 from kairos.profiles import default_profiles, load_profiles
 from kairos.scenario import Scenario
-from kairos.serving.ray import jobs as _ray_jobs  # noqa: F401 - registers --backend ray
 from kairos.sim.capacity import Measurer
 from kairos.sim.parallel import BACKENDS, Parallelism, make_executor
 

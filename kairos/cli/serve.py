@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from kairos import limits
@@ -28,21 +31,39 @@ from kairos.protocol.api import DEFAULT_URL
 from kairos.serving.pool.base import POOL_BACKENDS
 from kairos.serving.pool.supervisor import HOSTINGS
 from kairos.serving.pool.transport import TRANSPORTS
-from kairos.serving.ray.pool import RAY_PLACEMENTS
+from kairos.serving.ray.placement import RAY_PLACEMENTS
 from kairos.serving.router.config import LOG_FORMATS, RouterConfig
+from kairos.serving.settings import (
+    DispatchSettings,
+    HttpSettings,
+    PoolSettings,
+    RaySettings,
+    Settings,
+)
 from kairos.serving.worker.service import WORKER_MODES
 from kairos.workload import parse_mix
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 def _parse_workers(text: str) -> tuple[str, ...] | None:
-    """The addresses of ``--workers`` (None: local), whose text the WORKERS type checked."""
     if text == "local":
         return None
-    return tuple(a.strip() for a in text.split(",") if a.strip())
+    addresses = tuple(a.strip() for a in text.split(",") if a.strip())
+    bad = [a for a in addresses if not a.rpartition(":")[2].isdigit()]
+    if not addresses or bad:
+        raise ConfigError(
+            f"--workers {text!r} is not 'local' or a list of HOST:PORT ({bad or 'empty'}).",
+            "write e.g. --workers 127.0.0.1:7001,127.0.0.1:7002 (one per instance, pool order).",
+        )
+    return addresses
 
 
-def _d(name: str):
-    return RouterConfig.default(name)
+def _setting(settings: type[Settings], name: str, **kwargs: Any) -> Callable[[F], F]:
+    """The option of setting ``name``: its flag and its default as ``settings`` declares
+    them (``kwargs`` may give another default where the command line spells it otherwise)."""
+    kwargs.setdefault("default", settings.default(name))
+    return click.option(settings.option(name), **kwargs)
 
 
 @click.command()
@@ -50,37 +71,34 @@ def _d(name: str):
 @click.option(
     "--pool", "pool_text", default=REFERENCE_POOL, show_default=True, help="Pool as TYPE=N,TYPE=N."
 )
-@click.option(
-    "--policy",
+@_setting(
+    RouterConfig,
+    "policy",
     type=click.Choice(policy_names()),
-    default=_d("policy"),
     show_default=True,
     help="Distribution policy.",
 )
 @policy_options_option
-@click.option("--host", type=HOST, default=_d("host"), show_default=True, help="Address to bind.")
-@click.option(
-    "--port", type=bounded(limits.PORT), default=_d("port"), show_default=True, help="0 = any."
-)
-@click.option(
-    "--backend",
+@_setting(HttpSettings, "host", type=HOST, show_default=True, help="Address to bind.")
+@_setting(HttpSettings, "port", type=bounded(limits.PORT), show_default=True, help="0 = any.")
+@_setting(
+    PoolSettings,
+    "backend",
     type=click.Choice(POOL_BACKENDS.names()),
-    default=_d("backend"),
     show_default=True,
     help="Where the pool's workers run: local processes (or --workers addresses), or Ray "
     "actors on nodes of each instance type (docs/ray.md).",
 )
-@click.option(
-    "--address",
-    "ray_address",
-    default=_d("ray_address"),
+@_setting(
+    RaySettings,
+    "address",
     help="--backend ray: the Ray cluster (HOST:6379, or auto on a node of it); without it a "
     "local Ray instance is started that offers every instance type.",
 )
-@click.option(
-    "--ray-placement",
+@_setting(
+    RaySettings,
+    "placement",
     type=click.Choice(RAY_PLACEMENTS.names()),
-    default=_d("ray_placement"),
     show_default=True,
     help="--backend ray: nodes of type T offer the resource kairos/T, or carry the label "
     "kairos.io/instance-type=T.",
@@ -91,191 +109,139 @@ def _d(name: str):
     help="--backend ray --address: run the router as a detached actor on the head node and "
     "return (see kairos status, scale, stop).",
 )
-@click.option(
-    "--workers",
-    "workers_text",
+@_setting(
+    PoolSettings,
+    "addresses",
     type=WORKERS,
     default="local",
     show_default=True,
     help="'local' starts replay/model workers here; or HOST:PORT,... in pool order.",
 )
-@click.option(
-    "--mode",
+@_setting(
+    PoolSettings,
+    "mode",
     type=click.Choice(WORKER_MODES.names()),
-    default=_d("worker_mode"),
     show_default=True,
     help="Mode of local workers.",
 )
-@click.option(
-    "--worker-hosting",
+@_setting(
+    PoolSettings,
+    "hosting",
     type=click.Choice(HOSTINGS.names()),
-    default=_d("worker_hosting"),
     show_default=True,
     help="Local replay workers: one process per instance type (each instance still its own "
     "thread, socket, connection and RNG; ~35% less worker CPU) or one per instance. Model "
     "workers always get a process each. See docs/runtime.md.",
 )
-@click.option("--handler", type=HANDLER, default=None, help="module:callable run by local workers.")
-@click.option(
-    "--router-cpus",
+@_setting(PoolSettings, "handler", type=HANDLER, help="module:callable run by local workers.")
+@_setting(
+    RouterConfig,
+    "router_cpus",
     default=None,
     help="Pin the router to these cores, e.g. 0 (Linux; see docs/runtime.md).",
 )
-@click.option("--worker-cpus", default=None, help="Pin local workers to these cores, e.g. 1.")
-@click.option(
-    "--transport",
+@_setting(PoolSettings, "cpus", default=None, help="Pin local workers to these cores, e.g. 1.")
+@_setting(
+    PoolSettings,
+    "transport",
     type=click.Choice(TRANSPORTS.names()),
-    default=_d("transport"),
     show_default=True,
     help="Router-to-worker carrier (framed TCP is ~3x cheaper).",
 )
-@click.option(
-    "--time-scale",
+@_setting(
+    DispatchSettings,
+    "time_scale",
     type=bounded(limits.TIME_SCALE),
-    default=_d("time_scale"),
     show_default=True,
     help="Replay service times x this (0 = zero latency); the clock is scaled back.",
 )
-@click.option(
-    "--max-queue",
+@_setting(
+    HttpSettings,
+    "max_queue",
     type=bounded(limits.MAX_QUEUE),
-    default=_d("max_queue"),
     show_default=True,
     help="Queued queries beyond which requests get HTTP 503.",
 )
-@click.option(
-    "--max-body-bytes",
+@_setting(
+    HttpSettings,
+    "max_body_bytes",
     type=bounded(limits.MAX_BODY_BYTES),
-    default=_d("max_body_bytes"),
     show_default=True,
     help="Larger request bodies get HTTP 400.",
 )
-@click.option(
-    "--api-token",
+@_setting(
+    HttpSettings,
+    "api_token",
     envvar="KAIROS_API_TOKEN",
-    default=None,
     help="Require 'Authorization: Bearer TOKEN' (env KAIROS_API_TOKEN).",
 )
-@click.option(
-    "--drain-timeout-s",
+@_setting(
+    DispatchSettings,
+    "drain_timeout_s",
     type=bounded(limits.DRAIN_TIMEOUT_S),
-    default=_d("drain_timeout_s"),
     show_default=True,
     help="On SIGTERM, wait this long for accepted queries before answering them 503.",
 )
-@click.option(
-    "--timeout-floor-s",
+@_setting(
+    DispatchSettings,
+    "timeout_floor_s",
     type=bounded(limits.TIMEOUT_FLOOR_S),
-    default=_d("timeout_floor_s"),
     show_default=True,
-    help=f"Per-query hang timeout: this + {_d('timeout_p99_multiple'):g} x the profiled p99 "
-    "service time.",
+    help="Per-query hang timeout: this + "
+    f"{DispatchSettings.default('timeout_p99_multiple'):g} x the profiled p99 service time.",
 )
-@click.option(
-    "--max-attempts",
+@_setting(
+    DispatchSettings,
+    "max_attempts",
     type=bounded(limits.MAX_ATTEMPTS),
-    default=_d("max_attempts"),
     show_default=True,
     help="Fail a query (502) once it may have caused this many worker failures.",
 )
-@click.option(
-    "--overhead-factor",
+@_setting(
+    DispatchSettings,
+    "overhead_factor",
     type=bounded(limits.OVERHEAD_FACTOR),
-    default=_d("overhead_factor"),
     show_default=True,
     help="Policy sees this x the p95 worker round-trip overhead as extra time per query (0 = off).",
 )
-@click.option(
-    "--log-format",
+@_setting(
+    RouterConfig,
+    "log_format",
     type=click.Choice(LOG_FORMATS.names()),
-    default=_d("log_format"),
     show_default=True,
     help="Router log lines on stderr: timestamped text, or one JSON object per line.",
 )
-@click.option(
-    "--traffic-window-s",
+@_setting(
+    DispatchSettings,
+    "traffic_window_s",
     type=bounded(limits.TRAFFIC_WINDOW_S),
-    default=_d("traffic_window_s"),
     show_default=True,
     help="Seconds of traffic (profile time) behind GET /v2/traffic and the headroom metrics.",
 )
-@click.option("--seed", type=bounded(limits.SEED), default=_d("seed"), show_default=True)
-def serve(
-    model,
-    qos_ms,
-    batch_mix,
-    profiles_path,
-    prices_path,
-    pool_text,
-    policy,
-    policy_option_texts,
-    host,
-    port,
-    backend,
-    ray_address,
-    ray_placement,
-    detach,
-    workers_text,
-    mode,
-    worker_hosting,
-    handler,
-    router_cpus,
-    worker_cpus,
-    transport,
-    time_scale,
-    max_queue,
-    max_body_bytes,
-    api_token,
-    drain_timeout_s,
-    timeout_floor_s,
-    max_attempts,
-    overhead_factor,
-    log_format,
-    traffic_window_s,
-    seed,
-):
+@_setting(RouterConfig, "seed", type=bounded(limits.SEED), show_default=True)
+def serve(model, qos_ms, batch_mix, profiles_path, prices_path, pool_text, detach, **_settings):
     """Serve MODEL on POOL behind one KServe v2 HTTP endpoint (Ctrl-C drains and stops)."""
     from kairos.aio import run_event_loop
     from kairos.serving.router.router import run_router
 
     scenario = build_scenario(model, qos_ms, batch_mix, profiles_path, prices_path)
     pool = parse_pool(scenario, pool_text)
+    # Every option by its flag: each setting reads its own (RouterConfig.from_command_line).
+    ctx = click.get_current_context()
+    given = {flag: ctx.params[p.name] for p in ctx.command.params for flag in p.opts if p.name}
+    host, api_token = given["--host"], given["--api-token"]
     if host not in ("127.0.0.1", "localhost", "::1") and not api_token:
         click.echo(
             f"warning: binding {host} without --api-token exposes the endpoint to "
             "anyone who can reach it",
             err=True,
         )
-    cfg = RouterConfig(
-        model=scenario.model,
-        pool=pool,
-        policy=policy,
-        host=host,
-        port=port,
-        backend=backend,
-        ray_address=ray_address,
-        ray_placement=ray_placement,
-        workers=_parse_workers(workers_text),
-        worker_mode=mode,
-        handler=handler,
-        worker_hosting=worker_hosting,
-        transport=transport,
-        router_cpus=parse_cpus(router_cpus),
-        worker_cpus=parse_cpus(worker_cpus),
-        time_scale=time_scale,
-        max_queue=max_queue,
-        api_token=api_token,
-        max_body_bytes=max_body_bytes,
-        drain_timeout_s=drain_timeout_s,
-        timeout_floor_s=timeout_floor_s,
-        max_attempts=max_attempts,
-        seed=seed,
-        profiles_path=profiles_path,
-        policy_options=tuple(parse_policy_options(policy_option_texts).items()),
-        overhead_factor=overhead_factor,
-        log_format=log_format,
-        traffic_window_s=traffic_window_s,
-    )
+    # The options whose text the settings hold parsed.
+    given["--workers"] = _parse_workers(given["--workers"])
+    given["--router-cpus"] = parse_cpus(given["--router-cpus"])
+    given["--worker-cpus"] = parse_cpus(given["--worker-cpus"])
+    given["--policy-option"] = tuple(parse_policy_options(given["--policy-option"]).items())
+    cfg = RouterConfig.from_command_line(given, scenario.model, pool)
     cfg.check()  # every bad setting fails here, before any worker starts
     if detach:
         _detach(cfg, scenario)
@@ -291,8 +257,8 @@ def _detach(cfg, scenario):
     click.echo(f"kairos router {info['name']!r} runs detached on node {info['node']}, {state}")
     click.echo(f"  url:     {info['url']}")
     click.echo(f"  metrics: {info['metrics_url']}")
-    click.echo(f"  status:  kairos status --address {cfg.ray_address}")
-    click.echo(f"  stop:    kairos stop --address {cfg.ray_address}")
+    click.echo(f"  status:  kairos status --address {cfg.ray.address}")
+    click.echo(f"  stop:    kairos stop --address {cfg.ray.address}")
 
 
 @click.command()

@@ -3,8 +3,10 @@
 An ``Executor`` maps a picklable function over items and returns the results in item order,
 whatever order they finish in, so a parallel run returns exactly what a serial one does (each
 search is a pure function of its seed). Backends are a registry: ``"local"`` runs a pool of
-local processes (one process means in-process, no pool); a new backend (Ray tasks, say) is one
-class registered under its name here, and every caller picks it up through ``Parallelism``.
+local processes (one process means in-process, no pool); a new backend is one class
+registered under its name here, and every caller picks it up through ``Parallelism``.
+``"ray"`` (one Ray task per job, kairos/serving/ray/jobs.py) is registered by its dotted path:
+it is imported only when picked, and this layer imports nothing above it.
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ BACKENDS: Registry[Callable[[int], Executor]] = Registry(
     "parallel backend", "pass --backend with one of the known names."
 )
 BACKENDS.add("local", LocalProcessExecutor)
+BACKENDS.add_path("ray", "kairos.serving.ray.jobs:RayExecutor")
 
 
 def make_executor(parallelism: Parallelism | None = None) -> Executor:

@@ -13,8 +13,10 @@ with backoff) and differ in where a worker's address comes from:
 * ``LocalPool`` starts worker processes on this machine (``LocalSupervisor``) and restarts
   a failed one;
 * ``RemotePool`` is given the addresses (``--workers HOST:PORT,...``) and reconnects;
-* ``RayPool`` (ray_pool.py) runs each instance as a Ray actor on a node of its type;
-  every backend registers in ``POOL_BACKENDS``.
+* ``RayPool`` (serving/ray/pool.py) runs each instance as a Ray actor on a node of its type.
+
+Every backend registers in ``POOL_BACKENDS``, a factory from a ``PoolRequest`` (the Ray pool by
+its dotted path, so it is imported only when picked).
 
 ``blame`` says whether the query the failed instance was serving may have caused the
 failure: a timeout on that query, or the death of a process that served only that query.
@@ -28,16 +30,14 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from kairos.errors import RuntimeServiceError
 from kairos.protocol.tensors import TensorSpec, parse_specs
 from kairos.registry import Registry
 from kairos.serving.pool.supervisor import LocalSupervisor, WorkerSpec
 from kairos.serving.pool.transport import Link, WorkerLost, make_link
-
-if TYPE_CHECKING:
-    from kairos.serving.router.config import RouterConfig
+from kairos.serving.settings import PoolRequest
 
 OnReply = Callable[[bytes], None]
 MAX_BACKOFF_S = 5.0
@@ -390,17 +390,19 @@ class RemotePool(LinkedPool):
         return self.slots[j].address, None  # not ours to restart: reconnect
 
 
-PoolFactory = Callable[["RouterConfig"], WorkerPool]
+PoolFactory = Callable[[PoolRequest], WorkerPool]
 
 POOL_BACKENDS: Registry[PoolFactory] = Registry(
     "pool backend", "pass --backend local (the default) or another registered backend."
 )
 
 
-def _local_backend(cfg: RouterConfig) -> WorkerPool:
-    if cfg.workers is not None:
-        return RemotePool(cfg.connect_timeout_s, cfg.workers)
-    return LocalPool(cfg.connect_timeout_s, cfg.worker_hosting)
+def _local_backend(request: PoolRequest) -> WorkerPool:
+    settings = request.settings
+    if settings.addresses is not None:
+        return RemotePool(settings.connect_timeout_s, settings.addresses)
+    return LocalPool(settings.connect_timeout_s, settings.hosting)
 
 
 POOL_BACKENDS.add("local", _local_backend)
+POOL_BACKENDS.add_path("ray", "kairos.serving.ray.pool:RayPool")

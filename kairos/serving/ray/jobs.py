@@ -8,8 +8,9 @@ object store; it and the items must pickle, and ``fn`` must be importable on eve
 raised here as itself (a ``KairosError`` stays one), not wrapped in Ray's error.
 
 Without ``address`` (and not connected yet) it starts a local Ray instance for the call and
-stops it afterwards; inside a connected process it uses that connection. ``RayExecutor``
-registers it as the ``ray`` backend of the parallel capacity searches (``--backend ray``).
+stops it afterwards; inside a connected process it uses that connection. ``RayExecutor`` is
+the ``ray`` backend of the parallel capacity searches (``--backend ray``): ``sim.parallel``
+names it by its dotted path and imports it when it is picked.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from kairos.serving.ray.session import connect, import_ray, normal_priority
-from kairos.sim.parallel import BACKENDS, Executor
+from kairos.sim.parallel import Executor
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -100,6 +101,3 @@ class RayExecutor(Executor):
         if self._owned:
             import_ray().shutdown()
         self._owned = self._connected = False
-
-
-BACKENDS.add("ray", RayExecutor)

@@ -1,7 +1,7 @@
 """The Ray worker pool (``kairos serve --backend ray``): each instance is a Ray actor on a node
 of its instance type, and the router talks to it over the usual worker link.
 
-Placement (``RouterConfig.ray_placement``, see docs/ray.md):
+Placement (``RaySettings.placement``, see docs/ray.md and placement.py):
 
 * ``resource`` (the default): a node of type T offers the custom resource ``kairos/T``
   (one unit per instance it may host, 1 on a real cluster); an instance of type T asks for
@@ -9,7 +9,7 @@ Placement (``RouterConfig.ray_placement``, see docs/ray.md):
   autoscaler understands it, and one local node can offer every type at once.
 * ``label``: a node of type T carries the label ``kairos.io/instance-type=T`` and an instance
   asks for it with a label selector (Ray 2.49 or later). How many land on one node is then
-  up to their CPU requests (``ray_instance_cpus``).
+  up to their CPU requests (``RaySettings.instance_cpus``).
 
 The actor (``InstanceHost``) runs the ordinary worker (replay, model mode or a user handler)
 in its own thread and event loop and binds the node's address; the router connects straight
@@ -29,44 +29,20 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 from kairos.errors import RuntimeServiceError
-from kairos.profiles import LatencyProfile, default_profiles, load_profiles
-from kairos.registry import Registry
-from kairos.serving.pool.base import POOL_BACKENDS, InstanceSpec, LinkedPool, WorkerPool
+from kairos.profiles import LatencyProfile
+from kairos.serving.pool.base import InstanceSpec, LinkedPool
+from kairos.serving.ray.placement import RAY_PLACEMENTS, TYPE_LABEL, type_resource
 from kairos.serving.ray.session import connect, error_line, import_ray, normal_priority
+from kairos.serving.settings import PoolRequest
 from kairos.serving.worker.service import HostedInstance, WorkerConfig
 
-if TYPE_CHECKING:
-    from kairos.serving.router.config import RouterConfig
+__all__ = ["TYPE_LABEL", "InstanceHost", "RayPool", "type_resource"]
 
-TYPE_LABEL = "kairos.io/instance-type"
 RESTART_POLL_S = 0.1
-
-
-def type_resource(instance_type: str) -> str:
-    """The custom resource a node of ``instance_type`` offers (resource placement)."""
-    return f"kairos/{instance_type}"
-
-
-def _by_resource(instance_type: str) -> dict[str, Any]:
-    return {"resources": {type_resource(instance_type): 1}}
-
-
-def _by_label(instance_type: str) -> dict[str, Any]:
-    return {"label_selector": {TYPE_LABEL: instance_type}}
-
-
-# How an instance of a type finds a node of that type: the actor options it adds.
-RAY_PLACEMENTS: Registry[Callable[[str], dict[str, Any]]] = Registry(
-    "Ray placement",
-    "pass --ray-placement resource (nodes offer the resource kairos/TYPE) or label (nodes "
-    f"carry the label {TYPE_LABEL}=TYPE).",
-)
-RAY_PLACEMENTS.add("resource", _by_resource)
-RAY_PLACEMENTS.add("label", _by_label)
 
 
 def _host_address(ip: str, port: int) -> str:
@@ -116,14 +92,15 @@ class InstanceHost:
 
 
 class RayPool(LinkedPool):
-    """Instances are Ray actors; see the module docstring."""
+    """Instances are Ray actors; see the module docstring. A replay instance gets its type's
+    profile from the router's (``request.profiles``), shipped with its actor."""
 
-    def __init__(self, cfg: RouterConfig) -> None:
-        super().__init__(cfg.connect_timeout_s)
-        self._cfg = cfg
-        self._placement = RAY_PLACEMENTS.get(cfg.ray_placement)
-        path = cfg.profiles_path
-        self._profiles = load_profiles(path) if path else default_profiles()
+    def __init__(self, request: PoolRequest) -> None:
+        super().__init__(request.settings.connect_timeout_s)
+        self._request = request
+        self._cfg = request.ray
+        self._placement = RAY_PLACEMENTS.get(request.ray.placement)
+        self._profiles = request.profiles
         self._actors: list[Any] = []  # an ActorHandle per instance; None once removed
         self._watches: dict[int, asyncio.Task[None]] = {}
         self._host_class: Any = None
@@ -137,36 +114,34 @@ class RayPool(LinkedPool):
     def _ray(self) -> Any:
         ray = import_ray()
         if self._host_class is None:
-            cfg = self._cfg
+            cfg, pool = self._cfg, self._request.pool
             resources: dict[str, float] = {}
             labels: dict[str, str] = {}
-            if cfg.ray_address is None:  # a local instance declares the types itself
-                types = {*self._profiles.model(cfg.model).instance_types, *cfg.pool.types}
-                resources = {type_resource(t): float(cfg.ray_local_slots) for t in types}
-                if cfg.ray_placement == "label":
-                    labels = {TYPE_LABEL: cfg.pool.types[0]}
-            self._owns_ray = connect(
-                cfg.ray_address, cfg.ray_namespace, resources=resources, labels=labels
-            )
+            if cfg.address is None:  # a local instance declares the types itself
+                types = {*self._profiles.instance_types, *pool.types}
+                resources = {type_resource(t): float(cfg.local_slots) for t in types}
+                if cfg.placement == "label":
+                    labels = {TYPE_LABEL: pool.types[0]}
+            self._owns_ray = connect(cfg.address, cfg.namespace, resources=resources, labels=labels)
             self._host_class = ray.remote(InstanceHost)
         return ray
 
     def _create(self, spec: InstanceSpec) -> Any:
         cfg = self._cfg
         options = {
-            "max_restarts": cfg.ray_max_restarts,
-            "num_cpus": cfg.ray_instance_cpus,
-            "num_gpus": cfg.ray_instance_gpus,
+            "max_restarts": cfg.max_restarts,
+            "num_cpus": cfg.instance_cpus,
+            "num_gpus": cfg.instance_gpus,
             **self._placement(spec.instance_type),
         }
         runs_model = spec.mode == "model" or spec.handler is not None
         # Only a replay worker reads its type's profile (a model needs none, nor its type one).
-        profile = None if runs_model else self._profiles.get(spec.model, spec.instance_type)
+        profile = None if runs_model else self._profiles.get(spec.instance_type)
         return self._host_class.options(**options).remote(spec, profile)
 
     def _where(self, j: int) -> str:
         t = self.slots[j].spec.instance_type
-        if self._cfg.ray_placement == "label":
+        if self._cfg.placement == "label":
             return f"no node carries the label {TYPE_LABEL}={t}"
         return f"no node offers a free unit of the resource {type_resource(t)}"
 
@@ -180,7 +155,7 @@ class RayPool(LinkedPool):
 
     async def _first_address(self, j: int) -> str | None:
         ray = self._ray()
-        timeout_s = self._cfg.ray_start_timeout_s
+        timeout_s = self._cfg.start_timeout_s
         try:
             info = await asyncio.wait_for(self._actors[j].info.remote(), timeout_s)
         except TimeoutError:
@@ -224,7 +199,7 @@ class RayPool(LinkedPool):
 
     async def _restarted(self, j: int, stale_pid: int) -> dict[str, Any]:
         ray = self._ray()
-        deadline = time.monotonic() + self._cfg.ray_start_timeout_s
+        deadline = time.monotonic() + self._cfg.start_timeout_s
         while time.monotonic() < deadline:
             try:
                 info: dict[str, Any] = await self._actor(j).info.remote()
@@ -234,7 +209,7 @@ class RayPool(LinkedPool):
                 pass  # restarting
             await asyncio.sleep(RESTART_POLL_S)
         raise RuntimeServiceError(
-            f"instance {j}'s actor did not restart within {self._cfg.ray_start_timeout_s:g} s.",
+            f"instance {j}'s actor did not restart within {self._cfg.start_timeout_s:g} s.",
             "check the cluster ('ray status'); recovery keeps trying.",
         )
 
@@ -278,10 +253,3 @@ class RayPool(LinkedPool):
         await self._retire([j for j, a in enumerate(self._actors) if a is not None])
         if self._owns_ray:
             self._ray().shutdown()
-
-
-def _ray_backend(cfg: RouterConfig) -> WorkerPool:
-    return RayPool(cfg)
-
-
-POOL_BACKENDS.add("ray", _ray_backend)

@@ -9,16 +9,18 @@ when it goes. ``kairos status``, ``kairos scale`` and ``kairos stop`` find it by
 
 ``request`` makes an HTTP call to the router from the head node itself, so the admin calls
 work with ``--address`` even where the router listens on the head's loopback only.
+
+The scenario travels with the actor, profiles included, and the Ray pool takes its instances'
+profiles from it: the caller's ``--profiles`` file, which the head node lacks, is not needed
+there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 import threading
 import time
-from dataclasses import replace
 from typing import Any
 
 from kairos.aio import run_event_loop
@@ -42,15 +44,9 @@ class RouterHost:
         self,
         cfg: RouterConfig,
         scenario: Scenario,
-        profiles_csv: bytes | None,
         headroom: HeadroomFactory | None = None,
     ) -> None:
         normal_priority()
-        if profiles_csv is not None:  # the caller's --profiles file, which this node lacks
-            fd, path = tempfile.mkstemp(prefix="kairos-profiles-", suffix=".csv")
-            with os.fdopen(fd, "wb") as f:
-                f.write(profiles_csv)
-            cfg = replace(cfg, profiles_path=path)
         self._cfg = cfg
         self._scenario = scenario
         self._headroom = headroom
@@ -97,7 +93,7 @@ class RouterHost:
         ready = await asyncio.to_thread(self._wait_ready, wait_ready_s)
         ray = import_ray()
         return {
-            "name": self._cfg.ray_router_name,
+            "name": self._cfg.ray.router_name,
             "url": self._url,
             "metrics_url": f"{self._url}/metrics",
             "node": ray.get_runtime_context().get_node_id(),
@@ -119,7 +115,7 @@ class RouterHost:
             threading.Event().wait(READY_POLL_S)
 
     def _call(self, path: str, body: bytes | None, timeout_s: float) -> tuple[int, str]:
-        return http_request(self._url + path, body, self._cfg.api_token, timeout_s)
+        return http_request(self._url + path, body, self._cfg.http.api_token, timeout_s)
 
     async def request(
         self, path: str, body: bytes | None = None, timeout_s: float = 300.0
@@ -138,9 +134,10 @@ class RouterHost:
 def start_detached(
     cfg: RouterConfig, scenario: Scenario, headroom: HeadroomFactory | None = None
 ) -> dict[str, Any]:
-    """Start the router as a detached actor on the head node of ``cfg.ray_address``; return
-    its ``info`` once it is ready (or ``cfg.ray_start_timeout_s`` passed)."""
-    if cfg.backend != "ray" or cfg.ray_address is None:
+    """Start the router as a detached actor on the head node of ``cfg.ray.address``; return
+    its ``info`` once it is ready (or ``cfg.ray.start_timeout_s`` passed)."""
+    ray_cfg = cfg.ray
+    if cfg.workers.backend != "ray" or ray_cfg.address is None:
         raise ConfigError(
             "--detach runs the router inside a Ray cluster, so it needs --backend ray and "
             "--address.",
@@ -149,35 +146,31 @@ def start_detached(
         )
     cfg.check()
     ray = import_ray()
-    connect(cfg.ray_address, cfg.ray_namespace)
+    connect(ray_cfg.address, ray_cfg.namespace)
     try:
-        running = ray.get_actor(cfg.ray_router_name, namespace=cfg.ray_namespace)
+        running = ray.get_actor(ray_cfg.router_name, namespace=ray_cfg.namespace)
     except ValueError:
         running = None
     if running is not None:
         url = ray.get(running.info.remote()).get("url", "?")
         raise ConfigError(
-            f"a router named {cfg.ray_router_name!r} already runs in this cluster ({url}).",
+            f"a router named {ray_cfg.router_name!r} already runs in this cluster ({url}).",
             "stop it first (kairos stop --address ...), or scale it (kairos scale).",
         )
-    profiles_csv = None
-    if cfg.profiles_path is not None:
-        with open(cfg.profiles_path, "rb") as f:
-            profiles_csv = f.read()
     host = (
         ray.remote(RouterHost)
         .options(
-            name=cfg.ray_router_name,
-            namespace=cfg.ray_namespace,
+            name=ray_cfg.router_name,
+            namespace=ray_cfg.namespace,
             lifetime="detached",
-            max_restarts=cfg.ray_max_restarts,
+            max_restarts=ray_cfg.max_restarts,
             num_cpus=0,
             resources={HEAD_RESOURCE: 0.001},
         )
-        .remote(cfg, scenario, profiles_csv, headroom)
+        .remote(cfg, scenario, headroom)
     )
     try:
-        info: dict[str, Any] = ray.get(host.info.remote(cfg.ray_start_timeout_s))
+        info: dict[str, Any] = ray.get(host.info.remote(ray_cfg.start_timeout_s))
     except ray.exceptions.RayError as exc:
         cause = getattr(exc, "cause", None)
         if isinstance(cause, KairosError):  # the router's own error (a port in use, say)

@@ -1,9 +1,9 @@
 """The live driver loop: queries in, the ``Driver``'s decisions out to the worker pool.
 
 The dispatcher owns the queries the router accepted and has not answered (``Pending``). It
-turns the runtime's events into ``Driver`` events on the router's clock (wall seconds since
-start divided by the time scale) and carries out the starts each event returns by sending
-the query to that instance's worker through the ``WorkerPool``:
+turns the runtime's events into ``Driver`` events on the router's clock (``RouterClock``: wall
+seconds since start divided by the time scale) and carries out the starts each event returns
+by sending the query to that instance's worker through the ``WorkerPool``:
 
 * ``admit``: a validated request -> ``driver.arrive``;
 * a worker's reply -> ``driver.complete`` (the answer goes out before the next decision);
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,7 +31,8 @@ from kairos.errors import ConfigError
 from kairos.protocol.frames import frame, split_frame
 from kairos.serving.pool.base import InstanceSpec, WorkerPool
 from kairos.serving.router.metrics import RouterMetrics
-from kairos.serving.router.traffic import Traffic, TrafficWindow
+from kairos.serving.router.traffic import TrafficWindow
+from kairos.serving.settings import DispatchSettings
 from kairos.workload import Query
 
 OVERHEAD_WINDOW = 512  # recent queries whose round-trip overhead the router remembers
@@ -40,18 +40,27 @@ OVERHEAD_REFRESH = 64  # recompute the policy's overhead estimate every this man
 TIMEOUT_QUANTILE = 0.99  # the hang timeout is a multiple of this quantile of service time
 
 
-@dataclass(frozen=True)
-class DispatchSettings:
-    """The dispatcher's knobs. ``RouterConfig.dispatch_settings`` fills them: the defaults are
-    declared there, once."""
+class RouterClock:
+    """The policy's clock: wall seconds since the router started, divided by the time scale
+    (profile seconds). One per router, made first: the dispatcher and the traffic view read
+    the same start."""
 
-    time_scale: float
-    max_attempts: int
-    timeout_floor_s: float
-    timeout_p99_multiple: float
-    overhead_factor: float
-    overhead_quantile: float
-    traffic_window_s: float
+    def __init__(self, wall: Callable[[], float], time_scale: float) -> None:
+        self.wall = wall
+        self.scale = time_scale if time_scale > 0 else 1.0
+        self.t0 = wall()
+
+    def profile_s(self, wall_t: float) -> float:
+        return (wall_t - self.t0) / self.scale
+
+    def now_s(self) -> float:
+        return (self.wall() - self.t0) / self.scale
+
+
+def active_pool(driver: Driver) -> Pool:
+    """The instances the driver serves with, as a pool (retired ones left out)."""
+    state = driver.state
+    return Pool.of((state.instance_type[j], 1) for j in driver.active)
 
 
 class Pending:
@@ -115,6 +124,10 @@ class AnswerSink(Protocol):
 
 
 class Dispatcher:
+    """Every part it works with is built before it and given here: the driver, the pool, the
+    answer sink, the metrics, the router's clock and the traffic window it notes arrivals in.
+    """
+
     def __init__(
         self,
         driver: Driver,
@@ -124,7 +137,8 @@ class Dispatcher:
         settings: DispatchSettings,
         make_spec: Callable[[str, int], InstanceSpec],
         *,
-        clock: Callable[[], float] = time.perf_counter,
+        clock: RouterClock,
+        traffic: TrafficWindow,
         log: Callable[[str], None] = print,
     ) -> None:
         self.driver = driver
@@ -133,18 +147,18 @@ class Dispatcher:
         self.metrics = metrics
         self.settings = settings
         self.make_spec = make_spec
-        self.clock = clock
+        self.clock = clock.wall
         self.log = log
         self.pending: dict[int, Pending] = {}
-        self._scale = settings.time_scale if settings.time_scale > 0 else 1.0
-        self._t0 = clock()
+        self._scale = clock.scale
+        self._t0 = clock.t0
         self._qids = itertools.count()
         self._last_arrival_s = 0.0
         self._overheads = np.zeros(OVERHEAD_WINDOW)
         self._n_overheads = 0
         self._timeouts: dict[tuple[str, int], float] = {}
         self._resize_lock = asyncio.Lock()
-        self.traffic = TrafficWindow(settings.traffic_window_s)
+        self.traffic = traffic
 
     # --- clock --------------------------------------------------------------------------------
 
@@ -344,17 +358,29 @@ class Dispatcher:
             self.log(f"resized to {target}: +{len(new_ids)} instances, -{len(removing)}")
             return {"added": new_ids, "removed": removing}
 
-    def observed(self) -> Traffic:
-        """The traffic admitted over the last ``traffic_window_s`` (profile seconds)."""
-        return self.traffic.snapshot(self.now_s())
-
     def active_pool(self) -> Pool:
-        state = self.driver.state
-        return Pool.of((state.instance_type[j], 1) for j in self.driver.active)
+        return active_pool(self.driver)
 
-    async def drain(self, timeout_s: float) -> None:
-        """Wait for accepted queries; answer leftovers with 503."""
-        deadline = self.clock() + timeout_s
+    # --- what the front end reads -------------------------------------------------------------
+
+    def queued(self) -> int:
+        """Queries waiting in the central queue."""
+        return len(self.driver.state.queue)
+
+    def retired(self) -> frozenset[int]:
+        """Instances being drained for a resize (or drained and stopped)."""
+        return frozenset(self.driver.retired)
+
+    def queue_wait_s(self, batch: int, n_up: int) -> float:
+        """A rough wall-clock wait for the queue ahead (a 503's Retry-After): the queries
+        queued, each the mean estimated service time of ``batch`` over the types, spread over
+        ``n_up`` instances."""
+        mean_s = float(np.mean(self.driver.ctx.est_ms(batch))) / 1000.0
+        return len(self.driver.state.queue) * mean_s * self.settings.time_scale / n_up
+
+    async def drain(self) -> None:
+        """Wait for accepted queries (``drain_timeout_s`` at most); answer leftovers with 503."""
+        deadline = self.clock() + self.settings.drain_timeout_s
         while self.pending and self.clock() < deadline:
             await asyncio.sleep(0.01)
         for pending in list(self.pending.values()):

@@ -1,8 +1,11 @@
 """The KServe v2 front end: HTTP routing, validation, auth, metadata, metrics and admin.
 
-It turns a request into a ``Dispatcher.admit`` call (or an immediate answer: 4xx for bad
-input, 503 when the queue is full or the router is draining) and a dispatcher's outcome into
-the HTTP answer (``AnswerSink``). Paths (Open Inference Protocol / KServe v2):
+``Frontend`` turns a request into a ``Dispatcher.admit`` call (or an immediate answer: 4xx for
+bad input, 503 when the queue is full or the router is draining); ``Answers`` turns a
+dispatcher's outcome into the HTTP answer (the dispatcher's ``AnswerSink``, built before it);
+``TrafficView`` is what GET /v2/traffic, the traffic gauges and the headroom watch read. Each
+is given what it reads when it is built (the router builds them in order, see router.py).
+Paths (Open Inference Protocol / KServe v2):
 
   GET  /v2, /v2/health/live, /v2/health/ready, /metrics
   GET  /v2/models/{m}[/versions/1], /v2/models/{m}[/versions/1]/ready
@@ -22,9 +25,8 @@ import asyncio
 import hmac
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-import numpy as np
 import orjson
 
 from kairos import __version__
@@ -38,147 +40,74 @@ from kairos.protocol.api import (
     OPENAPI_PATH,
     TRAFFIC_PATH,
 )
-from kairos.protocol.tensors import BINARY_HEADER, BadRequest, parse_json_length, specs_as_dicts
+from kairos.protocol.tensors import (
+    BINARY_HEADER,
+    BadRequest,
+    TensorSpec,
+    parse_json_length,
+    specs_as_dicts,
+)
 from kairos.protocol.tensors import validate_request as validate
-from kairos.serving.router.dispatcher import Pending, Served
+from kairos.scenario import Scenario
+from kairos.serving.router.dispatcher import Dispatcher, Pending, Served
 from kairos.serving.router.http import JSON, Deferred, HttpRequest, HttpResponse
 from kairos.serving.router.metrics import CONTENT_TYPE, RouterMetrics
 from kairos.serving.router.openapi import openapi_response
-from kairos.serving.router.traffic import HeadroomWatch
+from kairos.serving.router.traffic import HeadroomWatch, Traffic, TrafficWindow
+from kairos.serving.settings import HttpSettings
 from kairos.sim.capacity import rough_capacity_qps
 
-if TYPE_CHECKING:
-    from kairos.scenario import Scenario
-    from kairos.serving.router.config import RouterConfig
-    from kairos.serving.router.dispatcher import Dispatcher
+
+class PoolView(Protocol):
+    """What the front end reads of the worker pool: its tensors (known once a worker
+    described itself) and its instances."""
+
+    @property
+    def signature(self) -> tuple[TensorSpec, ...] | None: ...
+
+    @property
+    def out_signature(self) -> tuple[TensorSpec, ...] | None: ...
+
+    @property
+    def described(self) -> bool: ...
+
+    def healthy_instances(self) -> list[int]: ...
+
+    def describe(self) -> list[dict[str, Any]]: ...
 
 
-class Frontend:
-    """Answers HTTP requests for one router (see the module docstring)."""
+class TrafficView:
+    """Observed traffic, the running pool, and its headroom for that traffic: GET
+    /v2/traffic, the traffic gauges, and what the headroom watch re-checks."""
 
     def __init__(
         self,
-        cfg: RouterConfig,
         scenario: Scenario,
-        metrics: RouterMetrics,
-        log: Callable[[str], None],
+        policy: str,
+        window: TrafficWindow,
+        now_s: Callable[[], float],
+        running: Callable[[], Pool],
+        headroom: HeadroomWatch | None,
     ) -> None:
-        self.cfg = cfg
         self.scenario = scenario
-        self.metrics = metrics
-        self.log = log
-        self.dispatcher: Dispatcher | None = None
-        self.draining = False
-        self._qos_s = scenario.qos_ms / 1000.0
-        self._max_batch = scenario.profiles.max_batch
-        self._model_bytes = orjson.dumps(scenario.model)
-        self._expected_auth = f"Bearer {cfg.api_token}".encode()
-        self._routes: dict[str, Callable[[], HttpResponse]] = {
-            "/v2": lambda: _json(
-                200,
-                {"name": "kairos", "version": __version__, "extensions": ["binary_tensor_data"]},
-            ),
-            HEALTH_LIVE_PATH: lambda: _json(200, {"live": True}),
-            HEALTH_READY_PATH: lambda: _json(200 if self.ready else 503, {"ready": self.ready}),
-            METRICS_PATH: lambda: HttpResponse(200, self.metrics.render(), CONTENT_TYPE.encode()),
-            TRAFFIC_PATH: lambda: _json(200, self.traffic_view()),
-            OPENAPI_PATH: lambda: openapi_response(scenario.model, self._d.pool.signature),
-        }
-        self.plan_watch: HeadroomWatch | None = None
+        self.policy = policy
+        self._window = window
+        self._now_s = now_s
+        self._running = running
+        self._headroom = headroom
 
-    def attach(self, dispatcher: Dispatcher) -> None:
-        self.dispatcher = dispatcher
+    def observed(self) -> Traffic:
+        """The traffic admitted over the last ``traffic_window_s`` (profile seconds)."""
+        return self._window.snapshot(self._now_s())
 
-    @property
-    def _d(self) -> Dispatcher:
-        assert self.dispatcher is not None, "attach a dispatcher first"
-        return self.dispatcher
-
-    @property
-    def ready(self) -> bool:
-        pool = self._d.pool
-        return pool.described and not self.draining and bool(pool.healthy_instances())
-
-    # --- routing ------------------------------------------------------------------------------
-
-    def handle(self, request: HttpRequest) -> HttpResponse | Deferred:
-        """Route one request; inference answers later (a ``Deferred``)."""
-        try:
-            answer = self._route(request)
-        except Exception as exc:  # a bug here must still answer, and be seen
-            self.log(f"error handling {request.method} {request.path}: {exc!r:.300}")
-            answer = _error(500, "internal error in the router; it was logged.")
-        if isinstance(answer, HttpResponse) and answer.status >= 400 and answer.status != 503:
-            self.metrics.errors.labels(str(answer.status)).inc()
-        return answer
-
-    def _route(self, request: HttpRequest) -> HttpResponse | Deferred:
-        path = request.path
-        if self.cfg.api_token and not path.startswith("/v2/health/"):
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, self._expected_auth):
-                return _error(
-                    401,
-                    "missing or wrong bearer token.",
-                    (("WWW-Authenticate", 'Bearer realm="kairos"'),),
-                )
-        fixed = self._routes.get(path)
-        if fixed is not None:
-            return fixed() if request.method in ("GET", "HEAD") else _not_allowed("GET")
-        if path == ADMIN_POOL_PATH:
-            return self._admin_pool(request)
-        rest = _model_endpoint(path, self.scenario.model)
-        if isinstance(rest, HttpResponse):
-            return rest
-        if rest == "infer":
-            return self._infer(request) if request.method == "POST" else _not_allowed("POST")
-        if rest not in ("", "ready"):
-            return _no_endpoint(path)
-        if request.method not in ("GET", "HEAD"):
-            return _not_allowed("GET")
-        return self._model_ready() if rest else self._model_metadata()
-
-    # --- model endpoints ----------------------------------------------------------------------
-
-    def _model_ready(self) -> HttpResponse:
-        ready = self.ready
-        return _json(200 if ready else 503, {"name": self.scenario.model, "ready": ready})
-
-    def _model_metadata(self) -> HttpResponse:
-        d = self._d
-        pool = d.active_pool()
-        params = {
-            "pool": str(pool),
-            "policy": self.cfg.policy,
-            "qos_ms": self.scenario.qos_ms,
-            "time_scale": self.cfg.time_scale,
-            "max_batch": self._max_batch,
-            "capacity_hint_qps": rough_capacity_qps(self.scenario, pool),
-            "cost_per_hr": pool.cost_per_hr(self.scenario.prices),
-            "workers": self.workers(),
-        }
-        return _json(
-            200,
-            {
-                "name": self.scenario.model,
-                "versions": ["1"],
-                "platform": "kairos",
-                "inputs": specs_as_dicts(d.pool.signature) or [],
-                "outputs": specs_as_dicts(d.pool.out_signature) or [],
-                "parameters": params,
-            },
-        )
-
-    def traffic_view(self) -> dict[str, Any]:
-        """Observed traffic, the running pool, and its headroom for that traffic."""
-        d = self._d
-        traffic = d.observed()
-        pool = d.active_pool()
-        head = None if self.plan_watch is None else self.plan_watch.update(traffic)
+    def as_dict(self) -> dict[str, Any]:
+        traffic = self.observed()
+        pool = self._running()
+        head = None if self._headroom is None else self._headroom.update(traffic)
         return traffic.as_dict() | {
             "model": self.scenario.model,
             "qos_ms": self.scenario.qos_ms,
-            "policy": self.cfg.policy,
+            "policy": self.policy,
             "pool": str(pool),
             "cost_per_hr": pool.cost_per_hr(self.scenario.prices),
             "bound_qps": None if head is None else head.bound_qps,
@@ -186,51 +115,14 @@ class Frontend:
             "utilisation": None if head is None else head.utilisation(traffic.rate_qps),
         }
 
-    def workers(self) -> list[dict[str, Any]]:
-        """The pool's instances, with the ones being drained for a resize marked so."""
-        retired = self._d.driver.retired
-        rows = self._d.pool.describe()
-        for row in rows:
-            if row["instance"] in retired and row["state"] != "removed":
-                row["state"] = "draining"
-        return rows
 
-    def _infer(self, request: HttpRequest) -> HttpResponse | Deferred:
-        d = self._d
-        if self.draining:
-            return self._reject("draining", "the router is shutting down.")
-        if not d.pool.described:
-            return self._reject("not_ready", "no worker has come up yet.")
-        if len(d.driver.state.queue) >= self.cfg.max_queue:
-            return self._reject(
-                "queue_full", f"the queue is full ({self.cfg.max_queue} queries); retry later."
-            )
-        if request.too_large:
-            return _error(
-                400,
-                f"request body of {request.body_size} bytes exceeds the "
-                f"{self.cfg.max_body_bytes}-byte limit; split the query or "
-                "raise --max-body-bytes.",
-            )
-        body = request.body
-        try:
-            json_length = parse_json_length(request.headers.get(BINARY_HEADER), len(body))
-            parsed = validate(body, d.pool.signature, self._max_batch, json_length)
-        except BadRequest as exc:
-            return _error(400, str(exc))
-        answer = Deferred()
-        d.admit(body, parsed.batch_size, parsed.request_id, answer, request.received_t, json_length)
-        return answer
+class Answers:
+    """The dispatcher's outcomes as HTTP answers (its ``AnswerSink``), counted in the metrics."""
 
-    def _reject(self, reason: str, message: str) -> HttpResponse:
-        d = self._d
-        self.metrics.rejected.labels(reason).inc()
-        n_up = max(1, len(d.pool.healthy_instances()))
-        mean_s = float(np.mean(d.driver.ctx.est_ms(int(self.scenario.mix.mean)))) / 1000.0
-        wait_s = len(d.driver.state.queue) * mean_s * self.cfg.time_scale / n_up
-        return _error(503, message, (("Retry-After", str(max(1, math.ceil(wait_s)))),))
-
-    # --- answers (AnswerSink) -----------------------------------------------------------------
+    def __init__(self, scenario: Scenario, metrics: RouterMetrics) -> None:
+        self.metrics = metrics
+        self._qos_s = scenario.qos_ms / 1000.0
+        self._model_bytes = orjson.dumps(scenario.model)
 
     def served(self, pending: Pending, served: Served) -> None:
         if served.code != 200:
@@ -272,11 +164,175 @@ class Frontend:
             self.metrics.errors.labels(str(status)).inc()
         pending.reply.resolve(_error(status, message))
 
+
+class Frontend:
+    """Answers HTTP requests for one router (see the module docstring). It is given the
+    pool's view (tensors, instances), the dispatcher (admit, resize and what it holds), the
+    traffic view, the policy's name and the time scale it reports; it reaches through none
+    of them."""
+
+    def __init__(
+        self,
+        settings: HttpSettings,
+        scenario: Scenario,
+        *,
+        policy: str,
+        time_scale: float,
+        pool: PoolView,
+        dispatcher: Dispatcher,
+        traffic: TrafficView,
+        metrics: RouterMetrics,
+        log: Callable[[str], None],
+    ) -> None:
+        self.settings = settings
+        self.scenario = scenario
+        self.policy = policy
+        self.time_scale = time_scale
+        self.pool = pool
+        self.dispatcher = dispatcher
+        self.traffic = traffic
+        self.metrics = metrics
+        self.log = log
+        self.draining = False
+        self._max_batch = scenario.profiles.max_batch
+        self._expected_auth = f"Bearer {settings.api_token}".encode()
+        self._routes: dict[str, Callable[[], HttpResponse]] = {
+            "/v2": lambda: _json(
+                200,
+                {"name": "kairos", "version": __version__, "extensions": ["binary_tensor_data"]},
+            ),
+            HEALTH_LIVE_PATH: lambda: _json(200, {"live": True}),
+            HEALTH_READY_PATH: lambda: _json(200 if self.ready else 503, {"ready": self.ready}),
+            METRICS_PATH: lambda: HttpResponse(200, self.metrics.render(), CONTENT_TYPE.encode()),
+            TRAFFIC_PATH: lambda: _json(200, self.traffic.as_dict()),
+            OPENAPI_PATH: lambda: openapi_response(scenario.model, self.pool.signature),
+        }
+
+    @property
+    def ready(self) -> bool:
+        pool = self.pool
+        return pool.described and not self.draining and bool(pool.healthy_instances())
+
+    # --- routing ------------------------------------------------------------------------------
+
+    def handle(self, request: HttpRequest) -> HttpResponse | Deferred:
+        """Route one request; inference answers later (a ``Deferred``)."""
+        try:
+            answer = self._route(request)
+        except Exception as exc:  # a bug here must still answer, and be seen
+            self.log(f"error handling {request.method} {request.path}: {exc!r:.300}")
+            answer = _error(500, "internal error in the router; it was logged.")
+        if isinstance(answer, HttpResponse) and answer.status >= 400 and answer.status != 503:
+            self.metrics.errors.labels(str(answer.status)).inc()
+        return answer
+
+    def _route(self, request: HttpRequest) -> HttpResponse | Deferred:
+        path = request.path
+        if self.settings.api_token and not path.startswith("/v2/health/"):
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, self._expected_auth):
+                return _error(
+                    401,
+                    "missing or wrong bearer token.",
+                    (("WWW-Authenticate", 'Bearer realm="kairos"'),),
+                )
+        fixed = self._routes.get(path)
+        if fixed is not None:
+            return fixed() if request.method in ("GET", "HEAD") else _not_allowed("GET")
+        if path == ADMIN_POOL_PATH:
+            return self._admin_pool(request)
+        rest = _model_endpoint(path, self.scenario.model)
+        if isinstance(rest, HttpResponse):
+            return rest
+        if rest == "infer":
+            return self._infer(request) if request.method == "POST" else _not_allowed("POST")
+        if rest not in ("", "ready"):
+            return _no_endpoint(path)
+        if request.method not in ("GET", "HEAD"):
+            return _not_allowed("GET")
+        return self._model_ready() if rest else self._model_metadata()
+
+    # --- model endpoints ----------------------------------------------------------------------
+
+    def _model_ready(self) -> HttpResponse:
+        ready = self.ready
+        return _json(200 if ready else 503, {"name": self.scenario.model, "ready": ready})
+
+    def _model_metadata(self) -> HttpResponse:
+        pool = self.dispatcher.active_pool()
+        params = {
+            "pool": str(pool),
+            "policy": self.policy,
+            "qos_ms": self.scenario.qos_ms,
+            "time_scale": self.time_scale,
+            "max_batch": self._max_batch,
+            "capacity_hint_qps": rough_capacity_qps(self.scenario, pool),
+            "cost_per_hr": pool.cost_per_hr(self.scenario.prices),
+            "workers": self.workers(),
+        }
+        return _json(
+            200,
+            {
+                "name": self.scenario.model,
+                "versions": ["1"],
+                "platform": "kairos",
+                "inputs": specs_as_dicts(self.pool.signature) or [],
+                "outputs": specs_as_dicts(self.pool.out_signature) or [],
+                "parameters": params,
+            },
+        )
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The pool's instances, with the ones being drained for a resize marked so."""
+        retired = self.dispatcher.retired()
+        rows = self.pool.describe()
+        for row in rows:
+            if row["instance"] in retired and row["state"] != "removed":
+                row["state"] = "draining"
+        return rows
+
+    def _infer(self, request: HttpRequest) -> HttpResponse | Deferred:
+        settings = self.settings
+        if self.draining:
+            return self._reject("draining", "the router is shutting down.")
+        if not self.pool.described:
+            return self._reject("not_ready", "no worker has come up yet.")
+        if self.dispatcher.queued() >= settings.max_queue:
+            return self._reject(
+                "queue_full", f"the queue is full ({settings.max_queue} queries); retry later."
+            )
+        if request.too_large:
+            return _error(
+                400,
+                f"request body of {request.body_size} bytes exceeds the "
+                f"{settings.max_body_bytes}-byte limit; split the query or "
+                "raise --max-body-bytes.",
+            )
+        body = request.body
+        try:
+            json_length = parse_json_length(request.headers.get(BINARY_HEADER), len(body))
+            parsed = validate(body, self.pool.signature, self._max_batch, json_length)
+        except BadRequest as exc:
+            return _error(400, str(exc))
+        answer = Deferred()
+        self.dispatcher.admit(
+            body, parsed.batch_size, parsed.request_id, answer, request.received_t, json_length
+        )
+        return answer
+
+    def _reject(self, reason: str, message: str) -> HttpResponse:
+        self.metrics.rejected.labels(reason).inc()
+        n_up = max(1, len(self.pool.healthy_instances()))
+        wait_s = self.dispatcher.queue_wait_s(int(self.scenario.mix.mean), n_up)
+        return _error(503, message, (("Retry-After", str(max(1, math.ceil(wait_s)))),))
+
     # --- admin --------------------------------------------------------------------------------
 
     def _admin_pool(self, request: HttpRequest) -> HttpResponse | Deferred:
         if request.method in ("GET", "HEAD"):
-            return _json(200, {"pool": str(self._d.active_pool()), "workers": self.workers()})
+            return _json(
+                200, {"pool": str(self.dispatcher.active_pool()), "workers": self.workers()}
+            )
         if request.method != "POST":
             return _not_allowed("GET, POST")
         try:
@@ -294,7 +350,7 @@ class Frontend:
         try:
             # Metrics, metadata and the traffic view price the pool: refuse an unpriced type.
             self.scenario.check_pool(pool)
-            changed = await self._d.resize(pool)
+            changed = await self.dispatcher.resize(pool)
         except KairosError as exc:
             answer.resolve(_error(400, str(exc)))
             return
@@ -302,7 +358,7 @@ class Frontend:
             self.log(f"resize to {pool} failed: {exc!r:.300}")
             answer.resolve(_error(500, f"resize failed: {exc}"))
             return
-        answer.resolve(_json(200, {"pool": str(self._d.active_pool()), **changed}))
+        answer.resolve(_json(200, {"pool": str(self.dispatcher.active_pool()), **changed}))
 
 
 def _model_endpoint(path: str, served: str) -> str | HttpResponse:

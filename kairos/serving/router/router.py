@@ -5,10 +5,15 @@ It is three parts, wired here (see docs/runtime.md):
 * ``Frontend`` (frontend.py): HTTP routing, validation, auth, metadata, metrics, admin;
 * ``Dispatcher`` (dispatcher.py) around the ``Driver`` (distributor/driver.py), the same
   object the simulator drives: the central queue, the policy and its decisions;
-* a ``WorkerPool`` (pool.py) from ``POOL_BACKENDS``: local worker processes, remote workers
-  given by address, or a Ray cluster.
+* a ``WorkerPool`` (serving/pool/) from ``POOL_BACKENDS``: local worker processes, remote
+  workers given by address, or a Ray cluster.
 
-``RouterConfig`` declares every setting and its default once; ``kairos serve`` reads them.
+They are built once, bottom-up, each given what it reads: the driver and the pool, the
+router's clock and traffic window, the headroom watch and the traffic view, the metrics, the
+answers, the dispatcher, and last the front end. Nothing is attached afterwards.
+
+``RouterConfig`` is made of each part's settings (serving/settings.py); every default is
+declared once there, and ``kairos serve`` reads them.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 from kairos.aio import pin_to_cpus, settle_heap
 from kairos.distributor.driver import Driver
@@ -27,11 +33,12 @@ from kairos.protocol.api import LISTEN_LINE
 from kairos.scenario import Scenario
 from kairos.serving.pool.base import POOL_BACKENDS, WorkerPool
 from kairos.serving.router.config import LOG_FORMATS, RouterConfig
-from kairos.serving.router.dispatcher import Dispatcher
-from kairos.serving.router.frontend import Frontend
+from kairos.serving.router.dispatcher import Dispatcher, RouterClock, active_pool
+from kairos.serving.router.frontend import Answers, Frontend, TrafficView
 from kairos.serving.router.http import HttpServer
 from kairos.serving.router.metrics import RouterMetrics
-from kairos.serving.router.traffic import HeadroomFactory, HeadroomWatch
+from kairos.serving.router.traffic import HeadroomFactory, HeadroomWatch, TrafficWindow
+from kairos.serving.settings import HttpSettings
 
 __all__ = ["Router", "run_router"]
 
@@ -54,7 +61,7 @@ class Router:
         line = LOG_FORMATS.get(cfg.log_format)
         self.log = lambda message: print(line("router", message), file=sys.stderr, flush=True)
         types = cfg.pool.instance_types()
-        self.driver = Driver(
+        driver = self.driver = Driver(
             scenario,
             types,
             cfg.policy,
@@ -62,32 +69,50 @@ class Router:
             policy_options=dict(cfg.policy_options),
             start_down=True,
         )
-        self.pool = pool if pool is not None else POOL_BACKENDS.get(cfg.backend)(cfg)
-        self.metrics = RouterMetrics(
-            self.driver.state.type_names,
-            lambda: self.dispatcher.active_pool().cost_per_hr(scenario.prices),
-            queue_length=lambda: len(self.driver.state.queue),
-            in_flight=lambda: sum(q is not None for q in self.driver.state.running),
-            workers_up=lambda: len(self.pool.healthy_instances()),
-            traffic=lambda: self.frontend.traffic_view(),
+        if pool is None:
+            pool = POOL_BACKENDS.get(cfg.workers.backend)(cfg.pool_request(scenario.profiles))
+        self.pool = pool
+        dispatch = cfg.dispatch
+        self.clock = RouterClock(clock, dispatch.time_scale)
+        window = TrafficWindow(dispatch.traffic_window_s)
+        running = partial(active_pool, driver)
+        self.plan_watch: HeadroomWatch | None = (
+            None if headroom is None else headroom(scenario, cfg.policy, running)
         )
-        self.frontend = Frontend(cfg, scenario, self.metrics, self.log)
+        self.traffic = TrafficView(
+            scenario, cfg.policy, window, self.clock.now_s, running, self.plan_watch
+        )
+        self.metrics = RouterMetrics(
+            driver.state.type_names,
+            lambda: running().cost_per_hr(scenario.prices),
+            queue_length=lambda: len(driver.state.queue),
+            in_flight=lambda: sum(q is not None for q in driver.state.running),
+            workers_up=lambda: len(pool.healthy_instances()),
+            traffic=self.traffic.as_dict,
+        )
         self.dispatcher = Dispatcher(
-            self.driver,
-            self.pool,
-            self.frontend,
+            driver,
+            pool,
+            Answers(scenario, self.metrics),
             self.metrics,
-            cfg.dispatch_settings(),
+            dispatch,
             cfg.instance_spec,
-            clock=clock,
+            clock=self.clock,
+            traffic=window,
             log=self.log,
         )
-        self.frontend.attach(self.dispatcher)
+        self.frontend = Frontend(
+            cfg.http,
+            scenario,
+            policy=cfg.policy,
+            time_scale=dispatch.time_scale,
+            pool=pool,
+            dispatcher=self.dispatcher,
+            traffic=self.traffic,
+            metrics=self.metrics,
+            log=self.log,
+        )
         self.handle = self.frontend.handle
-        self.plan_watch: HeadroomWatch | None = None
-        if headroom is not None:
-            self.plan_watch = headroom(scenario, cfg.policy, self.dispatcher.active_pool)
-        self.frontend.plan_watch = self.plan_watch
         self._watching: asyncio.Task[None] | None = None
 
     async def start_workers(self) -> None:
@@ -97,7 +122,7 @@ class Router:
         await self.pool.start(self.dispatcher, specs)
         if self.plan_watch is not None:
             self._watching = asyncio.ensure_future(
-                self.plan_watch.run(self.dispatcher.observed, self.cfg.plan_refresh_s)
+                self.plan_watch.run(self.traffic.observed, self.cfg.plan_refresh_s)
             )
 
     @property
@@ -107,7 +132,7 @@ class Router:
     async def drain(self) -> None:
         """Refuse new queries and wait for accepted ones; answer leftovers with 503."""
         self.frontend.draining = True
-        await self.dispatcher.drain(self.cfg.drain_timeout_s)
+        await self.dispatcher.drain()
 
     async def close(self) -> None:
         if self._watching is not None:
@@ -117,7 +142,7 @@ class Router:
         await self.pool.close()
 
 
-def _listen_error(cfg: RouterConfig, exc: OSError) -> ConfigError:
+def _listen_error(cfg: HttpSettings, exc: OSError) -> ConfigError:
     where = f"{cfg.host}:{cfg.port}"
     if exc.errno == errno.EADDRINUSE:
         return ConfigError(
@@ -148,12 +173,12 @@ async def run_router(
     drain accepted queries and stop the workers."""
     router = Router(cfg, scenario, headroom=headroom)
     pin_to_cpus(cfg.router_cpus)
-    server = HttpServer(router.handle, cfg.max_body_bytes)
+    server = HttpServer(router.handle, cfg.http.max_body_bytes)
     try:
         try:
-            host, port = await server.start(cfg.host, cfg.port)
+            host, port = await server.start(cfg.http.host, cfg.http.port)
         except OSError as exc:
-            raise _listen_error(cfg, exc) from None
+            raise _listen_error(cfg.http, exc) from None
         url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         print(
             f"{LISTEN_LINE} {url} (model {scenario.model}, pool {cfg.pool}, policy "

@@ -11,6 +11,9 @@ import pytest
 from kairos.catalog import Pool
 from kairos.errors import ConfigError
 from kairos.serving.router.config import RouterConfig
+from kairos.serving.settings import PoolSettings, RaySettings
+
+RAY = PoolSettings(backend="ray")
 
 
 def config(**overrides: object) -> RouterConfig:
@@ -21,12 +24,18 @@ def config(**overrides: object) -> RouterConfig:
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
-        ({"ray_address": "127.0.0.1:6379"}, "add --backend ray"),
-        ({"backend": "ray", "workers": ("a:1", "b:2", "c:3")}, "drop --workers"),
-        ({"backend": "ray", "ray_placement": "label"}, "one kairos.io/instance-type label"),
-        ({"backend": "ray", "ray_placement": "rack"}, "Ray placement 'rack'"),
-        ({"backend": "ray", "ray_start_timeout_s": 0.0}, "Ray start timeout"),
-        ({"backend": "ray", "ray_max_restarts": -2}, "max restarts >= -1"),
+        ({"ray": RaySettings(address="127.0.0.1:6379")}, "add --backend ray"),
+        (
+            {"workers": PoolSettings(backend="ray", addresses=("a:1", "b:2", "c:3"))},
+            "drop --workers",
+        ),
+        (
+            {"workers": RAY, "ray": RaySettings(placement="label")},
+            "one kairos.io/instance-type label",
+        ),
+        ({"workers": RAY, "ray": RaySettings(placement="rack")}, "Ray placement 'rack'"),
+        ({"workers": RAY, "ray": RaySettings(start_timeout_s=0.0)}, "Ray start timeout"),
+        ({"workers": RAY, "ray": RaySettings(max_restarts=-2)}, "max restarts >= -1"),
     ],
 )
 def test_ray_settings_errors_name_the_setting(overrides: dict, needle: str) -> None:
@@ -36,8 +45,9 @@ def test_ray_settings_errors_name_the_setting(overrides: dict, needle: str) -> N
 
 
 def test_label_placement_on_a_cluster_or_one_type_is_fine() -> None:
-    config(backend="ray", ray_placement="label", ray_address="auto").check()
-    config(backend="ray", ray_placement="label", pool=Pool.parse("r5n.large=2")).check()
+    config(workers=RAY, ray=RaySettings(placement="label", address="auto")).check()
+    label = RaySettings(placement="label")
+    config(workers=RAY, ray=label, pool=Pool.parse("r5n.large=2")).check()
 
 
 def test_detach_needs_a_cluster() -> None:
@@ -45,7 +55,7 @@ def test_detach_needs_a_cluster() -> None:
     from kairos.serving.ray.router import start_detached
 
     with pytest.raises(ConfigError, match="--detach runs the router inside a Ray cluster"):
-        start_detached(config(backend="ray"), Scenario.build("dien"))
+        start_detached(config(workers=RAY), Scenario.build("dien"))
 
 
 WITHOUT_RAY = """

@@ -13,6 +13,7 @@ from kairos.cli.serve import _parse_workers
 from kairos.errors import ConfigError
 from kairos.serving.pool.supervisor import WorkerSpec, group_instances
 from kairos.serving.router.config import RouterConfig
+from kairos.serving.settings import DispatchSettings, HttpSettings, PoolSettings
 
 
 def config(**overrides: object) -> RouterConfig:
@@ -23,15 +24,21 @@ def config(**overrides: object) -> RouterConfig:
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
-        ({"max_queue": 0}, "--max-queue"),
-        ({"time_scale": -1.0}, "--time-scale"),
-        ({"workers": ("127.0.0.1:1",)}, "1 worker addresses for a pool of 2"),
-        ({"transport": "http3"}, "transport 'http3'"),
-        ({"timeout_floor_s": 0.0}, "--timeout-floor-s"),
-        ({"api_token": ""}, "--api-token is empty"),
-        ({"worker_hosting": "core"}, "worker hosting 'core'"),
-        ({"overhead_factor": -1.0}, "--overhead-factor"),
-        ({"overhead_quantile": 1.0}, "overhead quantile"),
+        ({"http": HttpSettings(max_queue=0)}, "--max-queue"),
+        ({"dispatch": DispatchSettings(time_scale=-1.0)}, "--time-scale"),
+        (
+            {"workers": PoolSettings(addresses=("127.0.0.1:1",))},
+            "1 worker addresses for a pool of 2",
+        ),
+        ({"workers": PoolSettings(transport="http3")}, "transport 'http3'"),
+        ({"dispatch": DispatchSettings(timeout_floor_s=0.0)}, "--timeout-floor-s"),
+        ({"http": HttpSettings(api_token="")}, "--api-token is empty"),
+        ({"workers": PoolSettings(hosting="core")}, "worker hosting 'core'"),
+        ({"dispatch": DispatchSettings(overhead_factor=-1.0)}, "--overhead-factor"),
+        ({"dispatch": DispatchSettings(overhead_quantile=1.0)}, "overhead quantile"),
+        ({"workers": PoolSettings(backend="k8s")}, "pool backend 'k8s'"),
+        ({"workers": PoolSettings(connect_timeout_s=0.0)}, "--connect-timeout-s"),
+        ({"log_format": "xml"}, "log format 'xml'"),
     ],
 )
 def test_router_config_errors_name_the_setting(overrides: dict, needle: str) -> None:
@@ -135,13 +142,15 @@ def test_router_tells_the_policy_its_measured_transport_overhead() -> None:
     from kairos.serving.router.dispatcher import OVERHEAD_REFRESH
     from kairos.serving.router.router import Router
 
-    router = Router(config(policy="kairos", time_scale=0.5), Scenario.build("dien"))
+    half = DispatchSettings(time_scale=0.5)
+    router = Router(config(policy="kairos", dispatch=half), Scenario.build("dien"))
     assert router.driver.state.overhead_s == 0.0
     for k in range(OVERHEAD_REFRESH):
         router.dispatcher._note_overhead(0.001 if k % 2 else 0.002)
     # 3 x the p95 of the window (0.002 s wall), in the policy's clock (wall / time scale).
     assert router.driver.state.overhead_s == pytest.approx(3 * 0.002 / 0.5)
-    off = Router(config(policy="kairos", overhead_factor=0.0), Scenario.build("dien"))
+    no_overhead = DispatchSettings(overhead_factor=0.0)
+    off = Router(config(policy="kairos", dispatch=no_overhead), Scenario.build("dien"))
     for _ in range(OVERHEAD_REFRESH):
         off.dispatcher._note_overhead(0.002)
     assert off.driver.state.overhead_s == 0.0
@@ -161,3 +170,57 @@ def test_serve_on_a_port_in_use_is_a_clear_error(capsys: pytest.CaptureFixture[s
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err and "To fix:" in err
+
+
+def serve_config(monkeypatch: pytest.MonkeyPatch, *args: str) -> RouterConfig:
+    """The config ``kairos serve ARGS`` would run a router with."""
+    import kairos.serving.router.router as router_module
+
+    seen: list[RouterConfig] = []
+
+    async def run_router(cfg: RouterConfig, *_: object, **__: object) -> None:
+        seen.append(cfg)
+
+    monkeypatch.setattr(router_module, "run_router", run_router)
+    result = CliRunner().invoke(cli, ["serve", "--model", "dien", "--pool", "r5n.large=2", *args])
+    assert result.exit_code == 0, result.output
+    (cfg,) = seen
+    return cfg
+
+
+def test_serve_defaults_are_the_declared_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert serve_config(monkeypatch) == config()
+
+
+def test_serve_gives_each_part_its_own_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = serve_config(
+        monkeypatch,
+        *("--policy", "fcfs", "--seed", "5", "--log-format", "json", "--router-cpus", "0"),
+        *("--port", "0", "--api-token", "t", "--max-queue", "7", "--max-body-bytes", "2048"),
+        *("--time-scale", "0.5", "--max-attempts", "2", "--timeout-floor-s", "1.5"),
+        *("--overhead-factor", "0", "--traffic-window-s", "30", "--drain-timeout-s", "4"),
+        *("--workers", "127.0.0.1:7001,127.0.0.1:7002", "--transport", "grpc"),
+        *("--mode", "model", "--worker-hosting", "instance", "--worker-cpus", "1"),
+    )
+    assert cfg == config(
+        policy="fcfs",
+        seed=5,
+        log_format="json",
+        router_cpus=(0,),
+        http=HttpSettings(port=0, api_token="t", max_queue=7, max_body_bytes=2048),
+        dispatch=DispatchSettings(
+            time_scale=0.5,
+            max_attempts=2,
+            timeout_floor_s=1.5,
+            overhead_factor=0.0,
+            traffic_window_s=30.0,
+            drain_timeout_s=4.0,
+        ),
+        workers=PoolSettings(
+            addresses=("127.0.0.1:7001", "127.0.0.1:7002"),
+            transport="grpc",
+            mode="model",
+            hosting="instance",
+            cpus=(1,),
+        ),
+    )

@@ -15,7 +15,7 @@ from kairos.serving.router.http import HttpRequest
 from kairos.serving.router.router import Router
 from tests.serving.fakes import Answer, FakePool, ManualClock
 
-DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "kairos-router.json"
+DASHBOARD = Path(__file__).parents[3] / "deploy" / "grafana" / "kairos-router.json"
 
 
 def test_every_metric_the_dashboard_queries_is_exposed() -> None:

@@ -12,6 +12,7 @@ from kairos.scenario import Scenario
 from kairos.serving.router.config import RouterConfig
 from kairos.serving.router.http import Deferred, HttpRequest
 from kairos.serving.router.router import Router
+from kairos.serving.settings import DispatchSettings
 from tests.serving.fakes import Answer, FakePool, ManualClock
 
 
@@ -35,7 +36,7 @@ def status(answer: Answer) -> int | None:
 
 def test_failures_a_query_did_not_cause_never_fail_it() -> None:
     async def main() -> None:
-        router, pool = make_router(max_attempts=2)
+        router, pool = make_router(dispatch=DispatchSettings(max_attempts=2))
         await router.start_workers()
         (answer,) = admit(router, 1)
         for _ in range(10):  # its process keeps dying under it, e.g. a co-hosted group killed
@@ -52,7 +53,7 @@ def test_failures_a_query_did_not_cause_never_fail_it() -> None:
 
 def test_a_query_that_may_have_caused_max_attempts_failures_gets_502() -> None:
     async def main() -> None:
-        router, pool = make_router(max_attempts=2)
+        router, pool = make_router(dispatch=DispatchSettings(max_attempts=2))
         await router.start_workers()
         (answer, other) = admit(router, 2)
         first = next(j for j, s in pool.in_flight.items() if s.qid == 0)
@@ -133,7 +134,8 @@ def test_admin_resize_to_a_type_without_a_price_is_refused_with_400() -> None:
 
 def test_drain_answers_leftovers_with_503() -> None:
     async def main() -> None:
-        router, pool = make_router("r5n.large=1", drain_timeout_s=0.05)
+        drain_soon = DispatchSettings(drain_timeout_s=0.05)
+        router, pool = make_router("r5n.large=1", dispatch=drain_soon)
         await router.start_workers()
         answers = admit(router, 3)
         router.dispatcher.clock = lambda: asyncio.get_running_loop().time()

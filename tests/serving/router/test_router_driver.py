@@ -20,6 +20,7 @@ from kairos.distributor.driver import Driver
 from kairos.scenario import Scenario
 from kairos.serving.router.config import RouterConfig
 from kairos.serving.router.router import Router
+from kairos.serving.settings import DispatchSettings
 from kairos.sim.engine import service_times_s, simulate
 from kairos.workload import QueryStream, poisson_stream
 from tests.serving.fakes import Answer, FakePool, ManualClock
@@ -56,7 +57,11 @@ def live_run(
     clock = ManualClock()
     pool = FakePool()
     cfg = RouterConfig(
-        model=scenario.model, pool=POOL, policy=policy, seed=SEED, overhead_factor=0.0
+        model=scenario.model,
+        pool=POOL,
+        policy=policy,
+        seed=SEED,
+        dispatch=DispatchSettings(overhead_factor=0.0),
     )
     router = Router(cfg, scenario, pool=pool, clock=clock)
     asyncio.run(router.start_workers())
