@@ -27,10 +27,12 @@ MAX_LINE_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class Column:
-    """A required column: text (``values is None``) or a number within ``values``."""
+    """A column: text (``values is None``) or a number within ``values``. An ``optional``
+    column may be missing from the header; its value is then None on every row."""
 
     name: str
     values: Range | None = None
+    optional: bool = False
 
 
 def check_input_file(path: str | Path, what: str, error: type[KairosError], fix: str) -> Path:
@@ -75,14 +77,14 @@ def read_csv(
                     f"write the header line '{header_text}', then one row per line.",
                 )
             header = [h.strip() for h in header]
-            missing = [n for n in names if n not in header]
+            missing = [c.name for c in columns if c.name not in header and not c.optional]
             if missing:
                 raise error(
                     f"{source} line 1: the header lacks column(s) {', '.join(missing)} (found: "
                     f"{', '.join(header) or 'nothing'}).",
                     f"write the header line '{header_text}'.",
                 )
-            index = [header.index(n) for n in names]
+            index = [header.index(n) if n in header else -1 for n in names]
             rows = 0
             for fields in reader:
                 if not any(f.strip() for f in fields):
@@ -102,7 +104,7 @@ def read_csv(
                         "split the file, or thin it (for example keep quantiles per cell).",
                     )
                 values = tuple(
-                    _value(fields[i], col, source, line, error)
+                    _value(fields[i], col, source, line, error) if i >= 0 else None
                     for i, col in zip(index, columns, strict=True)
                 )
                 yield line, values

@@ -19,7 +19,10 @@ from kairos.errors import ConfigError, KairosError
 # Sizes. ``kairos simulate`` peaks at about 0.35 KB per query (750 MB at MAX_QUERIES, with
 # 100 MB of it the interpreter and data) and its instances cost little (1,000 of them under
 # the kairos policy: 100 MB peak), so these caps keep one run near 1 GB (docs/limits.md).
-MAX_QUERIES = 2_000_000  # queries one simulation or one trace holds
+MAX_QUERIES = 2_000_000  # queries one Poisson simulation (--queries) holds
+# A trace file or a generated trace: a day of traffic at 70 q/s. The time-varying replay draws
+# service times in chunks and keeps about 60 bytes per query (docs/limits.md has the figures).
+MAX_TRACE_QUERIES = 8_000_000
 MAX_POOL_INSTANCES = 1_000  # instances in one pool (--pool, --workers, --instances)
 MAX_BATCH_SIZE = 1_000_000  # samples in one query (batch-mix and trace files, fixed:N)
 MAX_CSV_ROWS = 5_000_000  # rows in one profile, price or batch-mix file
@@ -119,3 +122,12 @@ TRAFFIC_WINDOW_S = Range("--traffic-window-s", 0, 86_400, "s", lo_open=True, exa
 OVERHEAD_FACTOR = Range("--overhead-factor", 0, 100, example="3")
 INSTANCES = Range("--instances", 1, MAX_POOL_INSTANCES, "instances", integer=True, example="9")
 DURATION_S = Range("--duration-s", 0, 86_400, "s", lo_open=True, example="30")
+
+# Traces and time-varying replays (kairos trace, kairos simulate --trace --autoscaler).
+TRACE_DURATION_S = Range("--duration-s", 0, 7 * 86_400, "s", lo_open=True, example="3600")
+TROUGH_QPS = Range("--trough-qps", 0, 1e6, "qps", example="10")
+PERIOD_S = Range("--period-s", 1, 30 * 86_400, "s", example="3600")
+NOISE = Range("--noise", 0, 1, example="0.1")
+TICK_S = Range("--tick-s", 0, 3_600, "s", lo_open=True, example="10")
+BOOT_S = Range("--boot-s", 0, 3_600, "s", example="90")
+MIN_CHARGE_S = Range("--min-charge-s", 0, 3_600, "s", example="60")

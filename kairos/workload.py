@@ -8,6 +8,7 @@ All randomness comes from a ``numpy.random.Generator`` passed in by the caller.
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from scipy.special import ndtr
 
 from kairos.csvio import Column, read_csv
 from kairos.errors import WorkloadError
-from kairos.limits import BATCH_SIZE, MAX_QUERIES, QUERIES, RATE_QPS, Range
+from kairos.limits import BATCH_SIZE, MAX_TRACE_QUERIES, QUERIES, RATE_QPS, Range
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,22 +214,38 @@ def poisson_stream(rate_qps: float, n: int, mix: BatchMix, rng: np.random.Genera
 
 TRACE_COLUMNS = (
     Column("arrival_s", Range("arrival_s", 0, 1e9, "s")),
-    Column("batch_size", BATCH_SIZE),
+    Column("batch_size", BATCH_SIZE, optional=True),
 )
 
 
-def load_trace(path: str | Path) -> QueryStream:
+def load_trace(path: str | Path, mix: BatchMix | None = None, seed: int = 0) -> QueryStream:
     """Replay a trace CSV ``arrival_s,batch_size`` (rows sorted by arrival; at most
-    ``MAX_QUERIES`` rows, so memory stays bounded)."""
-    times: list[float] = []
-    batches: list[int] = []
-    rows = read_csv(path, "trace file", TRACE_COLUMNS, WorkloadError, max_rows=MAX_QUERIES)
+    ``MAX_TRACE_QUERIES`` rows, so memory stays bounded).
+
+    A trace of arrival times only (a header without ``batch_size``) takes its batches from
+    ``mix``, drawn with ``seed``; without a mix it is refused.
+    """
+    times = array("d")
+    batches = array("q")
+    rows = read_csv(path, "trace file", TRACE_COLUMNS, WorkloadError, max_rows=MAX_TRACE_QUERIES)
+    last = -1.0
     for line, (t, b) in rows:
-        if times and t < times[-1]:
+        if t < last:
             raise WorkloadError(
                 f"{path} line {line}: arrival_s {t:g} is earlier than the previous row's.",
                 "sort the trace by arrival_s.",
             )
+        last = t
         times.append(t)
-        batches.append(b)
-    return QueryStream(np.array(times), np.array(batches, dtype=np.int64))
+        if b is not None:
+            batches.append(b)
+        elif mix is None:
+            raise WorkloadError(
+                f"trace file {path} has arrival times but no batch_size column.",
+                "add a batch_size column, or pass --batch-mix to draw the batches from.",
+            )
+    arrival = np.frombuffer(times, dtype=np.float64).copy()
+    if len(batches) == len(times):
+        return QueryStream(arrival, np.frombuffer(batches, dtype=np.int64).copy())
+    assert mix is not None  # checked on the first row
+    return QueryStream(arrival, mix.sample(len(arrival), np.random.default_rng(seed)))

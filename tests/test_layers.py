@@ -23,7 +23,7 @@ ROOT = Path(kairos.__file__).parent
 LAYERS: list[tuple[str, ...]] = [
     ("kairos.errors", "kairos.registry", "kairos.text"),
     ("kairos", "kairos.limits", "kairos.aio", "kairos.data", "kairos.csvio"),
-    ("kairos.profiles", "kairos.catalog", "kairos.workload"),
+    ("kairos.profiles", "kairos.catalog", "kairos.workload", "kairos.traces"),
     ("kairos.scenario",),
     ("kairos.protocol",),
     ("kairos.distributor",),

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "kairos.cli.advise",
     "kairos.cli.profile",
     "kairos.cli.scale",
+    "kairos.cli.trace",
 ]
 
 

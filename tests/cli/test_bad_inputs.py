@@ -114,6 +114,54 @@ def test_what_was_accepted_silently_is_now_refused(capsys, write, argv, needle):
     assert needle in refused(capsys, "simulate", "--rate-qps", "5", *argv)
 
 
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--autoscaler", "kairos", "--tick-s", "0"], "--tick-s 0 is outside"),
+        (["--autoscaler", "kairos", "--min-charge-s", "1e9"], "--min-charge-s 1e+09 is outside"),
+        (["--autoscaler", "kairos", "--boot-s", "abc"], "--boot-s 'abc' is not S or TYPE=S"),
+        (["--autoscaler", "kairos", "--boot-s", "-5"], "--boot-s '-5': -5 is outside"),
+        (["--autoscaler", "kairos", "--boot-s", "90,g4dn.xlarge=nan"], "nan is not a finite"),
+        (["--autoscaler", "kairos", "--plot", "out.txt"], "'.txt' is not one Kairos writes"),
+        (["--autoscaler", "nope"], "autoscaler 'nope' is not known"),
+        (["--autoscaler", "kairos", "--pool", "g4dn.xlarge=1"], "both set the pool"),
+        (["--tick-s", "10"], "--tick-s applies to an autoscaled replay"),
+        (["--plot", "out.png"], "--plot applies to an autoscaled replay"),
+        (["--budget-per-hr", "0"], "--budget-per-hr 0 is outside"),
+    ],
+)
+def test_autoscaled_replays_refuse_bad_settings(capsys, write, argv, needle):
+    trace = write("t.csv", "arrival_s,batch_size\n0.1,10\n")
+    assert needle in refused(capsys, "simulate", "--trace", str(trace), *argv)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["diurnal", "--peak-qps", "0"], "--peak-qps 0 is outside"),
+        (["step", "--peak-qps", "50", "--trough-qps", "100"], "above --peak-qps 50"),
+        (["diurnal", "--noise", "2"], "--noise 2 is outside"),
+        (["spike", "--duration-s", "60", "--at-s", "90"], "--at-s 90 is not within the trace"),
+        (["diurnal", "--duration-s", "1e9"], "--duration-s 1e+09 is outside"),
+        (["sawtooth"], "'sawtooth' is not one of"),
+        (["diurnal", "--peak-qps", "1e6", "--duration-s", "86400"], "above the cap"),
+    ],
+)
+def test_trace_refuses_bad_shapes(capsys, tmp_path, argv, needle):
+    assert needle in refused(capsys, "trace", *argv, "--out", str(tmp_path / "t.csv"))
+
+
+def test_bad_trace_files_are_one_line(capsys, write):
+    for text, needle in [
+        ("arrival_s,batch_size\n2,10\n1,10\n", "earlier than the previous row"),
+        ("arrival_s,batch_size\n-1,10\n", "arrival_s '-1' is outside"),
+        ("arrival_s,batch_size\n", "has a header but no rows"),
+        ("arrival_s\ninf\n", "arrival_s 'inf' is not a finite number"),
+    ]:
+        trace = write("bad.csv", text)
+        assert needle in refused(capsys, "simulate", "--trace", str(trace))
+
+
 def test_a_batch_mix_above_the_grid_is_refused_by_every_command(capsys):
     for argv in (
         ["capacity"],
