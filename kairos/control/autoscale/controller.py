@@ -49,8 +49,9 @@ def _check(ok: bool, what: str, fix: str) -> None:
 class KairosSettings:
     """The kairos autoscaler's settings; each line says what raising it buys and costs.
 
-    - ``headroom``: factor on the forecast. Higher misses QoS less when the load jumps
-      between ticks, and pays that share more all day.
+    - ``headroom``: factor on the forecast (1: no margin beyond the noise term and the
+      ladder's rounding up). Higher misses QoS less when the load jumps between ticks, and
+      pays that share more all day.
     - ``noise_sigmas``: standard deviations of the Poisson noise added. Higher absorbs
       second-scale bursts; at low rates the noise term dominates and costs most.
     - ``noise_window_s``: the burst length the pool must absorb without queueing past QoS.
@@ -75,8 +76,8 @@ class KairosSettings:
     - ``ladder``: how the cheapest pools by rate are planned (``LadderSettings``).
     """
 
-    headroom: float = 1.1
-    noise_sigmas: float = 2.0
+    headroom: float = 1.0
+    noise_sigmas: float = 1.0
     noise_window_s: float = 10.0
     trend_weight: float = 1.0
     backlog_drain_s: float = 60.0
