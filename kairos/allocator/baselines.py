@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from kairos.allocator.choices import BOUNDS
 from kairos.allocator.feasible import budget_too_small
 from kairos.allocator.plan import verify
-from kairos.allocator.pools import COST_EPS, catalog_types, check_budget, type_caps
+from kairos.allocator.pools import COST_EPS, check_budget, type_caps
 from kairos.allocator.ranking import top_pools
 from kairos.allocator.result import Exploration, RankedPool, SearchResult
 from kairos.catalog import Pool
@@ -152,10 +152,7 @@ def ribbon_for_rate(
         )
     measurer = measurer or Measurer()
     top = ceiling.cost_per_hr(scenario.prices)
-    limits = {
-        t: int((top + COST_EPS) // scenario.prices.price_per_hr(t)) for t in catalog_types(scenario)
-    }
-    limits = {t: n for t, n in limits.items() if n > 0}
+    limits = {t: n for t, n in type_caps(scenario, top).items() if n > 0}
     history: list[Exploration] = []
 
     def score(pool: Pool) -> tuple[float, bool]:

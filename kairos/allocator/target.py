@@ -39,11 +39,11 @@ import numpy as np
 from kairos.allocator.choices import BOUNDS
 from kairos.allocator.fluid import fluid_bounds
 from kairos.allocator.milp import FluidProgram
-from kairos.allocator.pools import MAX_POOLS, catalog_types, pool_matrix
+from kairos.allocator.pools import catalog_types, listed_pools
 from kairos.allocator.result import RankedPool
 from kairos.catalog import Pool
 from kairos.distributor.base import policy_class
-from kairos.errors import ConfigError, InfeasibleError
+from kairos.errors import InfeasibleError
 from kairos.limits import BUDGET_PER_HR, RATE_QPS
 from kairos.scenario import Scenario
 from kairos.sim.capacity import DEFAULT_MEASUREMENT, CapacityJob, Measurement, Measurer
@@ -121,18 +121,6 @@ def start_budget(scenario: Scenario, target_qps: float, caps: Mapping[str, int] 
     return best
 
 
-def _listed(scenario: Scenario, budget: float, caps: Mapping[str, int] | None) -> list[Pool] | None:
-    """Every pool within ``budget``, cheapest first; None when there are too many to list."""
-    try:
-        pools = pool_matrix(scenario, budget, caps)
-    except ConfigError:
-        return None
-    if len(pools) > MAX_POOLS:
-        return None
-    order = np.argsort(pools.cost_per_hr, kind="stable")
-    return [pools.pool(int(i)) for i in order]
-
-
 def candidates(
     scenario: Scenario,
     target_qps: float,
@@ -147,10 +135,12 @@ def candidates(
     budget = start_budget(scenario, target_qps, caps)
     seen: set[Pool] = set()
     for _ in range(MAX_WINDOW_DOUBLINGS + 1):
-        pools = _listed(scenario, budget, caps)
-        if pools is None:
+        listed = listed_pools(scenario, budget, caps)
+        if listed is None:  # too many to list
             yield from _by_milp(scenario, target_qps, budget * 2**MAX_WINDOW_DOUBLINGS, caps)
             return
+        cheapest_first = np.argsort(listed.cost_per_hr, kind="stable")
+        pools = (listed.pool(int(i)) for i in cheapest_first)
         fresh = [p for p in pools if p not in seen and p.size > 0]
         # Scored a chunk at a time, cheapest first: the caller usually stops long before a
         # large window is through (the fluid bound is an LP per pool).
@@ -287,6 +277,7 @@ def _result(
     tried: tuple[RankedPool, ...],
 ) -> TargetPlan:
     pool = entry.pool
+    fluid = float(_score(scenario, "fluid", [pool])[0])
     return TargetPlan(
         model=scenario.model,
         target_qps=float(target_qps),
@@ -294,8 +285,9 @@ def _result(
         bound=bound,
         pool=pool,
         cost_per_hr=entry.cost_per_hr,
-        upper_bound_qps=float(_score(scenario, bound, [pool])[0]),
-        fluid_bound_qps=float(_score(scenario, "fluid", [pool])[0]),
+        # The fluid bound is an LP: solved once when it is also the named bound.
+        upper_bound_qps=fluid if bound == "fluid" else float(_score(scenario, bound, [pool])[0]),
+        fluid_bound_qps=fluid,
         allowable_qps=allowable,
         policy=policy,
         candidates_tried=n_tried,
