@@ -18,6 +18,7 @@ The module is pure (arrays in, arrays out) so the plain and the fast path can be
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,7 +113,7 @@ def assign(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def candidate_columns(
-    members: list[np.ndarray], remaining_s: np.ndarray, n_queries: int
+    members: Sequence[np.ndarray], remaining_s: np.ndarray, n_queries: int
 ) -> np.ndarray:
     """Instances worth a column: per type, the ``n_queries`` that free up soonest.
 
@@ -137,7 +138,7 @@ def small_costs(
     now_s: float,
     col_type: list[int],
     col_rem: list[float],
-    coeff: list[float],
+    coeff: Sequence[float],
     qos_s: float,
     weights: MatchWeights,
 ) -> tuple[list[list[float]], list[list[float]]]:
@@ -186,7 +187,7 @@ def small_assignment(
     now_s: float,
     col_type: list[int],
     col_rem: list[float],
-    coeff: list[float],
+    coeff: Sequence[float],
     qos_s: float,
     weights: MatchWeights,
     urgency_s: float | None,

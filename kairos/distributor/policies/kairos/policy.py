@@ -28,14 +28,13 @@ from kairos.distributor.policies.kairos.fast_paths import (
     remaining_s,
 )
 from kairos.distributor.policies.kairos.matching import (
-    OVERDUE_EPS_QOS,
     MatchWeights,
     assign,
     candidate_columns,
     pair_costs,
     urgency_bonus,
 )
-from kairos.distributor.policies.kairos.tables import ServiceTables
+from kairos.distributor.policies.kairos.tables import KairosTables
 from kairos.distributor.state import ClusterState
 from kairos.errors import ConfigError
 from kairos.workload import Query
@@ -118,26 +117,16 @@ class Kairos(Policy):
                 f"urgency_frac {urgency_frac!r} is not a non-negative number.",
                 "pass urgency_frac such as 0.5, or None to turn the urgency bonus off.",
             )
-        self.urgency_frac = None if paper else urgency_frac
-        self.hold_doomed = bool(hold_doomed) and not paper
-        self.slack_quantile = slack_quantile
-        self.window_factor = float(window_factor)
-        self.max_queries = max_queries
-        self.weights = MatchWeights(safeguard_frac, slack_penalty_qos, miss_penalty_qos)
         self.plain = bool(plain)
-        types = ctx.type_names
-        coeffs = ctx.profiles.heterogeneity(types)
-        self.coeff = np.array([coeffs[t] for t in types])
-        index = {t: k for k, t in enumerate(types)}
-        self.inst_type = np.array([index[t] for t in ctx.instance_types], dtype=np.int64)
-        self.instances = np.arange(len(ctx.instance_types), dtype=np.int64)
-        self.qos_s = ctx.qos_s
-        self.overdue_s = OVERDUE_EPS_QOS * ctx.qos_s
-        self.members = [np.flatnonzero(self.inst_type == t) for t in range(len(types))]
-        self.tables = ServiceTables(ctx, slack_quantile)
-        # Plain-float copies for ``decide_one``'s scan.
-        self.type_list: list[int] = self.inst_type.tolist()
-        self.coeff_list: list[float] = self.coeff.tolist()
+        self.tables = KairosTables.build(
+            ctx,
+            window_factor=float(window_factor),
+            max_queries=max_queries,
+            weights=MatchWeights(safeguard_frac, slack_penalty_qos, miss_penalty_qos),
+            slack_quantile=slack_quantile,
+            urgency_frac=None if paper else urgency_frac,
+            hold_doomed=bool(hold_doomed) and not paper,
+        )
 
     def decide(self, state: ClusterState) -> list[Decision]:
         idle = state.idle
@@ -145,10 +134,11 @@ class Kairos(Policy):
             return []
         if self.plain:
             return self.decide_matching(state)
-        if len(state.queue) == 1 and len(self.instances) <= SCAN_MAX_INSTANCES:
+        tab = self.tables
+        if len(state.queue) == 1 and len(tab.instances) <= SCAN_MAX_INSTANCES:
             return self.decide_one(state)
-        small = decide_small(self, state)
-        return decide_dense(self, state) if small is None else small
+        small = decide_small(tab, state)
+        return decide_dense(tab, state) if small is None else small
 
     def decide_matching(self, state: ClusterState) -> list[Decision]:
         """The general decision: solve the assignment, start the matched idle pairs."""
@@ -171,25 +161,27 @@ class Kairos(Policy):
         common live decision: at the reference pool's allowable rate about two thirds of
         decisions see a single queued query (tests/distributor/test_kairos.py).
         """
+        tab = self.tables
         (query,) = state.queue.values()
         now = state.now_s
-        rows = self.tables.rows(query.batch_size)
+        rows = tab.service.rows(query.batch_size)
         mean_s, tail_s = rows[0], rows[1]
         overhead = state.overhead_s
-        deadline = query.arrival_s + self.qos_s
+        qos_s, weights, overdue_s = tab.qos_s, tab.weights, tab.overdue_s
+        deadline = query.arrival_s + qos_s
         live = deadline >= now
         ahead = deadline - now
         miss, near = (
-            self.weights.miss_penalty_qos * self.qos_s,
-            self.weights.slack_penalty_qos * self.qos_s,
+            weights.miss_penalty_qos * qos_s,
+            weights.slack_penalty_qos * qos_s,
         )
-        guard = self.weights.safeguard_frac * self.qos_s
-        idle, est_free, up, coeff = state.idle, state.est_free_s, state.up, self.coeff_list
+        guard = weights.safeguard_frac * qos_s
+        idle, est_free, up, coeff = state.idle, state.est_free_s, state.up, tab.coeff_list
         best_j, best_cost, best_slack, any_savable = -1, math.inf, 0.0, False
-        for j, t in enumerate(self.type_list):
+        for j, t in enumerate(tab.type_list):
             if not up[j]:
                 continue
-            rem = 0.0 if j in idle else max(max(est_free[j] - now, 0.0), self.overdue_s)
+            rem = 0.0 if j in idle else max(max(est_free[j] - now, 0.0), overdue_s)
             finish = rem + (mean_s[t] + overhead)
             cost = coeff[t] * finish
             slack = ahead - (finish if tail_s is None else rem + (tail_s[t] + overhead))
@@ -204,66 +196,67 @@ class Kairos(Policy):
             any_savable = any_savable or ahead - finish >= 0.0
         if best_j < 0 or best_j not in idle:
             return []
-        if self.hold_doomed and live and any_savable and best_slack < 0.0:
+        if tab.hold_doomed and live and any_savable and best_slack < 0.0:
             return []
         return [(query.qid, best_j)]
 
     def match(self, state: ClusterState) -> Matching:
         """Solve this decision's assignment (every pair, idle or busy instance)."""
-        up = self.instances if all(state.up) else self.instances[np.array(state.up, dtype=bool)]
-        n_rows = min(len(state.queue), math.ceil(self.window_factor * len(up)))
+        tab = self.tables
+        up = tab.instances if all(state.up) else tab.instances[np.array(state.up, dtype=bool)]
+        n_rows = min(len(state.queue), math.ceil(tab.window_factor * len(up)))
         if not self.plain:
-            n_rows = min(n_rows, self.max_queries)
+            n_rows = min(n_rows, tab.max_queries)
         queries = state.head(n_rows)
         if n_rows == 0 or len(up) == 0:
             empty = np.zeros(0, dtype=np.int64)
             return Matching(queries, up, empty, empty, 0.0)
-        remaining = remaining_s(self, state, up)
-        col_type = self.inst_type[up]
-        if not self.plain and n_rows * len(self.coeff) < len(up):
+        remaining = remaining_s(tab, state, up)
+        col_type = tab.inst_type[up]
+        if not self.plain and n_rows * len(tab.coeff) < len(up):
             members = (
-                self.members
-                if len(up) == len(self.instances)
-                else [np.flatnonzero(col_type == t) for t in range(len(self.coeff))]
+                tab.members
+                if len(up) == len(tab.instances)
+                else [np.flatnonzero(col_type == t) for t in range(len(tab.coeff))]
             )
             keep = candidate_columns(members, remaining, n_rows)
             up, remaining, col_type = up[keep], remaining[keep], col_type[keep]
         batches = np.fromiter((q.batch_size for q in queries), np.int64, n_rows)
         # The driver's transport delay (0 in simulation) is part of every finish estimate.
-        est_s = self.tables.lookup("mean", batches) + state.overhead_s
+        est_s = tab.service.lookup("mean", batches) + state.overhead_s
         tail_s = (
             None
-            if self.slack_quantile is None
-            else self.tables.lookup("tail", batches) + state.overhead_s
+            if tab.slack_quantile is None
+            else tab.service.lookup("tail", batches) + state.overhead_s
         )
-        deadline_s = np.fromiter((q.arrival_s for q in queries), float, n_rows) + self.qos_s
+        deadline_s = np.fromiter((q.arrival_s for q in queries), float, n_rows) + tab.qos_s
         cost = pair_costs(
             est_s,
             deadline_s,
             col_type,
             remaining,
-            self.coeff,
+            tab.coeff,
             state.now_s,
-            self.qos_s,
-            self.weights,
+            tab.qos_s,
+            tab.weights,
             tail_s,
         )
         hold = None
-        if self.urgency_frac is not None or self.hold_doomed:
+        if tab.urgency_frac is not None or tab.hold_doomed:
             slack = (deadline_s - state.now_s)[:, None] - (remaining[None, :] + est_s[:, col_type])
             live = deadline_s >= state.now_s
-            if self.urgency_frac is not None and n_rows > len(up):
+            if tab.urgency_frac is not None and n_rows > len(up):
                 cost = (
                     cost
                     - urgency_bonus(
                         slack,
                         live,
-                        self.urgency_frac * self.qos_s,
-                        self.weights.slack_penalty_qos * self.qos_s,
+                        tab.urgency_frac * tab.qos_s,
+                        tab.weights.slack_penalty_qos * tab.qos_s,
                     )[:, None]
                 )
         rows, cols = assign(cost)
-        if self.hold_doomed:
+        if tab.hold_doomed:
             savable = live & (slack.max(axis=1) >= 0.0)
             hold = savable[rows] & (slack[rows, cols] < 0.0)
         return Matching(queries, up, rows, cols, float(cost[rows, cols].sum()), hold)

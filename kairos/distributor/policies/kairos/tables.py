@@ -4,13 +4,20 @@
 service times (s), read from the context's one cache of means (``PolicyContext.mean_ms``);
 ``"tail"`` reads the profile's ``slack_quantile`` instead, kept here in a dense table filled
 on first use. ``rows(batch)`` gives the same values as plain float lists for the scans.
+
+``KairosTables`` is everything else a decision reads besides the live state, fixed when the
+policy is built (the pool's types and coefficients, the options). The policy builds one and
+hands it to its fast paths (``fast_paths``), which therefore never see the policy object.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from kairos.distributor.base import BatchTable, PolicyContext
+from kairos.distributor.policies.kairos.matching import OVERDUE_EPS_QOS, MatchWeights
 
 
 class ServiceTables:
@@ -45,4 +52,66 @@ class ServiceTables:
                 np.array([profiles.get(t).quantile_ms(b, q) for t in self.ctx.type_names]) / 1000.0
                 for b in batches.tolist()
             ]
+        )
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class KairosTables:
+    """One pool's decision tables and the policy's options, as the decision paths read them.
+
+    ``inst_type[j]`` is instance ``j``'s type index, ``coeff[t]`` type ``t``'s heterogeneity
+    coefficient, ``members[t]`` the ids of type ``t``'s instances; ``type_list`` and
+    ``coeff_list`` are the same values as plain numbers for the scans. ``overdue_s`` is the
+    remaining time given to a busy instance past its estimate (a tiny positive value).
+    """
+
+    window_factor: float
+    max_queries: int
+    weights: MatchWeights
+    slack_quantile: float | None
+    urgency_frac: float | None
+    hold_doomed: bool
+    qos_s: float
+    overdue_s: float
+    coeff: np.ndarray
+    inst_type: np.ndarray
+    instances: np.ndarray
+    members: tuple[np.ndarray, ...]
+    type_list: tuple[int, ...]
+    coeff_list: tuple[float, ...]
+    service: ServiceTables
+
+    @classmethod
+    def build(
+        cls,
+        ctx: PolicyContext,
+        *,
+        window_factor: float,
+        max_queries: int,
+        weights: MatchWeights,
+        slack_quantile: float | None,
+        urgency_frac: float | None,
+        hold_doomed: bool,
+    ) -> KairosTables:
+        types = ctx.type_names
+        coeffs = ctx.profiles.heterogeneity(types)
+        coeff = np.array([coeffs[t] for t in types])
+        index = {t: k for k, t in enumerate(types)}
+        inst_type = np.array([index[t] for t in ctx.instance_types], dtype=np.int64)
+        return cls(
+            window_factor=window_factor,
+            max_queries=max_queries,
+            weights=weights,
+            slack_quantile=slack_quantile,
+            urgency_frac=urgency_frac,
+            hold_doomed=hold_doomed,
+            qos_s=ctx.qos_s,
+            overdue_s=OVERDUE_EPS_QOS * ctx.qos_s,
+            coeff=coeff,
+            inst_type=inst_type,
+            instances=np.arange(len(ctx.instance_types), dtype=np.int64),
+            members=tuple(np.flatnonzero(inst_type == t) for t in range(len(types))),
+            type_list=tuple(inst_type.tolist()),
+            coeff_list=tuple(coeff.tolist()),
+            service=ServiceTables(ctx, slack_quantile),
         )
