@@ -7,54 +7,17 @@ through the router's actor, from the head node.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import click
-import orjson
 
 from kairos.catalog import Pool
 from kairos.cli.common import emit_json, table
-from kairos.client.launch import http_request
-from kairos.errors import ConfigError, RuntimeServiceError
-from kairos.protocol.api import ADMIN_POOL_PATH, DEFAULT_URL
+from kairos.client.admin import AdminClient
+from kairos.errors import ConfigError
+from kairos.protocol.api import DEFAULT_URL
 from kairos.serving.settings import RaySettings
-
-
-class RouterClient:
-    """Admin calls to one router: over HTTP, or through its detached Ray actor."""
-
-    def __init__(self, url: str | None, address: str | None, name: str, token: str | None) -> None:
-        self.token = token
-        self.handle: Any = None
-        self.info: dict[str, Any] = {}
-        if address is not None:
-            from kairos.serving.ray.router import find_router, router_info
-
-            self.handle = find_router(address, RaySettings.default("namespace"), name)
-            self.info = router_info(self.handle)
-            self.url = str(self.info["url"])
-        else:
-            self.url = (url or DEFAULT_URL).rstrip("/")
-
-    def call(self, path: str, body: bytes | None = None) -> Any:
-        if self.handle is not None:
-            from kairos.serving.ray.router import router_request
-
-            status, text = router_request(self.handle, path, body)
-        else:
-            try:
-                status, text = http_request(self.url + path, body, self.token, timeout_s=300.0)
-            except OSError as exc:
-                raise RuntimeServiceError(
-                    f"cannot reach the router at {self.url} ({exc}).",
-                    "check --url (or --address for a detached router) and that it runs.",
-                ) from None
-        if status != 200:
-            raise RuntimeServiceError(
-                f"{self.url}{path} answered HTTP {status}: {text[:300]}",
-                "check --api-token, and the pool's types (kairos status shows the pool).",
-            )
-        return orjson.loads(text)
 
 
 def _router_options(fn: Any) -> Any:
@@ -80,13 +43,22 @@ def _router_options(fn: Any) -> Any:
     return fn
 
 
-def _client(url: str | None, address: str | None, name: str, token: str | None) -> RouterClient:
+def _client(
+    url: str | None, address: str | None, name: str, token: str | None
+) -> tuple[AdminClient, dict[str, Any]]:
+    """The admin client of the router, and (for a detached one) its actor's info."""
     if url is not None and address is not None:
         raise ConfigError(
             "both --url and --address were given.",
             "pass --url for a router you started, or --address for a detached one.",
         )
-    return RouterClient(url, address, name, token)
+    if address is None:
+        return AdminClient((url or DEFAULT_URL).rstrip("/"), token), {}
+    from kairos.serving.ray.router import find_router, router_info, router_request
+
+    handle = find_router(address, RaySettings.default("namespace"), name)
+    info = router_info(handle)
+    return AdminClient(str(info["url"]), token, functools.partial(router_request, handle)), info
 
 
 def _types(workers: list[dict[str, Any]]) -> dict[int, str]:
@@ -103,10 +75,10 @@ def _named(ids: list[int], types: dict[int, str]) -> str:
 def scale(pool_text, url, address, name, api_token, as_json):
     """Resize a running router's pool: new instances start and join, removed ones drain."""
     target = Pool.parse(pool_text)
-    client = _client(url, address, name, api_token)
-    before = client.call(ADMIN_POOL_PATH)
-    changed = client.call(ADMIN_POOL_PATH, orjson.dumps({"pool": str(target)}))
-    after = client.call(ADMIN_POOL_PATH)
+    client, _ = _client(url, address, name, api_token)
+    before = client.pool()
+    changed = client.resize(str(target))
+    after = client.pool()
     if as_json:
         emit_json({"before": before["pool"], **changed})
         return
@@ -120,13 +92,13 @@ def scale(pool_text, url, address, name, api_token, as_json):
 @_router_options
 def status(url, address, name, api_token, as_json):
     """Show a running router: its pool and each instance's node, state and address."""
-    client = _client(url, address, name, api_token)
-    doc = client.call(ADMIN_POOL_PATH)
-    info = {"url": client.url, "metrics_url": f"{client.url}/metrics", **client.info}
+    client, actor = _client(url, address, name, api_token)
+    doc = client.pool()
+    info = {"url": client.url, "metrics_url": client.metrics_url, **actor}
     if as_json:
         emit_json({**info, **doc})
         return
-    where = f" (Ray actor {name!r} on node {info['node']})" if client.handle is not None else ""
+    where = f" (Ray actor {name!r} on node {info['node']})" if client.send is not None else ""
     click.echo(f"router:  {info['url']}{where}")
     click.echo(f"metrics: {info['metrics_url']}")
     click.echo(f"pool:    {doc['pool']}")

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from kairos.catalog import Pool
+from kairos.cli.common import WORKERS
 from kairos.cli.main import cli
 from kairos.cli.serve import _parse_workers
 from kairos.errors import ConfigError
@@ -50,8 +51,9 @@ def test_router_config_errors_name_the_setting(overrides: dict, needle: str) -> 
 def test_workers_option_parses_local_and_addresses() -> None:
     assert _parse_workers("local") is None
     assert _parse_workers("127.0.0.1:7001, 127.0.0.1:7002") == ("127.0.0.1:7001", "127.0.0.1:7002")
+    # The option's type checks the text before _parse_workers splits it.
     with pytest.raises(ConfigError, match="HOST:PORT"):
-        _parse_workers("127.0.0.1")
+        WORKERS.convert("127.0.0.1", None, None)
 
 
 def test_loadgen_without_rate_or_search_is_a_usage_error() -> None:
