@@ -28,6 +28,10 @@ MAX_BATCH_SIZE = 1_000_000  # samples in one query (batch-mix and trace files, f
 MAX_CSV_ROWS = 5_000_000  # rows in one profile, price or batch-mix file
 MAX_LOADGEN_QUERIES = 1_000_000  # queries one load-generator run sends (rate x duration)
 MAX_IN_FLIGHT = 2_000  # unanswered queries of one load-generator run; later sends wait
+# kairos profile builds one request per batch size: RM2's inputs are 15 KB a sample, so this
+# bounds one request's memory; the runs cap bounds the timings it keeps per batch size.
+MAX_PROFILE_BATCH_SIZE = 10_000
+MAX_PROFILE_RUNS = 10_000
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,13 @@ TRAFFIC_WINDOW_S = Range("--traffic-window-s", 0, 86_400, "s", lo_open=True, exa
 OVERHEAD_FACTOR = Range("--overhead-factor", 0, 100, example="3")
 INSTANCES = Range("--instances", 1, MAX_POOL_INSTANCES, "instances", integer=True, example="9")
 DURATION_S = Range("--duration-s", 0, 86_400, "s", lo_open=True, example="30")
+
+# Profiling (kairos profile): each batch size of --batch-sizes, and the runs per batch size.
+PROFILE_BATCH_SIZE = Range(
+    "--batch-sizes", 1, MAX_PROFILE_BATCH_SIZE, "samples", integer=True, example="1,10,100"
+)
+PROFILE_RUNS = Range("--runs", 1, MAX_PROFILE_RUNS, "runs", integer=True, example="20")
+PROFILE_WARMUP = Range("--warmup", 0, MAX_PROFILE_RUNS, "runs", integer=True, example="3")
 
 # Traces and time-varying replays (kairos trace, kairos simulate --trace --autoscaler).
 TRACE_DURATION_S = Range("--duration-s", 0, 7 * 86_400, "s", lo_open=True, example="3600")

@@ -6,8 +6,10 @@ import click
 
 from kairos.cli.common import emit_json, table
 from kairos.profiling.profiler import ProfileSettings
+from kairos.serving.worker.launch import WorkerSpec
 
 DEFAULTS = ProfileSettings()
+WORKER_DEFAULTS = WorkerSpec("", "")
 
 
 @click.command("profile")
@@ -50,7 +52,7 @@ DEFAULTS = ProfileSettings()
 )
 @click.option(
     "--local-type",
-    default="auto",
+    default=WORKER_DEFAULTS.local_type,
     show_default=True,
     help="Confine as a local type: a name, 'none', or 'auto' (the instance type when it is one).",
 )
@@ -93,7 +95,6 @@ def profile_command(
     from kairos.aio import parse_cpus
     from kairos.profiling.profiler import (
         SUMMARY_HEADER,
-        WorkerOptions,
         check_writable,
         merge_price_csv,
         merge_profiles_csv,
@@ -117,9 +118,17 @@ def profile_command(
         from kairos.serving.worker.cpushare import local_type as check_local_type
 
         check_local_type(local_type)
-    options = WorkerOptions(handler, local_type, parse_cpus(cpus), threads)
+    worker = WorkerSpec(
+        instance_type,
+        model,
+        mode="model",
+        handler=handler,
+        local_type=local_type,
+        cpus=parse_cpus(cpus),
+        threads=threads,
+    )
     say = (lambda line: click.echo(line, err=True)) if not as_json else None
-    result = profile_type(model, instance_type, settings, options, say)
+    result = profile_type(worker, settings, say)
     click.echo(merge_profiles_csv(out_path, result), err=True)
     if details_path:
         write_details_csv(details_path, result)

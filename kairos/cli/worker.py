@@ -13,9 +13,10 @@ from kairos.aio import parse_cpus
 from kairos.cli.common import HOST, bounded
 from kairos.cli.entry import run_command
 from kairos.serving.pool.transport import TRANSPORTS
-from kairos.serving.worker.service import WORKER_MODES, WorkerConfig, run_worker
+from kairos.serving.worker.launch import WorkerSpec
+from kairos.serving.worker.service import WORKER_MODES, run_worker
 
-_DEFAULTS = WorkerConfig("", "")
+_DEFAULTS = WorkerSpec("", "")
 
 
 @click.command("worker")
@@ -67,7 +68,7 @@ _DEFAULTS = WorkerConfig("", "")
 )
 @click.option(
     "--local-type",
-    default="auto",
+    default=_DEFAULTS.local_type,
     show_default=True,
     help="Run as a local instance type (CPU pinning + CPU share; kairos.serving.worker.cpushare): "
     "a name, 'none', or 'auto' = the --instance-type when it is one and a model runs.",
@@ -91,26 +92,23 @@ def worker(
     parent_pid: int | None,
 ) -> None:
     """Serve one instance to a router: replay its profile, or run a model."""
-    cfg = WorkerConfig(
+    spec = WorkerSpec(
         instance_type=instance_type,
         model=model,
-        host=host,
-        port=port,
         mode=mode,
         handler=handler,
         time_scale=time_scale,
         seed=seed,
-        parent_pid=parent_pid,
-        transport=transport,
-        threads=threads,
-    )
-    run_worker(
-        cfg,
-        instances=instances,
         profiles_path=profiles_path,
+        transport=transport,
+        host=host,
+        port=port,
         cpus=parse_cpus(cpus),
         local_type=local_type,
+        threads=threads,
+        parent_pid=parent_pid,
     )
+    run_worker(spec, instances)
 
 
 COMMANDS = [worker]

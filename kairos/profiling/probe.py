@@ -1,8 +1,9 @@
 """A model worker started to be measured, and a blocking client for it (``kairos profile``).
 
-The worker is the same ``kairos worker --mode model`` process the router starts (so it is
-confined the same way when its type is a local type), its stderr is passed on line by line,
-and queries go over the framed-TCP carrier the router uses, one at a time.
+The worker is the same ``kairos worker --mode model`` process the router starts, from the same
+command line (``WorkerSpec.argv``; so it is confined the same way when its type is a local
+type), its stderr is passed on line by line, and queries go over the framed-TCP carrier the
+router uses, one at a time.
 """
 
 from __future__ import annotations
@@ -15,20 +16,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from types import TracebackType
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from kairos.errors import RuntimeServiceError
 from kairos.protocol.frames import frame, unframe
 from kairos.protocol.tensors import TensorSpec, parse_specs
 from kairos.serving.pool.transport import TcpLink
 from kairos.serving.worker.handlers import QueryTimes
+from kairos.serving.worker.launch import WorkerSpec
 from kairos.serving.worker.service import READY_LINE
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from kairos.profiling.profiler import WorkerOptions
 
 START_TIMEOUT_S = 120.0
 QUERY_TIMEOUT_S = 300.0
@@ -37,39 +36,11 @@ QUERY_TIMEOUT_S = 300.0
 class WorkerProbe:
     """``with WorkerProbe(...) as probe: probe.query(body, json_length) -> QueryTimes``."""
 
-    def __init__(
-        self,
-        model: str,
-        instance_type: str,
-        options: WorkerOptions,
-        progress: Callable[[str], None] | None = None,
-    ) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "kairos.cli.worker",
-            "--instance-type",
-            instance_type,
-            "--model",
-            model,
-            "--mode",
-            "model",
-            "--port",
-            "0",
-            "--local-type",
-            options.local_type,
-            "--parent-pid",
-            str(os.getpid()),
-        ]
-        if options.handler:
-            cmd += ["--handler", options.handler]
-        if options.cpus:
-            cmd += ["--cpus", ",".join(map(str, options.cpus))]
-        if options.threads:
-            cmd += ["--threads", str(options.threads)]
-        self._cmd = cmd
+    def __init__(self, worker: WorkerSpec, progress: Callable[[str], None] | None = None) -> None:
+        # A model worker on a free port (printed on its ready line) that exits with us.
+        self._cmd = replace(worker, mode="model", port=0, parent_pid=os.getpid()).argv()
         self._say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
-        self._label = f"{model} on {instance_type}"
+        self._label = f"{worker.model} on {worker.instance_type}"
         self._proc: subprocess.Popen[str] | None = None
         self._loop = asyncio.new_event_loop()
         self._link: TcpLink | None = None

@@ -27,12 +27,12 @@ import numpy as np
 from kairos.client.loadgen import BodyFactory
 from kairos.csvio import read_csv
 from kairos.errors import ConfigError, ProfileError
+from kairos.limits import PROFILE_BATCH_SIZE, PROFILE_RUNS, PROFILE_WARMUP
 from kairos.profiles import PROFILE_COLUMNS
+from kairos.profiling.probe import WorkerProbe
 from kairos.protocol.tensors import TensorSpec
 from kairos.serving.worker.handlers import ModelHandler, QueryTimes
-
-MAX_BATCH_SIZE = 10_000  # RM2's inputs are 15 KB a sample: bounded memory per request
-MAX_RUNS = 10_000
+from kairos.serving.worker.launch import WorkerSpec
 
 
 @dataclass(frozen=True)
@@ -45,17 +45,22 @@ class ProfileSettings:
     seed: int = 0  # the inputs' values
 
     def __post_init__(self) -> None:
-        bad = [b for b in self.batch_sizes if not 1 <= b <= MAX_BATCH_SIZE]
+        # The ranges are kairos.limits'; the messages name the whole list and both counts,
+        # which one Range.check (one value) cannot.
+        sizes, runs, warmup = PROFILE_BATCH_SIZE, PROFILE_RUNS, PROFILE_WARMUP
+        bad = [b for b in self.batch_sizes if not sizes.contains(b)]
         if not self.batch_sizes or bad:
             raise ConfigError(
-                f"batch sizes {list(self.batch_sizes)} are not all in 1..{MAX_BATCH_SIZE}.",
+                f"batch sizes {list(self.batch_sizes)} are not all in "
+                f"{int(sizes.lo)}..{int(sizes.hi)}.",
                 "pass --batch-sizes as whole numbers, e.g. 1,10,100,1000.",
             )
-        if not 1 <= self.runs <= MAX_RUNS or not 0 <= self.warmup <= MAX_RUNS:
+        if not runs.contains(self.runs) or not warmup.contains(self.warmup):
             raise ConfigError(
-                f"runs {self.runs} / warm-up {self.warmup} are outside 1..{MAX_RUNS} / "
-                f"0..{MAX_RUNS}.",
-                "pass --runs 1 or more and --warmup 0 or more (both at most 10000).",
+                f"runs {self.runs} / warm-up {self.warmup} are outside "
+                f"{int(runs.lo)}..{int(runs.hi)} / {int(warmup.lo)}..{int(warmup.hi)}.",
+                f"pass --runs {int(runs.lo)} or more and --warmup {int(warmup.lo)} or more "
+                f"(both at most {int(max(runs.hi, warmup.hi))}).",
             )
 
 
@@ -147,34 +152,19 @@ def profile_handler(
     return measure(query, handler.inputs, model, instance_type, settings, progress)
 
 
-@dataclass(frozen=True)
-class WorkerOptions:
-    """How ``profile_type`` starts the worker it measures (the worker's own options)."""
-
-    handler: str | None = None
-    local_type: str = "auto"  # see ``cpushare.resolve``
-    cpus: tuple[int, ...] = ()
-    threads: int | None = None
-
-
 def profile_type(
-    model: str,
-    instance_type: str,
-    settings: ProfileSettings,
-    options: WorkerOptions | None = None,
-    progress: Progress | None = None,
+    worker: WorkerSpec, settings: ProfileSettings, progress: Progress | None = None
 ) -> TypeProfile:
-    """Profile one instance type on this machine.
+    """Profile ``worker.instance_type`` serving ``worker.model`` on this machine.
 
-    Starts a model worker as the router would (confined when the type is a local type) and
-    times queries through the framed-TCP carrier the router uses: each run's latency is the
-    round trip, what an instance is busy for per query with its carrier; preparation and
-    inference are the worker's own figures. This is the call another backend makes on a
-    machine of the type (a Ray actor placed by its label, for example).
+    Starts ``worker`` in model mode as the router would (confined when the type is a local
+    type) and times queries through the framed-TCP carrier the router uses: each run's
+    latency is the round trip, what an instance is busy for per query with its carrier;
+    preparation and inference are the worker's own figures. This is the call another backend
+    makes on a machine of the type (a Ray actor placed by its label, for example).
     """
-    from kairos.profiling.probe import WorkerProbe
-
-    with WorkerProbe(model, instance_type, options or WorkerOptions(), progress) as probe:
+    model, instance_type = worker.model, worker.instance_type
+    with WorkerProbe(worker, progress) as probe:
         return measure(probe.query, probe.inputs, model, instance_type, settings, progress)
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kairos.protocol.frames import frame, unframe
-from kairos.serving.pool.base import InstanceSpec, OnReply, PoolListener, WorkerPool
+from kairos.serving.pool.base import OnReply, PoolListener, WorkerPool
+from kairos.serving.worker.launch import WorkerSpec
 
 
 @dataclass
@@ -54,11 +55,11 @@ class FakePool(WorkerPool):
         self.out_signature = None
         self.described = True
 
-    async def start(self, listener: PoolListener, specs: list[InstanceSpec]) -> None:
+    async def start(self, listener: PoolListener, specs: list[WorkerSpec]) -> None:
         self.listener = listener
         await self.add(specs)
 
-    async def add(self, specs: list[InstanceSpec]) -> list[int]:
+    async def add(self, specs: list[WorkerSpec]) -> list[int]:
         first = len(self.types)
         self.types += [s.instance_type for s in specs]
         ids = list(range(first, len(self.types)))

@@ -35,9 +35,10 @@ from typing import Any, Protocol
 from kairos.errors import RuntimeServiceError
 from kairos.protocol.tensors import TensorSpec, parse_specs
 from kairos.registry import Registry
-from kairos.serving.pool.supervisor import LocalSupervisor, WorkerSpec
+from kairos.serving.pool.supervisor import LocalSupervisor
 from kairos.serving.pool.transport import Link, WorkerLost, make_link
 from kairos.serving.settings import PoolRequest
+from kairos.serving.worker.launch import WorkerSpec
 
 OnReply = Callable[[bytes], None]
 MAX_BACKOFF_S = 5.0
@@ -51,17 +52,12 @@ class PoolListener(Protocol):
     def log(self, message: str) -> None: ...
 
 
-# What one instance runs: its type and the pool's worker settings (one spec class for every
-# backend; the local supervisor starts a process from it, a Ray actor runs it).
-InstanceSpec = WorkerSpec
-
-
 class Slot:
     """The pool's record of one instance: its address, link and health."""
 
     __slots__ = ("spec", "address", "epoch", "healthy", "removed", "replay", "pid", "node", "link")
 
-    def __init__(self, spec: InstanceSpec) -> None:
+    def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self.address = ""
         self.epoch = 0  # bumped on every failure: replies from an older epoch are ignored
@@ -81,7 +77,7 @@ class WorkerPool(ABC):
     described: bool
 
     @abstractmethod
-    async def start(self, listener: PoolListener, specs: list[InstanceSpec]) -> None:
+    async def start(self, listener: PoolListener, specs: list[WorkerSpec]) -> None:
         """Start or connect a worker per spec (instance ``j`` = ``specs[j]``)."""
 
     @abstractmethod
@@ -94,7 +90,7 @@ class WorkerPool(ABC):
         """The caller found instance ``j`` broken (a reply it cannot read)."""
 
     @abstractmethod
-    async def add(self, specs: list[InstanceSpec]) -> list[int]:
+    async def add(self, specs: list[WorkerSpec]) -> list[int]:
         """Start workers for new instances; ids continue after the existing ones."""
 
     @abstractmethod
@@ -134,7 +130,7 @@ class LinkedPool(WorkerPool):
     # --- where workers are (subclasses) -------------------------------------------------------
 
     @abstractmethod
-    async def _launch(self, first: int, specs: list[InstanceSpec]) -> Sequence[str | None]:
+    async def _launch(self, first: int, specs: list[WorkerSpec]) -> Sequence[str | None]:
         """Start workers for ``specs`` (ids from ``first``); return their addresses (None for
         one that has none yet, e.g. a Ray actor waiting for a node: recovery waits for it)."""
 
@@ -156,11 +152,11 @@ class LinkedPool(WorkerPool):
 
     # --- the interface ------------------------------------------------------------------------
 
-    async def start(self, listener: PoolListener, specs: list[InstanceSpec]) -> None:
+    async def start(self, listener: PoolListener, specs: list[WorkerSpec]) -> None:
         self._listener = listener
         await self.add(specs)
 
-    async def add(self, specs: list[InstanceSpec]) -> list[int]:
+    async def add(self, specs: list[WorkerSpec]) -> list[int]:
         first = len(self.slots)
         new = [Slot(spec) for spec in specs]
         self.slots += new
@@ -355,7 +351,7 @@ class LocalPool(LinkedPool):
     def _blame_exit(self, j: int) -> bool:
         return self.supervisor.group_size(j) == 1
 
-    async def _launch(self, first: int, specs: list[InstanceSpec]) -> list[str]:
+    async def _launch(self, first: int, specs: list[WorkerSpec]) -> list[str]:
         return await self.supervisor.add(list(specs))
 
     async def _relaunch(self, j: int, stale_pid: int | None) -> tuple[str, int | None]:
@@ -376,7 +372,7 @@ class RemotePool(LinkedPool):
         super().__init__(connect_timeout_s)
         self._addresses = list(addresses)
 
-    async def _launch(self, first: int, specs: list[InstanceSpec]) -> list[str]:
+    async def _launch(self, first: int, specs: list[WorkerSpec]) -> list[str]:
         end = first + len(specs)
         if end > len(self._addresses):
             raise RuntimeServiceError(

@@ -1,9 +1,9 @@
 """``--workers local``: start the pool's workers as child processes and keep them alive.
 
-Each worker process is ``python -m kairos.cli.worker ... --port 0``; it binds free loopback
-ports and prints them on its first stdout line, so there is no port race. ``hosting``
-decides how instances map to processes: ``instance`` (one process per instance) or
-``type`` (replay mode: one process per run of same-type instances, each instance still its
+Each worker process is its spec's command line (``WorkerSpec.argv``) with ``--port 0``: it
+binds free loopback ports and prints them on its first stdout line, so there is no port race.
+``hosting`` decides how instances map to processes: ``instance`` (one process per instance)
+or ``type`` (replay mode: one process per run of same-type instances, each instance still its
 own thread, socket, connection and RNG stream; see docs/runtime.md for the measurements
 behind the default). A watcher task per process reports an unexpected exit to its owner (the
 local worker pool) for every instance the process hosted. A hung worker is killed by
@@ -18,12 +18,12 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from kairos.errors import RuntimeServiceError
 from kairos.registry import Registry
+from kairos.serving.worker.launch import WorkerSpec
 from kairos.serving.worker.service import READY_LINE
 
 START_TIMEOUT_S = 60.0
@@ -36,20 +36,6 @@ HOSTINGS: Registry[bool] = Registry(
 )
 HOSTINGS.add("type", True)
 HOSTINGS.add("instance", False)
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    instance_type: str
-    model: str
-    mode: str = "replay"
-    handler: str | None = None
-    time_scale: float = 1.0
-    seed: int = 0
-    profiles_path: str | None = None
-    transport: str = "tcp"
-    cpus: tuple[int, ...] = ()
-    local_type: str = "auto"  # worker --local-type: run as a local instance type (cpushare)
 
 
 def group_instances(specs: list[WorkerSpec], hosting: str, first: int = 0) -> list[list[int]]:
@@ -121,37 +107,8 @@ class LocalSupervisor:
     async def _start(self, g: int) -> None:
         members = self._groups[g]
         spec = self._specs[members[0]]
-        args = [
-            sys.executable,
-            "-m",
-            "kairos.cli.worker",
-            "--instance-type",
-            spec.instance_type,
-            "--model",
-            spec.model,
-            "--port",
-            "0",
-            "--mode",
-            spec.mode,
-            "--time-scale",
-            repr(spec.time_scale),
-            "--seed",
-            str(spec.seed),
-            "--parent-pid",
-            str(os.getpid()),
-            "--transport",
-            spec.transport,
-            "--instances",
-            str(len(members)),
-            "--local-type",
-            spec.local_type,
-        ]
-        if spec.handler:
-            args += ["--handler", spec.handler]
-        if spec.profiles_path:
-            args += ["--profiles", spec.profiles_path]
-        if spec.cpus:
-            args += ["--cpus", ",".join(map(str, spec.cpus))]
+        # Free ports (printed on the ready line), and gone with this process if it dies.
+        args = replace(spec, port=0, parent_pid=os.getpid()).argv(len(members))
         proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
         self._procs[g] = proc
         try:

@@ -30,15 +30,17 @@ import asyncio
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from kairos.errors import RuntimeServiceError
 from kairos.profiles import LatencyProfile
-from kairos.serving.pool.base import InstanceSpec, LinkedPool
+from kairos.serving.pool.base import LinkedPool
 from kairos.serving.ray.placement import RAY_PLACEMENTS, TYPE_LABEL, type_resource
 from kairos.serving.ray.session import connect, error_line, import_ray, normal_priority
 from kairos.serving.settings import PoolRequest
-from kairos.serving.worker.service import HostedInstance, WorkerConfig
+from kairos.serving.worker.launch import WorkerSpec
+from kairos.serving.worker.service import HostedInstance
 
 __all__ = ["TYPE_LABEL", "InstanceHost", "RayPool", "type_resource"]
 
@@ -56,23 +58,14 @@ class InstanceHost:
     worker serves (or hangs); ``watch`` never returns while the actor lives.
     """
 
-    def __init__(self, spec: InstanceSpec, profile: LatencyProfile | None) -> None:
+    def __init__(self, spec: WorkerSpec, profile: LatencyProfile | None) -> None:
         normal_priority()  # before the worker thread starts: it inherits it
         ray = import_ray()
         self._node = ray.get_runtime_context().get_node_id()
         ip = ray.util.get_node_ip_address()
-        cfg = WorkerConfig(
-            instance_type=spec.instance_type,
-            model=spec.model,
-            host=ip,
-            port=0,
-            mode=spec.mode,
-            handler=spec.handler,
-            time_scale=spec.time_scale,
-            seed=spec.seed,
-            transport=spec.transport,
-        )
-        self._worker = HostedInstance(cfg, profile)
+        # The worker runs in this actor's process, on the node's address; the spec's process
+        # settings (cores, local type, profiles file) are the supervisor's, not the actor's.
+        self._worker = HostedInstance(replace(spec, host=ip, port=0), profile)
         self._worker.start()
         self._worker.bound.wait()
         if self._worker.error is not None or self._worker.port is None:
@@ -126,7 +119,7 @@ class RayPool(LinkedPool):
             self._host_class = ray.remote(InstanceHost)
         return ray
 
-    def _create(self, spec: InstanceSpec) -> Any:
+    def _create(self, spec: WorkerSpec) -> Any:
         cfg = self._cfg
         options = {
             "max_restarts": cfg.max_restarts,
@@ -147,7 +140,7 @@ class RayPool(LinkedPool):
 
     # --- where workers are (LinkedPool) -------------------------------------------------------
 
-    async def _launch(self, first: int, specs: list[InstanceSpec]) -> Sequence[str | None]:
+    async def _launch(self, first: int, specs: list[WorkerSpec]) -> Sequence[str | None]:
         self._ray()
         self._actors += [self._create(spec) for spec in specs]
         ids = range(first, first + len(specs))

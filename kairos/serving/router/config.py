@@ -21,7 +21,7 @@ from kairos.distributor import policy_class
 from kairos.errors import ConfigError
 from kairos.profiles import ModelProfiles
 from kairos.registry import Registry
-from kairos.serving.pool.base import POOL_BACKENDS, InstanceSpec
+from kairos.serving.pool.base import POOL_BACKENDS
 from kairos.serving.pool.supervisor import HOSTINGS
 from kairos.serving.pool.transport import TRANSPORTS
 from kairos.serving.ray.placement import RAY_PLACEMENTS, TYPE_LABEL
@@ -34,6 +34,7 @@ from kairos.serving.settings import (
     Settings,
     setting,
 )
+from kairos.serving.worker.launch import WorkerSpec
 from kairos.serving.worker.service import WORKER_MODES
 
 
@@ -183,10 +184,10 @@ class RouterConfig(Settings):
                 "use max restarts >= -1 (-1: no limit), CPUs and GPUs >= 0, local slots >= 1.",
             )
 
-    def instance_spec(self, instance_type: str, j: int) -> InstanceSpec:
+    def instance_spec(self, instance_type: str, j: int) -> WorkerSpec:
         """What instance ``j`` runs (its worker's seed follows from the router's)."""
         workers = self.workers
-        return InstanceSpec(
+        return WorkerSpec(
             instance_type=instance_type,
             model=self.model,
             mode=workers.mode,

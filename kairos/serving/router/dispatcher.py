@@ -29,10 +29,11 @@ from kairos.catalog import Pool
 from kairos.distributor.driver import Driver
 from kairos.errors import ConfigError
 from kairos.protocol.frames import frame, split_frame
-from kairos.serving.pool.base import InstanceSpec, WorkerPool
+from kairos.serving.pool.base import WorkerPool
 from kairos.serving.router.metrics import RouterMetrics
 from kairos.serving.router.traffic import TrafficWindow
 from kairos.serving.settings import DispatchSettings
+from kairos.serving.worker.launch import WorkerSpec
 from kairos.workload import Query
 
 OVERHEAD_WINDOW = 512  # recent queries whose round-trip overhead the router remembers
@@ -135,7 +136,7 @@ class Dispatcher:
         sink: AnswerSink,
         metrics: RouterMetrics,
         settings: DispatchSettings,
-        make_spec: Callable[[str, int], InstanceSpec],
+        make_spec: Callable[[str, int], WorkerSpec],
         *,
         clock: RouterClock,
         traffic: TrafficWindow,

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,27 +41,13 @@ from kairos.registry import Registry
 from kairos.serving.pool.transport import TRANSPORTS, Server
 from kairos.serving.worker import cpushare
 from kairos.serving.worker.handlers import ModelHandler
+from kairos.serving.worker.launch import WorkerSpec
 from kairos.serving.worker.tiny_dlrm import DlrmConfig, dlrm_signature
 
 READY_LINE = "KAIROS_WORKER_READY"
 # asyncio timers have millisecond granularity; the last stretch of a sleep is spent in
 # time.sleep so replayed service times are accurate to tens of microseconds.
 _FINE_SLEEP_S = 0.002
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    instance_type: str
-    model: str
-    host: str = "127.0.0.1"
-    port: int = 0
-    mode: str = "replay"
-    handler: str | None = None
-    time_scale: float = 1.0
-    seed: int = 0
-    parent_pid: int | None = None  # exit when this process is gone (set by the supervisor)
-    transport: str = "tcp"
-    threads: int | None = None  # model mode: intra-op threads (None: the cores it may use)
 
 
 class Handler(Protocol):
@@ -159,32 +145,32 @@ def load_callable(spec: str) -> Callable[[dict[str, np.ndarray]], Any]:
     return obj
 
 
-def _replay_handler(cfg: WorkerConfig, profile: LatencyProfile | None) -> Handler:
+def _replay_handler(spec: WorkerSpec, profile: LatencyProfile | None) -> Handler:
     if profile is None:
-        raise ConfigError(f"replay worker for {cfg.model!r} got no profile.", "report a bug.")
-    return ReplayHandler(profile, cfg.time_scale, cfg.seed)
+        raise ConfigError(f"replay worker for {spec.model!r} got no profile.", "report a bug.")
+    return ReplayHandler(profile, spec.time_scale, spec.seed)
 
 
-def _model_handler(cfg: WorkerConfig, profile: LatencyProfile | None) -> Handler:
+def _model_handler(spec: WorkerSpec, profile: LatencyProfile | None) -> Handler:
     from kairos.models import load_model
 
-    return ModelHandler(load_model(cfg.model, threads=cfg.threads or _usable_cores()))
+    return ModelHandler(load_model(spec.model, threads=spec.threads or _usable_cores()))
 
 
-WORKER_MODES: Registry[Callable[[WorkerConfig, LatencyProfile | None], Handler]] = Registry(
+WORKER_MODES: Registry[Callable[[WorkerSpec, LatencyProfile | None], Handler]] = Registry(
     "worker mode", "pass --mode replay (emulate the type from its profile) or model."
 )
 WORKER_MODES.add("replay", _replay_handler)
 WORKER_MODES.add("model", _model_handler)
 
 
-def make_handler(cfg: WorkerConfig, profile: LatencyProfile | None) -> Handler:
+def make_handler(spec: WorkerSpec, profile: LatencyProfile | None) -> Handler:
     """A user's ``--handler`` wins over the mode; otherwise the mode's handler."""
-    make = WORKER_MODES.get(cfg.mode)
-    TIME_SCALE.check(cfg.time_scale)
-    if cfg.handler is not None:
-        return ModelHandler(load_callable(cfg.handler))
-    return make(cfg, profile)
+    make = WORKER_MODES.get(spec.mode)
+    TIME_SCALE.check(spec.time_scale)
+    if spec.handler is not None:
+        return ModelHandler(load_callable(spec.handler))
+    return make(spec, profile)
 
 
 def _usable_cores() -> int:
@@ -194,17 +180,17 @@ def _usable_cores() -> int:
 class WorkerService:
     """What the carriers call: ``description`` and ``handle``; all state lives here."""
 
-    def __init__(self, cfg: WorkerConfig, handler: Handler) -> None:
-        self._cfg = cfg
+    def __init__(self, spec: WorkerSpec, handler: Handler) -> None:
+        self._spec = spec
         self._handler = handler
         self._lock = asyncio.Lock()
         self.served = 0
 
     def description(self) -> dict[str, Any]:
         return {
-            "model": self._cfg.model,
-            "instance_type": self._cfg.instance_type,
-            "mode": "custom" if self._cfg.handler else self._cfg.mode,
+            "model": self._spec.model,
+            "instance_type": self._spec.instance_type,
+            "mode": "custom" if self._spec.handler else self._spec.mode,
             "inputs": specs_as_dicts(self._handler.inputs),
             "outputs": specs_as_dicts(self._handler.outputs),
             "pid": os.getpid(),
@@ -234,29 +220,29 @@ class WorkerService:
         return frame(reply, outputs)
 
 
-async def _bind(cfg: WorkerConfig, service: WorkerService) -> tuple[Server, int]:
-    start = TRANSPORTS.get(cfg.transport).serve
+async def _bind(spec: WorkerSpec, service: WorkerService) -> tuple[Server, int]:
+    start = TRANSPORTS.get(spec.transport).serve
     try:
-        return await start(cfg.host, cfg.port, service.handle, service.description)
+        return await start(spec.host, spec.port, service.handle, service.description)
     except OSError as exc:
         raise ConfigError(
-            f"worker could not bind {cfg.host}:{cfg.port} ({exc}).",
+            f"worker could not bind {spec.host}:{spec.port} ({exc}).",
             "pick a free port, or 0 for any.",
         ) from None
 
 
-async def serve_worker(cfg: WorkerConfig, profile: LatencyProfile | None) -> None:
+async def serve_worker(spec: WorkerSpec, profile: LatencyProfile | None) -> None:
     """Run until SIGINT/SIGTERM (or the parent process is gone); print the bound port."""
     tighten_timer_slack()
-    service = WorkerService(cfg, make_handler(cfg, profile))
-    server, port = await _bind(cfg, service)
+    service = WorkerService(spec, make_handler(spec, profile))
+    server, port = await _bind(spec, service)
     settle_heap()
     print(f"{READY_LINE} port={port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    watcher = asyncio.create_task(_watch_parent(cfg.parent_pid, stop))
+    watcher = asyncio.create_task(_watch_parent(spec.parent_pid, stop))
     await stop.wait()
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -272,9 +258,9 @@ class HostedInstance(threading.Thread):
     sleeping), and so that each instance still serves exactly one query at a time.
     """
 
-    def __init__(self, cfg: WorkerConfig, profile: LatencyProfile | None) -> None:
-        super().__init__(name=f"kairos-instance-{cfg.seed}", daemon=True)
-        self.cfg = cfg
+    def __init__(self, spec: WorkerSpec, profile: LatencyProfile | None) -> None:
+        super().__init__(name=f"kairos-instance-{spec.seed}", daemon=True)
+        self.spec = spec
         self._profile = profile
         self.bound = threading.Event()
         self.port: int | None = None
@@ -294,8 +280,8 @@ class HostedInstance(threading.Thread):
     async def _main(self) -> None:
         self._event_loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
-        service = WorkerService(self.cfg, make_handler(self.cfg, self._profile))
-        server, self.port = await _bind(self.cfg, service)
+        service = WorkerService(self.spec, make_handler(self.spec, self._profile))
+        server, self.port = await _bind(self.spec, service)
         self.bound.set()
         await self._stop_event.wait()
         await server.stop()
@@ -307,14 +293,14 @@ class HostedInstance(threading.Thread):
                 loop.call_soon_threadsafe(stop.set)
 
 
-def serve_group(cfgs: list[WorkerConfig], profile: LatencyProfile | None) -> None:
+def serve_group(specs: list[WorkerSpec], profile: LatencyProfile | None) -> None:
     """Co-host several instances in this process (``--instances N``); print their ports.
 
     The process ends (so a supervisor restarts the whole group) on SIGINT/SIGTERM, when the
     parent is gone, or when any instance's thread dies: a group is healthy only as a whole.
     """
     tighten_timer_slack()
-    hosted = [HostedInstance(cfg, profile) for cfg in cfgs]
+    hosted = [HostedInstance(spec, profile) for spec in specs]
     for h in hosted:
         h.start()
     for h in hosted:
@@ -327,7 +313,7 @@ def serve_group(cfgs: list[WorkerConfig], profile: LatencyProfile | None) -> Non
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    parent = cfgs[0].parent_pid
+    parent = specs[0].parent_pid
     while not stop.wait(0.5):
         if parent is not None and os.getppid() != parent:
             print(f"kairos worker: parent {parent} is gone; exiting", file=sys.stderr, flush=True)
@@ -353,49 +339,42 @@ async def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> None:
     stop.set()
 
 
-def run_worker(
-    cfg: WorkerConfig,
-    *,
-    instances: int = 1,
-    profiles_path: str | None = None,
-    cpus: tuple[int, ...] = (),
-    local_type: str = "auto",
-) -> None:
-    """Serve ``instances`` instances (ports ``cfg.port``, +1, ...; seeds ``cfg.seed``, +1, ...)
+def run_worker(spec: WorkerSpec, instances: int = 1) -> None:
+    """Serve ``instances`` instances (ports ``spec.port``, +1, ...; seeds ``spec.seed``, +1, ...)
     until stopped; several are co-hosted in this process (replay mode only). ``local_type``
     confines the process to a local instance type (see ``cpushare.resolve``)."""
-    check_bind_host(cfg.host)
-    TIME_SCALE.check(cfg.time_scale)
+    check_bind_host(spec.host)
+    TIME_SCALE.check(spec.time_scale)
     INSTANCES.check(instances)
-    WORKER_MODES.check(cfg.mode)
-    TRANSPORTS.check(cfg.transport)
-    if cfg.port and cfg.port + instances - 1 > PORT.hi:
+    WORKER_MODES.check(spec.mode)
+    TRANSPORTS.check(spec.transport)
+    if spec.port and spec.port + instances - 1 > PORT.hi:
         raise ConfigError(
-            f"--port {cfg.port} with --instances {instances} runs past port {int(PORT.hi)}.",
+            f"--port {spec.port} with --instances {instances} runs past port {int(PORT.hi)}.",
             "pass a lower --port, or --port 0 for free ports.",
         )
-    runs_model = cfg.mode == "model" or cfg.handler is not None
+    runs_model = spec.mode == "model" or spec.handler is not None
     if instances > 1 and runs_model:
         raise ConfigError(
-            f"--instances {instances} co-hosts replay instances only (mode {cfg.mode!r}).",
+            f"--instances {instances} co-hosts replay instances only (mode {spec.mode!r}).",
             "run one process per instance for a real model: its compute needs its own core.",
         )
-    shape = cpushare.resolve(local_type, cfg.instance_type, runs_model)
+    shape = cpushare.resolve(spec.local_type, spec.instance_type, runs_model)
     if shape is None:
-        pin_to_cpus(cpus)  # before any thread starts: they inherit it
+        pin_to_cpus(spec.cpus)  # before any thread starts: they inherit it
     else:
-        done = cpushare.confine(shape, cpus)
+        done = cpushare.confine(shape, spec.cpus)
         print(f"kairos worker: {done.describe()}", file=sys.stderr, flush=True)
-        cfg = replace(cfg, threads=cfg.threads or shape.threads)
+        spec = replace(spec, threads=spec.threads or shape.threads)
     profile = None
     if not runs_model:  # only a replay worker reads its type's profile
-        profiles = load_profiles(profiles_path) if profiles_path else default_profiles()
-        profile = profiles.get(cfg.model, cfg.instance_type)
-    cfgs = [
-        replace(cfg, port=cfg.port + k if cfg.port else 0, seed=cfg.seed + k)
+        profiles = load_profiles(spec.profiles_path) if spec.profiles_path else default_profiles()
+        profile = profiles.get(spec.model, spec.instance_type)
+    specs = [
+        replace(spec, port=spec.port + k if spec.port else 0, seed=spec.seed + k)
         for k in range(instances)
     ]
     if instances == 1:
-        run_event_loop(serve_worker(cfgs[0], profile))
+        run_event_loop(serve_worker(specs[0], profile))
     else:
-        serve_group(cfgs, profile)
+        serve_group(specs, profile)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from kairos.catalog import Pool
-from kairos.serving.pool.base import InstanceSpec, LinkedPool, Slot
+from kairos.serving.pool.base import LinkedPool, Slot
 from kairos.serving.router.config import RouterConfig
+from kairos.serving.worker.launch import WorkerSpec
 
 
 class NeverUp(LinkedPool):
@@ -17,7 +18,7 @@ class NeverUp(LinkedPool):
         self.stale: list[int | None] = []
         self._tries = tries
 
-    async def _launch(self, first: int, specs: list[InstanceSpec]) -> list[str | None]:
+    async def _launch(self, first: int, specs: list[WorkerSpec]) -> list[str | None]:
         return [None] * len(specs)
 
     async def _relaunch(self, j: int, stale_pid: int | None) -> tuple[str, int | None]:

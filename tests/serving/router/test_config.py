@@ -12,9 +12,10 @@ from kairos.cli.common import WORKERS
 from kairos.cli.main import cli
 from kairos.cli.serve import _parse_workers
 from kairos.errors import ConfigError
-from kairos.serving.pool.supervisor import WorkerSpec, group_instances
+from kairos.serving.pool.supervisor import group_instances
 from kairos.serving.router.config import RouterConfig
 from kairos.serving.settings import DispatchSettings, HttpSettings, PoolSettings
+from kairos.serving.worker.launch import WorkerSpec
 
 
 def config(**overrides: object) -> RouterConfig:

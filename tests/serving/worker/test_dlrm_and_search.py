@@ -12,7 +12,8 @@ from kairos.client.loadgen import BodyFactory, search_rate
 from kairos.protocol.frames import frame, unframe
 from kairos.protocol.tensors import TensorSpec
 from kairos.scenario import Scenario
-from kairos.serving.worker.service import ReplayHandler, WorkerConfig, WorkerService, make_handler
+from kairos.serving.worker.launch import WorkerSpec
+from kairos.serving.worker.service import ReplayHandler, WorkerService, make_handler
 from kairos.serving.worker.tiny_dlrm import TinyDlrm
 
 
@@ -37,7 +38,7 @@ def test_replay_handler_sleeps_the_scaled_profile_time() -> None:
 
 def test_worker_service_answers_model_mode_and_reports_bad_input() -> None:
     # The numpy stand-in through the handler contract (the PyTorch models: tests/models).
-    cfg = WorkerConfig(
+    cfg = WorkerSpec(
         "r5n.large", "dien", mode="model", handler="kairos.serving.worker.tiny_dlrm:TinyDlrm"
     )
     service = WorkerService(cfg, make_handler(cfg, None))

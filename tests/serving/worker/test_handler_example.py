@@ -16,7 +16,7 @@ from kairos.client.launch import running_router
 from kairos.profiles import load_profiles
 from tests.serving.helpers import call
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 def test_custom_handler_example_profiles_and_serves(

@@ -13,7 +13,8 @@ from kairos.client.loadgen import BodyFactory
 from kairos.protocol.frames import frame, unframe
 from kairos.protocol.tensors import BadRequest, TensorSpec
 from kairos.serving.worker.handlers import ModelHandler, check_inputs
-from kairos.serving.worker.service import WorkerConfig, WorkerService
+from kairos.serving.worker.launch import WorkerSpec
+from kairos.serving.worker.service import WorkerService
 from tests.models.cache import runner
 
 SPECS = (TensorSpec("dense", "FP32", (-1, 3)), TensorSpec("ids", "INT32", (-1, 2)))
@@ -93,7 +94,7 @@ def test_inputs_must_match_the_declaration() -> None:
 
 def test_worker_answers_400_for_a_wrong_shape_before_the_built_in_model_runs() -> None:
     r = runner("ncf")
-    cfg = WorkerConfig("local.full", "ncf", mode="model")
+    cfg = WorkerSpec("local.full", "ncf", mode="model")
     service = WorkerService(cfg, ModelHandler(r))
     good = BodyFactory(tuple(TensorSpec.parse(s) for s in r.inputs), 0).body(3)
     header, payload = unframe(asyncio.run(service.handle(frame({"qid": 1, "batch": 3}, good))))
