@@ -56,7 +56,7 @@ from kairos.profiles import default_profiles
 from kairos.protocol.tensors import specs_as_dicts
 from kairos.scenario import Scenario
 from kairos.serving.worker.service import ReplayHandler, tighten_timer_slack
-from kairos.serving.worker.tiny_dlrm import DlrmConfig, dlrm_signature
+from kairos.serving.worker.stand_in import stand_in_signature
 from kairos.sim.capacity import rough_capacity_qps
 
 LABEL = "kairos.io/instance-type"
@@ -234,7 +234,7 @@ def _error(response: Any, status: int, message: str) -> Any:
 def model_metadata(scenario: Scenario, pool: Pool, time_scale: float) -> dict[str, Any]:
     """What ``GET /v2/models/{model}`` answers: the same fields the load generator reads from
     ``kairos serve``."""
-    inputs, outputs = dlrm_signature(DlrmConfig())
+    inputs, outputs = stand_in_signature()
     return {
         "name": scenario.model,
         "versions": ["1"],

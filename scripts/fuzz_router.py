@@ -28,7 +28,7 @@ from kairos.client.http import ResponseReader
 from kairos.client.launch import running_router
 from kairos.client.loadgen import BodyFactory
 from kairos.protocol.tensors import BINARY_HEADER, DATATYPES
-from kairos.serving.worker.tiny_dlrm import TinyDlrm
+from kairos.serving.worker.stand_in import StandInDlrm
 
 TIMEOUT_S = 10.0
 PATHS = [
@@ -201,7 +201,7 @@ def main() -> int:
     ap.add_argument("--mode", choices=["model", "replay"], default="model")
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    bodies = BodyFactory(TinyDlrm().inputs, args.seed)
+    bodies = BodyFactory(StandInDlrm().inputs, args.seed)
     router_args = [
         "--model",
         "dien",

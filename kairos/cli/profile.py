@@ -161,7 +161,7 @@ def _price(instance_type: str, prices_out: str | None, price_per_hr: float | Non
     if price_per_hr is not None:
         return price_per_hr
     if instance_type in LOCAL_TYPES:
-        return LOCAL_TYPES[instance_type].price_per_hr
+        return LOCAL_TYPES.get(instance_type).price_per_hr
     raise ConfigError(
         f"--prices-out needs a price for {instance_type!r}, which is not a local type.",
         "pass --price-per-hr with its hourly price.",

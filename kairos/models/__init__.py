@@ -13,19 +13,21 @@ import importlib
 from typing import TYPE_CHECKING
 
 from kairos.errors import ConfigError
+from kairos.registry import Registry
 
 if TYPE_CHECKING:
     from kairos.models.base import ModelRunner, RecModel
 
-# name -> (module, class)
-_REGISTRY: dict[str, tuple[str, str]] = {
-    "rm2": ("kairos.models.dlrm", "DlrmRM2"),
-    "wnd": ("kairos.models.wide_deep", "WideDeep"),
-    "mtwnd": ("kairos.models.wide_deep", "MultiTaskWideDeep"),
-    "dien": ("kairos.models.dien", "Dien"),
-    "ncf": ("kairos.models.ncf", "NeuralCF"),
-}
-MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+# By dotted path: naming or checking a model imports nothing (no torch); ``get`` loads it.
+MODELS: Registry[type[RecModel]] = Registry(
+    "built-in model", "pick a built-in model, or serve your own with --handler MODULE:CALLABLE."
+)
+MODELS.add_path("rm2", "kairos.models.dlrm:DlrmRM2")
+MODELS.add_path("wnd", "kairos.models.wide_deep:WideDeep")
+MODELS.add_path("mtwnd", "kairos.models.wide_deep:MultiTaskWideDeep")
+MODELS.add_path("dien", "kairos.models.dien:Dien")
+MODELS.add_path("ncf", "kairos.models.ncf:NeuralCF")
+MODEL_NAMES: tuple[str, ...] = MODELS.names()
 DEFAULT_SEED = 0
 
 
@@ -41,21 +43,14 @@ def require_torch() -> None:
 
 
 def check_model_name(name: str) -> str:
-    if name not in _REGISTRY:
-        raise ConfigError(
-            f"model {name!r} has no built-in implementation (built in: {', '.join(MODEL_NAMES)}).",
-            "pick a built-in model, or serve your own with --handler MODULE:CALLABLE.",
-        )
-    return name
+    return MODELS.check(name)
 
 
 def build_model(name: str, seed: int = DEFAULT_SEED) -> RecModel:
     """The ``torch.nn.Module`` of a built-in model, in eval mode, weights drawn from ``seed``."""
     check_model_name(name)
-    require_torch()
-    module_name, class_name = _REGISTRY[name]
-    cls = getattr(importlib.import_module(module_name), class_name)
-    model: RecModel = cls(seed=seed)
+    require_torch()  # before the model's module imports it: the install line, not a traceback
+    model: RecModel = MODELS.get(name)(seed=seed)
     return model.eval()
 
 

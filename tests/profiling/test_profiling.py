@@ -155,7 +155,7 @@ def test_profile_command_measures_a_built_in_model(
         (["--out", "/proc/nope/p.csv"], "not a writable directory"),
         (["--prices-out", "x.csv"], "--price-per-hr"),
         (["--model", "bert"], "--handler"),
-        (["--local-type", "local.huge"], "not a local instance type"),
+        (["--local-type", "local.huge"], "local instance type 'local.huge' is not known"),
     ],
 )
 def test_profile_command_refuses_bad_input_in_one_line(

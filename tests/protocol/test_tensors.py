@@ -155,9 +155,9 @@ def test_values_that_do_not_fit_the_datatype_are_bad_requests(values, needle) ->
 
 def test_binary_tensors_validate_and_decode_like_json() -> None:
     from kairos.client.loadgen import BodyFactory
-    from kairos.serving.worker.tiny_dlrm import TinyDlrm
+    from kairos.serving.worker.stand_in import StandInDlrm
 
-    bodies = BodyFactory(TinyDlrm().inputs, seed=3)
+    bodies = BodyFactory(StandInDlrm().inputs, seed=3)
     raw, json_length = bodies.binary_body(6)
     parsed = validate_request(raw, SIG, 1000, json_length)
     assert (parsed.batch_size, parsed.json_length) == (6, json_length)

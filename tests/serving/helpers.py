@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from kairos.client.http import request
 from kairos.client.loadgen import BodyFactory
-from kairos.serving.worker.tiny_dlrm import TinyDlrm
+from kairos.serving.worker.stand_in import StandInDlrm
 
-BODIES = BodyFactory(TinyDlrm().inputs, seed=0)
+BODIES = BodyFactory(StandInDlrm().inputs, seed=0)
 
 
 @dataclass(frozen=True)

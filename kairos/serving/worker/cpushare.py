@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kairos.errors import ConfigError
+from kairos.registry import Registry
 
 PERIOD_US = 5_000
 GROUP_DIR = "kairos"
@@ -52,24 +53,19 @@ class LocalType:
             raise ValueError(f"local type {self.name}: share, cores and threads disagree")
 
 
-LOCAL_TYPES: dict[str, LocalType] = {
-    t.name: t
-    for t in (
-        LocalType("local.full", 1.0, 1, 1, 0.100),
-        LocalType("local.half", 0.5, 1, 1, 0.055),
-        LocalType("local.quarter", 0.25, 1, 1, 0.030),
-    )
-}
+LOCAL_TYPES: Registry[LocalType] = Registry(
+    "local instance type", "pick one of the known local types, or leave the option out."
+)
+for _t in (
+    LocalType("local.full", 1.0, 1, 1, 0.100),
+    LocalType("local.half", 0.5, 1, 1, 0.055),
+    LocalType("local.quarter", 0.25, 1, 1, 0.030),
+):
+    LOCAL_TYPES.add(_t.name, _t)
 
 
 def local_type(name: str) -> LocalType:
-    try:
-        return LOCAL_TYPES[name]
-    except KeyError:
-        raise ConfigError(
-            f"{name!r} is not a local instance type (known: {', '.join(LOCAL_TYPES)}).",
-            "pick one of the known local types, or leave the option out.",
-        ) from None
+    return LOCAL_TYPES.get(name)
 
 
 def is_local_type(name: str) -> bool:
@@ -82,7 +78,9 @@ def resolve(option: str, instance_type: str, runs_model: bool) -> LocalType | No
     if option == "none":
         return None
     if option == "auto":
-        return LOCAL_TYPES.get(instance_type) if runs_model else None
+        return (
+            LOCAL_TYPES.get(instance_type) if runs_model and instance_type in LOCAL_TYPES else None
+        )
     return local_type(option)
 
 

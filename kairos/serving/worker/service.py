@@ -42,7 +42,7 @@ from kairos.serving.pool.transport import TRANSPORTS, Server
 from kairos.serving.worker import cpushare
 from kairos.serving.worker.handlers import ModelHandler
 from kairos.serving.worker.launch import WorkerSpec
-from kairos.serving.worker.tiny_dlrm import DlrmConfig, dlrm_signature
+from kairos.serving.worker.stand_in import stand_in_signature
 
 READY_LINE = "KAIROS_WORKER_READY"
 # asyncio timers have millisecond granularity; the last stretch of a sleep is spent in
@@ -60,15 +60,16 @@ class Handler(Protocol):
 
 
 class ReplayHandler:
-    """Sleeps the sampled service time; answers the built-in model's output shape."""
+    """Sleeps the sampled service time; answers the stand-in model's output shape."""
 
     def __init__(self, profile: LatencyProfile, time_scale: float, seed: int) -> None:
         self._profile = profile
         self._scale = time_scale
         self._rng = np.random.default_rng(seed)
         self._k = profile.quantiles_ms.shape[1] - 1
-        # The emulated instance serves the built-in model, so clients send the same tensors.
-        inputs, outputs = dlrm_signature(DlrmConfig())
+        # The emulated instance declares the torch-free stand-in's tensors (stand_in.py says
+        # why not the real model's), so clients send a recommendation query.
+        inputs, outputs = stand_in_signature()
         self.inputs: tuple[TensorSpec, ...] | None = inputs
         self.outputs: tuple[TensorSpec, ...] | None = outputs
         self._out_cache: dict[int, bytes] = {}

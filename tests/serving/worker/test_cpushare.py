@@ -14,7 +14,7 @@ from kairos.errors import ConfigError
 from kairos.serving.worker import cpushare
 from kairos.serving.worker.cpushare import LOCAL_TYPES, confine, local_type
 
-QUARTER = LOCAL_TYPES["local.quarter"]
+QUARTER = LOCAL_TYPES.get("local.quarter")
 
 
 def fake_tree(root: Path, mounts: str, cgroup: str) -> None:
@@ -73,12 +73,18 @@ def test_without_a_writable_controller_it_falls_back_to_pinning_and_says_so(
 
 def test_local_types_are_declared_by_name_and_checked() -> None:
     assert local_type("local.half").cpu_share == 0.5
-    with pytest.raises(ConfigError, match="not a local instance type"):
+    # One line: what is unknown, what is known, and how to fix it (the registry's form).
+    with pytest.raises(
+        ConfigError,
+        match=r"local instance type 'local.huge' is not known \(known: local.full, local.half, "
+        r"local.quarter\)\. To fix: pick one of the known local types",
+    ):
         local_type("local.huge")
     with pytest.raises(ConfigError, match="runs on 1 core"):
         confine(QUARTER, (0, 1), pin=False)
-    shares = [t.cpu_share for t in LOCAL_TYPES.values()]
-    prices = [t.price_per_hr for t in LOCAL_TYPES.values()]
+    types = [LOCAL_TYPES.get(name) for name in LOCAL_TYPES.names()]
+    shares = [t.cpu_share for t in types]
+    prices = [t.price_per_hr for t in types]
     # Smaller types cost more per core, as small cloud instances do.
     per_core = [p / s for p, s in zip(prices, shares, strict=True)]
     assert per_core == sorted(per_core)

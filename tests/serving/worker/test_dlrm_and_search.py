@@ -14,16 +14,16 @@ from kairos.protocol.tensors import TensorSpec
 from kairos.scenario import Scenario
 from kairos.serving.worker.launch import WorkerSpec
 from kairos.serving.worker.service import ReplayHandler, WorkerService, make_handler
-from kairos.serving.worker.tiny_dlrm import TinyDlrm
+from kairos.serving.worker.stand_in import StandInDlrm
 
 
-def test_tiny_dlrm_scores_are_probabilities_and_deterministic() -> None:
+def test_the_stand_in_dlrm_scores_are_probabilities_and_deterministic() -> None:
     rng = np.random.default_rng(1)
     x: dict[str, np.ndarray] = {
         "dense": rng.random((5, 13)).astype(np.float32),
         "sparse": rng.integers(0, 10**9, (5, 8)),
     }
-    a, b = TinyDlrm()(x)["score"], TinyDlrm()(x)["score"]
+    a, b = StandInDlrm()(x)["score"], StandInDlrm()(x)["score"]
     assert a.shape == (5, 1)
     assert np.all((a > 0) & (a < 1))
     np.testing.assert_array_equal(a, b)
@@ -39,10 +39,10 @@ def test_replay_handler_sleeps_the_scaled_profile_time() -> None:
 def test_worker_service_answers_model_mode_and_reports_bad_input() -> None:
     # The numpy stand-in through the handler contract (the PyTorch models: tests/models).
     cfg = WorkerSpec(
-        "r5n.large", "dien", mode="model", handler="kairos.serving.worker.tiny_dlrm:TinyDlrm"
+        "r5n.large", "dien", mode="model", handler="kairos.serving.worker.stand_in:StandInDlrm"
     )
     service = WorkerService(cfg, make_handler(cfg, None))
-    good = BodyFactory(TinyDlrm().inputs, 0).body(4)
+    good = BodyFactory(StandInDlrm().inputs, 0).body(4)
     header, payload = unframe(asyncio.run(service.handle(frame({"qid": 1, "batch": 4}, good))))
     assert header["code"] == 200 and header["qid"] == 1
     assert orjson.loads(payload)[0]["shape"] == [4, 1]

@@ -1,16 +1,24 @@
-"""A small DLRM-style recommendation model in numpy, needing no PyTorch.
+"""The torch-free stand-in for a recommendation model: a small DLRM in numpy.
 
-Replay workers advertise its signature (``dense``/``sparse``), so load generated for an
-emulated pool looks like a recommendation query; it also serves as a handler
-(``--handler kairos.serving.worker.tiny_dlrm:TinyDlrm``) where PyTorch is not installed. The
-real models are ``kairos.models`` (docs/models.md).
+Why it exists beside the real DLRM (``kairos.models.dlrm``, PyTorch, RM2's sizes):
 
-Structure (Naumov et al., 2019, scaled down): a bottom MLP embeds the dense features, one
-embedding table per sparse feature looks up a vector (indices are hashed into the table
-with ``mod``, the usual hashing trick, so any integer is a valid id), the pairwise dot
-products of all these vectors form the interaction features, and a top MLP turns dense
-embedding plus interactions into a click probability. Weights are seeded, so every worker
-running it computes the same scores for the same inputs.
+- replay workers, which emulate an instance type by sleeping its profiled service time, still
+  declare inputs (``dense``/``sparse``) so that clients, the load generator and the router's
+  checks treat their traffic as recommendation queries. They advertise this model's small
+  signature (116 bytes a sample in binary) rather than RM2's (32 bags of 120 ids, about
+  16 KB a sample): the replayed live figures (bench_live, the conformance benchmark) were
+  measured with these requests, so switching would change what they measure, and a replay
+  worker must start without PyTorch;
+- it serves as a real handler where PyTorch is not installed
+  (``--handler kairos.serving.worker.stand_in:StandInDlrm``): the tests and the router fuzzer
+  run a model end to end with it.
+
+The real models are ``kairos.models`` (docs/models.md). Structure (Naumov et al., 2019, scaled
+down): a bottom MLP embeds the dense features, one embedding table per sparse feature looks
+up a vector (indices are hashed into the table with ``mod``, the usual hashing trick, so any
+integer is a valid id), the pairwise dot products of all these vectors form the interaction
+features, and a top MLP turns dense embedding plus interactions into a click probability.
+Weights are seeded, so every worker running it computes the same scores for the same inputs.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from kairos.protocol.tensors import TensorSpec
 
 
 @dataclass(frozen=True)
-class DlrmConfig:
+class StandInConfig:
     dense_features: int = 13
     sparse_features: int = 8
     table_rows: int = 10_000
@@ -33,15 +41,15 @@ class DlrmConfig:
     seed: int = 0
 
 
-class TinyDlrm:
+class StandInDlrm:
     """Callable ``{"dense": [B, 13] float32, "sparse": [B, 8] int64} -> {"score": [B, 1]}``."""
 
-    def __init__(self, config: DlrmConfig | None = None) -> None:
-        cfg = config or DlrmConfig()
+    def __init__(self, config: StandInConfig | None = None) -> None:
+        cfg = config or StandInConfig()
         self.config = cfg
         rng = np.random.default_rng(cfg.seed)
         d = cfg.embedding_dim
-        self.inputs, self.outputs = dlrm_signature(cfg)
+        self.inputs, self.outputs = stand_in_signature(cfg)
         self._bottom = _mlp(rng, [cfg.dense_features, cfg.bottom_hidden, d])
         self._tables = rng.normal(0.0, d**-0.5, (cfg.sparse_features, cfg.table_rows, d)).astype(
             np.float32
@@ -63,7 +71,11 @@ class TinyDlrm:
         return {"score": (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)}
 
 
-def dlrm_signature(cfg: DlrmConfig) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+def stand_in_signature(
+    cfg: StandInConfig | None = None,
+) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """``(inputs, outputs)`` of the stand-in (the signature replay workers advertise)."""
+    cfg = cfg or StandInConfig()
     inputs = (
         TensorSpec("dense", "FP32", (-1, cfg.dense_features)),
         TensorSpec("sparse", "INT64", (-1, cfg.sparse_features)),
