@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 
+from kairos.allocator.target import cheapest_for_rate
 from kairos.catalog import Pool, PriceTable
 from kairos.control.autoscale import AUTOSCALERS
 from kairos.control.autoscale.controller import KairosAutoscaler, KairosSettings
@@ -209,6 +210,26 @@ def test_ladder_is_monotone_in_rate_and_cost() -> None:
     calls = ladder.planner_calls
     ladder.ensure(290.0)
     assert ladder.planner_calls == calls
+
+
+def test_ladder_rung_is_the_planners_answer_with_its_bounds_kept() -> None:
+    sc = scenario()
+    settings = LadderSettings(step=1.5, base_qps=20.0, queries=200)
+    ladder = Ladder(sc, "fcfs", settings)
+    for k in (3, 6):
+        rate = ladder.rate_of(k)
+        plan = cheapest_for_rate(sc, rate, policy="fcfs", measurement=settings.measurement())
+        c = ladder.rung(k)
+        assert c is not None and c.pool == Pool(tuple(sorted(plan.pool.counts)))
+        assert c.cost_per_hr == plan.cost_per_hr
+        assert c.holds_qps == plan.allowable_qps
+    # Each pool's fluid LP is solved once for the whole ladder: a rung between two planned
+    # ones solves fewer than a fresh ladder planning it alone.
+    lps = ladder.fluid.lps
+    ladder.rung(5)
+    fresh = Ladder(sc, "fcfs", settings)
+    fresh.rung(5)
+    assert 0 < ladder.fluid.lps - lps < fresh.fluid.lps
 
 
 def test_ladder_holds_screens_the_rented_pool_once() -> None:
