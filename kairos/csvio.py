@@ -13,16 +13,23 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from kairos.errors import KairosError
 from kairos.limits import MAX_CSV_ROWS, Range
 
 MAX_LINE_BYTES = 1 << 20
+# read_numeric_csv parses this many bytes at a time, so its own memory stays bounded.
+NUMERIC_CHUNK_BYTES = 1 << 22
+# The only bytes of a data row read_numeric_csv takes on: plain decimal numbers and commas.
+_NUMERIC_BYTES = b"0123456789.,-+eE \t\r\n"
 
 
 @dataclass(frozen=True)
@@ -179,3 +186,141 @@ def _value(text: str, col: Column, source: str, line: int, error: type[KairosErr
             f"give {col.name} as {col.values.describe()}.",
         )
     return int(x) if col.values.integer else x
+
+
+def read_numeric_csv(
+    path: str | Path, columns: Sequence[Column], *, max_rows: int = MAX_CSV_ROWS
+) -> tuple[np.ndarray | None, ...] | None:
+    """The ``columns`` of a plain numeric CSV file as arrays, parsed a chunk at a time by numpy
+    (a day-long trace of 5 million rows in 3-5 s instead of 30-100 s row by row).
+
+    It returns arrays only where ``read_csv`` would yield exactly these values without an
+    error: float64 per number column, int64 where the column's range is whole numbers, None
+    for an optional column the header lacks. Anything else (a defect, or what only the row
+    reader handles: quotes, ``nan`` spelled out, whitespace-only rows, non-ASCII bytes, text
+    columns, too many rows) gives None and never raises, so the caller reads the file again
+    with ``read_csv``, which names the line at fault with the message it always gave.
+    """
+    if any(c.values is None for c in columns):
+        return None
+    p = Path(path)
+    try:
+        if not p.is_file():
+            return None
+        # Counting newlines first bounds the arrays before they are built; more lines than
+        # the cap allows (rows, or blank lines among them) is left to the row reader.
+        capacity = _count_lines(p) - 1
+        if capacity <= 0 or capacity > max_rows:
+            return None
+        with _open(p) as fh:
+            header = _plain_header(fh)
+            if header is None:
+                return None
+            index = [header.index(c.name) if c.name in header else -1 for c in columns]
+            if any(i < 0 and not c.optional for i, c in zip(index, columns, strict=True)):
+                return None
+            out = [
+                np.empty(capacity, np.int64 if _whole(c) else np.float64) if i >= 0 else None
+                for i, c in zip(index, columns, strict=True)
+            ]
+            rows = 0
+            for block in _numeric_blocks(fh):
+                if block is None or block.shape[1] != len(header):
+                    return None
+                end = rows + len(block)
+                if end > capacity:
+                    return None
+                for i, col, values in zip(index, columns, out, strict=True):
+                    if values is None:
+                        continue
+                    assert col.values is not None  # text columns returned None above
+                    if not _all_within(block[:, i], col.values):
+                        return None
+                    values[rows:end] = block[:, i]  # whole numbers, so exact as int64
+                rows = end
+    except (OSError, EOFError, zlib.error, ValueError, csv.Error):
+        return None
+    if rows == 0:
+        return None
+    # Blank lines leave the arrays longer than the rows; trim those (rare) copies.
+    return tuple(
+        None if values is None else values if rows == capacity else values[:rows].copy()
+        for values in out
+    )
+
+
+def _whole(col: Column) -> bool:
+    return col.values is not None and col.values.integer
+
+
+def _count_lines(p: Path) -> int:
+    """Lines in the file (a last line without a newline counts), an upper bound on rows."""
+    count = 0
+    last = b"\n"
+    with _open(p) as fh:
+        while chunk := fh.read(NUMERIC_CHUNK_BYTES):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
+
+
+def _plain_header(fh: IO[bytes] | gzip.GzipFile) -> list[str] | None:
+    """The header's names as ``read_csv`` reads them, or None for one with quotes (a quoted
+    field may span lines, which only the row reader follows) or over the line cap."""
+    raw = fh.readline(MAX_LINE_BYTES + 1)
+    if len(raw) > MAX_LINE_BYTES or b'"' in raw:
+        return None
+    fields = next(csv.reader([raw.decode("utf-8-sig")]), None)
+    return None if fields is None else [f.strip() for f in fields]
+
+
+def _numeric_blocks(fh: IO[bytes] | gzip.GzipFile) -> Iterator[np.ndarray | None]:
+    """The rows after the header as 2-D float arrays, one per chunk of whole lines; None
+    (and the caller stops) at the first chunk the row reader must judge."""
+    carry = b""
+    while True:
+        chunk = fh.read(NUMERIC_CHUNK_BYTES)
+        data = carry + chunk
+        cut = data.rfind(b"\n") + 1 if chunk else len(data)
+        block, carry = data[:cut], data[cut:]
+        if len(carry) > MAX_LINE_BYTES:
+            yield None
+            return
+        if block.strip():
+            yield _parse_block(block)
+        if not chunk:
+            return
+
+
+def _parse_block(block: bytes) -> np.ndarray | None:
+    if block.translate(None, _NUMERIC_BYTES):
+        return None  # letters (nan, inf, text), quotes, NUL or non-ASCII bytes
+    crlf = block.count(b"\r\n")
+    if block.count(b"\r") != crlf:
+        return None  # a carriage return inside a line
+    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n"))
+    last = len(block) - 1 - int(ends[-1]) if len(ends) else len(block)
+    longest = max(int(np.diff(ends, prepend=-1).max()) if len(ends) else 0, last)
+    if longest > MAX_LINE_BYTES:  # lengths with the newline, as _text_lines counts them
+        return None
+    text = (block.replace(b"\r\n", b"\n") if crlf else block).decode("ascii")
+    # np.loadtxt parses numbers as float() does (measured: the same values, and it refuses
+    # every field float() refuses, such as "1e", "--1" or "1 2"); it skips empty lines as
+    # read_csv does and refuses a row with a different field count.
+    try:
+        parsed = np.loadtxt(
+            io.StringIO(text), delimiter=",", dtype=np.float64, comments=None, ndmin=2
+        )
+    except ValueError:
+        return None
+    return parsed
+
+
+def _all_within(values: np.ndarray, allowed: Range) -> bool:
+    """Whether every value passes ``allowed.problem``, checked over the whole array."""
+    ok = np.isfinite(values)
+    ok &= values > allowed.lo if allowed.lo_open else values >= allowed.lo
+    ok &= values <= allowed.hi
+    if allowed.integer:
+        ok &= np.floor(values) == values
+    return bool(ok.all())

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import ndtr
 
-from kairos.csvio import Column, read_csv
+from kairos.csvio import Column, read_csv, read_numeric_csv
 from kairos.errors import WorkloadError
 from kairos.limits import BATCH_SIZE, MAX_TRACE_QUERIES, QUERIES, RATE_QPS, Range
 
@@ -225,6 +225,19 @@ def load_trace(path: str | Path, mix: BatchMix | None = None, seed: int = 0) -> 
     A trace of arrival times only (a header without ``batch_size``) takes its batches from
     ``mix``, drawn with ``seed``; without a mix it is refused.
     """
+    # The common case, a well-formed numeric file, is parsed by numpy in one pass per chunk
+    # (docs/limits.md: 5.2M rows in 3-5 s, against 31 s row by row). Anything it does
+    # not take, or a trace that fails a check here, is read again row by row below, which
+    # names the first line at fault exactly as it always has.
+    fast = read_numeric_csv(path, TRACE_COLUMNS, max_rows=MAX_TRACE_QUERIES)
+    if fast is not None:
+        arrival, batch = fast
+        assert arrival is not None  # a required column
+        in_order = bool(np.all(arrival[1:] >= arrival[:-1]))
+        if in_order and batch is not None:
+            return QueryStream(arrival, batch)
+        if in_order and mix is not None:
+            return QueryStream(arrival, mix.sample(len(arrival), np.random.default_rng(seed)))
     times = array("d")
     batches = array("q")
     rows = read_csv(path, "trace file", TRACE_COLUMNS, WorkloadError, max_rows=MAX_TRACE_QUERIES)

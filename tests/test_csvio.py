@@ -7,10 +7,11 @@ import gzip
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kairos.catalog import load_prices
-from kairos.csvio import MAX_LINE_BYTES, Column, read_csv
+from kairos.csvio import MAX_LINE_BYTES, Column, read_csv, read_numeric_csv
 from kairos.errors import KairosError, PriceError, ProfileError, WorkloadError
 from kairos.limits import Range
 from kairos.profiles import load_profiles
@@ -134,3 +135,95 @@ def test_duplicate_price_rows_are_refused(tmp_path):
     path.write_text("instance_type,price_per_hr\nt,0.5\nt,0.6\n")
     with pytest.raises(PriceError, match="line 3.*second time"):
         load_prices(path)
+
+
+NUMERIC = (
+    Column("t", Range("t", 0, 100)),
+    Column("n", Range("n", 1, 50, integer=True)),
+    Column("w", Range("w", 0, 1, lo_open=True), optional=True),
+)
+
+
+def _rows(path: Path, max_rows: int = 10) -> list[tuple[object, ...]] | str:
+    """What read_csv yields (values per row), or its error's message."""
+    try:
+        return [
+            v for _, v in read_csv(path, "test file", NUMERIC, WorkloadError, max_rows=max_rows)
+        ]
+    except WorkloadError as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"t,n\n0,1\n2.5,50\n",
+        b"\xef\xbb\xbft , n,w\r\n1e1,3,1\r\n\r\n.5,4,0.25",  # BOM, CRLF, blank, no last \n
+        b"n,x,t\n7,9,1\n",  # another order, an extra number column
+        b"t,n\n" + b"1,2\n" * 10,  # exactly the cap
+    ],
+)
+def test_numeric_pass_takes_plain_files_with_the_row_readers_values(tmp_path, data):
+    path = tmp_path / "f.csv"
+    path.write_bytes(data)
+    fast = read_numeric_csv(path, NUMERIC, max_rows=10)
+    assert fast is not None
+    rows = _rows(path)
+    assert isinstance(rows, list)
+    for k, column in enumerate(fast):
+        expected = [r[k] for r in rows]
+        if column is None:
+            assert expected == [None] * len(rows)
+        else:
+            assert column.tolist() == expected
+            allowed = NUMERIC[k].values
+            whole = allowed is not None and allowed.integer
+            assert column.dtype == (np.int64 if whole else np.float64)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"t,n\n",
+        b"t,x\n1,2\n",
+        b"t,n\n1,2\n3\n",
+        b"t,n\n1,2,3\n",
+        b"t,n\n1,2\n,3\n",
+        b"t,n\n1,2\nnan,3\n",
+        b"t,n\n1,2\n1e999,3\n",
+        b"t,n\n-1,2\n",
+        b"t,n\n1,0\n",
+        b"t,n\n1,51\n",
+        b"t,n\n1,2.5\n",
+        b"t,n,w\n1,2,0\n",
+        b"t,n\n1,2\n1,2\n1,2\n1,2\n1,2\n1,2\n1,2\n1,2\n1,2\n1,2\n1,2\n",  # 11 > cap
+        b"t,n\n1,2\n\xe9,2\n",
+        b"t,n\n1\r2,3\n",
+        b'"t",n\n1,2\n',
+        b't,n\n"1",2\n',
+        b"t,n\n1,2\n \n",
+        b"t,n\n1 1,2\n",
+        pytest.param(b"t,n\n0." + b"0" * MAX_LINE_BYTES + b"1,2\n", id="long-line"),
+        pytest.param(b"t,n\n1,2\n0." + b"0" * MAX_LINE_BYTES + b"1,2", id="long-last-line"),
+        b"\nt,n\n1,2\n",
+    ],
+)
+def test_numeric_pass_leaves_every_doubt_to_the_row_reader(tmp_path, data):
+    """None for every defect (and for some valid files), so the caller reads row by row."""
+    path = tmp_path / "f.csv"
+    path.write_bytes(data)
+    assert read_numeric_csv(path, NUMERIC, max_rows=10) is None
+
+
+def test_numeric_pass_reads_gzip_and_refuses_folders_and_text_columns(tmp_path):
+    path = tmp_path / "f.csv.gz"
+    path.write_bytes(gzip.compress(b"t,n\n1,2\n3,4\n"))
+    fast = read_numeric_csv(path, NUMERIC)
+    assert fast is not None and fast[0] is not None and fast[0].tolist() == [1.0, 3.0]
+    path.write_bytes(b"not gzip")
+    assert read_numeric_csv(path, NUMERIC) is None
+    assert read_numeric_csv(tmp_path, NUMERIC) is None
+    assert read_numeric_csv(tmp_path / "absent.csv", NUMERIC) is None
+    (tmp_path / "p.csv").write_text("model,t\nm,1\n")
+    assert read_numeric_csv(tmp_path / "p.csv", [Column("model"), NUMERIC[0]]) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kairos import traces, workload
+from kairos import csvio, traces, workload
 from kairos.errors import WorkloadError
 from kairos.traces import SHAPES, TraceSettings, rate_curve, synthetic_trace, write_trace
 from kairos.workload import fixed_mix, load_trace, production_mix
@@ -111,6 +111,24 @@ def test_arrival_times_only_take_batches_from_the_mix(write):
         ("", "is empty"),
         ("arrival_s,batch_size\n", "has a header but no rows"),
         ("batch_size\n10\n", "lacks column(s) arrival_s"),
+        # Every check the numpy pass makes must fall back to the same line-numbered message.
+        ("arrival_s,batch_size\n0,1\n1,1\n2,1\n1.5,1\n", "line 5: arrival_s 1.5 is earlier"),
+        ("arrival_s,batch_size\n0.5,10\n\n0.4,10\n", "line 4: arrival_s 0.4 is earlier"),
+        ("arrival_s,batch_size\n0.5,10\ninf,10\n", "line 3: arrival_s 'inf' is not a finite"),
+        ("arrival_s,batch_size\n0.5,10\n1e400,10\n", "line 3: arrival_s '1e400' is not a fin"),
+        ("arrival_s,batch_size\n0.5,10\n2e9,10\n", "line 3: arrival_s '2e9' is outside"),
+        ("arrival_s,batch_size\n0.5,\n", "line 2: batch_size '' is not a number"),
+        ("arrival_s,batch_size\n0.5,ten\n", "line 2: batch_size 'ten' is not a number"),
+        ("arrival_s,batch_size\n0.5,1e\n", "line 2: batch_size '1e' is not a number"),
+        ("arrival_s,batch_size\n0.5,10\n0.6,0\n", "line 3: batch_size '0' is outside its"),
+        ("arrival_s,batch_size\n0.5,1000001\n", "line 2: batch_size '1000001' is outside"),
+        ("arrival_s,batch_size\n0.5,1.5\n", "line 2: batch_size '1.5' is not a whole"),
+        ("arrival_s,batch_size\n0.5,10,3\n", "line 2: 3 field(s), but the header has 2"),
+        ("arrival_s,batch_size\n0.5\n", "line 2: 1 field(s), but the header has 2"),
+        ("arrival_s,batch_size,x\n0.5,10\n", "line 2: 2 field(s), but the header has 3"),
+        ("arrival,batch_size\n0.5,10\n", "lacks column(s) arrival_s (found: arrival, batch_"),
+        ("\narrival_s,batch_size\n0.5,10\n", "line 1: the header lacks column(s) arrival_s"),
+        ("arrival_s,batch_size\n0.5,10\n0.6,1\x000\n", r"line 3: batch_size '1\x000' is not a"),
     ],
 )
 def test_bad_traces_are_one_line(write, text, needle):
@@ -124,3 +142,50 @@ def test_a_trace_file_over_the_cap_is_refused(write, monkeypatch):
     monkeypatch.setattr(workload, "MAX_TRACE_QUERIES", 2)
     with pytest.raises(WorkloadError, match="more than 2 rows"):
         load_trace(write("big.csv", "arrival_s,batch_size\n0,1\n1,1\n2,1\n"))
+
+
+def test_a_trace_line_over_the_line_cap_is_refused(write):
+    long_zero = "0." + "0" * csvio.MAX_LINE_BYTES + "1"  # parses (to 1e-1048576 = 0.0)
+    with pytest.raises(WorkloadError, match="line 3 is longer than 1,048,576 bytes"):
+        load_trace(write("long.csv", f"arrival_s,batch_size\n0,1\n{long_zero},1\n"))
+
+
+def test_the_cap_counts_rows_not_blank_lines(write, monkeypatch):
+    monkeypatch.setattr(workload, "MAX_TRACE_QUERIES", 2)
+    assert len(load_trace(write("ok.csv", "arrival_s,batch_size\n0,1\n\n\n1,1\n\n"))) == 2
+    with pytest.raises(WorkloadError, match="has more than 2 rows"):
+        load_trace(write("big.csv", "arrival_s,batch_size\n0,1\n1,1\n2,1"))
+
+
+def test_well_formed_traces_skip_the_row_reader(write, monkeypatch):
+    """The numpy pass takes plain files whole; the row reader is only for what it refuses."""
+    monkeypatch.setattr(workload, "read_csv", None)  # any use of it would fail
+    plain = load_trace(write("t.csv", "\ufeffarrival_s , batch_size\r\n0,7\r\n\r\n1.5e1,8"))
+    assert plain.arrival_s.tolist() == [0.0, 15.0] and plain.batch_size.tolist() == [7, 8]
+    assert plain.arrival_s.dtype == np.float64 and plain.batch_size.dtype == np.int64
+    drawn = load_trace(write("a.csv", "arrival_s\n0.5\n1.0\n"), MIX, seed=1)
+    assert drawn.batch_size.dtype == np.int64 and len(drawn) == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'arrival_s,batch_size\n"0.5",10\n1,"20"\n',  # quotes
+        "arrival_s,batch_size\n0.5,10\n  \n1,20\n",  # a whitespace-only line
+        "arrival_s,batch_size,note\n0.5,10,a\n1,20,b\n",  # a text column, ignored
+        "arrival_s,batch_size\n0.5,10\n1,2_0\n",  # float() reads 2_0 as 20
+    ],
+)
+def test_what_the_numpy_pass_refuses_still_loads_row_by_row(write, text):
+    stream = load_trace(write("t.csv", text))
+    assert stream.arrival_s.tolist() == [0.5, 1.0] and stream.batch_size.tolist() == [10, 20]
+
+
+def test_chunk_edges_do_not_change_a_trace(write, monkeypatch):
+    stream = synthetic_trace("spike", TraceSettings(duration_s=60), MIX, 0)
+    path = write_trace(stream, write("t.csv", "").with_name("s.csv"))
+    whole = load_trace(path)
+    monkeypatch.setattr(csvio, "NUMERIC_CHUNK_BYTES", 7)  # lines split across many reads
+    cut = load_trace(path)
+    assert np.array_equal(cut.arrival_s, whole.arrival_s)
+    assert np.array_equal(cut.batch_size, whole.batch_size)
