@@ -37,6 +37,7 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -99,7 +100,10 @@ def trace_for(model: str, shape: str, duration_s: float, seed: int) -> QueryStre
     return QueryStream(turned[order], stream.batch_size[order])
 
 
-def replay(task: tuple[str, str, str, float, int, str]) -> Row:
+Task = tuple[str, str, str, float, int, str]  # model, shape, autoscaler, duration, seed, policy
+
+
+def replay(task: Task) -> Row:
     model, shape, name, duration_s, seed, policy = task
     wall0, cpu0 = time.perf_counter(), time.process_time()
     scenario = Scenario.build(model)
@@ -177,6 +181,19 @@ def print_tables(rows: list[Row], table: list[dict[str, Any]]) -> None:
         print("  " + "\n    ".join(parts))
 
 
+class _Serial:
+    """``map`` in this process (``--jobs 1``), with the executor's context-manager shape."""
+
+    def __enter__(self) -> _Serial:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def map(self, fn: Callable[[Task], Row], tasks: list[Task]) -> Iterator[Row]:
+        return map(fn, tasks)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="dien,rm2")
@@ -206,11 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         for n in names
     ]
     wall0 = time.perf_counter()
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            rows = list(pool.map(replay, tasks))
-    else:
-        rows = [replay(t) for t in tasks]
+    rows: list[Row] = []
+    with ProcessPoolExecutor(args.jobs) if args.jobs > 1 else _Serial() as pool:
+        for row in pool.map(replay, tasks):
+            rows.append(row)
+            # Each row as it lands, on stderr: a long run shows progress and keeps what it did.
+            print(json.dumps(asdict(row)), file=sys.stderr, flush=True)
     wall = time.perf_counter() - wall0
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = resource.getrusage(resource.RUSAGE_SELF)
