@@ -43,3 +43,25 @@ def write(tmp_path: Path):
         return p
 
     return _write
+
+
+# The suite runs on every core (pytest-xdist, ``-n auto --dist loadgroup`` in pyproject.toml).
+# Tests that share an expensive session resource stay on one worker, so it is built once:
+# the Ray cluster (with its network namespace) and the loaded PyTorch models.
+_GROUPS = {"tests/serving/ray/": "ray"}
+_MODEL_FILES = {
+    "tests/models/test_models.py",
+    "tests/serving/worker/test_inference.py",
+    "tests/serving/worker/test_model_serving.py",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        where = item.path.relative_to(root).as_posix()
+        group = next((g for prefix, g in _GROUPS.items() if where.startswith(prefix)), None)
+        if where in _MODEL_FILES:
+            group = "models"
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))

@@ -27,6 +27,7 @@ import numpy as np
 
 from kairos.catalog import Pool
 from kairos.distributor.driver import Driver
+from kairos.distributor.state import ClusterState
 from kairos.errors import ConfigError
 from kairos.protocol.frames import frame, split_frame
 from kairos.serving.pool.base import WorkerPool
@@ -62,6 +63,29 @@ def active_pool(driver: Driver) -> Pool:
     """The instances the driver serves with, as a pool (retired ones left out)."""
     state = driver.state
     return Pool.of((state.instance_type[j], 1) for j in driver.active)
+
+
+def resize_plan(
+    state: ClusterState, active: list[int], target: Pool
+) -> tuple[list[str], list[int]]:
+    """The instance types to add and the instance ids to remove so that ``active`` matches
+    ``target``; of each type, down instances go first, then idle ones, the busiest last."""
+    added_types: list[str] = []
+    removing: list[int] = []
+    for t in dict.fromkeys([*target.types, *(state.instance_type[j] for j in active)]):
+        have = [j for j in active if state.instance_type[j] == t]
+        want = target.count(t)
+        added_types += [t] * max(0, want - len(have))
+        order = sorted(have, key=lambda j: (state.up[j], state.running[j] is not None))
+        removing += order[: max(0, len(have) - want)]
+    return added_types, removing
+
+
+def hang_timeout_s(driver: Driver, itype: str, batch: int, s: DispatchSettings) -> float:
+    """Wall seconds after which a query of ``batch`` on ``itype`` counts as hung: a multiple
+    of the profiled p99 service time, plus a floor."""
+    p99_ms = float(driver.scenario.profiles.get(itype).quantile_ms(batch, TIMEOUT_QUANTILE))
+    return s.timeout_floor_s + s.timeout_p99_multiple * p99_ms / 1000.0 * s.time_scale
 
 
 class Pending:
@@ -302,16 +326,10 @@ class Dispatcher:
 
     def _timeout_s(self, j: int, batch: int) -> float:
         """Hang detection: several times the profiled p99 service time, plus a floor."""
-        itype = self.driver.state.instance_type[j]
-        key = (itype, batch)
+        key = (self.driver.state.instance_type[j], batch)
         t = self._timeouts.get(key)
         if t is None:
-            s = self.settings
-            p99_ms = float(
-                self.driver.scenario.profiles.get(itype).quantile_ms(batch, TIMEOUT_QUANTILE)
-            )
-            t = s.timeout_floor_s + s.timeout_p99_multiple * p99_ms / 1000.0 * s.time_scale
-            self._timeouts[key] = t
+            t = self._timeouts[key] = hang_timeout_s(self.driver, *key, self.settings)
         return t
 
     def _note_overhead(self, overhead_s: float) -> None:
@@ -335,17 +353,7 @@ class Dispatcher:
         if target.size < 1:
             raise ConfigError(f"pool {target} is empty.", "keep at least one instance.")
         async with self._resize_lock:
-            state = self.driver.state
-            active = self.driver.active
-            added_types: list[str] = []
-            removing: list[int] = []
-            for t in dict.fromkeys([*target.types, *(state.instance_type[j] for j in active)]):
-                have = [j for j in active if state.instance_type[j] == t]
-                want = target.count(t)
-                added_types += [t] * max(0, want - len(have))
-                # Drop down instances first, then idle ones, then the busiest last.
-                order = sorted(have, key=lambda j: (state.up[j], state.running[j] is not None))
-                removing += order[: max(0, len(have) - want)]
+            added_types, removing = resize_plan(self.driver.state, self.driver.active, target)
             now_s = self.now_s()
             new_ids = self.driver.add_instances(added_types, now_s)
             free = self.driver.retire(removing, now_s)
