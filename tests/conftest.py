@@ -46,8 +46,8 @@ def write(tmp_path: Path):
 
 
 # The suite runs on every core (pytest-xdist, ``-n auto --dist loadgroup`` in pyproject.toml).
-# Tests that share an expensive session resource stay on one worker, so it is built once:
-# the Ray cluster (with its network namespace) and the loaded PyTorch models.
+# Tests that share an expensive resource stay on one worker, so it is built once: the Ray
+# cluster (with its network namespace), the loaded PyTorch models, a module's fixtures.
 _GROUPS = {"tests/serving/ray/": "ray"}
 _MODEL_FILES = {
     "tests/models/test_models.py",
@@ -63,5 +63,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = next((g for prefix, g in _GROUPS.items() if where.startswith(prefix)), None)
         if where in _MODEL_FILES:
             group = "models"
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+        # Every other test stays with its module, whose module-scoped fixtures (a planned
+        # pool, a live router) are then built once, not once per worker.
+        item.add_marker(pytest.mark.xdist_group(group or where))
