@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import click
@@ -22,9 +23,11 @@ from kairos.cli.common import (
     scenario_options,
     table,
 )
-from kairos.cli.simulate import REFERENCE_POOL
+from kairos.cli.simulate import CLOUD, REFERENCE_POOL, BootDelays
 from kairos.client.loadgen import LIVE_PRECISION
+from kairos.control.autoscale import AUTOSCALERS, AutoscaleContext
 from kairos.control.headroom import PlanWatch
+from kairos.control.live import LiveAutoscale, LiveSettings
 from kairos.distributor import policy_names
 from kairos.errors import ConfigError
 from kairos.protocol.api import DEFAULT_URL
@@ -213,7 +216,52 @@ def _setting(settings: type[Settings], name: str, **kwargs: Any) -> Callable[[F]
     help="Seconds of traffic (profile time) behind GET /v2/traffic and the headroom metrics.",
 )
 @_setting(RouterConfig, "seed", type=bounded(limits.SEED), show_default=True)
-def serve(model, qos_ms, batch_mix, profiles_path, prices_path, pool_text, detach, **_settings):
+@_setting(
+    LiveSettings,
+    "autoscaler",
+    help="Let an autoscaler resize the pool as traffic moves, every --autoscale-tick-s "
+    "(kairos, ray-serve or skyserve; --pool is where it starts). See docs/autoscale.md.",
+)
+@_setting(
+    LiveSettings,
+    "tick_s",
+    type=bounded(limits.TICK_S),
+    show_default=True,
+    help="--autoscale: seconds (profile time) between decisions.",
+)
+@_setting(
+    LiveSettings,
+    "budget_per_hr",
+    type=bounded(limits.BUDGET_PER_HR),
+    help="--autoscale: most the autoscaler may rent, $/h.",
+)
+@click.option(
+    "--boot-s",
+    type=BootDelays(),
+    default=None,
+    help="--autoscale: the boot delay it plans for (its forecast looks this far ahead): S, or "
+    f"S,TYPE=S,... per type [default: {CLOUD.default_boot_s:g}]. Live, instances join when "
+    "their workers answer.",
+)
+@click.option(
+    "--min-charge-s",
+    type=bounded(limits.MIN_CHARGE_S),
+    default=None,
+    help="--autoscale: least seconds billed per instance, for the cost it logs "
+    f"[default: {CLOUD.min_charge_s:g}].",
+)
+def serve(
+    model,
+    qos_ms,
+    batch_mix,
+    profiles_path,
+    prices_path,
+    pool_text,
+    detach,
+    boot_s,
+    min_charge_s,
+    **_settings,
+):
     """Serve MODEL on POOL behind one KServe v2 HTTP endpoint (Ctrl-C drains and stops)."""
     from kairos.aio import run_event_loop
     from kairos.serving.router.router import run_router
@@ -237,10 +285,49 @@ def serve(model, qos_ms, batch_mix, profiles_path, prices_path, pool_text, detac
     given["--policy-option"] = tuple(parse_policy_options(given["--policy-option"]).items())
     cfg = RouterConfig.from_command_line(given, scenario.model, pool)
     cfg.check()  # every bad setting fails here, before any worker starts
+    control = _autoscale(ctx, given, scenario, cfg.policy, detach)
     if detach:
         _detach(cfg, scenario)
         return
-    run_event_loop(run_router(cfg, scenario, headroom=PlanWatch))
+    run_event_loop(run_router(cfg, scenario, headroom=PlanWatch, control=control))
+
+
+def _autoscale(ctx, given, scenario, policy, detach):
+    """The control loop --autoscale asks for (None without it), built before any worker
+    starts so that a bad setting fails first."""
+    live = LiveSettings.from_options(given)
+    cloud_given = {"--boot-s": given["--boot-s"], "--min-charge-s": given["--min-charge-s"]}
+    if live.autoscaler is None:
+        options = [LiveSettings.option("tick_s"), LiveSettings.option("budget_per_hr")]
+        extras = [o for o in options if _from_command_line(ctx, o)]
+        extras += [o for o, v in cloud_given.items() if v is not None]
+        if extras:
+            raise ConfigError(
+                f"{extras[0]} applies to an autoscaled pool, and no --autoscale was given.",
+                f"add --autoscale NAME (e.g. kairos), or drop {extras[0]}.",
+            )
+        return None
+    if detach:
+        raise ConfigError(
+            "--autoscale does not run in a detached router yet.",
+            "serve without --detach (the router and its autoscaler run in this process).",
+        )
+    AUTOSCALERS.check(live.autoscaler)
+    boot = given["--boot-s"] or (CLOUD.default_boot_s, CLOUD.boot_s)
+    min_charge = given["--min-charge-s"]
+    cloud = replace(
+        CLOUD,
+        default_boot_s=boot[0],
+        boot_s=boot[1],
+        min_charge_s=CLOUD.min_charge_s if min_charge is None else min_charge,
+    )
+    context = AutoscaleContext(scenario, policy, cloud, live.budget_per_hr, trace=None)
+    return LiveAutoscale(AUTOSCALERS.get(live.autoscaler)(context), live, cloud)
+
+
+def _from_command_line(ctx, option):
+    name = next(p.name for p in ctx.command.params if option in p.opts)
+    return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
 
 
 def _detach(cfg, scenario):
@@ -290,6 +377,14 @@ def _detach(cfg, scenario):
     help="Send tensors as raw bytes (KServe binary tensor data extension, as Triton's clients "
     "do) or as JSON 'data' lists.",
 )
+@click.option(
+    "--trace",
+    "trace_path",
+    default=None,
+    help="Replay this trace (arrival_s[,batch_size] CSV, e.g. from kairos trace) open-loop "
+    "instead of Poisson load, at the router's --time-scale; with --duration-s, only its first "
+    "seconds. Arrival-only traces draw batches from --batch-mix.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def loadgen(
     url,
@@ -302,14 +397,29 @@ def loadgen(
     find_capacity,
     precision,
     tensors,
+    trace_path,
     as_json,
 ):
-    """Open-loop Poisson load against a KServe v2 endpoint; report latency and QoS."""
+    """Open-loop Poisson load (or a trace) against a KServe v2 endpoint; report latency and
+    QoS."""
     from kairos.aio import run_event_loop
     from kairos.client.loadgen import LoadSpec, run_load
     from kairos.client.loadgen import find_capacity as search
 
     mix = parse_mix(batch_mix)
+    if trace_path is not None:
+        ctx = click.get_current_context()
+        for option, name in (("--rate-qps", "rate_qps"), ("--find-capacity", "find_capacity")):
+            if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+                raise ConfigError(
+                    f"{option} and --trace both set the load.",
+                    f"drop {option} (the trace sets the arrivals), or drop --trace.",
+                )
+        cut = ctx.get_parameter_source("duration_s") is click.core.ParameterSource.COMMANDLINE
+        _replay_trace(
+            url, model, trace_path, mix, seed, api_token, tensors, as_json, cut and duration_s
+        )
+        return
     if rate_qps is None and not find_capacity:
         raise ConfigError("--rate-qps is missing.", "pass --rate-qps R or --find-capacity.")
     spec = LoadSpec(
@@ -344,7 +454,35 @@ def loadgen(
                 "grow the pool, relax --qos-ms on the router, or check its workers are up.",
             )
         return
-    report = run_event_loop(run_load(spec))
+    _show_report(run_event_loop(run_load(spec)), as_json)
+
+
+def _replay_trace(url, model, path, mix, seed, api_token, tensors, as_json, duration_s):
+    """``loadgen --trace``: the trace's arrivals, open-loop (``client.loadgen.replay_trace``)."""
+    from kairos.aio import run_event_loop
+    from kairos.client.loadgen import replay_trace
+    from kairos.workload import load_trace
+
+    stream = load_trace(path, mix, seed)
+    report = run_event_loop(
+        replay_trace(
+            url,
+            model,
+            stream,
+            seed=seed,
+            api_token=api_token,
+            binary=tensors == "binary",
+            duration_s=duration_s or None,
+        )
+    )
+    _show_report(
+        report,
+        as_json,
+        "grow the pool (or serve with --autoscale), or see the router's log for the errors.",
+    )
+
+
+def _show_report(report, as_json, fix=None):
     if as_json:
         emit_json(report.as_dict())
     else:
@@ -355,7 +493,7 @@ def loadgen(
     if not report.passed:  # a run that failed its check exits with status 1
         fail_check(
             f"the run {report.verdict()}.",
-            "lower --rate-qps, grow the pool, or see the router's log for the errors.",
+            fix or "lower --rate-qps, grow the pool, or see the router's log for the errors.",
         )
 
 

@@ -8,6 +8,9 @@ model's metadata (``GET /v2/models/{model}``). With a time-scaled pool the gener
 the router's ``time_scale`` and compresses arrival gaps by it, reporting latencies in
 profile milliseconds.
 
+``replay_trace`` sends a trace's arrivals the same way (``kairos loadgen --trace``): its gaps
+compressed by the router's time scale, like Poisson load, every query counted (no warm-up).
+
 ``find_capacity`` searches the highest rate at which 99% of queries meet QoS the way the
 simulator's ``allowable_throughput`` does: bracket by multiplying or dividing the rate by a
 step, then bisect geometrically; each trial is a fresh run with the same seed.
@@ -330,6 +333,60 @@ async def run_load_records(
         return await _drive(pool, spec, stream, info)
     finally:
         pool.close()
+
+
+async def replay_trace(
+    url: str,
+    model: str,
+    stream: QueryStream,
+    *,
+    seed: int = 0,
+    api_token: str | None = None,
+    binary: bool = True,
+    duration_s: float | None = None,
+    info: ServerInfo | None = None,
+) -> LoadReport:
+    """Send ``stream`` (a trace, in profile seconds) open-loop, as ``run_load`` sends Poisson
+    load: at the router's time scale, at most ``MAX_LOADGEN_QUERIES`` queries and
+    ``DURATION_S`` seconds of wall time (``duration_s``: only the trace's first seconds).
+    Every query of the trace is measured: its first ones are part of it, not a warm-up."""
+    if len(stream) == 0:
+        raise ConfigError("the trace has no queries.", "replay a trace with at least one query.")
+    arrival = stream.arrival_s
+    if duration_s is not None:
+        DURATION_S.check(duration_s)
+        n = int(np.searchsorted(arrival, arrival[0] + duration_s, side="left"))
+        stream = QueryStream(arrival[:n], stream.batch_size[:n])
+        arrival = stream.arrival_s
+    if len(stream) > MAX_LOADGEN_QUERIES:
+        raise ConfigError(
+            f"the trace has {len(stream):,} queries, above the cap of {MAX_LOADGEN_QUERIES:,} "
+            "per run (docs/limits.md).",
+            "replay a part of it (--duration-s), or split it into several runs.",
+        )
+    if info is None:
+        info = await fetch_info(url, model, api_token)
+    span_s = float(arrival[-1] - arrival[0])
+    wall_s = span_s * info.clock_scale
+    if wall_s > DURATION_S.hi:
+        raise ConfigError(
+            f"the trace spans {span_s:g} s, {wall_s:g} s of wall time at the router's time "
+            f"scale {info.clock_scale:g}: above {DURATION_S.hi:g} s per run (docs/limits.md).",
+            "replay a part of it (--duration-s), or serve with a smaller --time-scale.",
+        )
+    sizes, counts = np.unique(stream.batch_size, return_counts=True)
+    spec = LoadSpec(
+        url,
+        model,
+        rate_qps=len(stream) / span_s if span_s > 0 else float(len(stream)),
+        duration_s=max(span_s, 1e-9),
+        mix=BatchMix("trace", sizes, counts / counts.sum()),
+        seed=seed,
+        api_token=api_token,
+        warmup_fraction=0.0,
+        binary=binary,
+    )
+    return await run_load(spec, stream=stream, info=info)
 
 
 class _Tally:

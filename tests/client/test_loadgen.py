@@ -79,3 +79,28 @@ def test_a_router_killed_mid_run_is_reported_not_a_crash(capsys) -> None:
     assert int(counts["completed"]) + int(counts["errors"]) + int(counts["rejected"]) == 120
     assert 0 < int(counts["no_answer"]) == int(counts["errors"])
     assert "no_answer" in counts["status_counts"]
+
+
+def test_a_trace_is_replayed_open_loop_and_every_query_counted(capsys, cpu_router, tmp_path):
+    # 20 queries over 0.95 s; arrival times only, so batches come from --batch-mix.
+    trace = tmp_path / "trace.csv"
+    trace.write_text("arrival_s\n" + "".join(f"{0.05 * i:.2f}\n" for i in range(20)))
+    base = ["loadgen", "--url", cpu_router.url, "--model", "rm2", "--trace", str(trace)]
+    code, out, err = run(capsys, *base, "--batch-mix", "fixed:10")
+    report = table(out)
+    assert code == 0 and err == "", err
+    assert (report["sent"], report["completed"], report["errors"]) == ("20", "20", "0")
+    assert report["measured"] == "20"  # a trace has no warm-up: every query is judged
+    assert report["rate_qps"] == f"{20 / 0.95:.4g}"  # the table prints 4 digits
+    # --duration-s replays the first seconds only: arrivals before 0.5 s, 10 of them.
+    code, out, _ = run(capsys, *base, "--batch-mix", "fixed:10", "--duration-s", "0.5")
+    assert code == 0 and table(out)["sent"] == "10"
+
+
+def test_a_trace_and_a_rate_are_refused_together(capsys, cpu_router, tmp_path) -> None:
+    trace = tmp_path / "trace.csv"
+    trace.write_text("arrival_s,batch_size\n0.0,10\n")
+    base = ["loadgen", "--url", cpu_router.url, "--model", "rm2", "--trace", str(trace)]
+    code, out, err = run(capsys, *base, "--rate-qps", "5")
+    assert code == 2 and out == ""
+    assert "--rate-qps and --trace both set the load" in err and "To fix:" in err

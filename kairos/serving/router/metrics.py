@@ -3,6 +3,10 @@
 Times are in profile seconds: with ``--time-scale X`` the router divides wall time by X, so
 the histograms read like the profiles and the QoS target. Queue length, in-flight queries
 and workers up are read from the router's state at scrape time (no cost per query).
+
+``ControlGauges`` are what a control loop beside the router (``kairos serve --autoscale``)
+decided: plain gauges it sets, so the router knows nothing of the controller. They read NaN
+while no controller runs.
 """
 
 from __future__ import annotations
@@ -40,6 +44,50 @@ LATENCY_BUCKETS_S = (
 )
 OVERHEAD_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ControlGauges:
+    """The controller's last decision: the rate it plans for, the pool it rents (instances
+    per type, draining ones left out) and what the rented pool costs (draining ones in: they
+    are billed until they finish), and how many moves it made."""
+
+    def __init__(self, registry: CollectorRegistry, type_names: tuple[str, ...]) -> None:
+        self.target_rate = Gauge(
+            "kairos_control_target_rate_qps",
+            "Rate the autoscaler plans the pool for (profile q/s; NaN without one).",
+            registry=registry,
+        )
+        self.target_instances = Gauge(
+            "kairos_control_target_instances",
+            "Instances of each type the autoscaler rents.",
+            ["instance_type"],
+            registry=registry,
+        )
+        self.cost_per_hr = Gauge(
+            "kairos_control_cost_per_hour",
+            "Hourly price of the rented pool (serving, booting and draining), in dollars.",
+            registry=registry,
+        )
+        self.moves = Counter(
+            "kairos_control_moves",
+            "Pool changes the autoscaler made.",
+            registry=registry,
+        )
+        self.target_rate.set(float("nan"))
+        self.cost_per_hr.set(float("nan"))
+        for instance_type in type_names:
+            self.target_instances.labels(instance_type).set(float("nan"))
+        self._types = set(type_names)  # every type with a series
+
+    def set(self, target_rate_qps: float, counts: dict[str, int], cost_per_hr: float) -> None:
+        """One decision; a type no longer rented reads 0 (its series stays, as a history)."""
+        self.target_rate.set(target_rate_qps)
+        for instance_type in self._types - counts.keys():
+            self.target_instances.labels(instance_type).set(0)
+        for instance_type, n in counts.items():
+            self.target_instances.labels(instance_type).set(n)
+        self._types |= counts.keys()
+        self.cost_per_hr.set(cost_per_hr)
 
 
 class RouterMetrics:
@@ -122,6 +170,7 @@ class RouterMetrics:
             self.errors.labels(status)
         if traffic is not None:
             self._traffic_gauges(traffic)
+        self.control = ControlGauges(r, type_names)
         self._by_type: dict[str, tuple[Any, Any]] = {}
         for t in type_names:
             self._series(t)

@@ -28,6 +28,9 @@ def test_every_metric_the_dashboard_queries_is_exposed() -> None:
         "kairos_plan_utilisation",
         "kairos_pool_cost_per_hour",
         "kairos_query_latency_seconds_bucket",
+        "kairos_control_target_rate_qps",
+        "kairos_control_target_instances",
+        "kairos_control_cost_per_hour",
     } <= wanted
     clock = ManualClock()
     pool = FakePool()
