@@ -247,7 +247,7 @@ def _setting(settings: type[Settings], name: str, **kwargs: Any) -> Callable[[F]
     "--min-charge-s",
     type=bounded(limits.MIN_CHARGE_S),
     default=None,
-    help="--autoscale: least seconds billed per instance, for the cost it logs "
+    help="--autoscale: least seconds billed per instance, for the cost it logs on stopping "
     f"[default: {CLOUD.min_charge_s:g}].",
 )
 def serve(

@@ -272,6 +272,15 @@ class AutoscaleLoop:
     # --- the loop -----------------------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:  # stopped with the router: what the run rented, billed the cloud's way
+            c = self.controls
+            now = c.now_s()
+            cost = self.rentals.cost_dollars(self.prices, self.cloud, 0.0, now)
+            c.log(f"autoscale: {len(self.moves)} moves, ${cost:.4f} billed over {now:.1f} s")
+
+    async def _run(self) -> None:
         c, tick_s = self.controls, self.settings.tick_s
         while c.first_query_s() is None:
             await self.sleep(POLL_WALL_S)

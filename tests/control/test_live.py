@@ -145,8 +145,12 @@ def test_moves_apply_the_autoscalers_pools_exactly_and_are_logged() -> None:
 
     asyncio.run(scenario())
     # Each move is one line: time, from, to, and why (the rate the autoscaler planned for).
-    lines = [m for m in r.logged if m.startswith("autoscale")]
+    *lines, summary = [m for m in r.logged if m.startswith("autoscale")]
     assert lines == [m.line() for m in r.loop.moves]
+    # On stopping, what it rented, billed: two r5n.large for 30 s, the g4dn from 10 to 30 s.
+    prices = r.router.scenario.prices
+    cost = 2 * 30 * prices.price_per_hr("r5n.large") + 20 * prices.price_per_hr("g4dn.xlarge")
+    assert summary == f"autoscale: 2 moves, ${cost / 3600:.4f} billed over 30.0 s"
     assert lines[0].startswith(f"autoscale t=10.0s: {SMALL} -> {UP} (target 10.0 q/s; seen ")
     assert lines[1].startswith(f"autoscale t=30.0s: {UP} -> {DOWN} (target 30.0 q/s; seen ")
     # The autoscaler saw the traffic from the first query on: 3 queries in the first 10 s.
