@@ -56,8 +56,14 @@ _MODEL_FILES = {
 }
 
 
+# The longest groups start first (xdist hands out groups in collection order), so no worker is
+# left finishing a long group alone at the end.
+_FIRST = ("ray", "tests/bench/test_ray_serve.py", "tests/demos/test_real_loop.py", "models")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root = Path(str(config.rootpath))
+    groups: dict[str, str] = {}
     for item in items:
         where = item.path.relative_to(root).as_posix()
         group = next((g for prefix, g in _GROUPS.items() if where.startswith(prefix)), None)
@@ -66,3 +72,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # Every other test stays with its module, whose module-scoped fixtures (a planned
         # pool, a live router) are then built once, not once per worker.
         item.add_marker(pytest.mark.xdist_group(group or where))
+        groups[item.nodeid] = group or where
+    rank = {g: k for k, g in enumerate(_FIRST)}
+    items.sort(key=lambda item: rank.get(groups[item.nodeid], len(_FIRST)))
