@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from kairos.allocator.pools import catalog_types
 from kairos.catalog import Pool
@@ -98,6 +99,19 @@ class DelayedCount:
         return None
 
 
+class ReplicaSettings(Protocol):
+    """What every replica autoscaler's settings give its base: the delays and the floor."""
+
+    @property
+    def upscale_delay_s(self) -> float: ...
+
+    @property
+    def downscale_delay_s(self) -> float: ...
+
+    @property
+    def min_replicas(self) -> int: ...
+
+
 class ReplicaAutoscaler:
     """Replicas of one type; subclasses say how many are desired from an observation."""
 
@@ -106,14 +120,12 @@ class ReplicaAutoscaler:
     def __init__(
         self,
         best: BestType,
-        upscale_delay_s: float,
-        downscale_delay_s: float,
         budget_per_hr: float | None,
-        min_replicas: int = 1,
+        settings: ReplicaSettings,
         max_replicas: int = MAX_POOL_INSTANCES,
     ) -> None:
         self.best = best
-        self.min_replicas = min_replicas
+        min_replicas = self.min_replicas = settings.min_replicas
         affordable = (
             max_replicas if budget_per_hr is None else math.floor(budget_per_hr / best.price_per_hr)
         )
@@ -124,7 +136,7 @@ class ReplicaAutoscaler:
                 f"{best.instance_type} ({best.price_per_hr:g} $/h each).",
                 "raise --budget-per-hr.",
             )
-        self.delay = DelayedCount(upscale_delay_s, downscale_delay_s)
+        self.delay = DelayedCount(settings.upscale_delay_s, settings.downscale_delay_s)
 
     def desired(self, obs: Observation) -> int:
         raise NotImplementedError
@@ -178,15 +190,7 @@ class RayServeAutoscaler(ReplicaAutoscaler):
         settings: RayServeSettings = RayServeSettings(),
         max_replicas: int = MAX_POOL_INSTANCES,
     ) -> None:
-        s = settings
-        super().__init__(
-            best,
-            s.upscale_delay_s,
-            s.downscale_delay_s,
-            budget_per_hr,
-            s.min_replicas,
-            max_replicas,
-        )
+        super().__init__(best, budget_per_hr, settings, max_replicas)
         self.settings = settings
         self._samples: deque[tuple[float, int]] = deque()
 
@@ -208,15 +212,7 @@ class SkyServeAutoscaler(ReplicaAutoscaler):
         settings: SkyServeSettings = SkyServeSettings(),
         max_replicas: int = MAX_POOL_INSTANCES,
     ) -> None:
-        s = settings
-        super().__init__(
-            best,
-            s.upscale_delay_s,
-            s.downscale_delay_s,
-            budget_per_hr,
-            s.min_replicas,
-            max_replicas,
-        )
+        super().__init__(best, budget_per_hr, settings, max_replicas)
         self.settings = settings
         self.target_qps_per_replica = best.allowable_qps
 
