@@ -58,7 +58,13 @@ _MODEL_FILES = {
 
 # The longest groups start first (xdist hands out groups in collection order), so no worker is
 # left finishing a long group alone at the end.
-_FIRST = ("ray", "tests/bench/test_ray_serve.py", "tests/demos/test_real_loop.py", "models")
+_FIRST = (
+    "ray",
+    "tests/bench/test_ray_serve.py",
+    "tests/demos/test_real_loop.py",
+    "tests/control/test_replan.py",
+    "models",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
