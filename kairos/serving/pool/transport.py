@@ -1,10 +1,10 @@
 """Router-to-worker carriers: framed TCP (default) and gRPC; both carry the same frames.
 
 ``tcp``: one persistent TCP connection per worker; every message is a 4-byte big-endian
-length followed by a frame (see ``wire.frame``). Request frames carry ``op`` ("describe" or
-"infer"). Measured on the 2-core development machine, a round trip costs about 80 us of CPU
-(both ends) against about 250 us for a gRPC bidirectional stream and 650 us for a gRPC
-unary call, and the router's ceiling depends on exactly that (docs/runtime.md).
+length followed by a frame (see ``kairos.protocol.frames.frame``). Request frames carry ``op``
+("describe" or "infer"). Measured on the 2-core development machine, a round trip costs
+about 80 us of CPU (both ends) against about 250 us for a gRPC bidirectional stream and 650 us
+for a gRPC unary call, and the router's ceiling depends on exactly that (docs/runtime.md).
 
 ``grpc``: the ``kairos.v1.Worker`` service with generic byte handlers (no protoc step):
 ``Describe`` (unary), ``Serve`` (a bidirectional stream held open, one query in flight) and
