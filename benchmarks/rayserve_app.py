@@ -402,10 +402,24 @@ def serve_pool(
             contextlib.suppress(OSError),
             urllib.request.urlopen(f"{url}/v2/models/{scenario.model}", timeout=5) as r,
         ):
-            if r.status == 200:
+            if r.status == 200 and _all_replicas_running(serve, pool.size):
                 return url
         time.sleep(0.5)
     raise RuntimeError(f"Ray Serve did not answer at {url} within 180 s")
+
+
+def _all_replicas_running(serve: Any, replicas: int) -> bool:
+    """Every replica of the pool runs: until then a router (the proxy's) may know only some of
+    them, and a busy host can leave the first query to a partial replica set."""
+    app = serve.status().applications.get("kairos-bench")
+    if app is None:
+        return False
+    running = sum(
+        d.replica_states.get("RUNNING", 0)
+        for name, d in app.deployments.items()
+        if name != "ingress"
+    )
+    return bool(running >= replicas)
 
 
 def probe(url: str, model: str, batches: Sequence[int]) -> list[dict[str, Any]]:
