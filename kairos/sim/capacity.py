@@ -39,13 +39,16 @@ from kairos.distributor.base import Policy, PolicyContext, make_policy
 from kairos.distributor.state import ClusterState
 from kairos.errors import ConfigError
 from kairos.scenario import QOS_QUANTILE, Scenario
-from kairos.sim.engine import PolicyFactory, simulate
+from kairos.sim.engine import PolicyFactory, SimResult, simulate
 from kairos.sim.parallel import Executor, run_all
 from kairos.sim.records import Metrics
 from kairos.sim.search import drive, rate_search
 from kairos.workload import Query, QueryStream
 
 MAX_STEPS = 14  # doublings or halvings while bracketing
+# What runs a trial: ``simulate``'s signature. The celled service (kairos.sim.celled) passes
+# its own, so its capacity is searched with the same trials and verdicts as one pool's.
+Simulator = Callable[..., SimResult]
 # A trial spans at least this many times QoS / precision of arrivals: a rate (1 + precision)
 # times the pool's capacity then has a backlog worth one QoS after 1 / 1.25 = 80% of the
 # trial, so about a fifth of its queries miss and it fails clearly.
@@ -291,6 +294,7 @@ def run_trial(
     measurement: Measurement,
     rate_qps: float,
     policy_options: Mapping[str, Any] | None = None,
+    simulator: Simulator = simulate,
 ) -> tuple[Trial, Metrics | None]:
     """One trial at ``rate_qps``: its verdict, and its metrics unless it stopped early."""
     m = measurement
@@ -301,7 +305,7 @@ def run_trial(
     watch = _FailureWatch(stream.arrival_s.tolist(), warm, n, scenario.qos_ms)
     factory = _factory(policy, policy_options, watch)
     try:
-        res = simulate(scenario, pool, factory, stream, seed=m.seed)
+        res = simulator(scenario, pool, factory, stream, seed=m.seed)
     except _TrialFailed as failed:
         return Trial(rate_qps, (n - failed.misses) / n, math.nan, n, stopped_early=True), None
     got = res.records.metrics(scenario.qos_ms, warm)
@@ -317,10 +321,12 @@ def measure(
     policy_options: Mapping[str, Any] | None = None,
     progress: Callable[[Trial], None] | None = None,
     guess_qps: float | None = None,
+    simulator: Simulator = simulate,
 ) -> CapacityResult:
     """Highest arrival rate (qps) at which >= 99% of measured queries finish within QoS.
 
-    ``guess_qps`` (default 0.6 x the rough capacity) is the first rate tried.
+    ``guess_qps`` (default 0.6 x the rough capacity) is the first rate tried; ``simulator``
+    runs each trial (the engine's ``simulate`` unless a celled service is measured).
     """
     m = measurement
     settings = m.as_dict()
@@ -331,7 +337,7 @@ def measure(
     metrics_at: dict[float, Metrics] = {}
 
     def run(rate: float) -> bool:
-        trial, got = run_trial(scenario, pool, policy, m, rate, policy_options)
+        trial, got = run_trial(scenario, pool, policy, m, rate, policy_options, simulator)
         trials.append(trial)
         if got is not None:
             metrics_at[rate] = got
