@@ -11,12 +11,14 @@ import functools
 from typing import Any
 
 import click
+import orjson
 
 from kairos.catalog import Pool
 from kairos.cli.common import emit_json, table
 from kairos.client.admin import AdminClient
-from kairos.errors import ConfigError
+from kairos.errors import ConfigError, RuntimeServiceError
 from kairos.protocol.api import DEFAULT_URL
+from kairos.serving.cells.balancer import CELLS_PATH
 from kairos.serving.settings import RaySettings
 
 
@@ -70,10 +72,33 @@ def _named(ids: list[int], types: dict[int, str]) -> str:
 
 
 @click.command()
-@click.option("--pool", "pool_text", required=True, help="The new pool, TYPE=N,TYPE=N.")
+@click.option("--pool", "pool_text", default=None, help="The new pool, TYPE=N,TYPE=N.")
+@click.option(
+    "--cell",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Cells (kairos serve --cells): resize this cell's pool to --pool.",
+)
+@click.option(
+    "--cells",
+    "n_cells",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Cells: add cells (copies of cell 0's pool) or remove the last ones (drained first) "
+    "until there are N.",
+)
 @_router_options
-def scale(pool_text, url, address, name, api_token, as_json):
-    """Resize a running router's pool: new instances start and join, removed ones drain."""
+def scale(pool_text, cell, n_cells, url, address, name, api_token, as_json):
+    """Resize a running router's pool: new instances start and join, removed ones drain.
+    For cells: resize one cell (--cell K --pool P), or add and remove whole cells (--cells N)."""
+    if n_cells is not None or cell is not None:
+        _scale_cells(pool_text, cell, n_cells, url, api_token, as_json)
+        return
+    if pool_text is None:
+        raise ConfigError(
+            "kairos scale needs --pool (or --cells N for cells).",
+            "pass --pool TYPE=N,... (the new pool), --cell K --pool P, or --cells N.",
+        )
     target = Pool.parse(pool_text)
     client, _ = _client(url, address, name, api_token)
     before = client.pool()
@@ -88,11 +113,84 @@ def scale(pool_text, url, address, name, api_token, as_json):
     click.echo(f"removed: {_named(changed['removed'], types)} (each finishes its query first)")
 
 
+def _scale_cells(pool_text, cell, n_cells, url, api_token, as_json):
+    """``kairos scale`` of a cell set (``kairos serve --cells``), through its balancer."""
+    if (cell is None) == (n_cells is None) or (cell is not None) != (pool_text is not None):
+        raise ConfigError(
+            "kairos scale of cells takes --cell K with --pool P, or --cells N alone.",
+            "resize one cell with --cell K --pool TYPE=N,..., or pass --cells N to add or "
+            "remove whole cells.",
+        )
+    client = AdminClient((url or DEFAULT_URL).rstrip("/"), api_token)
+    if cell is not None:
+        Pool.parse(pool_text)  # a malformed pool fails here, in one line
+        doc = client.call(f"{CELLS_PATH}/{cell}/pool", orjson.dumps({"pool": pool_text}))
+        if as_json:
+            emit_json(doc)
+            return
+        click.echo(
+            f"cell {cell}: pool {doc['pool']} (added {doc['added']}, removed "
+            f"{doc['removed']}; removed instances finish their query first)"
+        )
+        return
+    doc = client.call(CELLS_PATH, orjson.dumps({"cells": n_cells}))
+    if as_json:
+        emit_json(doc)
+        return
+    click.echo(
+        f"cells: {doc['cells']} (added {doc['added'] or '-'}, removed "
+        f"{doc['removed'] or '-'}; removed cells drained first)"
+    )
+
+
+def _cells_status(client: AdminClient) -> dict[str, Any] | None:
+    """The cell set behind ``client``'s URL (None: a plain router, which has no cells)."""
+    try:
+        doc: dict[str, Any] = client.call(CELLS_PATH)
+    except RuntimeServiceError:
+        return None
+    return doc if isinstance(doc, dict) and "cells" in doc else None
+
+
+def _show_cells(doc: dict[str, Any]) -> None:
+    click.echo(
+        f"cells:   {len(doc['cells'])} behind {doc['url']} (balancer: {doc['balancer']}, "
+        f"configuration {doc['balancer_config']})"
+    )
+    click.echo(f'metrics: {doc["url"]}/metrics (every cell\'s, and their sum as cell="all")')
+    click.echo(f"pool:    {doc['pool']}")
+    click.echo(f"retried on another cell: {doc['retries']}; answered 503: {doc['responses_5xx']}")
+    rows = [
+        [
+            str(c["cell"]),
+            c["pool"],
+            str(c["weight"]),
+            c["balancer_status"],
+            "ready" if c["ready"] else "starting",
+            str(c["restarts"]),
+            c["url"],
+            str(c["pid"] or "-"),
+        ]
+        for c in doc["cells"]
+    ]
+    click.echo(
+        table(rows, ["cell", "pool", "weight", "balancer", "router", "restarts", "url", "pid"])
+    )
+
+
 @click.command()
 @_router_options
 def status(url, address, name, api_token, as_json):
-    """Show a running router: its pool and each instance's node, state and address."""
+    """Show a running router: its pool and each instance's node, state and address (for
+    cells: each cell's pool, weight, state, restarts and router)."""
     client, actor = _client(url, address, name, api_token)
+    cells = _cells_status(client) if address is None else None
+    if cells is not None:
+        if as_json:
+            emit_json(cells)
+        else:
+            _show_cells(cells)
+        return
     doc = client.pool()
     info = {"url": client.url, "metrics_url": client.metrics_url, **actor}
     if as_json:

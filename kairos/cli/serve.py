@@ -31,6 +31,7 @@ from kairos.control.live import LiveAutoscale, LiveSettings
 from kairos.distributor import policy_names
 from kairos.errors import ConfigError
 from kairos.protocol.api import DEFAULT_URL
+from kairos.serving.cells.config import BALANCES, CellSettings
 from kairos.serving.pool.base import POOL_BACKENDS
 from kairos.serving.pool.supervisor import HOSTINGS
 from kairos.serving.pool.transport import TRANSPORTS
@@ -243,6 +244,27 @@ def _setting(settings: type[Settings], name: str, **kwargs: Any) -> Callable[[F]
     f"S,TYPE=S,... per type [default: {CLOUD.default_boot_s:g}]. Live, instances join when "
     "their workers answer.",
 )
+@_setting(
+    CellSettings,
+    "cells",
+    type=int,
+    help="Cut the pool into N cells, each served by its own router process with its own "
+    "workers, behind HAProxy on --host/--port, weighted by each cell's capacity "
+    "(docs/cells.md).",
+)
+@_setting(
+    CellSettings,
+    "balancer_config",
+    help="--cells: write the balancer's configuration (HAProxy) to FILE for a balancer you "
+    "run, instead of starting one.",
+)
+@_setting(
+    CellSettings,
+    "balance",
+    type=click.Choice(BALANCES.names()),
+    show_default=True,
+    help="--cells: how the balancer picks a cell (both weigh cells by capacity).",
+)
 @click.option(
     "--min-charge-s",
     type=bounded(limits.MIN_CHARGE_S),
@@ -286,6 +308,10 @@ def serve(
     cfg = RouterConfig.from_command_line(given, scenario.model, pool)
     cfg.check()  # every bad setting fails here, before any worker starts
     control = _autoscale(ctx, given, scenario, cfg.policy, detach)
+    cells = CellSettings.from_options(given)
+    if cells.cells is not None or cells.balancer_config is not None:
+        _serve_cells(ctx, cfg, scenario, pool, cells, control is not None or detach)
+        return
     if detach:
         _detach(cfg, scenario)
         return
@@ -323,6 +349,35 @@ def _autoscale(ctx, given, scenario, policy, detach):
     )
     context = AutoscaleContext(scenario, policy, cloud, live.budget_per_hr, trace=None)
     return LiveAutoscale(AUTOSCALERS.get(live.autoscaler)(context), live, cloud)
+
+
+def _serve_cells(ctx, cfg, scenario, pool, cells, autoscaled_or_detached):
+    """``serve --cells N``: N routers behind a balancer (kairos.serving.cells)."""
+    from kairos.aio import run_event_loop
+    from kairos.serving.cells.balancer import haproxy_binary
+    from kairos.serving.cells.cellset import run_cells, split
+
+    if cells.cells is None:
+        raise ConfigError(
+            "--balancer-config writes the balancer's configuration for cells, and no --cells "
+            "was given.",
+            "add --cells N (N routers behind the balancer), or drop --balancer-config.",
+        )
+    if autoscaled_or_detached:
+        raise ConfigError(
+            "--cells does not run with --autoscale or --detach yet.",
+            "serve the cells without them (kairos scale --cell K resizes a cell).",
+        )
+    if cfg.workers.backend != "local" or cfg.workers.addresses is not None:
+        raise ConfigError(
+            "--cells starts each cell's workers locally; --backend ray and --workers "
+            "addresses are not supported with cells yet.",
+            "drop --backend ray and --workers, or serve without --cells.",
+        )
+    pools = split(scenario, pool, cells.cells)
+    if cells.balancer_config is None:
+        haproxy_binary(cells)  # where HAProxy is missing, say so before any router starts
+    run_event_loop(run_cells(cfg, scenario, pools, cells, headroom=PlanWatch))
 
 
 def _from_command_line(ctx, option):

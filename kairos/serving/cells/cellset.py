@@ -1,0 +1,520 @@
+"""The cell set: N router processes, each serving its cell's pool with its own workers, behind
+one balancer; it restarts a router that dies, resizes a cell, adds and removes whole cells.
+
+The pool is cut by ``kairos.sim.cells.split_pool`` (the cut the simulator and the planner
+make), and each cell weighs in the balancer by its capacity (``cell_capacities_qps``), so every
+cell runs at the same load. Each router is a local process (``child.py``) that owns its
+workers: a cell's worker failures stay inside it, and its workers exit with it.
+
+A router that exits on its own (killed, crashed) is started again on the same port, so the
+balancer needs no new configuration: the balancer marks the cell down at its first refused
+connection (its in-flight queries were retried on another cell, or answered 503), and up at
+the first ready health check of the new router.
+
+The cell set serves its own admin API beside the routers (the balancer sends ``/v2/cells``
+and ``/metrics`` to it): the cells, their balancer state and restarts; the aggregate
+metrics; a cell resized; cells added or removed (a removed cell drains: no new queries, its
+open ones answered, then its router stops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pickle
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from kairos.catalog import Pool
+from kairos.client.admin import AdminClient, http_request
+from kairos.errors import ConfigError, KairosError, RuntimeServiceError
+from kairos.protocol.api import HEALTH_READY_PATH, LISTEN_LINE, METRICS_PATH
+from kairos.scenario import Scenario
+from kairos.serving.cells.balancer import (
+    CELLS_PATH,
+    CellServer,
+    Haproxy,
+    haproxy_binary,
+    write_config,
+)
+from kairos.serving.cells.config import CellSettings
+from kairos.serving.cells.metrics import aggregate
+from kairos.serving.router.config import RouterConfig
+from kairos.serving.router.http import Deferred, HttpRequest, HttpResponse, HttpServer
+from kairos.serving.router.traffic import HeadroomFactory
+from kairos.sim.cells import cell_capacities_qps, instance_rates_qps, integer_weights, split_pool
+
+LISTEN_CELLS = "kairos cells listening on"  # then the balancer's URL (first stdout line)
+ADMIN_MAX_BODY_BYTES = 64 * 1024
+
+
+def split(scenario: Scenario, pool: Pool, cells: int) -> tuple[Pool, ...]:
+    """``pool`` cut into ``cells`` cells as evenly by capacity as the counts allow."""
+    rates = instance_rates_qps(scenario, pool.types)
+    return tuple(Pool.of(c) for c in split_pool(pool.as_dict(), cells, rates))
+
+
+def capacity_qps(scenario: Scenario, pool: Pool) -> float:
+    """A cell's planned capacity: what its balancer weight is proportional to."""
+    return cell_capacities_qps([pool.as_dict()], instance_rates_qps(scenario, pool.types))[0]
+
+
+@dataclass(eq=False)
+class Cell:
+    """One cell's running state (the cell set changes it as its router comes and goes)."""
+
+    index: int
+    pool: Pool
+    capacity_qps: float
+    port: int = 0  # 0 until its router first listens; kept across restarts
+    proc: asyncio.subprocess.Process | None = None
+    ready: bool = False
+    removing: bool = False
+    restarts: int = 0
+    back_s: list[float] = field(default_factory=list)  # per restart: exit -> ready again
+    weight: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"cell{self.index}"
+
+
+class CellSet:
+    """The routers of ``pools`` (one cell each), their balancer and the admin API."""
+
+    def __init__(
+        self,
+        cfg: RouterConfig,
+        scenario: Scenario,
+        pools: Sequence[Pool],
+        settings: CellSettings,
+        headroom: HeadroomFactory | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.scenario = scenario
+        self.settings = settings
+        self.headroom = headroom
+        self.router_host = "127.0.0.1"  # only the balancer talks to the routers
+        self.log = log or (lambda m: print(f"kairos cells: {m}", file=sys.stderr, flush=True))
+        self.cells = [Cell(k, p, capacity_qps(scenario, p)) for k, p in enumerate(pools)]
+        self.bind = (cfg.http.host, cfg.http.port)
+        self.haproxy: Haproxy | None = None
+        self.config_path: Path | None = None
+        self.admin: tuple[str, int] = ("127.0.0.1", 0)
+        self._server = HttpServer(self._handle, ADMIN_MAX_BODY_BYTES)
+        self._dir: Path | None = None
+        self._watchers: list[asyncio.Task[None]] = []
+        self._busy = asyncio.Lock()  # one resize or cell change at a time
+        self._spare: asyncio.subprocess.Process | None = None  # settings.warm_spare
+        self.closing = False
+
+    @property
+    def url(self) -> str:
+        host, port = self.bind
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    # -- start and stop ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Routers, then the balancer in front of them (or its configuration written)."""
+        binary = None if self.settings.balancer_config else haproxy_binary(self.settings)
+        if self.bind[1] == 0:  # HAProxy cannot report a port it picked: pick a free one here
+            self.bind = (self.bind[0], _free_port(self.bind[0]))
+        self.admin = await self._server.start(self.router_host, 0)
+        await asyncio.gather(*(self._launch(c) for c in self.cells))
+        self._reweigh()
+        if binary is None:
+            self.config_path = Path(str(self.settings.balancer_config))
+            self._write()
+        else:
+            self._dir = Path(tempfile.mkdtemp(prefix="kairos-cells-"))
+            self.config_path = self._dir / "haproxy.cfg"
+            self.haproxy = Haproxy(binary, self.config_path, self._dir / "runtime.sock")
+            self._write()
+            await asyncio.get_running_loop().run_in_executor(None, self.haproxy.start)
+        self._watchers = [asyncio.ensure_future(self._watch(c)) for c in self.cells]
+
+    def _write(self) -> None:
+        assert self.config_path is not None
+        servers = [
+            CellServer(c.name, self.router_host, c.port, c.weight)
+            for c in self.cells
+            if not c.removing
+        ]
+        sock = None if self.haproxy is None else self.haproxy.socket
+        write_config(self.config_path, self.settings, self.bind, servers, self.admin, sock)
+
+    def _reweigh(self) -> None:
+        live = [c for c in self.cells if not c.removing]
+        for cell, weight in zip(live, integer_weights([c.capacity_qps for c in live]), strict=True):
+            cell.weight = weight
+
+    async def close(self) -> None:
+        """Stop the balancer (it finishes its open queries), then every router (each drains
+        its queue), then the admin server."""
+        self.closing = True
+        loop = asyncio.get_running_loop()
+        if self.haproxy is not None:
+            await loop.run_in_executor(None, self.haproxy.stop)
+        for task in self._watchers:
+            task.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        await asyncio.gather(*(self._stop_router(c) for c in self.cells))
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.stdin is not None:
+            spare.stdin.close()  # nothing to serve: it exits
+            await spare.wait()
+        await self._server.stop()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    # -- one router ----------------------------------------------------------------------
+
+    def _router_config(self, cell: Cell) -> RouterConfig:
+        return replace(
+            self.cfg,
+            pool=cell.pool,
+            seed=self.cfg.seed + cell.index,  # each cell's workers draw their own numbers
+            http=replace(self.cfg.http, host=self.router_host, port=cell.port),
+        )
+
+    async def _launch(self, cell: Cell) -> None:
+        """Start the cell's router; return once it answers ready."""
+        cell.ready = False
+        proc, self._spare = self._spare, None
+        if proc is None or proc.returncode is not None:
+            proc = await _spawn()
+        cell.proc = proc
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(pickle.dumps((self._router_config(cell), self.scenario, self.headroom)))
+        await proc.stdin.drain()
+        proc.stdin.close()
+        deadline = time.monotonic() + self.settings.router_ready_timeout_s
+        while True:
+            line = (await asyncio.wait_for(proc.stdout.readline(), _left(deadline))).decode()
+            if not line:
+                raise RuntimeServiceError(
+                    f"{cell.name}'s router exited with status {await proc.wait()} before "
+                    "listening (its error is above).",
+                    "run kairos serve with the same options and without --cells to see it.",
+                )
+            if line.startswith(LISTEN_LINE):
+                cell.port = int(line.split()[4].rsplit(":", 1)[1])
+                break
+        asyncio.ensure_future(_discard(proc.stdout))  # its later lines; a full pipe would stall it
+        url = f"http://{self.router_host}:{cell.port}{HEALTH_READY_PATH}"
+        get = partial(http_request, url, timeout_s=2.0)
+        loop = asyncio.get_running_loop()
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                raise RuntimeServiceError(
+                    f"{cell.name}'s router exited with status {proc.returncode} before it "
+                    "was ready.",
+                    "see its error above; check the cell's workers start.",
+                )
+            with contextlib.suppress(OSError):
+                if (await loop.run_in_executor(None, get))[0] == 200:
+                    cell.ready = True
+                    if self.settings.warm_spare and self._spare is None and not self.closing:
+                        self._spare = await _spawn()
+                    return
+            await asyncio.sleep(0.05)
+        raise RuntimeServiceError(
+            f"{cell.name}'s router was not ready within "
+            f"{self.settings.router_ready_timeout_s:g} s.",
+            "check its workers start (see the errors above).",
+        )
+
+    async def _watch(self, cell: Cell) -> None:
+        """Start the router again whenever it exits on its own."""
+        while not self.closing and not cell.removing:
+            proc = cell.proc
+            assert proc is not None
+            status = await proc.wait()
+            if self.closing or cell.removing:
+                return
+            exited_t = time.monotonic()
+            cell.ready = False
+            self.log(f"{cell.name}'s router exited with status {status}; starting it again")
+            while not self.closing and not cell.removing:
+                await asyncio.sleep(self.settings.restart_delay_s)
+                try:
+                    await self._launch(cell)
+                    break
+                except (KairosError, OSError, TimeoutError) as exc:
+                    self.log(f"{cell.name}'s router did not start again ({exc}); retrying")
+                    await asyncio.sleep(1.0)
+            cell.restarts += 1
+            cell.back_s.append(time.monotonic() - exited_t)
+            self.log(f"{cell.name} is back after {cell.back_s[-1]:.2f} s")
+
+    async def _stop_router(self, cell: Cell) -> None:
+        proc = cell.proc
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGTERM)  # the router answers its queue, then stops its workers
+        try:
+            await asyncio.wait_for(proc.wait(), self.cfg.dispatch.drain_timeout_s + 10.0)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    # -- changes -------------------------------------------------------------------------
+
+    async def resize_cell(self, index: int, pool: Pool) -> dict[str, Any]:
+        """Resize one cell (its router adds and drains instances) and reweigh the cells."""
+        self.scenario.check_pool(pool)
+        async with self._busy:
+            cell = self._cell(index)
+            client = AdminClient(f"http://{self.router_host}:{cell.port}")
+            loop = asyncio.get_running_loop()
+            changed = await loop.run_in_executor(None, client.resize, str(pool))
+            cell.pool = pool
+            cell.capacity_qps = capacity_qps(self.scenario, pool)
+            self._apply_weights()
+            return {"cell": index, **changed}
+
+    def _apply_weights(self) -> None:
+        self._reweigh()
+        self._write()
+        if self.haproxy is not None:
+            for c in self.cells:
+                if not c.removing:
+                    self.haproxy.set_weight(c.name, c.weight)
+
+    async def set_cells(self, n: int) -> dict[str, Any]:
+        """Add cells (copies of cell 0's pool: the cell plan repeated) or remove the last
+        ones (drained first) until there are ``n``."""
+        if n < 1:
+            raise ConfigError(f"--cells {n} is below 1.", "keep at least one cell.")
+        async with self._busy:
+            live = [c for c in self.cells if not c.removing]
+            added, removed = [], []
+            for k in range(len(live), n):
+                template = live[0].pool
+                cell = Cell(k, template, capacity_qps(self.scenario, template))
+                await self._launch(cell)
+                self.cells.append(cell)
+                self._reweigh()
+                if self.haproxy is not None:
+                    server = CellServer(cell.name, self.router_host, cell.port, cell.weight)
+                    self.haproxy.add_server(server, self.settings)
+                self._watchers.append(asyncio.ensure_future(self._watch(cell)))
+                added.append(k)
+            for cell in reversed(live[n:]):
+                await self._remove(cell)
+                removed.append(cell.index)
+            self._apply_weights()
+            return {"cells": n, "added": added, "removed": removed}
+
+    async def _remove(self, cell: Cell) -> None:
+        """Drain: no new queries for the cell, its open ones answered, then its router stops
+        and the balancer forgets it."""
+        cell.removing = True
+        haproxy = self.haproxy
+        if haproxy is not None:
+            haproxy.set_state(cell.name, "drain")
+            deadline = time.monotonic() + self.settings.drain_timeout_s
+            while time.monotonic() < deadline:
+                row = haproxy.servers().get(cell.name, {})
+                if row.get("scur", "0") == "0" and row.get("qcur", "0") in ("0", ""):
+                    break
+                await asyncio.sleep(0.05)
+            haproxy.set_state(cell.name, "maint")
+        await self._stop_router(cell)
+        if haproxy is not None:
+            deadline = time.monotonic() + 10.0
+            while not haproxy.delete_server(cell.name) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)  # idle connections to it are still closing
+        self.cells.remove(cell)
+
+    def _cell(self, index: int) -> Cell:
+        for cell in self.cells:
+            if cell.index == index and not cell.removing:
+                return cell
+        raise ConfigError(
+            f"there is no cell {index} (cells: {', '.join(str(c.index) for c in self.cells)}).",
+            "pass --cell with one of the cells kairos status lists.",
+        )
+
+    # -- the admin API -------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The cells as ``kairos status`` shows them, with the balancer's view of each."""
+        rows: dict[str, dict[str, str]] = {}  # HAProxy's view: each cell, and BACKEND
+        if self.haproxy is not None:
+            with contextlib.suppress(OSError):
+                rows = self.haproxy.servers()
+        total: dict[str, int] = {}
+        cells = []
+        for c in self.cells:
+            for t, n in c.pool.counts:
+                total[t] = total.get(t, 0) + n
+            row = rows.get(c.name, {})
+            cells.append(
+                {
+                    "cell": c.index,
+                    "pool": str(c.pool),
+                    "capacity_qps": c.capacity_qps,
+                    "weight": c.weight,
+                    "url": f"http://{self.router_host}:{c.port}",
+                    "pid": None if c.proc is None else c.proc.pid,
+                    "ready": c.ready,
+                    "removing": c.removing,
+                    "restarts": c.restarts,
+                    "back_s": list(c.back_s),
+                    "balancer_status": row.get("status", "-"),
+                    "sessions": int(row.get("stot") or 0),
+                    "open": int(row.get("scur") or 0),
+                    "retries": int(row.get("wretr") or 0),
+                    "redispatches": int(row.get("wredis") or 0),
+                    "responses_5xx": int(row.get("hrsp_5xx") or 0),
+                }
+            )
+        return {
+            "url": self.url,
+            "balancer": "haproxy" if self.haproxy is not None else "external",
+            "balancer_pid": None if self.haproxy is None else self.haproxy.pid,
+            "balancer_config": str(self.config_path),
+            "pool": str(Pool.of(total)),
+            # Over the whole service: queries sent once more to another cell, and 5xx answers
+            # (every one a 503 with a JSON error: no cell could answer).
+            "retries": int(rows.get("BACKEND", {}).get("wretr") or 0),
+            "redispatches": int(rows.get("BACKEND", {}).get("wredis") or 0),
+            "responses_5xx": int(rows.get("BACKEND", {}).get("hrsp_5xx") or 0),
+            "cells": cells,
+        }
+
+    async def metrics(self) -> str:
+        loop = asyncio.get_running_loop()
+
+        async def one(cell: Cell) -> tuple[str, str | None]:
+            url = f"http://{self.router_host}:{cell.port}{METRICS_PATH}"
+            try:
+                status, text = await loop.run_in_executor(None, partial(http_request, url))
+            except OSError:
+                return str(cell.index), None
+            return str(cell.index), text if status == 200 else None
+
+        return aggregate(await asyncio.gather(*(one(c) for c in self.cells)))
+
+    def _handle(self, req: HttpRequest) -> HttpResponse | Deferred:
+        path = req.path.split("?", 1)[0].rstrip("/")
+        if req.method == "GET" and path == CELLS_PATH:
+            return _json(200, self.status())
+        if req.method == "GET" and path == METRICS_PATH:
+            return _later(self._metrics_response())
+        if req.method == "POST" and path == CELLS_PATH:
+            return _later(self._post(req.body, lambda doc: self.set_cells(int(doc["cells"]))))
+        parts = path[len(CELLS_PATH) :].strip("/").split("/")
+        if req.method == "POST" and path.startswith(CELLS_PATH + "/") and parts[1:] == ["pool"]:
+            return _later(
+                self._post(
+                    req.body,
+                    lambda doc: self.resize_cell(int(parts[0]), Pool.parse(str(doc["pool"]))),
+                )
+            )
+        return _json(404, {"error": f"no {req.method} {path} on the cell set"})
+
+    async def _metrics_response(self) -> HttpResponse:
+        return HttpResponse(200, (await self.metrics()).encode(), b"text/plain; version=0.0.4")
+
+    async def _post(self, body: bytes, act: Callable[[dict[str, Any]], Any]) -> HttpResponse:
+        try:
+            doc = orjson.loads(body)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            return _json(200, await act(doc))
+        except KairosError as exc:
+            return _json(400, {"error": str(exc)})
+        except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+            return _json(400, {"error": f"bad request body ({exc})"})
+
+
+def _json(status: int, doc: Any) -> HttpResponse:
+    return HttpResponse(status, orjson.dumps(doc))
+
+
+def _later(work: Any) -> Deferred:
+    answer = Deferred()
+
+    def done(task: asyncio.Task[HttpResponse]) -> None:
+        exc = task.exception()
+        if exc is not None:
+            answer.resolve(_json(500, {"error": f"{type(exc).__name__}: {exc}"}))
+        else:
+            answer.resolve(task.result())
+
+    asyncio.ensure_future(work).add_done_callback(done)
+    return answer
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _left(deadline: float) -> float:
+    return max(0.01, deadline - time.monotonic())
+
+
+async def _spawn() -> asyncio.subprocess.Process:
+    """A router process waiting for its cell on stdin (child.py)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kairos.serving.cells.child",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+
+
+async def _discard(stream: asyncio.StreamReader) -> None:
+    with contextlib.suppress(Exception):
+        while await stream.readline():
+            pass
+
+
+async def run_cells(
+    cfg: RouterConfig,
+    scenario: Scenario,
+    pools: Sequence[Pool],
+    settings: CellSettings,
+    headroom: HeadroomFactory | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve ``pools`` as cells until SIGINT/SIGTERM (or ``stop``), then stop them all."""
+    cells = CellSet(cfg, scenario, pools, settings, headroom)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await cells.start()
+        where = f"{cells.url} (balancer: HAProxy)"
+        if cells.haproxy is None:
+            where = f"{cells.url} (balancer: yours, configuration in {cells.config_path})"
+        print(
+            f"{LISTEN_CELLS} {where}; {len(pools)} cells of model {scenario.model}: "
+            + "; ".join(f"{c.name} {c.pool} weight {c.weight}" for c in cells.cells),
+            flush=True,
+        )
+        await stop.wait()
+        cells.log("stopping: the balancer, then each cell's router drains")
+    finally:
+        await cells.close()
