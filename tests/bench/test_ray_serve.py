@@ -125,6 +125,12 @@ def test_ray_serve_answers_through_its_proxy_with_the_replay_worker() -> None:
         f"{GPU}=1,{CPU}=1",
         "--probe",
         probes,
+        # The router places a query by its deadline (arrival + QoS, 35 ms for dien): at time
+        # scale 1 a busy host's proxy can take longer than the 17 ms of slack the 900-row
+        # query has on the GPU before it routes, and a query already late goes to the cheaper
+        # CPU (seen under load). Scaled 50x, the slack is 0.85 s of wall time.
+        "--time-scale",
+        "50",
     ]
     cmd = argv if in_private_netns() else netns_command(argv)
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
