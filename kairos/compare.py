@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from kairos import allocator
+from kairos.allocator.baselines import RIBBON_DEFAULTS
 from kairos.allocator.oracle import ORACLE_DEFAULTS
 from kairos.allocator.target import TargetPlan
 from kairos.catalog import Pool
@@ -206,6 +207,7 @@ def _ribbon(run: _Run) -> SchemeResult:
         policy="fcfs",
         measurement=run.m,
         max_explorations=run.settings.ribbon_max_explorations,
+        measurer=run.measurer,
     )
     return run.result("ribbon", r.pool, "fcfs", r.allowable_qps, r.explorations)
 
@@ -387,7 +389,7 @@ class CompareSettings:
     precision: float = DEFAULT_MEASUREMENT.precision
     seed: int = DEFAULT_MEASUREMENT.seed
     top_k: int = 20  # pools by bound that drs and clockwork simulate
-    ribbon_max_explorations: int = 40
+    ribbon_max_explorations: int = RIBBON_DEFAULTS.max_explorations
     cdf_queries: int = 5000  # queries of the latency-CDF run at a common load
     oracle_max_simulations: int = ORACLE_DEFAULTS.max_simulations
     schemes: tuple[str, ...] = SCHEMES.names()

@@ -5,8 +5,9 @@ and every pool it had to simulate (``explorations``), which is what an online se
 have had to rent. The KAIROS planner itself explores nothing.
 
 - ``best_homogeneous``: one pool per type, as many instances as the budget buys.
-- ``ribbon_search``: RIBBON's Bayesian optimisation over instance counts (Gaussian-process
-  surrogate from the ``bayesian-optimization`` package), stopping after ``patience``
+- ``ribbon_search``: RIBBON's Bayesian optimisation over instance counts (the Gaussian-process
+  surrogate and upper-confidence acquisition of the ``bayesian-optimization`` package, the
+  acquisition scored over every candidate pool at once), stopping after ``patience``
   explorations without improvement; ``ribbon_for_rate`` asks it for the cheapest pool that
   holds a rate instead.
 - ``best_of_top``: simulate the top ``top_k`` pools by a bound; what DRS and Clockwork get as
@@ -15,16 +16,18 @@ have had to rent. The KAIROS planner itself explores nothing.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from kairos.allocator.choices import BOUNDS
 from kairos.allocator.feasible import budget_too_small
 from kairos.allocator.plan import verify
-from kairos.allocator.pools import COST_EPS, check_budget, type_caps
+from kairos.allocator.pools import COST_EPS, PoolMatrix, check_budget, listed_pools, type_caps
 from kairos.allocator.ranking import top_pools
 from kairos.allocator.result import Exploration, RankedPool, SearchResult
 from kairos.catalog import Pool
@@ -35,15 +38,33 @@ from kairos.sim.capacity import (
     CapacityJob,
     Measurement,
     Measurer,
-    measure,
     measure_all,
 )
 
-DEFAULT_MAX_EXPLORATIONS = 40
-DEFAULT_PATIENCE = 8
-# Suggestions over budget or already simulated cost nothing but are capped, so a surrogate
-# stuck on them cannot loop forever.
-SUGGESTIONS_PER_EXPLORATION = 10
+
+@dataclass(frozen=True)
+class RibbonDefaults:
+    """RIBBON's search settings, declared once.
+
+    ``max_explorations`` / ``patience``: the exploration budget (new in-budget pools
+    simulated; stop after ``patience`` in a row without improvement). ``kappa``: the upper
+    confidence bound's weight on the surrogate's standard deviation (the value of
+    ``bayes_opt``'s default acquisition). ``batch``: pools suggested per round and simulated
+    together on the measurer's workers; fixed, so results do not depend on ``--jobs``.
+    ``max_candidates``: above this many pools in the space, the acquisition is scored over a
+    seeded sample of that many.
+    """
+
+    max_explorations: int = 40
+    patience: int = 8
+    kappa: float = 2.576
+    batch: int = 2
+    max_candidates: int = 100_000
+
+
+RIBBON_DEFAULTS = RibbonDefaults()
+DEFAULT_MAX_EXPLORATIONS = RIBBON_DEFAULTS.max_explorations
+DEFAULT_PATIENCE = RIBBON_DEFAULTS.patience
 
 
 def _best(method: str, policy: str, history: list[Exploration]) -> SearchResult:
@@ -86,15 +107,16 @@ def ribbon_search(
     max_explorations: int = DEFAULT_MAX_EXPLORATIONS,
     patience: int = DEFAULT_PATIENCE,
     caps: Mapping[str, int] | None = None,
+    measurer: Measurer | None = None,
 ) -> SearchResult:
     """RIBBON: Bayesian optimisation of simulated allowable throughput over instance counts.
 
-    The search space is one integer per type in ``[0, cap]``. A suggested pool over budget (or
-    empty) is scored 0 without being simulated, as RIBBON does for configurations that break
-    its constraints; a pool already simulated is scored from memory. Only new in-budget pools
-    count as explorations. The search stops after ``patience`` explorations in a row that do
-    not beat the best, or at ``max_explorations``. It is sequential by nature (each suggestion
-    depends on every score before it), so it runs in this process.
+    The search space is every non-empty pool within budget (one count per type, at most the
+    budget's and the caps' limit). Every suggestion is a new in-budget pool, simulated (an
+    exploration); the search stops after ``patience`` explorations in a row that do not beat
+    the best, or at ``max_explorations`` (``bayes_search``). Each round's pools run together
+    on ``measurer``'s workers, and a pool another scheme of the same comparison already
+    simulated with this policy is taken from its memory.
     """
     if max_explorations < 1 or patience < 1:
         raise ConfigError(
@@ -102,23 +124,20 @@ def ribbon_search(
             "pass positive values.",
         )
     budget = check_budget(budget_per_hr)
-    limits = {t: n for t, n in type_caps(scenario, budget, caps).items() if n > 0}
-    if not limits:
+    space = _candidates(scenario, budget, caps, measurement.seed)
+    if len(space) == 0:
         raise budget_too_small(scenario, budget, "kairos", caps)
+    measurer = measurer or Measurer()
     history: list[Exploration] = []
 
-    def score(pool: Pool) -> tuple[float, bool]:
-        cost = pool.cost_per_hr(scenario.prices) if pool.size else 0.0
-        if pool.size == 0 or cost > budget + COST_EPS:
-            return 0.0, False
-        qps = measure(scenario, pool, policy, measurement).allowable_qps
-        history.append(Exploration(pool, cost, qps))
-        return qps, True
+    def score(pools: list[Pool]) -> list[float]:
+        jobs = [CapacityJob(scenario, pool, policy, measurement) for pool in pools]
+        found = [res.allowable_qps for res in measurer.run(jobs)]
+        for pool, qps in zip(pools, found, strict=True):
+            history.append(Exploration(pool, pool.cost_per_hr(scenario.prices), qps))
+        return found
 
-    bayes_search(limits, measurement.seed, max_explorations, patience, score)
-    if not history:
-        # The surrogate never proposed an in-budget pool: fall back to the largest homogeneous.
-        return best_homogeneous(scenario, budget, policy=policy, measurement=measurement, caps=caps)
+    bayes_search(space, measurement.seed, max_explorations, patience, score)
     return _best("ribbon", policy, history)
 
 
@@ -137,13 +156,12 @@ def ribbon_for_rate(
     that holds ``target_qps`` under ``policy``, by Bayesian optimisation over counts.
 
     ``ceiling`` is a pool known to hold the target (the cheapest homogeneous one): the space
-    is every pool that costs no more (one count per type in ``[0, ceiling cost / price]``),
-    and it is the answer (``method="ceiling"``) when no explored pool holds the target. A pool
-    is explored with one trial at the target (the test ``cheapest_for_rate`` applies) and
-    scores ``-cost / ceiling cost`` (in [-1, 0)) when it holds and ``-2 + its met fraction``
-    (in [-2, -1]) when it misses, so a near miss ranks above a far one and every pool that
-    holds above both; an empty pool or one over the ceiling scores -2 without a trial. The
-    result's ``allowable_qps`` is the target (held in one trial), not a full search.
+    is every non-empty pool that costs no more, and it is the answer (``method="ceiling"``)
+    when no explored pool holds the target. A pool is explored with one trial at the target
+    (the test ``cheapest_for_rate`` applies) and scores ``-cost / ceiling cost`` (in [-1, 0))
+    when it holds and ``-2 + its met fraction`` (in [-2, -1]) when it misses, so a near miss
+    ranks above a far one and every pool that holds above both. The result's
+    ``allowable_qps`` is the target (held in one trial), not a full search.
     """
     if max_explorations < 1 or patience < 1:
         raise ConfigError(
@@ -152,21 +170,25 @@ def ribbon_for_rate(
         )
     measurer = measurer or Measurer()
     top = ceiling.cost_per_hr(scenario.prices)
-    limits = {t: n for t, n in type_caps(scenario, top).items() if n > 0}
+    space = _candidates(scenario, top, None, measurement.seed)
     history: list[Exploration] = []
 
-    def score(pool: Pool) -> tuple[float, bool]:
-        cost = pool.cost_per_hr(scenario.prices) if pool.size else 0.0
-        if pool.size == 0 or cost > top + COST_EPS:
-            return -2.0, False
-        job = CapacityJob(scenario, pool, policy, measurement, screen_qps=target_qps)
-        (res,) = measurer.run([job])
-        held = res.allowable_qps >= target_qps
-        history.append(Exploration(pool, cost, target_qps if held else 0.0, searched=False))
-        met = res.trials[0].qos_met_fraction if res.trials else 0.0
-        return (-cost / top, True) if held else (-2.0 + met, True)
+    def score(pools: list[Pool]) -> list[float]:
+        jobs = [
+            CapacityJob(scenario, pool, policy, measurement, screen_qps=target_qps)
+            for pool in pools
+        ]
+        values = []
+        for pool, res in zip(pools, measurer.run(jobs), strict=True):
+            cost = pool.cost_per_hr(scenario.prices)
+            held = res.allowable_qps >= target_qps
+            history.append(Exploration(pool, cost, target_qps if held else 0.0, searched=False))
+            met = res.trials[0].qos_met_fraction if res.trials else 0.0
+            values.append(-cost / top if held else -2.0 + met)
+        return values
 
-    bayes_search(limits, measurement.seed, max_explorations, patience, score)
+    if len(space):
+        bayes_search(space, measurement.seed, max_explorations, patience, score)
     held = [e for e in history if e.allowable_qps >= target_qps]
     if not held:
         return SearchResult(
@@ -178,56 +200,116 @@ def ribbon_for_rate(
     )
 
 
+def _candidates(
+    scenario: Scenario, budget_per_hr: float, caps: Mapping[str, int] | None, seed: int
+) -> PoolMatrix:
+    """RIBBON's discrete space: every non-empty pool within budget (a seeded sample of
+    ``max_candidates`` of them when there are more, or when they are too many to list)."""
+    cap = RIBBON_DEFAULTS.max_candidates
+    pools = listed_pools(scenario, budget_per_hr, caps)
+    rng = np.random.default_rng(seed)
+    if pools is None:
+        limits = type_caps(scenario, budget_per_hr, caps)
+        types = tuple(limits)
+        prices = np.array([scenario.prices.price_per_hr(t) for t in types])
+        high = np.array([limits[t] for t in types]) + 1
+        # Uniform over the box, kept when in budget: the space bayes_opt samples from.
+        draws = rng.integers(0, high, size=(20 * cap, len(types)))
+        cost = draws @ prices
+        keep = (cost <= budget_per_hr + COST_EPS) & (draws.sum(axis=1) > 0)
+        counts = np.unique(draws[keep], axis=0)[:cap]
+        return PoolMatrix(types, prices, counts, counts @ prices)
+    live = pools.counts.sum(axis=1) > 0
+    idx = np.flatnonzero(live)
+    if len(idx) > cap:
+        idx = np.sort(rng.choice(idx, size=cap, replace=False))
+    return PoolMatrix(pools.types, pools.prices_per_hr, pools.counts[idx], pools.cost_per_hr[idx])
+
+
 def bayes_search(
-    limits: Mapping[str, int],
+    space: PoolMatrix,
     seed: int,
     max_explorations: int,
     patience: int,
-    score: Callable[[Pool], tuple[float, bool]],
+    score: Callable[[list[Pool]], list[float]],
+    batch: int = RIBBON_DEFAULTS.batch,
 ) -> None:
-    """RIBBON's loop: Bayesian optimisation of ``score`` over one count per type in
-    ``[0, limits[type]]``.
+    """RIBBON's loop: Bayesian optimisation of ``score`` over the pools of ``space``.
 
-    ``score(pool)`` returns the value to maximise and whether it cost a simulation (an
-    exploration); a pool already scored is answered from memory. The loop stops after
-    ``patience`` explorations in a row that do not beat the best, at ``max_explorations``, or
-    after ``SUGGESTIONS_PER_EXPLORATION`` suggestions per allowed exploration.
+    The surrogate is the Gaussian process ``bayes_opt`` uses (Matern 5/2 kernel, alpha 1e-6,
+    normalised targets, 5 optimiser restarts) and the acquisition its default upper
+    confidence bound (``kappa`` 2.576). The space is discrete and small, so the acquisition is
+    scored over every candidate pool in one vectorised call rather than maximised by a
+    differential evolution over the process; pools already simulated are not suggested
+    again. The first round is drawn at random; each later round suggests ``batch`` pools, the
+    second and later ones with the earlier picks of the round believed at the surrogate's
+    mean (a kriging believer), and ``score`` simulates the whole round at once (in parallel
+    on the measurer's workers). The loop stops after ``patience`` explorations in a row that
+    do not beat the best, at ``max_explorations``, or when the space is exhausted.
     """
-    # Imported here: the library pulls in scikit-learn, which every other command can skip.
-    from bayes_opt import BayesianOptimization
+    # Imported here: scikit-learn (bayes_opt's own surrogate) is slow to import, and every
+    # other command can skip it.
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import Matern
 
-    names = {f"n{i}": t for i, t in enumerate(limits)}
-    with warnings.catch_warnings():
-        # Integer parameters are flagged experimental by the library; they are what we need.
-        warnings.simplefilter("ignore", UserWarning)
-        optimizer = BayesianOptimization(
-            f=None,
-            pbounds={k: (0, limits[t], int) for k, t in names.items()},
-            random_state=seed,
-            verbose=0,
-            allow_duplicate_points=True,
-        )
-    seen: dict[Pool, float] = {}
+    x_all = space.counts.astype(float)
+    fresh = np.ones(len(x_all), dtype=bool)
+    rng = np.random.default_rng(seed)
+    xs: list[np.ndarray] = []
+    ys: list[float] = []
     explored, best, stale = 0, -math.inf, 0
-    for _ in range(max_explorations * SUGGESTIONS_PER_EXPLORATION):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            params = optimizer.suggest()
-        pool = Pool.of({names[k]: int(round(float(v))) for k, v in params.items()})
-        if pool in seen:
-            value = seen[pool]
+    while explored < max_explorations and stale < patience and fresh.any():
+        size = min(batch, max_explorations - explored, int(fresh.sum()))
+        if not xs:
+            picks = [int(i) for i in rng.choice(np.flatnonzero(fresh), size=size, replace=False)]
         else:
-            value, simulated = score(pool)
-            seen[pool] = value
-            if simulated:
-                explored += 1
-                stale = 0 if value > best else stale + 1
-                best = max(best, value)
-        # The library prints a notice to stdout for every repeated point; keep stdout clean.
-        with contextlib.redirect_stdout(io.StringIO()):
-            optimizer.register(params=params, target=value)
-        if explored >= max_explorations or stale >= patience:
-            break
+            gp = GaussianProcessRegressor(
+                kernel=Matern(nu=2.5),
+                alpha=1e-6,
+                normalize_y=True,
+                n_restarts_optimizer=5,
+                random_state=seed + len(ys),
+            )
+            with warnings.catch_warnings():
+                # A flat or tiny history makes the kernel fit warn about its bounds.
+                warnings.simplefilter("ignore")
+                gp.fit(np.array(xs), np.array(ys))
+                picks = _ucb_round(gp, x_all, fresh, xs, ys, size)
+        for i in picks:
+            fresh[i] = False
+        values = score([space.pool(i) for i in picks])
+        for i, value in zip(picks, values, strict=True):
+            xs.append(x_all[i])
+            ys.append(value)
+            explored += 1
+            stale = 0 if value > best else stale + 1
+            best = max(best, value)
+
+
+def _ucb_round(
+    gp: Any, x_all: np.ndarray, fresh: np.ndarray, xs: list[np.ndarray], ys: list[float], size: int
+) -> list[int]:
+    """``size`` pools by upper confidence bound over the fresh candidates; after each pick the
+    surrogate is refitted (same kernel) with the pick believed at its mean."""
+    from sklearn.base import clone
+
+    open_ = fresh.copy()
+    picks: list[int] = []
+    x_fit, y_fit = list(xs), list(ys)
+    model = gp
+    for _ in range(size):
+        idx = np.flatnonzero(open_)
+        mean, std = model.predict(x_all[idx], return_std=True)
+        ucb = mean + RIBBON_DEFAULTS.kappa * std
+        i = int(idx[int(np.argmax(ucb))])  # ties: the first in enumeration order
+        picks.append(i)
+        open_[i] = False
+        if len(picks) < size:
+            x_fit.append(x_all[i])
+            y_fit.append(float(mean[int(np.argmax(ucb))]))
+            model = clone(gp).set_params(kernel=gp.kernel_, optimizer=None)
+            model.fit(np.array(x_fit), np.array(y_fit))
+    return picks
 
 
 def best_of_top(
