@@ -355,7 +355,8 @@ def _serve_cells(ctx, cfg, scenario, pool, cells, autoscaled_or_detached):
     """``serve --cells N``: N routers behind a balancer (kairos.serving.cells)."""
     from kairos.aio import run_event_loop
     from kairos.serving.cells.balancer import haproxy_binary
-    from kairos.serving.cells.cellset import run_cells, split
+    from kairos.serving.cells.cellset import run_cells
+    from kairos.sim.celled import cut
 
     if cells.cells is None:
         raise ConfigError(
@@ -374,7 +375,7 @@ def _serve_cells(ctx, cfg, scenario, pool, cells, autoscaled_or_detached):
             "addresses are not supported with cells yet.",
             "drop --backend ray and --workers, or serve without --cells.",
         )
-    pools = split(scenario, pool, cells.cells)
+    pools = cut(scenario, pool, cells.cells)
     if cells.balancer_config is None:
         haproxy_binary(cells)  # where HAProxy is missing, say so before any router starts
     run_event_loop(run_cells(cfg, scenario, pools, cells, headroom=PlanWatch))

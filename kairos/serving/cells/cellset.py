@@ -1,10 +1,11 @@
 """The cell set: N router processes, each serving its cell's pool with its own workers, behind
 one balancer; it restarts a router that dies, resizes a cell, adds and removes whole cells.
 
-The pool is cut by ``kairos.sim.cells.split_pool`` (the cut the simulator and the planner
-make), and each cell weighs in the balancer by its capacity (``cell_capacities_qps``), so every
-cell runs at the same load. Each router is a local process (``child.py``) that owns its
-workers: a cell's worker failures stay inside it, and its workers exit with it.
+The pool is cut by ``kairos.sim.celled.cut`` (``split_pool``: the cut the simulator and the
+planner make), and each cell weighs in the balancer by its capacity
+(``cell_capacities_qps``), so every cell runs at the same load. Each router is a local
+process (``child.py``) that owns its workers: a cell's worker failures stay inside it, and its
+workers exit with it.
 
 A router that exits on its own (killed, crashed) is started again on the same port, so the
 balancer needs no new configuration: the balancer marks the cell down at its first refused
@@ -53,16 +54,10 @@ from kairos.serving.cells.metrics import aggregate
 from kairos.serving.router.config import RouterConfig
 from kairos.serving.router.http import Deferred, HttpRequest, HttpResponse, HttpServer
 from kairos.serving.router.traffic import HeadroomFactory
-from kairos.sim.cells import cell_capacities_qps, instance_rates_qps, integer_weights, split_pool
+from kairos.sim.cells import cell_capacities_qps, instance_rates_qps, integer_weights
 
 LISTEN_CELLS = "kairos cells listening on"  # then the balancer's URL (first stdout line)
 ADMIN_MAX_BODY_BYTES = 64 * 1024
-
-
-def split(scenario: Scenario, pool: Pool, cells: int) -> tuple[Pool, ...]:
-    """``pool`` cut into ``cells`` cells as evenly by capacity as the counts allow."""
-    rates = instance_rates_qps(scenario, pool.types)
-    return tuple(Pool.of(c) for c in split_pool(pool.as_dict(), cells, rates))
 
 
 def capacity_qps(scenario: Scenario, pool: Pool) -> float:

@@ -31,9 +31,10 @@ from kairos.client.admin import http_request
 from kairos.client.loadgen import NO_ANSWER, LoadSpec, run_load_records
 from kairos.scenario import Scenario
 from kairos.serving.cells.balancer import CELLS_PATH, CellServer, error_page, render
-from kairos.serving.cells.cellset import LISTEN_CELLS, capacity_qps, split
+from kairos.serving.cells.cellset import LISTEN_CELLS, capacity_qps
 from kairos.serving.cells.config import CellSettings
 from kairos.serving.cells.metrics import aggregate
+from kairos.sim.celled import cut
 from kairos.sim.cells import integer_weights
 from kairos.workload import parse_mix
 from tests.cli_runner import run
@@ -253,7 +254,7 @@ def test_metrics_merge_family_by_family_and_sum_what_adds_up() -> None:
 
 def test_the_split_keeps_every_instance() -> None:
     scenario = _scenario()
-    pools = split(scenario, Pool.parse(POOL), 2)
+    pools = cut(scenario, Pool.parse(POOL), 2)
     assert [str(p) for p in pools] == ["g4dn.xlarge=1,r5n.large=1"] * 2
 
 
