@@ -99,14 +99,24 @@ class WeightedRandom(Splitter):
 @SPLITTERS.register("least-outstanding")
 class LeastOutstanding(Splitter):
     """To the cell whose outstanding queries per unit of capacity would be fewest with this
-    one added (HAProxy's weighted ``leastconn``); ties to the lowest index. Counting the new
-    query keeps a small cell from taking every arrival while all are idle."""
+    one added (HAProxy's weighted ``leastconn``); counting the new query keeps a small cell
+    from taking every arrival while all are idle. Ties go round-robin from the cell after
+    the last pick, as HAProxy does: lowest-index ties would load cell 0 more than the
+    others (it cost 1% of allowable throughput on 8 equal dien cells, docs/cells.md)."""
 
     name = "least-outstanding"
 
+    def __init__(self, weights: Sequence[float], rng: np.random.Generator) -> None:
+        super().__init__(weights, rng)
+        self._next = 0
+
     def pick(self, outstanding: Sequence[int]) -> int:
-        w = self.weights
-        return min(range(len(w)), key=lambda k: ((outstanding[k] + 1) / w[k], k))
+        w, n = self.weights, len(self.weights)
+        load = [(outstanding[k] + 1) / w[k] for k in range(n)]
+        best = min(load)
+        k = next(c % n for c in range(self._next, self._next + n) if load[c % n] == best)
+        self._next = (k + 1) % n
+        return k
 
 
 def make_splitter(name: str, weights: Sequence[float], seed: int) -> Splitter:

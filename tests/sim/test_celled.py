@@ -89,11 +89,15 @@ def test_least_outstanding_by_hand():
     assert weights_of(sc, cells) == pytest.approx((0.8, 0.2))
     st = QueryStream(np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0]), np.full(6, 10))
     res = simulate_cells(sc, cells, "fcfs", st, splitter="least-outstanding")
-    # (outstanding + 1) / weight against cell 1's 1 / 0.2 = 5: cell 0 while 1..4 / 0.8 <= 5
-    # (a tie goes to the lower index), then cell 1, then cell 0 (5 / 0.8 < 2 / 0.2).
-    assert res.cell_of_query.tolist() == [0, 0, 0, 0, 1, 0]
+    # (outstanding + 1) / weight against cell 1's 1 / 0.2 = 5: cell 0 while 1..3 / 0.8 < 5,
+    # then a tie at 5 (after a pick of cell 0, round-robin tries cell 1 first), then cell 0
+    # (4 / 0.8 < 2 / 0.2).
+    assert res.cell_of_query.tolist() == [0, 0, 0, 1, 0, 0]
     assert res.result.records.finish_s == pytest.approx([0.01, 0.02, 0.03, 0.04, 0.04, 0.05])
-    assert LeastOutstanding((0.5, 0.5), np.random.default_rng(0)).pick([3, 2]) == 1
+    # Equal cells, equal counts: round-robin from the cell after the last pick.
+    pick = LeastOutstanding((0.5, 0.5, 0.5), np.random.default_rng(0)).pick
+    assert [pick([0, 0, 0]) for _ in range(4)] == [0, 1, 2, 0]
+    assert [pick([3, 2, 2]), pick([3, 2, 2]), pick([2, 2, 5])] == [1, 2, 0]
 
 
 def test_weighted_random_follows_the_weights():
