@@ -24,6 +24,7 @@ What the configuration says, and why:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -160,6 +161,15 @@ def write_config(
     os.replace(tmp, path)
 
 
+def die_with_parent() -> None:
+    """In a child before it runs: ask Linux to send it SIGTERM when the thread that started it
+    ends, so that a cell set killed outright leaves no router or balancer behind (a router
+    stopped so stops its workers). No-op where prctl is unavailable."""
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
 def haproxy_binary(settings: CellSettings) -> str:
     """HAProxy's path; where it is not installed, one line saying how to install it."""
     found = shutil.which(settings.haproxy_bin)
@@ -209,7 +219,9 @@ class Haproxy:
             self._old.append(self.proc)
         with contextlib.suppress(FileNotFoundError):
             self.socket.unlink()  # the new process binds it afresh
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -46,6 +46,7 @@ from kairos.serving.cells.balancer import (
     CELLS_PATH,
     CellServer,
     Haproxy,
+    die_with_parent,
     haproxy_binary,
     write_config,
 )
@@ -138,7 +139,8 @@ class CellSet:
             self.config_path = self._dir / "haproxy.cfg"
             self.haproxy = Haproxy(binary, self.config_path, self._dir / "runtime.sock")
             self._write()
-            await asyncio.get_running_loop().run_in_executor(None, self.haproxy.start)
+            # In this thread: HAProxy is told to stop when the thread that started it ends.
+            self.haproxy.start()
         self._watchers = [asyncio.ensure_future(self._watch(c)) for c in self.cells]
 
     def _write(self) -> None:
@@ -475,6 +477,7 @@ async def _spawn() -> asyncio.subprocess.Process:
         "kairos.serving.cells.child",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
+        preexec_fn=die_with_parent,
     )
 
 

@@ -36,12 +36,13 @@ class CellSettings(Settings):
     balance: str = setting("least-outstanding", "--balance")
     haproxy_bin: str = "haproxy"
     # Health checks of each router's /v2/health/ready: every this many ms, each given
-    # health_timeout_ms; health_falls failures in a row mark a cell down (a router that is
-    # gone is marked down at its first refused connection instead), one success brings it
-    # back.
+    # health_timeout_ms; health_falls failures in a row mark a cell down, one success brings
+    # it back. A router that is gone is marked down at its first refused connection instead;
+    # the long timeout is for a router that is only busy: under overload its answer waits
+    # behind hundreds of queries, and taking it out would turn a slow cell into 503s.
     health_interval_ms: int = 250
-    health_timeout_ms: int = 2_000
-    health_falls: int = 2
+    health_timeout_ms: int = 10_000
+    health_falls: int = 3
     # A router process started ahead and idle (its code imported), so that a cell whose
     # router died restarts without paying Python's start-up again.
     warm_spare: bool = True

@@ -39,7 +39,9 @@ from kairos.sim.cells import integer_weights
 from kairos.workload import parse_mix
 from tests.cli_runner import run
 
-POOL = "g4dn.xlarge=2,r5n.large=2"
+# Two cells of one instance each (one worker process each): cell 0 the g4dn.xlarge, cell 1 the
+# r5n.large, so their weights differ.
+POOL = "g4dn.xlarge=1,r5n.large=1"
 HAVE_HAPROXY = shutil.which("haproxy") is not None
 live = pytest.mark.skipif(
     not HAVE_HAPROXY, reason="HAProxy is not installed (apt-get install -y haproxy)"
@@ -112,21 +114,23 @@ def test_cells_split_the_pool_and_weigh_by_capacity(cells_url: str) -> None:
     assert Pool.of(total) == Pool.parse(doc["pool"])
     caps = [capacity_qps(scenario, p) for p in pools]
     assert [c["weight"] for c in doc["cells"]] == list(integer_weights(caps))
+    assert doc["cells"][0]["weight"] == 256 > doc["cells"][1]["weight"]
     assert doc["balancer"] == "haproxy"
 
 
 @live
-def test_every_query_through_the_balancer_is_answered_by_both_cells(cells_url: str) -> None:
+def test_every_query_through_the_balancer_is_answered(cells_url: str) -> None:
     before = _wait(cells_url, _all_up(2), "both cells up")
-    report, records = _load(cells_url, 120.0, 1.5, seed=1)
+    report, records = _load(cells_url, 60.0, 1.5, seed=1)
     assert report.sent > 0
     assert report.completed == report.sent, report.status_counts
     after = _cells(cells_url)
     served = [
         a["sessions"] - b["sessions"] for a, b in zip(after["cells"], before["cells"], strict=True)
     ]
-    assert all(s > 0 for s in served), served
-    assert sum(served) >= report.sent
+    # The balancer counts each request a cell served: every query, and the load generator's
+    # one metadata request (the health checks are not sessions).
+    assert sum(served) == report.sent + 1, served
     assert int((records.status == 200).sum()) == report.sent
 
 
@@ -140,10 +144,11 @@ def test_a_router_killed_under_load_loses_no_query_and_its_cell_comes_back(
     import threading
 
     threading.Timer(0.5, os.kill, (victim["pid"], signal.SIGKILL)).start()
-    report, records = _load(cells_url, 150.0, 2.0, seed=2)
+    report, records = _load(cells_url, 60.0, 2.0, seed=2)
     statuses = set(np.unique(records.status).tolist())
     assert NO_ANSWER not in statuses
     assert statuses <= {200, 503}, report.status_counts
+    assert _cells(cells_url)["cells"][1]["sessions"] > before["cells"][1]["sessions"]
     after = _wait(
         cells_url,
         lambda d: _all_up(2)(d) and d["cells"][0]["restarts"] == victim["restarts"] + 1,
@@ -154,7 +159,7 @@ def test_a_router_killed_under_load_loses_no_query_and_its_cell_comes_back(
     # Every 503 the client got is one the balancer answered (no cell could), none silent.
     assert int((records.status == 503).sum()) == after["responses_5xx"] - before["responses_5xx"]
     # The cell serves again.
-    report2, _ = _load(cells_url, 100.0, 1.0, seed=3)
+    report2, _ = _load(cells_url, 40.0, 1.0, seed=3)
     assert report2.completed == report2.sent > 0
     assert _cells(cells_url)["cells"][0]["sessions"] > back["sessions"]
 
@@ -164,7 +169,7 @@ def test_scale_a_cell_add_a_cell_and_drain_it(cells_url: str) -> None:
     _wait(cells_url, _all_up(2), "both cells up")
     runner = CliRunner()
     original = _cells(cells_url)["cells"][1]["pool"]
-    grown = "g4dn.xlarge=2,r5n.large=1"
+    grown = "g4dn.xlarge=1,r5n.large=1"
     out = runner.invoke(cli, ["scale", "--url", cells_url, "--cell", "1", "--pool", grown])
     assert out.exit_code == 0, out.output
     doc = _wait(cells_url, lambda d: d["cells"][1]["pool"] == grown, "cell 1 resized")
@@ -177,7 +182,7 @@ def test_scale_a_cell_add_a_cell_and_drain_it(cells_url: str) -> None:
     assert json.loads(out.output) == {"cells": 3, "added": [2], "removed": []}
     three = _wait(cells_url, _all_up(3), "three cells up")
     assert three["cells"][2]["pool"] == three["cells"][0]["pool"]
-    report, _ = _load(cells_url, 100.0, 1.0, seed=4)
+    report, _ = _load(cells_url, 40.0, 1.0, seed=4)
     assert report.completed == report.sent > 0
     out = runner.invoke(cli, ["scale", "--url", cells_url, "--cells", "2", "--json"])
     assert out.exit_code == 0, out.output
@@ -254,8 +259,9 @@ def test_metrics_merge_family_by_family_and_sum_what_adds_up() -> None:
 
 def test_the_split_keeps_every_instance() -> None:
     scenario = _scenario()
-    pools = cut(scenario, Pool.parse(POOL), 2)
+    pools = cut(scenario, Pool.parse("g4dn.xlarge=2,r5n.large=2"), 2)
     assert [str(p) for p in pools] == ["g4dn.xlarge=1,r5n.large=1"] * 2
+    assert [str(p) for p in cut(scenario, Pool.parse(POOL), 2)] == ["g4dn.xlarge=1", "r5n.large=1"]
 
 
 def _refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -271,7 +277,7 @@ def test_bad_cell_command_lines_say_one_line(
 ) -> None:
     base = ("serve", "--model", "dien", "--pool", POOL)
     assert "no --cells was given" in _refused(capsys, *base, "--balancer-config", "x.cfg")
-    assert "cell count 9 exceeds the pool's 4 instances" in _refused(capsys, *base, "--cells", "9")
+    assert "cell count 9 exceeds the pool's 2 instances" in _refused(capsys, *base, "--cells", "9")
     line = _refused(capsys, *base, "--cells", "2", "--autoscale", "kairos")
     assert "--cells does not run with --autoscale" in line
     line = _refused(capsys, "scale", "--cells", "2", "--pool", POOL)
