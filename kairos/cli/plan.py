@@ -7,6 +7,7 @@ from click.core import ParameterSource
 
 from kairos import limits
 from kairos.allocator import BOUNDS, PLAN_DEFAULTS, parse_caps, plan
+from kairos.allocator.cells import CELL_PLAN_DEFAULTS, CellPlan, cells_for_max_rate, plan_cells
 from kairos.allocator.result import Plan
 from kairos.allocator.target import TargetPlan, cheapest_for_rate
 from kairos.catalog import Pool
@@ -111,6 +112,24 @@ def _fmt(x: float | None) -> str:
     default=None,
     help="Also write a Ray cluster-launcher config (AWS) for the chosen pool (docs/ray.md).",
 )
+@click.option(
+    "--cells",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Plan N cells (each a pool one router serves) within the budget (docs/cells.md).",
+)
+@click.option(
+    "--max-cell-qps",
+    type=bounded(limits.RATE_QPS),
+    default=None,
+    help="Plan as many cells as keep each router at or under R q/s (docs/cells.md).",
+)
+@click.option(
+    "--splitter",
+    default=CELL_PLAN_DEFAULTS.splitter,
+    show_default=True,
+    help="The front balancer's policy the cell plan simulates (with --cells).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def plan_command(
     model,
@@ -132,6 +151,9 @@ def plan_command(
     jobs,
     backend,
     ray_cluster_path,
+    cells,
+    max_cell_qps,
+    splitter,
     as_json,
 ):
     """The pool with the most throughput within --budget-per-hr, or the cheapest that holds
@@ -153,6 +175,22 @@ def plan_command(
     verify_top = 0 if no_verify else verify_top
     measurement = Measurement(queries=queries, precision=DEFAULT_MEASUREMENT.precision, seed=seed)
     parallelism = Parallelism(backend=backend, jobs=jobs)
+    if cells is not None or max_cell_qps is not None:
+        _plan_cells(
+            scenario,
+            budget_per_hr,
+            target_qps,
+            cells,
+            max_cell_qps,
+            caps,
+            bound,
+            verify_top,
+            policy,
+            splitter,
+            measurement,
+            as_json,
+        )
+        return
     if target_qps is not None:
         target = _plan_for_rate(
             scenario,
@@ -192,6 +230,89 @@ def plan_command(
         emit_json(result.as_dict())
         return
     click.echo(_render(result, scenario.qos_ms))
+
+
+def _plan_cells(
+    scenario: Scenario,
+    budget_per_hr: float | None,
+    target_qps: float | None,
+    cells: int | None,
+    max_cell_qps: float | None,
+    caps: dict[str, int],
+    bound: str,
+    verify_top: int,
+    policy: str,
+    splitter: str,
+    measurement: Measurement,
+    as_json: bool,
+) -> None:
+    """``plan --cells N`` / ``--max-cell-qps R``: a celled service within the budget."""
+    if budget_per_hr is None or target_qps is not None:
+        raise ConfigError(
+            "a celled plan is planned within a budget, and no --budget-per-hr was given.",
+            "pass --budget-per-hr B with --cells N or --max-cell-qps R.",
+        )
+    if cells is not None and max_cell_qps is not None:
+        raise ConfigError(
+            f"--cells {cells} and --max-cell-qps {max_cell_qps:g} both set the cell count.",
+            "pass one of them.",
+        )
+    if caps:
+        raise ConfigError(
+            "--max caps the whole pool, and a celled plan plans one cell at a time.",
+            "drop --max with --cells / --max-cell-qps.",
+        )
+    if cells is not None:
+        n = cells
+    else:
+        assert max_cell_qps is not None  # the caller passes one of the two
+        n = cells_for_max_rate(scenario, budget_per_hr, max_cell_qps, bound)
+    with progress_bar(not as_json, "cell candidates") as bar:
+        result = plan_cells(
+            scenario,
+            budget_per_hr,
+            n,
+            bound=bound,
+            verify_top=max(1, min(verify_top, CELL_PLAN_DEFAULTS.verify_top)),
+            policy=policy,
+            splitter=splitter,
+            measurement=measurement,
+            progress=lambda c: bar.update(1),
+        )
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    click.echo(_render_cells(result))
+
+
+def _render_cells(result: CellPlan) -> str:
+    c = result.chosen
+    head = [
+        ["model", result.model],
+        ["budget_per_hr", f"{result.budget_per_hr:g}"],
+        ["cells", str(result.n_cells)],
+        ["cell pools", " | ".join(dict.fromkeys(str(p) for p in c.cells))],
+        ["cut", c.kind],
+        ["pool", str(c.pool)],
+        ["cost_per_hr", f"{c.cost_per_hr:.3f}"],
+        ["fluid_bound_qps (sum of cells)", _fmt(c.fluid_bound_qps)],
+        [f"allowable_qps ({result.splitter}, {result.policy})", _fmt(c.allowable_qps)],
+    ]
+    rows = [
+        [
+            t.kind,
+            " | ".join(dict.fromkeys(str(p) for p in t.cells)),
+            f"{t.cost_per_hr:.3f}",
+            _fmt(t.fluid_bound_qps),
+            _fmt(t.allowable_qps),
+        ]
+        for t in result.tried
+    ]
+    return (
+        table(head, ["celled plan", "value"])
+        + "\n\n"
+        + table(rows, ["cut", "cells", "$/h", "fluid bound", "allowable_qps"])
+    )
 
 
 def _write_cluster(path: str | None, pool: Pool, model: str) -> None:

@@ -28,13 +28,16 @@ from kairos.cli.common import (
 from kairos.control.autoscale import AUTOSCALERS, AutoscaleContext
 from kairos.distributor import policy_names
 from kairos.errors import ConfigError
+from kairos.scenario import Scenario
 from kairos.sim.autoscale import CloudSettings, Observation
 from kairos.sim.capacity import (
     DEFAULT_PRECISION,
     DEFAULT_QUERIES,
+    Measurement,
     allowable_throughput,
     default_warmup,
 )
+from kairos.sim.celled import DEFAULT_CELLS, SPLITTERS, cut, measure_cells, simulate_cells
 from kairos.sim.engine import simulate as run_simulation
 from kairos.sim.timeline import (
     TimelineResult,
@@ -51,6 +54,8 @@ REFERENCE_POOL = "g4dn.xlarge=2,r5n.large=9"
 CLOUD = CloudSettings()
 TIMELINE = TimelineSettings()
 GOOD_MINUTE = 0.99  # a minute counts as bad below this share within QoS
+# What ``simulate --cells`` reports of the celled run, beside the central queue's figures.
+CELLED_METRICS = ("throughput_qps", "p50_ms", "p99_ms", "qos_met_fraction")
 
 
 class BootDelays(click.ParamType):
@@ -217,6 +222,24 @@ def report_timeline(
         click.echo(f"  timeline plot: {plot_path}")
 
 
+def cells_options(func: FC) -> FC:
+    """``--cells N`` and ``--splitter``: the same pool cut into N cells (docs/cells.md)."""
+    func = click.option(
+        "--splitter",
+        type=click.Choice(SPLITTERS.names()),
+        default=DEFAULT_CELLS.splitter,
+        show_default=True,
+        help="The front balancer's policy in front of the cells (with --cells).",
+    )(func)
+    return click.option(
+        "--cells",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Also cut the pool into N cells, each its own central queue, behind a front "
+        "splitter, and report them beside the single central queue.",
+    )(func)
+
+
 def policy_option(default: str = "fcfs") -> Callable[[FC], FC]:
     return click.option(
         "--policy",
@@ -252,6 +275,7 @@ def policy_option(default: str = "fcfs") -> Callable[[FC], FC]:
 )
 @click.option("--seed", type=bounded(limits.SEED), default=0, show_default=True)
 @autoscale_options
+@cells_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def simulate(
     model,
@@ -272,6 +296,8 @@ def simulate(
     min_charge_s,
     budget_per_hr,
     plot_path,
+    cells,
+    splitter,
     as_json,
 ):
     """Simulate POOL under Poisson load at RATE_QPS (or a --trace) and report latency and QoS.
@@ -297,6 +323,12 @@ def simulate(
         )
     else:
         AUTOSCALERS.check(autoscaler)
+        if cells is not None:
+            raise ConfigError(
+                f"--cells {cells} applies to a fixed pool, and --autoscaler {autoscaler} "
+                "resizes it.",
+                "drop --cells, or drop --autoscaler.",
+            )
     if trace_path is not None and rate_qps is not None:
         raise ConfigError(
             f"--rate-qps {rate_qps:g} and --trace {trace_path} both set the arrivals.",
@@ -371,6 +403,18 @@ def simulate(
         "p99_ms": m.p99_ms,
         "qos_met_fraction": m.qos_met_fraction,
     }
+    if cells is not None:
+        celled = simulate_cells(
+            scenario,
+            cut(scenario, pool, cells),
+            policy,
+            stream,
+            seed=seed,
+            policy_options=options,
+            splitter=splitter,
+        ).result.records.metrics(scenario.qos_ms, default_warmup(queries) if queries > 2000 else 0)
+        payload |= {"cells": cells, "splitter": splitter}
+        payload |= {f"celled_{k}": getattr(celled, k) for k in CELLED_METRICS}
     if as_json:
         emit_json(payload | {"p90_ms": m.p90_ms, "utilisation": m.utilisation})
         return
@@ -399,6 +443,7 @@ def simulate(
     help="Stop when the passing and failing rates are within this fraction.",
 )
 @click.option("--seed", type=bounded(limits.SEED), default=0, show_default=True)
+@cells_options
 @click.option("--json", "as_json", is_flag=True)
 def capacity(
     model,
@@ -412,11 +457,22 @@ def capacity(
     queries,
     precision,
     seed,
+    cells,
+    splitter,
     as_json,
 ):
-    """Allowable throughput of POOL: highest rate with 99% of queries within QoS."""
+    """Allowable throughput of POOL: highest rate with 99% of queries within QoS.
+
+    With --cells N the same instances are also cut into N cells behind a front --splitter
+    (docs/cells.md): allowable_qps is then the celled service's, beside the central queue's.
+    """
     scenario = build_scenario(model, qos_ms, batch_mix, profiles_path, prices_path)
     pool = parse_pool(scenario, pool_text)
+    if cells is not None:
+        measurement = Measurement(queries=queries, precision=precision, seed=seed)
+        options = parse_policy_options(policy_option_texts)
+        _capacity_cells(scenario, pool, policy, options, measurement, cells, splitter, as_json)
+        return
     with progress_bar(not as_json, "capacity search") as bar:
         res = allowable_throughput(
             scenario,
@@ -451,6 +507,70 @@ def capacity(
         rows.append(["p99_ms at allowable", f"{res.metrics.p99_ms:.1f}"])
     if res.reason:
         rows.append(["reason", res.reason])
+    click.echo(table(rows, ["metric", "value"]))
+
+
+def _capacity_cells(
+    scenario: Scenario,
+    pool: Pool,
+    policy: str,
+    options: dict[str, Any] | None,
+    measurement: Measurement,
+    cells: int,
+    splitter: str,
+    as_json: bool,
+) -> None:
+    """``capacity --cells``: the celled service's allowable throughput beside the central
+    queue's, both with the same search and seeded streams."""
+    parts = cut(scenario, pool, cells)
+    with progress_bar(not as_json, "capacity search") as bar:
+        central = allowable_throughput(
+            scenario,
+            pool,
+            policy,
+            queries=measurement.queries,
+            seed=measurement.seed,
+            precision=measurement.precision,
+            policy_options=options,
+            progress=lambda t: bar.update(1),
+        )
+        celled = measure_cells(
+            scenario,
+            pool,
+            cells,
+            policy,
+            measurement,
+            splitter=splitter,
+            policy_options=options,
+            guess_qps=central.allowable_qps or None,
+        )
+    ratio = celled.allowable_qps / central.allowable_qps if central.allowable_qps else None
+    payload = {
+        "model": scenario.model,
+        "pool": str(pool),
+        "policy": policy,
+        "qos_ms": scenario.qos_ms,
+        "cost_per_hr": round(pool.cost_per_hr(scenario.prices), 4),
+        "cells": cells,
+        "splitter": splitter,
+        "allowable_qps": celled.allowable_qps,
+        "central_allowable_qps": central.allowable_qps,
+        "celled_over_central": ratio,
+    }
+    if as_json:
+        emit_json(
+            payload
+            | {
+                "cell_pools": [str(c) for c in parts],
+                "reason": celled.reason,
+                "p99_ms": celled.metrics.p99_ms if celled.metrics else None,
+            }
+        )
+        return
+    rows = [[k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in payload.items()]
+    rows += [[f"cell {k}", str(c)] for k, c in enumerate(parts)]
+    if celled.reason:
+        rows.append(["reason", celled.reason])
     click.echo(table(rows, ["metric", "value"]))
 
 
