@@ -25,6 +25,7 @@ from kairos.distributor.base import Decision
 from kairos.distributor.policies.kairos.matching import assign, candidate_columns, small_assignment
 from kairos.distributor.policies.kairos.tables import KairosTables
 from kairos.distributor.state import ClusterState
+from kairos.workload import Query
 
 # Pools up to this size decide a single queued query by a scan (see ``Kairos.decide_one``)
 # and compute remaining times in plain floats; beyond it numpy's vector work is cheaper.
@@ -42,8 +43,13 @@ def remaining_s(tab: KairosTables, state: ClusterState, instances: np.ndarray) -
         return np.array(
             [0.0 if j in idle else max(max(est[j] - now, 0.0), overdue) for j in instances.tolist()]
         )
-    free_s = np.array(state.est_free_s)[instances]
-    rem = np.maximum(free_s - state.now_s, 0.0)
+    free_s = np.array(state.est_free_s)
+    if len(instances) == len(free_s):  # every instance (ids are 0..n-1): no gather, and
+        # the idle ones are zeroed in place (the same values as the masked ``where`` below)
+        rem = np.maximum(np.maximum(free_s - state.now_s, 0.0), tab.overdue_s)
+        rem[list(state.idle)] = 0.0
+        return rem
+    rem = np.maximum(free_s[instances] - state.now_s, 0.0)
     busy = np.ones(len(state.est_free_s), dtype=bool)
     busy[list(state.idle)] = False
     return np.where(busy[instances], np.maximum(rem, tab.overdue_s), 0.0)
@@ -123,65 +129,119 @@ def decide_dense(tab: KairosTables, state: ClusterState) -> list[Decision]:
 
     The mean-based slack is computed once and shared by the penalty (unless the
     safeguard reads a tail quantile), the urgency bonus and the hold test; the nested
-    penalty ``where`` is folded into one; rows that need no bonus are left untouched
-    instead of subtracting 0. Each of these leaves every float as ``match`` computes it.
+    penalty ``where`` is folded into one, and skipped when every row is already late (each
+    penalty would be zeroed); rows that need no bonus are left untouched instead of
+    subtracting 0. Each of these leaves every float as ``match`` computes it. When every
+    instance is up and none is pruned (small pools, and any pool whose window is long), the
+    columns are the instances themselves and the service times come from one per-instance
+    table (``ServiceTables.by_instance``). After the solve only the pairs on idle instances
+    are examined (a start needs one; in overload there is one), in the same order.
     """
-    all_up = all(state.up)
-    up = tab.instances if all_up else tab.instances[np.array(state.up, dtype=bool)]
+    up_flags = state.up
+    all_up = False not in up_flags
+    up = tab.instances if all_up else tab.instances[np.array(up_flags, dtype=bool)]
     n_rows = min(len(state.queue), math.ceil(tab.window_factor * len(up)), tab.max_queries)
     if n_rows == 0 or len(up) == 0:
         return []
     now = state.now_s
-    remaining = remaining_s(tab, state, up)
-    col_type = tab.inst_type if all_up else tab.inst_type[up]
-    if n_rows * len(tab.coeff) < len(up):
-        members = (
-            tab.members
-            if all_up
-            else [np.flatnonzero(col_type == t) for t in range(len(tab.coeff))]
-        )
-        keep = candidate_columns(members, remaining, n_rows)
-        up, remaining, col_type = up[keep], remaining[keep], col_type[keep]
     queries = state.head(n_rows)
-    batches = np.array([q.batch_size for q in queries], dtype=np.int64)
+    batch_list = [q.batch_size for q in queries]
+    remaining = remaining_s(tab, state, up)
+    if all_up and n_rows * len(tab.coeff) >= len(up):
+        col_type, cc = tab.inst_type, tab.inst_coeff
+        est = tab.service.by_instance(batch_list)
+    else:
+        col_type = tab.inst_type if all_up else tab.inst_type[up]
+        if n_rows * len(tab.coeff) < len(up):
+            members = (
+                tab.members
+                if all_up
+                else [np.flatnonzero(col_type == t) for t in range(len(tab.coeff))]
+            )
+            keep = candidate_columns(members, remaining, n_rows)
+            up, remaining, col_type = up[keep], remaining[keep], col_type[keep]
+        cc = tab.coeff[col_type]
+        est = tab.service.lookup("mean", np.array(batch_list, dtype=np.int64))[:, col_type]
     overhead = state.overhead_s
-    est_s = tab.service.lookup("mean", batches)
     if overhead != 0.0:  # (x + 0.0 is x: skipping it changes no value)
-        est_s = est_s + overhead
-    deadline_s = np.array([q.arrival_s for q in queries]) + tab.qos_s
+        est = est + overhead
+    finish = remaining + est
+    cost = cc * finish
+    arrivals = [q.arrival_s for q in queries]
+    if max(arrivals) + tab.qos_s < now:
+        # Every query in the window is late (a long overload): no pair is penalised, no row
+        # gets the urgency bonus and none is held, so the cost is the weighted finish alone
+        # (``x + 0`` and ``x - 0`` are ``x``); the same matrix, the same solve.
+        rows, cols = assign(cost)
+        return _idle_starts(tab, state, queries, up, rows, cols, None, None, None)
+    deadline_s = np.array(arrivals) + tab.qos_s
     ahead = deadline_s - now
-    finish = remaining[None, :] + est_s[:, col_type]
-    cost = tab.coeff[col_type][None, :] * finish
     slack = ahead[:, None] - finish
+    live = deadline_s >= now
+    w, qos = tab.weights, tab.qos_s
     pslack = slack
     if tab.slack_quantile is not None:
-        tail_s = tab.service.lookup("tail", batches) + state.overhead_s
-        pslack = ahead[:, None] - (remaining[None, :] + tail_s[:, col_type])
-    w, qos = tab.weights, tab.qos_s
-    pen = np.where(
-        pslack < w.safeguard_frac * qos,
-        np.where(pslack < 0.0, w.miss_penalty_qos * qos, w.slack_penalty_qos * qos),
-        0.0,
-    )
-    live = deadline_s >= now
-    # The queue is in arrival order, so the first query has the earliest deadline.
-    if deadline_s[0] < now:
+        tail_s = tab.service.lookup("tail", np.array(batch_list, dtype=np.int64)) + overhead
+        pslack = ahead[:, None] - (remaining + tail_s[:, col_type])
+    # Penalty level by bisection on (0, guard): slack < 0 -> miss, < guard -> near, else
+    # 0; the same three floats the nested ``where`` of ``pair_costs`` picks.
+    pen = tab.penalty_levels[np.searchsorted(tab.penalty_edges, pslack, side="right")]
+    if not live[0]:  # the oldest query is late: some rows get no penalty
         pen[~live] = 0.0
     cost += pen
-    best = slack.max(axis=1)
-    if tab.urgency_frac is not None and n_rows > len(up):
-        urgent = live & (best >= 0.0) & (best < tab.urgency_frac * qos)
+    n_cols = len(up)
+    best = None
+    if tab.urgency_frac is not None and n_rows > n_cols:
+        best = slack.max(axis=1)
+        # best in [0, urgency_frac * QoS) and live: the bonus row (see ``urgency_bonus``).
+        urgent = live & (np.searchsorted(tab.urgency_edges, best, side="right") == 1)
         if urgent.any():
             cost[urgent] -= w.slack_penalty_qos * qos
     rows, cols = assign(cost)
-    held = (
-        (live & (best >= 0.0))[rows] & (slack[rows, cols] < 0.0)
-        if tab.hold_doomed
-        else np.zeros(len(rows), dtype=bool)
-    )
-    idle, inst = state.idle, up.tolist()
-    return [
-        (queries[r].qid, inst[c])
-        for r, c, h in zip(rows.tolist(), cols.tolist(), held.tolist(), strict=True)
-        if not h and inst[c] in idle
-    ]
+    return _idle_starts(tab, state, queries, up, rows, cols, slack, live, best)
+
+
+def _idle_starts(
+    tab: KairosTables,
+    state: ClusterState,
+    queries: list[Query],
+    up: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    slack: np.ndarray | None,
+    live: np.ndarray | None,
+    best: np.ndarray | None,
+) -> list[Decision]:
+    """The matched pairs on idle instances that are not held, in the solver's pair order.
+
+    A pair is held (``hold_doomed``) when its query is live and could make its deadline on
+    some column (best slack >= 0) but not on its own: the test ``match`` applies to every
+    pair, applied here only to the pairs that could start, with the same floats. ``live``
+    None: every query is late, so none is held.
+    """
+    idle = state.idle
+    inst = up.tolist()
+    col_list = cols.tolist()
+    if len(idle) * 8 < len(col_list):
+        # Few idle instances (overload): find their pairs instead of walking every pair.
+        where = {j: k for k, j in enumerate(inst)} if len(inst) != len(tab.instances) else None
+        found = []
+        for j in idle:
+            c = j if where is None else where.get(j, -1)
+            if c >= 0 and c in col_list:
+                found.append(col_list.index(c))
+        pairs = sorted(found)
+    else:
+        pairs = [k for k, c in enumerate(col_list) if inst[c] in idle]
+    out = []
+    for k in pairs:
+        r, c = int(rows[k]), col_list[k]
+        if tab.hold_doomed and live is not None and slack is not None:
+            if not (live[r] and slack[r, c] < 0.0):
+                out.append((queries[r].qid, inst[c]))
+                continue
+            b = best[r] if best is not None else slack[r].max()
+            if b >= 0.0:
+                continue
+        out.append((queries[r].qid, inst[c]))
+    return out

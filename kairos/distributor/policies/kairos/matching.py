@@ -126,7 +126,15 @@ def candidate_columns(
     keep = []
     for idx in members:
         if len(idx) > n_queries:
-            idx = idx[np.argsort(remaining_s[idx], kind="stable")[:n_queries]]
+            # The n soonest, ties to the lower position: what a stable argsort's first n
+            # are, found by selection (linear) instead of a sort. Every instance strictly
+            # sooner than the n-th smallest time, then the lowest-placed at that time.
+            rem = remaining_s[idx]
+            kth = np.partition(rem, n_queries - 1)[n_queries - 1]
+            sooner = rem < kth
+            tied = np.flatnonzero(rem == kth)[: n_queries - int(np.count_nonzero(sooner))]
+            sooner[tied] = True
+            idx = idx[sooner]
         keep.append(idx)
     return np.sort(np.concatenate(keep))
 
