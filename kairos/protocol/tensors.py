@@ -270,7 +270,8 @@ def decode_inputs(
     so it refuses what the router does not look at: null, text or nested values, NaN,
     infinity and floats that overflow their datatype (1e300 in FP32), fractional or
     out-of-range values for integer types. Nothing questionable reaches the model.
-    ``json_length`` marks a binary-extension body.
+    ``json_length`` marks a binary-extension body. Binary tensors in a writable buffer
+    (a ``bytearray`` or a view of one) are decoded without a copy: see below.
     """
     doc = orjson.loads(body if json_length is None else body[:json_length])
     out: dict[str, np.ndarray] = {}
@@ -287,7 +288,12 @@ def decode_inputs(
                 raise BadRequest(
                     f"input {name!r} has binary data that does not fit ({exc})."
                 ) from None
-            arr = raw.astype(target.newbyteorder("="))
+            # A writable, aligned buffer in this machine's byte order (the worker's reused
+            # receive buffer) is used in place: the array is a view, so the caller keeps the
+            # buffer unchanged while the array lives. Read-only bytes are copied, as a model
+            # (torch.from_numpy) refuses to share memory it may not write.
+            native = raw.dtype == target and raw.flags.writeable and raw.flags.aligned
+            arr = raw if native else raw.astype(target.newbyteorder("="))
             offset += size
         else:
             arr = _cast(_numbers(t["data"], name, datatype), target, name, datatype)

@@ -168,6 +168,23 @@ def test_binary_tensors_validate_and_decode_like_json() -> None:
         assert as_binary[name].dtype == arr.dtype and np.array_equal(as_binary[name], arr)
 
 
+def test_binary_tensors_in_a_writable_buffer_are_views_and_read_only_bytes_are_copied() -> None:
+    x = {"name": "x", "datatype": "FP32", "shape": [2, 2], "parameters": {"binary_data_size": 16}}
+    doc = {"inputs": [x]}
+    # An id of the right length puts the floats at an aligned offset.
+    head = next(h for n in range(4) if len(h := orjson.dumps({**doc, "id": "p" * n})) % 4 == 0)
+    values = np.arange(4, dtype=np.float32)
+    raw = head + values.tobytes()
+    assert len(head) % 4 == 0
+    buf = bytearray(raw)
+    shared = decode_inputs(memoryview(buf), len(head))["x"]
+    copied = decode_inputs(raw, len(head))["x"]
+    assert np.array_equal(shared.ravel(), values) and np.array_equal(copied.ravel(), values)
+    buf[len(head) : len(head) + 4] = np.float32(9.0).tobytes()
+    assert shared[0, 0] == 9.0 and copied[0, 0] == 0.0
+    assert copied.flags.writeable
+
+
 def _binary(doc: dict, tail: bytes) -> tuple[bytes, int]:
     head = orjson.dumps(doc)
     return head + tail, len(head)

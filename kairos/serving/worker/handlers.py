@@ -30,13 +30,16 @@ from kairos.protocol.tensors import (
 )
 
 
-def check_inputs(arrays: Mapping[str, np.ndarray], specs: Sequence[TensorSpec] | None) -> int:
+def check_inputs(
+    arrays: Mapping[str, np.ndarray], specs: Sequence[TensorSpec] | None, *, values: bool = True
+) -> int:
     """Check decoded inputs against the declared ones; return the batch size.
 
     Names, datatypes and shapes must match the declaration (``-1`` matches any size) and
     every input must have the same first dimension; floating-point values must be finite
     (JSON ``null`` decodes to NaN and ``1e300`` to infinity in FP32: neither may reach a
-    model). Raises BadRequest, which the worker answers with HTTP 400.
+    model). ``values=False`` skips that pass over every number, for arrays ``decode_inputs``
+    has already checked. Raises BadRequest, which the worker answers with HTTP 400.
     """
     if specs is not None:
         _check_declared(arrays, specs)
@@ -46,7 +49,7 @@ def check_inputs(arrays: Mapping[str, np.ndarray], specs: Sequence[TensorSpec] |
             f"inputs disagree on the batch size (first dimensions {sorted(batches)}).",
             "give every input the same first dimension: the number of samples.",
         )
-    for name, arr in arrays.items():
+    for name, arr in arrays.items() if values else ():
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             bad = arr[~np.isfinite(arr)].ravel()[0]
             raise BadRequest(
@@ -111,10 +114,14 @@ class ModelHandler:
     def decode(
         self, payload: bytes | memoryview, json_length: int | None = None
     ) -> dict[str, np.ndarray]:
-        """The request's arrays, checked against the declared inputs (BadRequest if not)."""
+        """The request's arrays, checked against the declared inputs (BadRequest if not).
+
+        Binary tensors in a writable buffer come back as views of it (``decode_inputs``):
+        the caller keeps the buffer unchanged until the query is answered.
+        """
         with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf: refused below
             arrays = decode_inputs(payload, json_length)
-        check_inputs(arrays, self.inputs)
+        check_inputs(arrays, self.inputs, values=False)  # decode_inputs refused non-finite
         return arrays
 
     def serve(self, payload: bytes | memoryview, json_length: int | None = None) -> bytes:
@@ -126,11 +133,20 @@ class ModelHandler:
         """``serve`` with the preparation and the model's own time measured apart."""
         t0 = time.perf_counter()
         arrays = self.decode(payload, json_length)
+        return self.compute(arrays, (time.perf_counter() - t0) * 1000.0)
+
+    def compute(
+        self, arrays: dict[str, np.ndarray], decode_ms: float = 0.0
+    ) -> tuple[bytes, QueryTimes]:
+        """The model on decoded arrays, and its encoded outputs; ``decode_ms`` (spent before,
+        perhaps on another thread) counts as preparation, so the times are the query's."""
+        t0 = time.perf_counter()
         if self._split is not None:
             prepare, infer = self._split
             tensors = prepare(arrays)
             t1 = time.perf_counter()
             result = infer(tensors)
+            del tensors  # views of the request's buffer: released before the buffer is reused
         else:
             t1 = time.perf_counter()
             result = self._fn(arrays)
@@ -138,7 +154,9 @@ class ModelHandler:
         body = encode_outputs(_as_outputs(result))
         t3 = time.perf_counter()
         ms = 1000.0
-        return body, QueryTimes((t1 - t0) * ms, (t2 - t1) * ms, (t3 - t0) * ms)
+        return body, QueryTimes(
+            decode_ms + (t1 - t0) * ms, (t2 - t1) * ms, decode_ms + (t3 - t0) * ms
+        )
 
     async def run(
         self, batch_size: int, payload: bytes | memoryview, json_length: int | None = None

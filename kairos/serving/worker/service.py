@@ -10,9 +10,12 @@ Modes:
           runs the process as a smaller local instance type (``kairos.serving.worker.cpushare``).
 
 The router reaches it over a persistent connection, framed TCP or gRPC (``transport``): a
-request frame in, a reply frame out, plus ``describe`` (what the worker serves). An
-``asyncio.Lock`` keeps one query in service even if several routers connect. A reply's
-``service_ms`` is the measured wall time of the query.
+request frame in, a reply frame out, plus ``describe`` (what the worker serves). One query is
+in service at a time even if several routers connect: a replay worker holds an
+``asyncio.Lock``; a model worker runs its queries on one compute thread
+(``kairos.serving.worker.lane``), and over framed TCP it receives and decodes the next query
+into a reused buffer while the current one runs. A reply's ``service_ms`` is the measured
+wall time of the query's own work (decoding, the model, encoding), not its wait.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import contextlib
 import importlib
 import os
 import signal
+import struct
 import sys
 import threading
 import time
@@ -30,6 +34,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 
 from kairos.aio import check_bind_host, pin_to_cpus, run_event_loop, settle_heap
 from kairos.errors import ConfigError
@@ -41,10 +46,20 @@ from kairos.registry import Registry
 from kairos.serving.pool.transport import TRANSPORTS, Server
 from kairos.serving.worker import cpushare
 from kairos.serving.worker.handlers import ModelHandler
+from kairos.serving.worker.lane import (
+    ComputeLane,
+    Connection,
+    Query,
+    ReceiveBuffers,
+    decode_into,
+    payload_view,
+    start_lane_server,
+)
 from kairos.serving.worker.launch import WorkerSpec
 from kairos.serving.worker.stand_in import stand_in_signature
 
 READY_LINE = "KAIROS_WORKER_READY"
+HEADER_LENGTH = struct.Struct("!I")  # a frame's header length, as the wire's length prefix
 # asyncio timers have millisecond granularity; the last stretch of a sleep is spent in
 # time.sleep so replayed service times are accurate to tens of microseconds.
 _FINE_SLEEP_S = 0.002
@@ -185,7 +200,61 @@ class WorkerService:
         self._spec = spec
         self._handler = handler
         self._lock = asyncio.Lock()
-        self.served = 0
+        self._served = 0
+        self._lane: ComputeLane | None = None
+        self.buffers = ReceiveBuffers()
+
+    @property
+    def served(self) -> int:
+        return self._served + (self._lane.served if self._lane is not None else 0)
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether queries run on a compute lane (a model) rather than under the lock."""
+        return isinstance(self._handler, ModelHandler)
+
+    def lane(self) -> ComputeLane:
+        if self._lane is None:
+            assert isinstance(self._handler, ModelHandler)
+            self._lane = ComputeLane(self._handler)
+        return self._lane
+
+    def stop(self) -> None:
+        if self._lane is not None:
+            self._lane.stop()
+
+    def accept(self, conn: Connection, buf: bytearray, start: int, stop: int) -> None:
+        """A frame received whole in ``buf[start:stop]`` (framed TCP, model workers): decoded
+        here, on the event loop, while the lane may be running the previous query."""
+        assert isinstance(self._handler, ModelHandler)
+        bad: str | None = None
+        try:
+            (n,) = HEADER_LENGTH.unpack_from(buf, start)
+            with memoryview(buf) as view:
+                header = orjson.loads(view[start + HEADER_LENGTH.size : start + 4 + n])
+            if not isinstance(header, dict):
+                raise ValueError("the frame's header is not an object")
+        except (ValueError, struct.error) as exc:
+            header, bad = {}, f"bad frame ({exc})"
+        if header.get("op") == "describe":
+            conn.buffers.give_back(buf)
+            described = frame(self.description())
+            conn.write(HEADER_LENGTH.pack(len(described)) + described)
+            return
+        query = Query(header, conn.write)
+        query.conn, query.buf = conn, buf
+        if bad is not None:
+            query.error = (400, bad)
+        else:
+            lo, json_length = start + HEADER_LENGTH.size + n, header.get("json_length")
+            payload = (
+                payload_view(conn, buf, lo, stop, json_length)
+                if type(json_length) is int and 0 <= json_length <= stop - lo
+                else memoryview(buf)[lo:stop]
+            )
+            decode_into(query, self._handler, payload)
+            del payload
+        self.lane().submit(query)
 
     def description(self) -> dict[str, Any]:
         return {
@@ -199,6 +268,12 @@ class WorkerService:
 
     async def handle(self, request: bytes) -> bytes:
         header, payload = split_frame(request)
+        if isinstance(self._handler, ModelHandler):  # the lane: one query at a time, in order
+            answered: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            query = Query(header, answered.set_result)
+            decode_into(query, self._handler, payload)
+            self.lane().submit(query)
+            return (await answered)[HEADER_LENGTH.size :]
         async with self._lock:
             t0 = time.perf_counter()
             code, error, outputs = 200, None, b"[]"
@@ -212,7 +287,7 @@ class WorkerService:
                 code, error = 500, f"model raised {type(exc).__name__}: {exc}"
             times = getattr(self._handler, "last_times", None)  # a model's own split, if any
             service_ms = (time.perf_counter() - t0) * 1000.0
-            self.served += 1
+            self._served += 1
         reply = {"qid": header.get("qid"), "service_ms": service_ms, "code": code}
         if error is not None:
             reply["error"] = error
@@ -224,6 +299,10 @@ class WorkerService:
 async def _bind(spec: WorkerSpec, service: WorkerService) -> tuple[Server, int]:
     start = TRANSPORTS.get(spec.transport).serve
     try:
+        if spec.transport == "tcp" and service.pipelined:  # the same frames, received in place
+            return await start_lane_server(
+                spec.host, spec.port, service.accept, service.buffers, service.stop
+            )
         return await start(spec.host, spec.port, service.handle, service.description)
     except OSError as exc:
         raise ConfigError(
