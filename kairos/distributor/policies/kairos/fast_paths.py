@@ -161,7 +161,7 @@ def decide_dense(tab: KairosTables, state: ClusterState) -> list[Decision]:
             keep = candidate_columns(members, remaining, n_rows)
             up, remaining, col_type = up[keep], remaining[keep], col_type[keep]
         cc = tab.coeff[col_type]
-        est = tab.service.lookup("mean", np.array(batch_list, dtype=np.int64))[:, col_type]
+        est = tab.service.lookup("mean", np.array(batch_list, dtype=np.int64)).take(col_type, 1)
     overhead = state.overhead_s
     if overhead != 0.0:  # (x + 0.0 is x: skipping it changes no value)
         est = est + overhead
