@@ -35,7 +35,13 @@ from kairos.distributor.driver import Driver, PolicyFactory
 from kairos.errors import ConfigError, PolicyError
 from kairos.registry import Registry
 from kairos.scenario import Scenario
-from kairos.sim.capacity import DEFAULT_MEASUREMENT, CapacityResult, Measurement, measure
+from kairos.sim.capacity import (
+    DEFAULT_MEASUREMENT,
+    CapacityResult,
+    Measurement,
+    Simulator,
+    measure,
+)
 from kairos.sim.cells import cell_weights, instance_rates_qps, split_pool
 from kairos.sim.engine import SimResult, service_times_s
 from kairos.sim.records import QueryRecords
@@ -52,7 +58,6 @@ class CellSettings:
     only knows the planned capacities.
     """
 
-    cells: int = 1
     splitter: str = "least-outstanding"
 
 
@@ -258,7 +263,7 @@ def _run(
     return start_s, finish_s, where, cell_of
 
 
-def celled_simulator(cells: Sequence[Pool], splitter: str = DEFAULT_CELLS.splitter) -> Any:
+def celled_simulator(cells: Sequence[Pool], splitter: str = DEFAULT_CELLS.splitter) -> Simulator:
     """A drop-in for ``kairos.sim.engine.simulate`` that runs ``cells`` instead of the pool it
     is given (the capacity search's ``simulator`` hook): the search then measures the celled
     service with the same trials, streams and verdicts as the central queue."""
