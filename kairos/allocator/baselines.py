@@ -274,7 +274,7 @@ def bayes_search(
                 # A flat or tiny history makes the kernel fit warn about its bounds.
                 warnings.simplefilter("ignore")
                 gp.fit(np.array(xs), np.array(ys))
-                picks = _ucb_round(gp, x_all, fresh, xs, ys, size)
+                picks = _ucb_round(gp, x_all, fresh, xs, ys, size, rng)
         for i in picks:
             fresh[i] = False
         values = score([space.pool(i) for i in picks])
@@ -287,7 +287,13 @@ def bayes_search(
 
 
 def _ucb_round(
-    gp: Any, x_all: np.ndarray, fresh: np.ndarray, xs: list[np.ndarray], ys: list[float], size: int
+    gp: Any,
+    x_all: np.ndarray,
+    fresh: np.ndarray,
+    xs: list[np.ndarray],
+    ys: list[float],
+    size: int,
+    rng: np.random.Generator,
 ) -> list[int]:
     """``size`` pools by upper confidence bound over the fresh candidates; after each pick the
     surrogate is refitted (same kernel) with the pick believed at its mean."""
@@ -301,12 +307,16 @@ def _ucb_round(
         idx = np.flatnonzero(open_)
         mean, std = model.predict(x_all[idx], return_std=True)
         ucb = mean + RIBBON_DEFAULTS.kappa * std
-        i = int(idx[int(np.argmax(ucb))])  # ties: the first in enumeration order
+        # Ties (a flat surrogate, e.g. every pool so far scored 0) are drawn at random, as
+        # the package's random search would: the first in enumeration order is one corner.
+        top = np.flatnonzero(ucb >= ucb.max() - 1e-9 * max(1.0, abs(float(ucb.max()))))
+        k = int(top[0]) if len(top) == 1 else int(rng.choice(top))
+        i = int(idx[k])
         picks.append(i)
         open_[i] = False
         if len(picks) < size:
             x_fit.append(x_all[i])
-            y_fit.append(float(mean[int(np.argmax(ucb))]))
+            y_fit.append(float(mean[k]))
             model = clone(gp).set_params(kernel=gp.kernel_, optimizer=None)
             model.fit(np.array(x_fit), np.array(y_fit))
     return picks
