@@ -11,7 +11,8 @@ best static pool (target <= 0.8) and over the hindsight oracle (target <= 1.2), 
 share (target >= 99% on diurnal and on-off).
 
 Shapes (``SHAPES``; ``kairos.traces``):
-  diurnal     trough -> peak (3x) -> trough over the whole duration, 10% per-minute noise.
+  diurnal     trough -> peak (3x) -> trough over the whole duration (one cycle, 2 h by
+              default), 10% per-minute noise.
   on-off      silence, then bursts of 80-100% of the peak: ``on_s`` 120 s every 360 s. The
               trace is turned to open with a burst, so the first decision sees bursty traffic
               as the service's recent past; from silence, the first burst lands before any
@@ -20,13 +21,20 @@ Shapes (``SHAPES``; ``kairos.traces``):
               swings and second-scale 2-3x bursts: the stand-in for a production trace (no
               public one can be fetched here).
 
-Rates: rm2 20-60 q/s, dien 60-180 q/s (one g4dn.xlarge holds about 30 q/s of dien's
-production mix, so its pools have 2 to 7 instances and autoscaling has steps to take).
-Durations: ``--duration-s`` (default 2 h for rm2, 1 h for dien, so that the whole benchmark
-runs in about 20 minutes on 2 cores with ``--jobs 2``); the diurnal cycle is the duration.
+Rates: rm2 40-120 q/s, dien 60-180 q/s. The production mix's large batches need a
+g4dn.xlarge in every pool, a fixed $0.53/h, so at low rates a pool's cost hardly follows the
+rate and no autoscaler can save much; at these rates the cheapest pools run from one GPU and
+a few r5n.large to one GPU and a dozen, so there are steps to take.
+Durations (``DURATION_S``, ``--duration-s`` for all shapes): the diurnal cycle 2 h, on-off
+and multiscale 30 min; the whole benchmark is about 900 s of CPU (``--jobs 2``), about 700 s
+without ``static-peak`` and ``static-mean``, which no target reads.
+
+The share a ratio is judged at: kairos's cost over a homogeneous autoscaler's means "cheaper at
+the same QoS" only where that autoscaler holds the target share too; where it does not, the
+line says by how many points it misses the target, next to the ratio.
 
     python benchmarks/bench_autoscale.py [--models dien,rm2] [--shapes diurnal,on-off,multiscale]
-        [--duration-s S] [--seed 0] [--policy kairos] [--jobs 2] [--json]
+        [--autoscalers ...] [--duration-s S] [--seed 0] [--policy kairos] [--jobs 2] [--json]
 """
 
 from __future__ import annotations
@@ -51,14 +59,16 @@ from kairos.sim.timeline import TimelineSettings, percent_down, simulate_timelin
 from kairos.traces import TraceSettings, synthetic_trace
 from kairos.workload import QueryStream
 
-RATES_QPS = {"dien": (60.0, 180.0), "rm2": (20.0, 60.0)}  # (trough, peak)
-DURATION_S = {"dien": 3600.0, "rm2": 7200.0}
+RATES_QPS = {"dien": (60.0, 180.0), "rm2": (40.0, 120.0)}  # (trough, peak)
+DURATION_S = {"diurnal": 2 * 3600.0, "on-off": 1800.0, "multiscale": 1800.0}
 SHAPES = ("diurnal", "on-off", "multiscale")
 ORDER = ("kairos", "static-peak", "static-mean", "static-best", "oracle", "ray-serve", "skyserve")
 ON_S, OFF_S = 120.0, 240.0
 MULTISCALE_PERIOD_S = 900.0
 # The issue's "done when": kairos at most these multiples of each baseline's cost.
 TARGETS = {"ray-serve": 0.6, "skyserve": 0.6, "static-best": 0.8, "oracle": 1.2}
+# Baselines compared at the same share: a ratio against them counts only where they hold it.
+SAME_SHARE = ("ray-serve", "skyserve")
 QOS_TARGET = 0.99
 
 
@@ -147,6 +157,8 @@ def ratios(rows: list[Row]) -> list[dict[str, Any]]:
                 "share": b.qos_share,
                 # Points of QoS share the baseline falls short of kairos's (negative: above).
                 "share_gap_points": 100.0 * (k.qos_share - b.qos_share),
+                # Points the baseline falls short of the target share (0: it holds it).
+                "misses_target_points": max(0.0, 100.0 * (QOS_TARGET - b.qos_share)),
             }
         out.append(entry)
     return out
@@ -174,6 +186,8 @@ def print_tables(rows: list[Row], table: list[dict[str, Any]]) -> None:
             if base in e:
                 b = e[base]
                 mark = "met" if b["met"] else "MISSED"
+                if base in SAME_SHARE and b["misses_target_points"] > 0:
+                    mark = f"{base} misses 99% by {b['misses_target_points']:.2f} points"
                 parts.append(
                     f"/{base} {b['ratio']:.2f} (<= {b['target']}: {mark}; "
                     f"{base} {percent_down(b['share'], 2)})"
@@ -216,10 +230,11 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--shapes: {s!r} is not one of {', '.join(SHAPES)}")
     for n in names:
         AUTOSCALERS.check(n)
+    # Shape by shape (the diurnal first: the targets are there), models side by side.
     tasks = [
-        (m, s, n, args.duration_s or DURATION_S[m], args.seed, args.policy)
-        for m in models
+        (m, s, n, args.duration_s or DURATION_S[s], args.seed, args.policy)
         for s in shapes
+        for m in models
         for n in names
     ]
     wall0 = time.perf_counter()

@@ -70,8 +70,12 @@ class TableLadder(Ladder):
         return min(fits, key=lambda c: c.cost_per_hr, default=None)
 
     def holds(self, pool: Pool, rate_qps: float) -> bool:
-        held = {Pool.parse(p): h for p, h in TABLE.items()}
-        return pool.size > 0 and held.get(Pool(tuple(sorted(pool.counts))), 0.0) >= rate_qps
+        """A pool holds what the most capable table pool inside it holds (a pool with more
+        instances holds at least as much)."""
+        inside = [
+            h for p, h in TABLE.items() if all(pool.count(t) >= n for t, n in Pool.parse(p).counts)
+        ]
+        return pool.size > 0 and max(inside, default=0.0) >= rate_qps
 
 
 class TableLadders(Ladders):
@@ -89,11 +93,14 @@ def autoscaler(settings: KairosSettings = NO_NOISE, budget: float | None = None)
     )
 
 
-def obs(now_s: float, rate_qps: float, rented: str = "", queue: int = 0) -> Observation:
+def obs(
+    now_s: float, rate_qps: float, rented: str = "", queue: int = 0, booting: str = ""
+) -> Observation:
     pool = Pool.parse(rented) if rented else Pool(())
+    boot = Pool.parse(booting) if booting else Pool(())
     short = TrafficWindow(30.0, round(rate_qps * 30), rate_qps, None)
     long = TrafficWindow(300.0, round(rate_qps * 300), rate_qps, None)
-    return Observation(now_s, PoolState(pool, Pool(()), 0), queue, 0, short, long)
+    return Observation(now_s, PoolState(pool, boot, 0), queue, 0, short, long)
 
 
 def test_registry_lists_every_autoscaler() -> None:
@@ -114,13 +121,17 @@ def test_scales_up_at_once_and_down_only_after_the_delay() -> None:
     a = autoscaler()
     assert a.decide(obs(0.0, 15.0)) == Pool.parse("small=2")  # nothing rented: at once
     assert a.decide(obs(10.0, 15.0, "small=2")) is None
-    assert a.decide(obs(20.0, 70.0, "small=2")) == Pool.parse("big=2")  # up: at once
+    # Up at once, to big=2; small=2 keeps serving until big=2 has booted (make before break).
+    assert a.decide(obs(20.0, 70.0, "small=2")) == Pool.parse("big=2,small=2")
+    assert a.decide(obs(25.0, 70.0, "small=2", booting="big=2")) is None
     # The load falls: small=1 would hold it, but only after 300 s of it.
     assert a.decide(obs(30.0, 8.0, "big=2")) is None
     assert a.decide(obs(200.0, 9.0, "big=2")) is None
     assert a.decide(obs(329.0, 8.0, "big=2")) is None
-    # After the delay it plans for the highest rate seen while waiting (9 q/s): small=1.
-    assert a.decide(obs(330.0, 8.0, "big=2")) == Pool.parse("small=1")
+    # After the delay it plans for the highest rate seen while waiting (9 q/s): small=1,
+    # reached through the union, big=2 leaving once small=1 serves.
+    assert a.decide(obs(330.0, 8.0, "big=2")) == Pool.parse("big=2,small=1")
+    assert a.decide(obs(340.0, 8.0, "big=2,small=1")) == Pool.parse("small=1")
 
 
 def test_a_rise_during_the_wait_restarts_it() -> None:
@@ -129,7 +140,23 @@ def test_a_rise_during_the_wait_restarts_it() -> None:
     assert a.decide(obs(100.0, 70.0, "big=2")) is None  # big=2 still needed: wait ends
     assert a.decide(obs(200.0, 8.0, "big=2")) is None  # a new wait
     assert a.decide(obs(450.0, 8.0, "big=2")) is None
-    assert a.decide(obs(500.0, 8.0, "big=2")) == Pool.parse("small=1")
+    assert a.decide(obs(500.0, 8.0, "big=2")) == Pool.parse("big=2,small=1")  # the union
+    assert a.decide(obs(510.0, 8.0, "big=2", booting="small=1")) is None  # small=1 boots
+    # Booted: the surplus goes at once (it only bridged the boot).
+    assert a.decide(obs(520.0, 8.0, "big=2,small=1")) == Pool.parse("small=1")
+
+
+def test_a_swap_rents_the_union_and_replans_when_the_load_moves_meanwhile() -> None:
+    a = autoscaler()
+    assert a.decide(obs(0.0, 15.0, "big=1")) is None  # the wait for small=2 starts
+    assert a.decide(obs(300.0, 15.0, "big=1")) == Pool.parse("big=1,small=2")
+    # While small=2 boots the load rises past what small=2 holds: big=1 stays.
+    assert a.decide(obs(310.0, 35.0, "big=1", booting="small=2")) is None
+    assert a.decide(obs(320.0, 35.0, "big=1,small=2")) is None
+    # The union is not over the budget's line: with a budget below it, the move is direct.
+    b = autoscaler(budget=1.1)
+    assert b.decide(obs(0.0, 15.0, "big=1")) is None
+    assert b.decide(obs(300.0, 15.0, "big=1")) == Pool.parse("small=2")
 
 
 def test_never_above_the_budget() -> None:

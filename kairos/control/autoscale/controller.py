@@ -7,7 +7,10 @@ Every tick (docs/autoscale.md walks through it):
    rate, extended along the trend between them over the boot delay (a rising load arrives
    before new instances do), plus ``noise_sigmas`` standard deviations of a Poisson count
    over ``noise_window_s`` (the rate's own noise), times ``headroom``, plus the queue drained
-   over ``backlog_drain_s``; never below ``min_rate_qps``.
+   over ``backlog_drain_s``; never below ``min_rate_qps``. The base is never below the long
+   window's rate plus ``swing_sigmas`` times the swings observed: the standard deviation of
+   the short window's rate relative to the long one's over the ticks of ``swing_window_s``
+   (real traffic swings 10% or more from minute to minute, well beyond a Poisson count).
 2. **Plan on the mix observed** over the long window once it holds ``min_mix_queries``
    queries (the scenario's mix until then), on a ladder of cheapest pools by rate that is
    re-derived only when the mix moves (``kairos.control.autoscale.ladder``).
@@ -15,12 +18,15 @@ Every tick (docs/autoscale.md walks through it):
    ``churn_margin`` of the cheapest, the one closest to the rented pool. A move up (the rented
    pool does not hold the forecast) happens at once; a move down waits until a cheaper pool
    has sufficed for ``downscale_delay_s`` and then plans for the highest forecast of that
-   wait. Never below ``min_pool``; never above the budget.
+   wait. A move that swaps types (adds some instances, drops others) rents the union of both
+   pools until the new instances have booted, then drops the surplus at once: make before
+   break. Never below ``min_pool``; never above the budget.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 from kairos.allocator.pools import catalog_types
@@ -59,6 +65,12 @@ class KairosSettings:
     - ``trend_weight``: how far a rising trend (short window above the long one) is
       extended over the boot delay; 0 turns it off. Higher is earlier on ramps, and
       overreacts to a burst that does not last.
+    - ``swing_sigmas``: standard deviations of the observed minute-scale swings (the short
+      window's rate relative to the long one's, over ``swing_window_s``) kept above the long
+      window's rate; 0 turns it off. Higher misses QoS less in a swing up, and rents that
+      share more whenever the traffic swings.
+    - ``swing_window_s``: how far back the swings are measured. Longer is a steadier
+      estimate, and follows a change in the traffic's noisiness later.
     - ``backlog_drain_s``: a queue left over is planned to drain within this time. Shorter
       recovers from an overload faster and rents more for it.
     - ``min_mix_queries``: queries the long window needs before its mix replaces the
@@ -80,6 +92,8 @@ class KairosSettings:
     noise_sigmas: float = 1.0
     noise_window_s: float = 10.0
     trend_weight: float = 1.0
+    swing_sigmas: float = 1.5
+    swing_window_s: float = 1800.0
     backlog_drain_s: float = 60.0
     min_mix_queries: int = 500
     mix_drift_tv: float = 0.1
@@ -95,14 +109,20 @@ class KairosSettings:
             f"headroom {self.headroom!r} is not in [1, 10].",
             "give a factor on the forecast rate such as 1.1.",
         )
-        for name in ("noise_sigmas", "trend_weight", "churn_margin", "downscale_delay_s"):
+        for name in (
+            "noise_sigmas",
+            "trend_weight",
+            "swing_sigmas",
+            "churn_margin",
+            "downscale_delay_s",
+        ):
             value = getattr(self, name)
             _check(
                 isinstance(value, int | float) and math.isfinite(value) and value >= 0,
                 f"{name} {value!r} is not a finite number >= 0.",
                 f"give {name} as a number >= 0 (0 turns it off).",
             )
-        for name in ("noise_window_s", "backlog_drain_s", "min_rate_qps"):
+        for name in ("noise_window_s", "swing_window_s", "backlog_drain_s", "min_rate_qps"):
             value = getattr(self, name)
             _check(
                 isinstance(value, int | float) and math.isfinite(value) and value > 0,
@@ -153,13 +173,34 @@ class KairosAutoscaler:
             )
         self._down_since_s: float | None = None
         self._down_peak_qps = 0.0
+        # A move that swaps types rents the union first; this is the pool it then shrinks to.
+        self._pending: Pool | None = None
+        # (time, short rate / long rate - 1) per observation, over the last swing_window_s.
+        self._swings: deque[tuple[float, float]] = deque()
         self.target_qps = 0.0  # the last forecast, for metrics and the timeline
         self.chosen: Pool | None = None  # the last pool decided on
+
+    def swing(self, obs: Observation) -> float:
+        """The standard deviation of the short window's rate relative to the long one's over
+        the observations of the last ``swing_window_s`` (this one included; 0 until two)."""
+        short, long = obs.short, obs.long
+        swings = self._swings
+        if long.rate_qps > 0 and long.window_s > short.window_s:
+            swings.append((obs.now_s, short.rate_qps / long.rate_qps - 1.0))
+        while swings and swings[0][0] <= obs.now_s - self.settings.swing_window_s:
+            swings.popleft()
+        if len(swings) < 2:
+            return 0.0
+        values = [v for _, v in swings]
+        mean = math.fsum(values) / len(values)
+        return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
 
     def forecast_qps(self, obs: Observation) -> float:
         s = self.settings
         short, long = obs.short, obs.long
         base = max(short.rate_qps, long.rate_qps)
+        if s.swing_sigmas > 0:
+            base = max(base, long.rate_qps * (1.0 + s.swing_sigmas * self.swing(obs)))
         if s.trend_weight > 0 and long.window_s > short.window_s and short.rate_qps > long.rate_qps:
             # The windows' midpoints lie (long - short) / 2 seconds apart.
             slope = (short.rate_qps - long.rate_qps) / ((long.window_s - short.window_s) / 2)
@@ -201,6 +242,10 @@ class KairosAutoscaler:
         self.target_qps = rate
         ladder = self.ladders.for_mix(self.planning_mix(obs))
         current = canonical(obs.pool.rented)
+        if self._pending is not None:
+            decided, pool = self._finish_swap(obs, ladder, current, rate)
+            if decided:
+                return pool
         if not self._suffices(ladder, current, rate):
             self._down_since_s = None  # scale up (or fix the floor or budget) at once
             return self._move(current, self._pick(ladder, rate, current))
@@ -224,9 +269,35 @@ class KairosAutoscaler:
             return None
         return self._move(current, target)
 
+    def _finish_swap(
+        self, obs: Observation, ladder: Ladder, current: Pool, rate_qps: float
+    ) -> tuple[bool, Pool | None]:
+        """Once the instances of a swap have booted, return what the target does not need
+        (at once: the surplus was only rented to bridge the boot). ``(True, pool)`` is this
+        tick's decision; ``(False, None)``: decide as usual."""
+        pending = self._pending
+        if obs.pool.booting.size > 0 and self._suffices(ladder, current, rate_qps):
+            return True, None  # still booting: keep the union
+        self._pending = None
+        if pending is None or not self._suffices(ladder, pending, rate_qps):
+            return False, None  # the load moved meanwhile: decide afresh
+        pool = self._move(current, pending)
+        return pool is not None, pool
+
     def _move(self, current: Pool, target: Pool | None) -> Pool | None:
+        """Make before break: a target that drops instances while adding others is reached
+        through the union of both, so the dropped ones serve until the new ones have booted
+        (moving straight there left the pool short for a whole boot delay)."""
         if target is None or target == current:
             return None
+        union = pool_union(current, target)
+        budget = self.budget_per_hr
+        affordable = budget is None or union.cost_per_hr(self.scenario.prices) <= budget * (
+            1 + 1e-9
+        )
+        if current.size > 0 and affordable and union != canonical(target) and union != current:
+            self._pending = canonical(target)
+            target = union
         self.chosen = target
         return target
 
