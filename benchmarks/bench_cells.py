@@ -94,9 +94,7 @@ class Front:
 
     url: str
     pids: list[int]
-
-    def cpu_s(self) -> float:
-        return sum(cpu_s(p) for p in self.pids)
+    names: list[str]
 
 
 def cells_doc(url: str) -> dict[str, Any]:
@@ -134,7 +132,8 @@ def running_cells(pool: str, cells: int, time_scale: float) -> Iterator[Front]:
         url = line.split()[4]
         doc = wait_until(url, all_up)
         pids = [proc.pid, int(doc["balancer_pid"]), *(int(c["pid"]) for c in doc["cells"])]
-        yield Front(url, pids)
+        names = ["cell set", "balancer", *(f"router {c['cell']}" for c in doc["cells"])]
+        yield Front(url, pids, names)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -148,7 +147,7 @@ def running_cells(pool: str, cells: int, time_scale: float) -> Iterator[Front]:
 def running_single(pool: str, time_scale: float) -> Iterator[Front]:
     args = ["--model", MODEL, "--pool", pool, "--time-scale", f"{time_scale:g}"]
     with running_router(args) as router:
-        yield Front(router.url, [router.proc.pid])
+        yield Front(router.url, [router.proc.pid], ["router"])
 
 
 def spec(url: str, rate_qps: float, duration_s: float, seed: int) -> LoadSpec:
@@ -158,10 +157,13 @@ def spec(url: str, rate_qps: float, duration_s: float, seed: int) -> LoadSpec:
 def front_end(front: Front, args: argparse.Namespace, label: str) -> dict[str, Any]:
     """CPU per query at the offered rate, then the ceiling at an overload."""
     run_event_loop(run_load(spec(front.url, args.rate_qps, 1.0, seed=9)))  # warm up
-    cpu0 = front.cpu_s()
+    cpu0 = [cpu_s(p) for p in front.pids]
     report = run_event_loop(run_load(spec(front.url, args.rate_qps, args.duration_s, seed=1)))
-    cpu = front.cpu_s() - cpu0
-    per_query_ms = 1000.0 * cpu / max(1, report.completed)
+    each_ms = [
+        1000.0 * (cpu_s(p) - c) / max(1, report.completed)
+        for p, c in zip(front.pids, cpu0, strict=True)
+    ]
+    per_query_ms = sum(each_ms)
     ceiling = 0.0
     for rate in CEILING_RATES_QPS:  # up to the first rate it does not keep up with
         over = run_event_loop(run_load(spec(front.url, rate, 2.0, seed=2)))
@@ -173,11 +175,13 @@ def front_end(front: Front, args: argparse.Namespace, label: str) -> dict[str, A
         "sent": report.sent,
         "completed": report.completed,
         "cpu_ms_per_query": per_query_ms,
+        "cpu_ms_per_query_by_process": dict(zip(front.names, each_ms, strict=True)),
         "ceiling_qps": ceiling,
     }
+    parts = ", ".join(f"{n} {v:.3f}" for n, v in zip(front.names, each_ms, strict=True))
     say(
         f"  {label:>9}: {report.completed}/{report.sent} answered at {args.rate_qps:g} q/s, "
-        f"front-end CPU {per_query_ms:.3f} ms/query; ceiling {ceiling:.0f} q/s"
+        f"front-end CPU {per_query_ms:.3f} ms/query ({parts}); ceiling {ceiling:.0f} q/s"
     )
     return row
 
@@ -266,6 +270,9 @@ def main() -> None:
     cpu_ratio = two["cpu_ms_per_query"] / one["cpu_ms_per_query"]
     ceiling_ratio = two["ceiling_qps"] / one["ceiling_qps"]
     say(f"front-end CPU per query, 2 cells / 1 router: {cpu_ratio:.2f} (target <= 1.25)")
+    cut_ratio = two["cpu_ms_per_query"] / rows[1]["cpu_ms_per_query"]
+    say(f"front-end CPU per query, 2 cells / 1 cell behind the balancer: {cut_ratio:.2f}")
+    result["cpu_ratio_2_cells_over_1_cell"] = cut_ratio
     say(f"ceiling 2 cells / 1 router: {ceiling_ratio:.2f} (reported; one machine's cores)")
     result |= {"cpu_ratio_2_cells": cpu_ratio, "ceiling_ratio_2_cells": ceiling_ratio}
 

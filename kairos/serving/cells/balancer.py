@@ -102,6 +102,7 @@ def render(
         "# Written by kairos serve --cells: the cells' routers behind one endpoint.",
         "global",
         f"    maxconn {settings.max_connections}",
+        f"    nbthread {settings.balancer_threads}",
         f"    tune.bufsize {settings.request_buffer_bytes}",
     ]
     if runtime_socket is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import pickle
 import shutil
 import signal
@@ -275,7 +276,7 @@ class CellSet:
         self.scenario.check_pool(pool)
         async with self._busy:
             cell = self._cell(index)
-            client = AdminClient(f"http://{self.router_host}:{cell.port}")
+            client = AdminClient(f"http://{self.router_host}:{cell.port}", self.cfg.http.api_token)
             loop = asyncio.get_running_loop()
             changed = await loop.run_in_executor(None, client.resize, str(pool))
             cell.pool = pool
@@ -400,7 +401,8 @@ class CellSet:
         async def one(cell: Cell) -> tuple[str, str | None]:
             url = f"http://{self.router_host}:{cell.port}{METRICS_PATH}"
             try:
-                status, text = await loop.run_in_executor(None, partial(http_request, url))
+                get = partial(http_request, url, token=self.cfg.http.api_token)
+                status, text = await loop.run_in_executor(None, get)
             except OSError:
                 return str(cell.index), None
             return str(cell.index), text if status == 200 else None
@@ -409,6 +411,11 @@ class CellSet:
 
     def _handle(self, req: HttpRequest) -> HttpResponse | Deferred:
         path = req.path.split("?", 1)[0].rstrip("/")
+        token = self.cfg.http.api_token
+        given = req.headers.get("authorization", "").encode()
+        if token and not hmac.compare_digest(given, f"Bearer {token}".encode()):
+            # The same rule as each router's: with --api-token, admin and metrics need it.
+            return _json(401, {"error": "missing or wrong bearer token."})
         if req.method == "GET" and path == CELLS_PATH:
             return _json(200, self.status())
         if req.method == "GET" and path == METRICS_PATH:

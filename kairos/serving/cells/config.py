@@ -51,8 +51,11 @@ class CellSettings(Settings):
     # idempotent (the same inputs give the same answer and change nothing).
     retries: int = 1
     # HAProxy retries only a request that fits in one buffer: the largest binary request of
-    # the built-in models (batch 1000) is 116 KB.
-    request_buffer_bytes: int = 262_144
+    # the built-in models (batch 1000) is 116 KB. Larger buffers cost CPU per query.
+    request_buffer_bytes: int = 131_072
+    # HAProxy's threads: one carries thousands of queries a second, and on a small machine
+    # more threads only contend with the routers for the same cores.
+    balancer_threads: int = 1
     connect_timeout_ms: int = 2_000
     # A query may wait this long in a router (queue + service): the routers' own hang
     # timeouts answer first.
