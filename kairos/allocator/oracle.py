@@ -27,6 +27,9 @@ at which screening rate, so a parallel run reports exactly what a serial run doe
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -51,11 +54,14 @@ class OracleDefaults:
     ``wave``: pools simulated per round (a round may simulate up to ``wave - 1`` pools a
     one-at-a-time search would have skipped; fixed so results do not depend on ``--jobs``).
     ``max_simulations``: a safety cap; a search stopped by it reports ``exact=False``.
+    ``lookahead``: waves whose screens are run at once (this one and the ones after it as
+    they will be if this one finds no better pool); changes the work done, never the answer.
     """
 
     policy: str = "kairos"
     wave: int = 4
     max_simulations: int = 2000
+    lookahead: int = 3
 
 
 ORACLE_DEFAULTS = OracleDefaults()
@@ -114,12 +120,14 @@ def exact_oracle(
     wave: int = ORACLE_DEFAULTS.wave,
     max_simulations: int = ORACLE_DEFAULTS.max_simulations,
     progress: Callable[[Exploration], None] | None = None,
+    lookahead: int = ORACLE_DEFAULTS.lookahead,
 ) -> SearchResult:
     """Branch and bound over every pool within budget (see the module docstring)."""
     policy_class(policy)
-    if not isinstance(wave, int) or wave < 1 or max_simulations < 1:
+    if not isinstance(wave, int) or wave < 1 or max_simulations < 1 or lookahead < 1:
         raise ConfigError(
-            f"oracle wave {wave!r} / max_simulations {max_simulations!r} is not >= 1.",
+            f"oracle wave {wave!r} / max_simulations {max_simulations!r} / lookahead "
+            f"{lookahead!r} is not >= 1.",
             "pass positive whole numbers.",
         )
     measurer = measurer or Measurer()
@@ -128,33 +136,41 @@ def exact_oracle(
     history: list[Exploration] = []
     best: Exploration | None = None
     searched = 0
-    pending = next(order, None)
-    if pending is None:
-        raise budget_too_small(scenario, budget_per_hr, "fluid", caps)
-    while pending is not None and (best is None or pending.upper_bound_qps >= best.allowable_qps):
-        if len(history) >= max_simulations:
-            break
-        floor = best.allowable_qps if best is not None else 0.0
-        batch = [pending]
-        pending = next(order, None)
-        while (
-            len(batch) < min(wave, max_simulations - len(history))
-            and pending is not None
-            and pending.upper_bound_qps >= floor
+    ahead = _Ahead(order, 2 * wave * lookahead)
+    try:
+        if ahead.peek(0) is None:
+            raise budget_too_small(scenario, budget_per_hr, "fluid", caps)
+        while (head := ahead.peek(0)) is not None and (
+            best is None or head.upper_bound_qps >= best.allowable_qps
         ):
-            batch.append(pending)
-            pending = next(order, None)
-        results = _screen_then_search(scenario, batch, policy, measurement, measurer, floor)
-        for entry, (qps, full) in zip(batch, results, strict=True):
-            done = Exploration(entry.pool, entry.cost_per_hr, qps, entry.upper_bound_qps, full)
-            searched += full
-            history.append(done)
-            if progress is not None:
-                progress(done)
-            if full and (
-                best is None or (qps, -done.cost_per_hr) > (best.allowable_qps, -best.cost_per_hr)
-            ):
-                best = done
+            if len(history) >= max_simulations:
+                break
+            floor = best.allowable_qps if best is not None else 0.0
+            sizes = _waves(ahead, floor, wave, max_simulations - len(history), lookahead)
+            batch = ahead.take(sizes[0])
+            # The waves after this one, as they will be if this one finds no better pool
+            # (the usual case): screened now, so the workers never wait on a short wave.
+            # A pool that does beat the floor changes the next floor, and those screens
+            # are wasted work, never a different answer (the next wave asks its own).
+            spec = [ahead.peek(i) for i in range(sum(sizes[1:]))]
+            extra = [r for r in spec if r is not None] if floor > 0 else []
+            results = _screen_then_search(
+                scenario, batch, policy, measurement, measurer, floor, extra
+            )
+            for entry, (qps, full) in zip(batch, results, strict=True):
+                done = Exploration(entry.pool, entry.cost_per_hr, qps, entry.upper_bound_qps, full)
+                searched += full
+                history.append(done)
+                if progress is not None:
+                    progress(done)
+                if full and (
+                    best is None
+                    or (qps, -done.cost_per_hr) > (best.allowable_qps, -best.cost_per_hr)
+                ):
+                    best = done
+        pending = ahead.peek(0)
+    finally:
+        ahead.close()
     if best is None:
         raise budget_too_small(scenario, budget_per_hr, "fluid", caps)
     exact = pending is None or pending.upper_bound_qps < best.allowable_qps
@@ -172,6 +188,83 @@ def exact_oracle(
     )
 
 
+def _waves(ahead: _Ahead, floor: float, wave: int, room: int, count: int) -> list[int]:
+    """Sizes of the next ``count`` waves at ``floor``: each takes up to ``wave`` pools (first
+    always; then while their bound reaches the floor), within ``room`` simulations left."""
+    sizes: list[int] = []
+    pos = 0
+    while len(sizes) < count and room > 0 and ahead.peek(pos) is not None:
+        if sizes and (entry := ahead.peek(pos)) is not None and entry.upper_bound_qps < floor:
+            break  # the next wave would not start: its head cannot beat the floor
+        size = 1
+        while size < min(wave, room):
+            entry = ahead.peek(pos + size)
+            if entry is None or entry.upper_bound_qps < floor:
+                break
+            size += 1
+        sizes.append(size)
+        pos += size
+        room -= size
+    return sizes
+
+
+class _Ahead:
+    """The fluid order with look-ahead; a thread computes the next pools (their LPs) while
+    the workers simulate, so the main process is not the one thing the workers wait on."""
+
+    def __init__(self, order: Iterator[RankedPool], depth: int) -> None:
+        self._order = order
+        self._buf: deque[RankedPool] = deque()
+        # Bounded: pools computed past the cut are wasted LPs.
+        self._queue: queue.Queue[tuple[RankedPool | None, BaseException | None]] = queue.Queue(
+            depth
+        )
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._fill, name="oracle-order", daemon=True)
+        self._thread.start()
+
+    def _fill(self) -> None:
+        try:
+            for entry in self._order:
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put((entry, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+            self._queue.put((None, None))
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+            self._queue.put((None, err))
+
+    def peek(self, i: int) -> RankedPool | None:
+        """The ``i``-th next pool (0: the next), or None past the end."""
+        while len(self._buf) <= i and not self._done:
+            entry, err = self._queue.get()
+            if err is not None:
+                raise err
+            if entry is None:
+                self._done = True
+            else:
+                self._buf.append(entry)
+        return self._buf[i] if i < len(self._buf) else None
+
+    def take(self, n: int) -> list[RankedPool]:
+        self.peek(n - 1)
+        return [self._buf.popleft() for _ in range(min(n, len(self._buf)))]
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        self._thread.join()
+
+
 def _screen_then_search(
     scenario: Scenario,
     batch: list[RankedPool],
@@ -179,17 +272,20 @@ def _screen_then_search(
     measurement: Measurement,
     measurer: Measurer | None,
     floor: float,
+    extra: list[RankedPool] | None = None,
 ) -> list[tuple[float, bool]]:
     """``(allowable qps, fully searched)`` per pool; a pool whose trial one precision step
-    below ``floor`` fails cannot beat it and is not searched further (qps reported as 0)."""
+    below ``floor`` fails cannot beat it and is not searched further (qps reported as 0).
+    ``extra`` pools are screened at the same rate alongside (the measurer keeps the results)."""
     if floor > 0:
         # Screen one precision step below the floor: pass/fail near a pool's allowable rate
         # is not exactly monotone, so a pool within the precision of the best is searched.
         rate = floor / (1.0 + measurement.precision)
         screens = [
-            CapacityJob(scenario, r.pool, policy, measurement, screen_qps=rate) for r in batch
+            CapacityJob(scenario, r.pool, policy, measurement, screen_qps=rate)
+            for r in batch + (extra or [])
         ]
-        passed = [res.allowable_qps > 0 for res in measure_all(screens, measurer)]
+        passed = [res.allowable_qps > 0 for res in measure_all(screens, measurer)][: len(batch)]
     else:
         passed = [True] * len(batch)
     todo = [r for r, ok in zip(batch, passed, strict=True) if ok]

@@ -38,10 +38,33 @@ def test_oracle_finds_the_best_of_all_pools_and_stops_early(catalog):
     assert len(simulated) == res.explorations
 
 
+def test_oracle_lookahead_changes_the_work_never_the_answer(catalog):
+    # Screens of later waves run early on the chance that the floor stays; the pools
+    # explored, their order, their figures and the answer are those of one wave at a time.
+    from kairos.sim.capacity import Measurer
+
+    def run(lookahead: int):
+        measurer = Measurer()
+        res = exact_oracle(catalog, 2.5, measurement=SIM, lookahead=lookahead, wave=2)
+        again = exact_oracle(
+            catalog, 2.5, measurement=SIM, lookahead=lookahead, wave=2, measurer=measurer
+        )
+        assert again.history == res.history
+        return res, measurer.searches
+
+    one, searches_one = run(1)
+    three, searches_three = run(3)
+    assert three.history == one.history and three.pool == one.pool and three.exact
+    assert three.allowable_qps == one.allowable_qps
+    assert searches_three >= searches_one  # speculative screens are extra work only
+
+
 def test_oracle_bad_settings(catalog):
     from kairos.errors import ConfigError, PolicyError
 
     with pytest.raises(ConfigError, match="wave"):
         exact_oracle(catalog, 2.5, measurement=SIM, wave=0)
+    with pytest.raises(ConfigError, match="lookahead"):
+        exact_oracle(catalog, 2.5, measurement=SIM, lookahead=0)
     with pytest.raises(PolicyError, match="bogus"):
         exact_oracle(catalog, 2.5, measurement=SIM, policy="bogus")
