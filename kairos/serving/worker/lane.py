@@ -154,8 +154,15 @@ class ComputeLane:
         """Queries submitted and not yet taken by the compute thread."""
         return self._queue.qsize()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Finish the query under way and end the thread: torch aborts the process at exit
+        ("terminate called without an active exception") if a thread that ran a model is
+        still alive then."""
+        if not self._thread.is_alive():
+            return
         self._queue.put(None)
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
 
     def _run(self) -> None:
         while (query := self._queue.get()) is not None:

@@ -328,6 +328,7 @@ async def serve_worker(spec: WorkerSpec, profile: LatencyProfile | None) -> None
     with contextlib.suppress(asyncio.CancelledError):
         await watcher
     await server.stop()
+    service.stop()  # a gRPC server does not end the compute lane itself
 
 
 class HostedInstance(threading.Thread):
