@@ -193,10 +193,10 @@ class CellSet:
         cell.ready = False
         proc, self._spare = self._spare, None
         if proc is None or proc.returncode is not None:
-            proc = await _spawn()
+            proc = await self._spawn()
         cell.proc = proc
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(pickle.dumps((self._router_config(cell), self.scenario, self.headroom)))
+        proc.stdin.write(pickle.dumps((self._router_config(cell), self.scenario)))
         await proc.stdin.drain()
         proc.stdin.close()
         deadline = time.monotonic() + self.settings.router_ready_timeout_s
@@ -226,7 +226,7 @@ class CellSet:
                 if (await loop.run_in_executor(None, get))[0] == 200:
                     cell.ready = True
                     if self.settings.warm_spare and self._spare is None and not self.closing:
-                        self._spare = await _spawn()
+                        self._spare = await self._spawn()
                     return
             await asyncio.sleep(0.05)
         raise RuntimeServiceError(
@@ -234,6 +234,22 @@ class CellSet:
             f"{self.settings.router_ready_timeout_s:g} s.",
             "check its workers start (see the errors above).",
         )
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        """A router process waiting for its cell on stdin (child.py), given the headroom
+        factory at once so that it imports everything it will run while it waits."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "kairos.serving.cells.child",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            preexec_fn=die_with_parent,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(pickle.dumps(self.headroom))
+        await proc.stdin.drain()
+        return proc
 
     async def _watch(self, cell: Cell) -> None:
         """Start the router again whenever it exits on its own."""
@@ -474,18 +490,6 @@ def _free_port(host: str) -> int:
 
 def _left(deadline: float) -> float:
     return max(0.01, deadline - time.monotonic())
-
-
-async def _spawn() -> asyncio.subprocess.Process:
-    """A router process waiting for its cell on stdin (child.py)."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "kairos.serving.cells.child",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        preexec_fn=die_with_parent,
-    )
 
 
 async def _discard(stream: asyncio.StreamReader) -> None:

@@ -1,5 +1,5 @@
-"""One cell's router process: ``python -m kairos.serving.cells.child`` reads its cell's
-``RouterConfig``, the scenario and the headroom factory (pickled, from the cell set on stdin)
+"""One cell's router process: ``python -m kairos.serving.cells.child`` reads the headroom
+factory, then its cell's ``RouterConfig`` and the scenario (pickled, from the cell set on stdin)
 and runs the router until SIGTERM, exactly as ``kairos serve`` runs one.
 
 Why a pickle on stdin and not a command line: the cell set already holds the checked config
@@ -18,11 +18,14 @@ from kairos.serving.router.router import run_router
 
 
 def main() -> int:
-    # A warm spare waits here, its imports done, until the cell set sends a cell or closes.
-    data = sys.stdin.buffer.read()
-    if not data:
+    stdin = sys.stdin.buffer
+    try:
+        # The headroom factory comes first, as soon as the process starts: loading it imports
+        # its code, so that a warm spare has done every import before its cell comes.
+        headroom = pickle.load(stdin)
+        cfg, scenario = pickle.load(stdin)  # a warm spare waits here for its cell
+    except EOFError:  # the cell set closed without a cell for it
         return 0
-    cfg, scenario, headroom = pickle.loads(data)
     try:
         run_event_loop(run_router(cfg, scenario, headroom=headroom))
     except KairosError as exc:
