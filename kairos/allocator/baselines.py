@@ -138,6 +138,16 @@ def ribbon_search(
         return found
 
     bayes_search(space, measurement.seed, max_explorations, patience, score)
+    if max(e.allowable_qps for e in history) <= 0:
+        # No explored pool held QoS at any rate (under fcfs a slow type in the pool fails
+        # every rate, and a flat surrogate stops at its patience): fall back to the best
+        # homogeneous pool, as the search always did when it found no usable pool, and
+        # charge its explorations too.
+        homo = best_homogeneous(
+            scenario, budget, policy=policy, measurement=measurement, caps=caps, measurer=measurer
+        )
+        tried = {e.pool for e in history}
+        return _best("ribbon", policy, history + [e for e in homo.history if e.pool not in tried])
     return _best("ribbon", policy, history)
 
 
