@@ -19,6 +19,7 @@ run; nothing is asserted):
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,8 +32,15 @@ from kairos.sim.capacity import Measurer
 from kairos.sim.parallel import Parallelism, make_executor
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # scripts.* and tests.* when run as a file
-from scripts.wide_catalog import write  # noqa: E402
+
+
+def write(n_types: int, seed: int, out: Path, models: tuple[str, ...] = ("dien",)) -> None:
+    """The catalog as a user gets it: written by ``scripts/wide_catalog.py``."""
+    script = ROOT / "scripts" / "wide_catalog.py"
+    argv = [sys.executable, str(script), "--types", str(n_types), "--seed", str(seed)]
+    argv += ["--models", ",".join(models), "--out", str(out)]
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+
 
 COMPARE_TARGET_S = 120.0
 ORACLE_TARGET_S = 60.0
@@ -98,8 +106,8 @@ def main() -> None:
     sections = set(args.sections.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         if "compare" in sections:
-            write(8, 0, Path(tmp) / "cat8")
             models = [m for m in args.models.split(",") if m]
+            write(8, 0, Path(tmp) / "cat8", tuple(models))
             bench_compare(Path(tmp) / "cat8", models, args.jobs, args.budget_per_hr)
         if "oracle12" in sections:
             write(12, 0, Path(tmp) / "cat12", ("dien",))
