@@ -12,17 +12,14 @@ balancer needs no new configuration: the balancer marks the cell down at its fir
 connection (its in-flight queries were retried on another cell, or answered 503), and up at
 the first ready health check of the new router.
 
-The cell set serves its own admin API beside the routers (the balancer sends ``/v2/cells``
-and ``/metrics`` to it): the cells, their balancer state and restarts; the aggregate
-metrics; a cell resized; cells added or removed (a removed cell drains: no new queries, its
-open ones answered, then its router stops).
+The cell set serves its own admin API beside the routers (``admin.py``): a removed cell
+drains first (no new queries, its open ones answered), then its router stops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import pickle
 import shutil
 import signal
@@ -31,60 +28,33 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from kairos.catalog import Pool
 from kairos.client.admin import AdminClient, http_request
 from kairos.errors import ConfigError, KairosError, RuntimeServiceError
-from kairos.protocol.api import HEALTH_READY_PATH, LISTEN_LINE, METRICS_PATH
+from kairos.protocol.api import HEALTH_READY_PATH, LISTEN_LINE
 from kairos.scenario import Scenario
+from kairos.serving.cells.admin import CellAdmin
 from kairos.serving.cells.balancer import (
-    CELLS_PATH,
     CellServer,
     Haproxy,
     die_with_parent,
     haproxy_binary,
     write_config,
 )
+from kairos.serving.cells.cell import Cell, capacity_qps
 from kairos.serving.cells.config import CellSettings
-from kairos.serving.cells.metrics import aggregate
 from kairos.serving.router.config import RouterConfig
-from kairos.serving.router.http import Deferred, HttpRequest, HttpResponse, HttpServer
+from kairos.serving.router.http import HttpServer
 from kairos.serving.router.traffic import HeadroomFactory
-from kairos.sim.cells import cell_capacities_qps, instance_rates_qps, integer_weights
+from kairos.sim.cells import integer_weights
 
 LISTEN_CELLS = "kairos cells listening on"  # then the balancer's URL (first stdout line)
 ADMIN_MAX_BODY_BYTES = 64 * 1024
-
-
-def capacity_qps(scenario: Scenario, pool: Pool) -> float:
-    """A cell's planned capacity: what its balancer weight is proportional to."""
-    return cell_capacities_qps([pool.as_dict()], instance_rates_qps(scenario, pool.types))[0]
-
-
-@dataclass(eq=False)
-class Cell:
-    """One cell's running state (the cell set changes it as its router comes and goes)."""
-
-    index: int
-    pool: Pool
-    capacity_qps: float
-    port: int = 0  # 0 until its router first listens; kept across restarts
-    proc: asyncio.subprocess.Process | None = None
-    ready: bool = False
-    removing: bool = False
-    restarts: int = 0
-    back_s: list[float] = field(default_factory=list)  # per restart: exit -> ready again
-    weight: int = 1
-
-    @property
-    def name(self) -> str:
-        return f"cell{self.index}"
 
 
 class CellSet:
@@ -110,7 +80,7 @@ class CellSet:
         self.haproxy: Haproxy | None = None
         self.config_path: Path | None = None
         self.admin: tuple[str, int] = ("127.0.0.1", 0)
-        self._server = HttpServer(self._handle, ADMIN_MAX_BODY_BYTES)
+        self._server = HttpServer(CellAdmin(self).handle, ADMIN_MAX_BODY_BYTES)
         self._dir: Path | None = None
         self._watchers: list[asyncio.Task[None]] = []
         self._busy = asyncio.Lock()  # one resize or cell change at a time
@@ -200,40 +170,13 @@ class CellSet:
         await proc.stdin.drain()
         proc.stdin.close()
         deadline = time.monotonic() + self.settings.router_ready_timeout_s
-        while True:
-            line = (await asyncio.wait_for(proc.stdout.readline(), _left(deadline))).decode()
-            if not line:
-                raise RuntimeServiceError(
-                    f"{cell.name}'s router exited with status {await proc.wait()} before "
-                    "listening (its error is above).",
-                    "run kairos serve with the same options and without --cells to see it.",
-                )
-            if line.startswith(LISTEN_LINE):
-                cell.port = int(line.split()[4].rsplit(":", 1)[1])
-                break
+        cell.port = await _listening_port(proc, cell.name, deadline)
         asyncio.ensure_future(_discard(proc.stdout))  # its later lines; a full pipe would stall it
         url = f"http://{self.router_host}:{cell.port}{HEALTH_READY_PATH}"
-        get = partial(http_request, url, timeout_s=2.0)
-        loop = asyncio.get_running_loop()
-        while time.monotonic() < deadline:
-            if proc.returncode is not None:
-                raise RuntimeServiceError(
-                    f"{cell.name}'s router exited with status {proc.returncode} before it "
-                    "was ready.",
-                    "see its error above; check the cell's workers start.",
-                )
-            with contextlib.suppress(OSError):
-                if (await loop.run_in_executor(None, get))[0] == 200:
-                    cell.ready = True
-                    if self.settings.warm_spare and self._spare is None and not self.closing:
-                        self._spare = await self._spawn()
-                    return
-            await asyncio.sleep(0.05)
-        raise RuntimeServiceError(
-            f"{cell.name}'s router was not ready within "
-            f"{self.settings.router_ready_timeout_s:g} s.",
-            "check its workers start (see the errors above).",
-        )
+        await _until_ready(proc, cell.name, url, deadline, self.settings.router_ready_timeout_s)
+        cell.ready = True
+        if self.settings.warm_spare and self._spare is None and not self.closing:
+            self._spare = await self._spawn()
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         """A router process waiting for its cell on stdin (child.py), given the headroom
@@ -363,123 +306,6 @@ class CellSet:
             "pass --cell with one of the cells kairos status lists.",
         )
 
-    # -- the admin API -------------------------------------------------------------------
-
-    def status(self) -> dict[str, Any]:
-        """The cells as ``kairos status`` shows them, with the balancer's view of each."""
-        rows: dict[str, dict[str, str]] = {}  # HAProxy's view: each cell, and BACKEND
-        if self.haproxy is not None:
-            with contextlib.suppress(OSError):
-                rows = self.haproxy.servers()
-        total: dict[str, int] = {}
-        cells = []
-        for c in self.cells:
-            for t, n in c.pool.counts:
-                total[t] = total.get(t, 0) + n
-            row = rows.get(c.name, {})
-            cells.append(
-                {
-                    "cell": c.index,
-                    "pool": str(c.pool),
-                    "capacity_qps": c.capacity_qps,
-                    "weight": c.weight,
-                    "url": f"http://{self.router_host}:{c.port}",
-                    "pid": None if c.proc is None else c.proc.pid,
-                    "ready": c.ready,
-                    "removing": c.removing,
-                    "restarts": c.restarts,
-                    "back_s": list(c.back_s),
-                    "balancer_status": row.get("status", "-"),
-                    "sessions": int(row.get("stot") or 0),
-                    "open": int(row.get("scur") or 0),
-                    "retries": int(row.get("wretr") or 0),
-                    "redispatches": int(row.get("wredis") or 0),
-                    "responses_5xx": int(row.get("hrsp_5xx") or 0),
-                }
-            )
-        return {
-            "url": self.url,
-            "balancer": "haproxy" if self.haproxy is not None else "external",
-            "balancer_pid": None if self.haproxy is None else self.haproxy.pid,
-            "balancer_config": str(self.config_path),
-            "pool": str(Pool.of(total)),
-            # Over the whole service: queries sent once more to another cell, and 5xx answers
-            # (every one a 503 with a JSON error: no cell could answer).
-            "retries": int(rows.get("BACKEND", {}).get("wretr") or 0),
-            "redispatches": int(rows.get("BACKEND", {}).get("wredis") or 0),
-            "responses_5xx": int(rows.get("BACKEND", {}).get("hrsp_5xx") or 0),
-            "cells": cells,
-        }
-
-    async def metrics(self) -> str:
-        loop = asyncio.get_running_loop()
-
-        async def one(cell: Cell) -> tuple[str, str | None]:
-            url = f"http://{self.router_host}:{cell.port}{METRICS_PATH}"
-            try:
-                get = partial(http_request, url, token=self.cfg.http.api_token)
-                status, text = await loop.run_in_executor(None, get)
-            except OSError:
-                return str(cell.index), None
-            return str(cell.index), text if status == 200 else None
-
-        return aggregate(await asyncio.gather(*(one(c) for c in self.cells)))
-
-    def _handle(self, req: HttpRequest) -> HttpResponse | Deferred:
-        path = req.path.split("?", 1)[0].rstrip("/")
-        token = self.cfg.http.api_token
-        given = req.headers.get("authorization", "").encode()
-        if token and not hmac.compare_digest(given, f"Bearer {token}".encode()):
-            # The same rule as each router's: with --api-token, admin and metrics need it.
-            return _json(401, {"error": "missing or wrong bearer token."})
-        if req.method == "GET" and path == CELLS_PATH:
-            return _json(200, self.status())
-        if req.method == "GET" and path == METRICS_PATH:
-            return _later(self._metrics_response())
-        if req.method == "POST" and path == CELLS_PATH:
-            return _later(self._post(req.body, lambda doc: self.set_cells(int(doc["cells"]))))
-        parts = path[len(CELLS_PATH) :].strip("/").split("/")
-        if req.method == "POST" and path.startswith(CELLS_PATH + "/") and parts[1:] == ["pool"]:
-            return _later(
-                self._post(
-                    req.body,
-                    lambda doc: self.resize_cell(int(parts[0]), Pool.parse(str(doc["pool"]))),
-                )
-            )
-        return _json(404, {"error": f"no {req.method} {path} on the cell set"})
-
-    async def _metrics_response(self) -> HttpResponse:
-        return HttpResponse(200, (await self.metrics()).encode(), b"text/plain; version=0.0.4")
-
-    async def _post(self, body: bytes, act: Callable[[dict[str, Any]], Any]) -> HttpResponse:
-        try:
-            doc = orjson.loads(body)
-            if not isinstance(doc, dict):
-                raise ValueError("not a JSON object")
-            return _json(200, await act(doc))
-        except KairosError as exc:
-            return _json(400, {"error": str(exc)})
-        except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
-            return _json(400, {"error": f"bad request body ({exc})"})
-
-
-def _json(status: int, doc: Any) -> HttpResponse:
-    return HttpResponse(status, orjson.dumps(doc))
-
-
-def _later(work: Any) -> Deferred:
-    answer = Deferred()
-
-    def done(task: asyncio.Task[HttpResponse]) -> None:
-        exc = task.exception()
-        if exc is not None:
-            answer.resolve(_json(500, {"error": f"{type(exc).__name__}: {exc}"}))
-        else:
-            answer.resolve(task.result())
-
-    asyncio.ensure_future(work).add_done_callback(done)
-    return answer
-
 
 def _free_port(host: str) -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -490,6 +316,43 @@ def _free_port(host: str) -> int:
 
 def _left(deadline: float) -> float:
     return max(0.01, deadline - time.monotonic())
+
+
+async def _listening_port(proc: asyncio.subprocess.Process, name: str, deadline: float) -> int:
+    """The port a starting router prints on its listen line."""
+    assert proc.stdout is not None
+    while True:
+        line = (await asyncio.wait_for(proc.stdout.readline(), _left(deadline))).decode()
+        if not line:
+            raise RuntimeServiceError(
+                f"{name}'s router exited with status {await proc.wait()} before "
+                "listening (its error is above).",
+                "run kairos serve with the same options and without --cells to see it.",
+            )
+        if line.startswith(LISTEN_LINE):
+            return int(line.split()[4].rsplit(":", 1)[1])
+
+
+async def _until_ready(
+    proc: asyncio.subprocess.Process, name: str, url: str, deadline: float, timeout_s: float
+) -> None:
+    """Return once the router answers ready at ``url``; raise if it exits or times out."""
+    get = partial(http_request, url, timeout_s=2.0)
+    loop = asyncio.get_running_loop()
+    while time.monotonic() < deadline:
+        if proc.returncode is not None:
+            raise RuntimeServiceError(
+                f"{name}'s router exited with status {proc.returncode} before it was ready.",
+                "see its error above; check the cell's workers start.",
+            )
+        with contextlib.suppress(OSError):
+            if (await loop.run_in_executor(None, get))[0] == 200:
+                return
+        await asyncio.sleep(0.05)
+    raise RuntimeServiceError(
+        f"{name}'s router was not ready within {timeout_s:g} s.",
+        "check its workers start (see the errors above).",
+    )
 
 
 async def _discard(stream: asyncio.StreamReader) -> None:
