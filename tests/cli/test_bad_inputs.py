@@ -66,7 +66,6 @@ def test_sizes_that_would_exhaust_memory_are_refused_before_allocating(capsys):
         (["simulate", "--bogus"], "kairos simulate: No such option '--bogus'"),
         (["simulate", "--rate-qps"], "requires an argument"),
         (["simulate", "--rate-qps", "abc"], "'abc' is not a valid float"),
-        (["scale"], "Missing option '--pool'"),
         (["plan", "--budget-per-hr", "2", "--bound", "nope"], "'nope' is not one of"),
         (["nosuchcommand"], "No such command"),
         (["simulate", "extra"], "unexpected extra argument"),
@@ -75,6 +74,13 @@ def test_sizes_that_would_exhaust_memory_are_refused_before_allocating(capsys):
 def test_click_usage_errors_have_the_one_line_form(capsys, argv, needle):
     line = refused(capsys, *argv)
     assert needle in line and "--help" in line
+
+
+def test_scale_without_a_pool_names_both_ways_to_give_one(capsys):
+    # --pool is no longer a click-required option (--cells N resizes cells instead): the
+    # refusal is the house's one line with its fix.
+    line = refused(capsys, "scale")
+    assert "kairos scale needs --pool" in line and "--cells N" in line and "To fix:" in line
 
 
 def test_outputs_are_checked_before_any_work(capsys, tmp_path, monkeypatch):
