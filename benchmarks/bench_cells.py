@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -46,9 +45,9 @@ from kairos.catalog import Pool
 from kairos.client.admin import http_request
 from kairos.client.launch import running_router
 from kairos.client.loadgen import NO_ANSWER, LoadSpec, find_capacity, run_load, run_load_records
+from kairos.protocol.api import LISTEN_CELLS
 from kairos.scenario import Scenario
 from kairos.serving.cells.balancer import CELLS_PATH
-from kairos.serving.cells.cellset import LISTEN_CELLS
 from kairos.sim.capacity import Measurement
 from kairos.sim.celled import DEFAULT_CELLS, measure_cells
 from kairos.workload import parse_mix
@@ -121,26 +120,13 @@ def all_up(doc: dict[str, Any]) -> bool:
 
 @contextmanager
 def running_cells(pool: str, cells: int, time_scale: float) -> Iterator[Front]:
-    cmd = [sys.executable, "-m", "kairos", "serve", "--model", MODEL, "--pool", pool]
-    cmd += ["--cells", str(cells), "--time-scale", f"{time_scale:g}", "--port", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith(LISTEN_CELLS):
-            raise SystemExit(f"kairos serve --cells did not start: {line!r}")
-        url = line.split()[4]
-        doc = wait_until(url, all_up)
-        pids = [proc.pid, int(doc["balancer_pid"]), *(int(c["pid"]) for c in doc["cells"])]
+    args = ["--model", MODEL, "--pool", pool, "--cells", str(cells)]
+    args += ["--time-scale", f"{time_scale:g}"]
+    with running_router(args, listen=LISTEN_CELLS) as front:
+        doc = wait_until(front.url, all_up)
+        pids = [front.proc.pid, int(doc["balancer_pid"]), *(int(c["pid"]) for c in doc["cells"])]
         names = ["cell set", "balancer", *(f"router {c['cell']}" for c in doc["cells"])]
-        yield Front(url, pids, names)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        yield Front(front.url, pids, names)
 
 
 @contextmanager

@@ -50,8 +50,13 @@ def _pump(stream: object, sink: queue.Queue[str | None]) -> None:
     sink.put(None)
 
 
-def start_router(args: Sequence[str], ready_timeout_s: float = 90.0) -> RouterProcess:
-    """Run ``kairos serve ARGS --port 0``; return once /v2/health/ready answers 200."""
+def start_router(
+    args: Sequence[str], ready_timeout_s: float = 90.0, listen: str = LISTEN_LINE
+) -> RouterProcess:
+    """Run ``kairos serve ARGS --port 0``; return once /v2/health/ready answers 200.
+
+    ``listen`` is the line that carries the URL: ``LISTEN_CELLS`` with ``--cells`` (the
+    balancer's URL; ready then means one cell answers through it)."""
     cmd = [sys.executable, "-m", "kairos", "serve", *args, "--port", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1)
     lines: queue.Queue[str | None] = queue.Queue()
@@ -69,7 +74,7 @@ def start_router(args: Sequence[str], ready_timeout_s: float = 90.0) -> RouterPr
                     "run the same command by hand to see its error.",
                 )
             seen.append(line)
-            if line.startswith(LISTEN_LINE):
+            if line.startswith(listen):
                 url = line.split()[4]
         handle = RouterProcess(proc, url, seen)
         while time.monotonic() < deadline:
@@ -94,8 +99,10 @@ def start_router(args: Sequence[str], ready_timeout_s: float = 90.0) -> RouterPr
 
 
 @contextlib.contextmanager
-def running_router(args: Sequence[str], ready_timeout_s: float = 90.0) -> Iterator[RouterProcess]:
-    handle = start_router(args, ready_timeout_s)
+def running_router(
+    args: Sequence[str], ready_timeout_s: float = 90.0, listen: str = LISTEN_LINE
+) -> Iterator[RouterProcess]:
+    handle = start_router(args, ready_timeout_s, listen)
     try:
         yield handle
     finally:

@@ -14,6 +14,8 @@ DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 
 # The router prints this, then its URL, on its first stdout line once it listens.
 LISTEN_LINE = "kairos router listening on"
+# ``kairos serve --cells``: the balancer's URL follows, in the same place as the router's.
+LISTEN_CELLS = "kairos cells listening on"
 
 HEALTH_LIVE_PATH = "/v2/health/live"
 HEALTH_READY_PATH = "/v2/health/ready"

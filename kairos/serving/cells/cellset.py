@@ -36,7 +36,7 @@ from typing import Any
 from kairos.catalog import Pool
 from kairos.client.admin import AdminClient, http_request
 from kairos.errors import ConfigError, KairosError, RuntimeServiceError
-from kairos.protocol.api import HEALTH_READY_PATH, LISTEN_LINE
+from kairos.protocol.api import HEALTH_READY_PATH, LISTEN_CELLS, LISTEN_LINE
 from kairos.scenario import Scenario
 from kairos.serving.cells.admin import CellAdmin
 from kairos.serving.cells.balancer import (
@@ -53,7 +53,6 @@ from kairos.serving.router.http import HttpServer
 from kairos.serving.router.traffic import HeadroomFactory
 from kairos.sim.cells import integer_weights
 
-LISTEN_CELLS = "kairos cells listening on"  # then the balancer's URL (first stdout line)
 ADMIN_MAX_BODY_BYTES = 64 * 1024
 
 

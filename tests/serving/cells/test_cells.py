@@ -13,8 +13,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +26,12 @@ from kairos.aio import run_event_loop
 from kairos.catalog import Pool
 from kairos.cli.main import cli
 from kairos.client.admin import http_request
+from kairos.client.launch import running_router
 from kairos.client.loadgen import NO_ANSWER, LoadSpec, run_load_records
+from kairos.protocol.api import LISTEN_CELLS
 from kairos.scenario import Scenario
 from kairos.serving.cells.balancer import CELLS_PATH, CellServer, error_page, render
-from kairos.serving.cells.cellset import LISTEN_CELLS, capacity_qps
+from kairos.serving.cells.cellset import capacity_qps
 from kairos.serving.cells.config import CellSettings
 from kairos.serving.cells.metrics import aggregate
 from kairos.sim.celled import cut
@@ -78,23 +78,10 @@ def _all_up(n: int):
 
 @pytest.fixture(scope="module")
 def cells_url() -> Iterator[str]:
-    cmd = [sys.executable, "-m", "kairos", "serve", "--model", "dien", "--pool", POOL]
-    cmd += ["--cells", "2", "--time-scale", "1", "--port", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith(LISTEN_CELLS), line
-        url = line.split()[4]
-        _wait(url, _all_up(2), "both cells up")
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    args = ["--model", "dien", "--pool", POOL, "--cells", "2", "--time-scale", "1"]
+    with running_router(args, listen=LISTEN_CELLS) as cells:
+        _wait(cells.url, _all_up(2), "both cells up")
+        yield cells.url
 
 
 def _load(url: str, rate_qps: float, duration_s: float, seed: int):
