@@ -43,8 +43,7 @@ from kairos.sim.capacity import (
     measure,
 )
 from kairos.sim.cells import cell_weights, instance_rates_qps, split_pool
-from kairos.sim.engine import SimResult, service_times_s
-from kairos.sim.records import QueryRecords
+from kairos.sim.engine import SimResult, service_times_s, sim_result
 from kairos.workload import QueryStream
 
 
@@ -189,17 +188,9 @@ def simulate_cells(
     service = service_times_s(scenario, type_names, stream, drivers[0].service_rng)
     front = make_splitter(splitter, weights_of(scenario, cells), seed)
     start_s, finish_s, where, cell_of = _run(drivers, front, stream, service, type_names)
-    records = QueryRecords(
-        arrival_s=stream.arrival_s,
-        start_s=np.array(start_s),
-        finish_s=np.array(finish_s),
-        instance=np.array(where, dtype=np.int64),
-        batch_size=stream.batch_size,
-        instance_type=instance_type,
-    )
-    pool = merged(cells)
-    res = SimResult(
-        pool, drivers[0].policy.name, scenario.qos_ms, pool.cost_per_hr(scenario.prices), records
+    name = drivers[0].policy.name
+    res = sim_result(
+        scenario, merged(cells), name, stream, (start_s, finish_s, where), instance_type
     )
     return CelledResult(res, cells, splitter, np.array(cell_of, dtype=np.int64))
 

@@ -64,16 +64,31 @@ def simulate(
     driver.ctx.prime(stream.batch_size)
     service = service_times_s(scenario, driver.state.type_names, stream, driver.service_rng)
     start_s, finish_s, instance = _run(driver, stream, service)
+    return sim_result(
+        scenario, pool, driver.policy.name, stream, (start_s, finish_s, instance), instance_types
+    )
+
+
+def sim_result(
+    scenario: Scenario,
+    pool: Pool,
+    policy_name: str,
+    stream: QueryStream,
+    run: tuple[list[float], list[float], list[int]],
+    instance_type: tuple[str, ...],
+) -> SimResult:
+    """A run's result: ``run`` is each query's start, finish and instance id, and
+    ``instance_type`` the type of each instance id."""
+    start_s, finish_s, instance = run
     records = QueryRecords(
         arrival_s=stream.arrival_s,
         start_s=np.array(start_s),
         finish_s=np.array(finish_s),
         instance=np.array(instance, dtype=np.int64),
         batch_size=stream.batch_size,
-        instance_type=instance_types,
+        instance_type=instance_type,
     )
-    name = driver.policy.name
-    return SimResult(pool, name, scenario.qos_ms, pool.cost_per_hr(scenario.prices), records)
+    return SimResult(pool, policy_name, scenario.qos_ms, pool.cost_per_hr(scenario.prices), records)
 
 
 def _run(
