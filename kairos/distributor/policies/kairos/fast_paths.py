@@ -18,6 +18,7 @@ read the policy's frozen ``KairosTables`` (``tables``), never the policy object 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 
 import numpy as np
 
@@ -38,10 +39,21 @@ SMALL_ENTRIES = 64
 def remaining_s(tab: KairosTables, state: ClusterState, instances: np.ndarray) -> np.ndarray:
     """Time until free of each instance; overdue busy ones get a tiny positive value."""
     if len(instances) <= SCAN_MAX_INSTANCES:
-        # Plain floats are cheaper here; the same max() operations as below.
+        # Plain floats are cheaper here. ``r if r > overdue else overdue`` is the value of
+        # ``max(max(r, 0.0), overdue)`` below (overdue > 0), with one comparison.
         now, idle, est, overdue = state.now_s, state.idle, state.est_free_s, tab.overdue_s
+        if len(instances) == len(est):  # every instance (ids are 0..n-1): no gather
+            return np.array(
+                [
+                    0.0 if j in idle else (r if (r := e - now) > overdue else overdue)
+                    for j, e in enumerate(est)
+                ]
+            )
         return np.array(
-            [0.0 if j in idle else max(max(est[j] - now, 0.0), overdue) for j in instances.tolist()]
+            [
+                0.0 if j in idle else (r if (r := est[j] - now) > overdue else overdue)
+                for j in instances.tolist()
+            ]
         )
     free_s = np.array(state.est_free_s)
     if len(instances) == len(free_s):  # every instance (ids are 0..n-1): no gather, and
@@ -147,9 +159,19 @@ def decide_dense(tab: KairosTables, state: ClusterState) -> list[Decision]:
     queries = state.head(n_rows)
     batch_list = [q.batch_size for q in queries]
     remaining = remaining_s(tab, state, up)
+    overhead = state.overhead_s
+    arrivals = [q.arrival_s for q in queries]
+    late = max(arrivals) + tab.qos_s < now
     if all_up and n_rows * len(tab.coeff) >= len(up):
+        # The columns are the instances. ``by_instance`` returns a new array, so the finish
+        # (and in a late window the cost) is computed in it, in place: ``est + overhead``,
+        # then ``+ remaining`` and ``* c``: the same operations on the same operands as
+        # below (IEEE addition and multiplication commute), without the temporaries.
         col_type, cc = tab.inst_type, tab.inst_coeff
-        est = tab.service.by_instance(batch_list)
+        finish = tab.service.by_instance(batch_list)
+        if overhead != 0.0:
+            finish += overhead
+        finish += remaining
     else:
         col_type = tab.inst_type if all_up else tab.inst_type[up]
         if n_rows * len(tab.coeff) < len(up):
@@ -162,18 +184,18 @@ def decide_dense(tab: KairosTables, state: ClusterState) -> list[Decision]:
             up, remaining, col_type = up[keep], remaining[keep], col_type[keep]
         cc = tab.coeff[col_type]
         est = tab.service.lookup("mean", np.array(batch_list, dtype=np.int64)).take(col_type, 1)
-    overhead = state.overhead_s
-    if overhead != 0.0:  # (x + 0.0 is x: skipping it changes no value)
-        est = est + overhead
-    finish = remaining + est
-    cost = cc * finish
-    arrivals = [q.arrival_s for q in queries]
-    if max(arrivals) + tab.qos_s < now:
+        if overhead != 0.0:  # (x + 0.0 is x: skipping it changes no value)
+            est = est + overhead
+        finish = remaining + est
+    if late:
         # Every query in the window is late (a long overload): no pair is penalised, no row
         # gets the urgency bonus and none is held, so the cost is the weighted finish alone
-        # (``x + 0`` and ``x - 0`` are ``x``); the same matrix, the same solve.
-        rows, cols = assign(cost)
+        # (``x + 0`` and ``x - 0`` are ``x``); the same matrix, the same solve. ``finish``
+        # is not read again, so it becomes the cost in place.
+        finish *= cc
+        rows, cols = assign(finish)
         return _idle_starts(tab, state, queries, up, rows, cols, None, None, None)
+    cost = cc * finish
     deadline_s = np.array(arrivals) + tab.qos_s
     ahead = deadline_s - now
     slack = ahead[:, None] - finish
@@ -220,28 +242,34 @@ def _idle_starts(
     None: every query is late, so none is held.
     """
     idle = state.idle
-    inst = up.tolist()
     col_list = cols.tolist()
+    every = len(up) == len(tab.instances)  # the columns are the instances: column c is c
+    inst = None if every else up.tolist()
     if len(idle) * 8 < len(col_list):
         # Few idle instances (overload): find their pairs instead of walking every pair.
-        where = {j: k for k, j in enumerate(inst)} if len(inst) != len(tab.instances) else None
+        # The columns are in ascending instance order, so an idle instance's column is
+        # found by bisection.
         found = []
         for j in idle:
-            c = j if where is None else where.get(j, -1)
-            if c >= 0 and c in col_list:
+            c = j if inst is None else bisect_left(inst, j)
+            if (inst is None or c < len(inst) and inst[c] == j) and c in col_list:
                 found.append(col_list.index(c))
         pairs = sorted(found)
+    elif inst is None:
+        pairs = [k for k, c in enumerate(col_list) if c in idle]
     else:
         pairs = [k for k, c in enumerate(col_list) if inst[c] in idle]
+    if not pairs:
+        return []
+    row_list = rows.tolist()
+    hold = tab.hold_doomed and live is not None and slack is not None
     out = []
     for k in pairs:
-        r, c = int(rows[k]), col_list[k]
-        if tab.hold_doomed and live is not None and slack is not None:
-            if not (live[r] and slack[r, c] < 0.0):
-                out.append((queries[r].qid, inst[c]))
-                continue
+        r, c = row_list[k], col_list[k]
+        j = c if inst is None else inst[c]
+        if hold and live is not None and slack is not None and live[r] and slack[r, c] < 0.0:
             b = best[r] if best is not None else slack[r].max()
             if b >= 0.0:
                 continue
-        out.append((queries[r].qid, inst[c]))
+        out.append((queries[r].qid, j))
     return out
