@@ -12,14 +12,24 @@ make one:
   2. the ceilings: the highest completed rate among stepped offered rates that the front end
      keeps up with (``ceiling 2 cells / 1 router: R``; reported, not a target: on one machine
      the cells share its cores, so N machines would serve N times one);
+  floor. HAProxy's own CPU per query: the same configuration in front of a static server
+     (a second HAProxy answering as a router would) at the same offered rate, and with the
+     1-router row, the lowest 2 cells / 1 router any front end behind HAProxy can reach;
   3. a router killed under load: how each query was answered (200, 503 from the balancer, no
      answer), the balancer's retries on another cell, and when the cell was back;
-  4. replay workers (``--time-scale``): the live allowable throughput of the pool cut into 2
-     cells behind the balancer, against the celled simulator's for the same cells and
-     splitter (``celled live / sim: R``, target within 15%).
+  4. replay workers: the live allowable throughput of the pool cut into 2 cells behind the
+     balancer, against the celled simulator's for the same cells behind its model of
+     HAProxy's leastconn (``celled live / sim: R``, target within 15%), measured as
+     bench_live.py measures one router: real time (``--time-scale 1``), both searches from
+     the simulated rate to ``--precision`` 2%, ``--trial-queries`` 5,000 a trial on both
+     sides.
 
-    python benchmarks/bench_cells.py [--rate-qps 600] [--duration-s 5] [--kill-rate-qps 150]
-        [--time-scale 2] [--skip-replay] [--json]
+``--parts`` runs some of them (``front`` is 1-2, ``kill`` 3, ``replay`` 4); the load average
+is printed at the start and the end.
+
+    python benchmarks/bench_cells.py [--parts front,floor,kill,replay] [--rate-qps 600]
+        [--duration-s 5] [--kill-rate-qps 150] [--time-scale 1] [--trial-queries 5000]
+        [--precision 0.02] [--skip-replay] [--json]
 """
 
 from __future__ import annotations
@@ -28,7 +38,10 @@ import argparse
 import json
 import os
 import signal
+import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -43,11 +56,28 @@ import orjson
 from kairos.aio import run_event_loop
 from kairos.catalog import Pool
 from kairos.client.admin import http_request
+from kairos.client.http import request
 from kairos.client.launch import running_router
-from kairos.client.loadgen import NO_ANSWER, LoadSpec, find_capacity, run_load, run_load_records
+from kairos.client.loadgen import (
+    NO_ANSWER,
+    BodyFactory,
+    LoadReport,
+    LoadSpec,
+    find_capacity,
+    run_load,
+    run_load_records,
+)
 from kairos.protocol.api import LISTEN_CELLS
+from kairos.protocol.tensors import parse_specs
 from kairos.scenario import Scenario
-from kairos.serving.cells.balancer import CELLS_PATH
+from kairos.serving.cells.balancer import (
+    CELLS_PATH,
+    CellServer,
+    Haproxy,
+    haproxy_binary,
+    write_config,
+)
+from kairos.serving.cells.config import CellSettings
 from kairos.sim.capacity import Measurement
 from kairos.sim.celled import DEFAULT_CELLS, measure_cells
 from kairos.workload import parse_mix
@@ -60,6 +90,11 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # with (this share of the offered rate completed, no error, no 503), as bench_live.py counts.
 CEILING_RATES_QPS = (500.0, 1000.0, 1500.0, 2000.0, 2500.0, 3000.0, 4000.0, 5000.0)
 KEEPS_UP = 0.95
+FLOOR_BATCH = 64  # the static server's one answer: a real router's to a batch of this size
+# The live search's bracketing step from the simulated rate (bench_live.py's): the live figure
+# is expected near it, so small steps spend the trials near the answer.
+REPLAY_STEP = 1.2
+LIVE_SPLITTER = "haproxy-leastconn"  # the simulator's model of the balancer that runs live
 
 
 def say(text: str) -> None:
@@ -140,8 +175,10 @@ def spec(url: str, rate_qps: float, duration_s: float, seed: int) -> LoadSpec:
     return LoadSpec(url, MODEL, rate_qps, duration_s, parse_mix("production"), seed=seed)
 
 
-def front_end(front: Front, args: argparse.Namespace, label: str) -> dict[str, Any]:
-    """CPU per query at the offered rate, then the ceiling at an overload."""
+def front_end(
+    front: Front, args: argparse.Namespace, label: str, ceiling_rates: tuple[float, ...] = ()
+) -> dict[str, Any]:
+    """CPU per query at the offered rate, then the ceiling among ``ceiling_rates``."""
     run_event_loop(run_load(spec(front.url, args.rate_qps, 1.0, seed=9)))  # warm up
     cpu0 = [cpu_s(p) for p in front.pids]
     report = run_event_loop(run_load(spec(front.url, args.rate_qps, args.duration_s, seed=1)))
@@ -151,7 +188,7 @@ def front_end(front: Front, args: argparse.Namespace, label: str) -> dict[str, A
     ]
     per_query_ms = sum(each_ms)
     ceiling = 0.0
-    for rate in CEILING_RATES_QPS:  # up to the first rate it does not keep up with
+    for rate in ceiling_rates:  # up to the first rate it does not keep up with
         over = run_event_loop(run_load(spec(front.url, rate, 2.0, seed=2)))
         if over.errors or over.rejected or over.throughput_qps < KEEPS_UP * rate:
             break
@@ -170,6 +207,83 @@ def front_end(front: Front, args: argparse.Namespace, label: str) -> dict[str, A
         f"front-end CPU {per_query_ms:.3f} ms/query ({parts}); ceiling {ceiling:.0f} q/s"
     )
     return row
+
+
+def static_server(directory: Path, port: int, metadata: bytes, answer: bytes) -> str:
+    """A second HAProxy that answers like a router without doing anything: the model's
+    metadata to every GET (health checks included), one real inference answer to every POST."""
+    (directory / "metadata.json").write_bytes(metadata)
+    (directory / "answer.json").write_bytes(answer)
+    return "\n".join(
+        [
+            "global",
+            "    nbthread 1",
+            "    tune.bufsize 131072",
+            "defaults",
+            "    mode http",
+            "    timeout client 300s",
+            "    timeout server 300s",
+            "    timeout connect 2s",
+            "frontend static",
+            f"    bind 127.0.0.1:{port}",
+            "    option http-buffer-request",
+            "    http-request return status 200 content-type application/json "
+            f"file {directory / 'metadata.json'} if {{ method GET }}",
+            "    http-request return status 200 content-type application/json "
+            f"file {directory / 'answer.json'}",
+            "",
+        ]
+    )
+
+
+def floor(args: argparse.Namespace, rows: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """HAProxy with the cells' configuration (retries, checks, buffers) in front of a static
+    server at the same offered rate: the balancer's own CPU per query, which no cut and no
+    router can save; with the 1-router row, the lowest 2 cells / 1 router can reach."""
+    with running_single(ZERO_POOL, 0.0) as router:
+        metadata = http_request(f"{router.url}/v2/models/{MODEL}")[1].encode()
+        body = BodyFactory(parse_specs(orjson.loads(metadata)["inputs"]) or (), 0).body(FLOOR_BATCH)
+        reply = request(f"{router.url}/v2/models/{MODEL}/infer", body).body
+    settings = CellSettings()
+    with tempfile.TemporaryDirectory(prefix="kairos-floor-") as tmp:
+        where = Path(tmp)
+        static_port, port = free_port(), free_port()
+        (where / "static.cfg").write_text(static_server(where, static_port, metadata, reply))
+        binary = haproxy_binary(settings)
+        static = subprocess.Popen(
+            [binary, "-db", "-f", str(where / "static.cfg")], stdout=subprocess.DEVNULL
+        )
+        server = CellServer("cell0", "127.0.0.1", static_port, 1)
+        admin = ("127.0.0.1", static_port)
+        write_config(
+            where / "haproxy.cfg", settings, ("127.0.0.1", port), [server], admin, where / "s"
+        )
+        proxy = Haproxy(binary, where / "haproxy.cfg", where / "s")
+        try:
+            proxy.start()
+            assert proxy.pid is not None
+            row = front_end(
+                Front(f"http://127.0.0.1:{port}", [proxy.pid], ["balancer"]), args, "floor"
+            )
+        finally:
+            proxy.stop()
+            static.terminate()
+            static.wait(10)
+    out = {"balancer_cpu_ms_per_query": row["cpu_ms_per_query"], "completed": row["completed"]}
+    if rows:
+        one = rows[0]["cpu_ms_per_query"]
+        out["lowest_cpu_ratio_2_cells"] = (one + row["cpu_ms_per_query"]) / one
+        say(
+            "lowest front-end CPU per query 2 cells / 1 router with HAProxy in front "
+            f"(1 router + this floor): {out['lowest_cpu_ratio_2_cells']:.2f}"
+        )
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def killed(args: argparse.Namespace) -> dict[str, Any]:
@@ -207,54 +321,79 @@ def killed(args: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
+def show_trial(report: LoadReport) -> None:
+    """One live trial: its verdict, and where its latency went (p99 end to end; the part
+    outside the routers' queue and service time, which the simulator does not have; how late
+    the load generator sent)."""
+    say(
+        f"    trial {report.rate_qps:.1f} q/s: p99 {report.p99_ms:.1f} ms, outside the "
+        f"routers' queues p99 {report.overhead_p99_ms:.2f} ms, send lag p99 "
+        f"{report.send_lag_p99_ms:.2f} ms; {report.verdict()}"
+    )
+
+
 def replay(args: argparse.Namespace) -> dict[str, Any]:
+    """The live allowable throughput of the pool in 2 cells against the celled simulator's,
+    measured as bench_live.py measures one router against the central queue (its live/sim
+    is the reference): both searches start at the simulated rate, stop within
+    ``--precision``, and judge every trial on ``--trial-queries`` measured queries; the
+    workers replay at ``--time-scale`` (1: real time, as bench_live)."""
     scenario = Scenario.from_files(MODEL, mix=parse_mix("production"))
     pool = Pool.parse(REPLAY_POOL)
-    sim = measure_cells(scenario, pool, 2, "kairos", Measurement(), splitter=DEFAULT_CELLS.splitter)
+    measurement = Measurement(queries=args.trial_queries, precision=args.precision)
+    # The live cells run behind HAProxy's leastconn: the simulator's model of it, pick for
+    # pick, is the reference; its default splitter is printed beside it.
+    splitter = LIVE_SPLITTER
+    sim = measure_cells(scenario, pool, 2, "kairos", measurement, splitter=splitter)
+    default = measure_cells(
+        scenario, pool, 2, "kairos", measurement, splitter=DEFAULT_CELLS.splitter
+    )
+    guess = sim.allowable_qps
     with running_cells(REPLAY_POOL, 2, args.time_scale) as front:
         live = run_event_loop(
             find_capacity(
-                spec(front.url, sim.allowable_qps, 0.0, seed=4), guess_qps=sim.allowable_qps
+                spec(front.url, guess, 0.0, seed=4),
+                precision=args.precision,
+                guess_qps=guess,
+                step=REPLAY_STEP,
+                min_queries=args.trial_queries,
+                progress=show_trial,
             )
         )
     row = {
         "pool": REPLAY_POOL,
         "cells": 2,
-        "splitter": DEFAULT_CELLS.splitter,
+        "splitter": splitter,
         "sim_allowable_qps": sim.allowable_qps,
+        "sim_default_splitter_allowable_qps": default.allowable_qps,
         "live_allowable_qps": live.allowable_qps,
         "time_scale": args.time_scale,
+        "trial_queries": args.trial_queries,
+        "precision": args.precision,
     }
     say(
-        f"  {REPLAY_POOL} in 2 cells ({DEFAULT_CELLS.splitter}): live "
-        f"{live.allowable_qps:.1f} q/s, simulated {sim.allowable_qps:.1f} q/s "
-        f"(--time-scale {args.time_scale:g})"
+        f"  {REPLAY_POOL} in 2 cells ({splitter}): live {live.allowable_qps:.1f} q/s, "
+        f"simulated {sim.allowable_qps:.1f} q/s (--time-scale {args.time_scale:g}); "
+        f"the simulator's {DEFAULT_CELLS.splitter} splitter: {default.allowable_qps:.1f} q/s"
     )
     return row
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rate-qps", type=float, default=600.0)
-    parser.add_argument("--duration-s", type=float, default=5.0)
-    parser.add_argument("--kill-rate-qps", type=float, default=150.0)
-    parser.add_argument("--time-scale", type=float, default=2.0)
-    parser.add_argument("--skip-replay", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    result: dict[str, Any] = {"private_network": private_network()}
+PARTS = ("front", "floor", "kill", "replay")
 
+
+def front_ends(args: argparse.Namespace, result: dict[str, Any]) -> None:
     say(f"1-2. zero-latency workers, {ZERO_POOL}, {MODEL}:")
     rows = []
     with running_single(ZERO_POOL, 0.0) as front:
-        rows.append(front_end(front, args, "1 router"))
+        rows.append(front_end(front, args, "1 router", CEILING_RATES_QPS))
     for n in (1, 2, 4):
         with running_cells(ZERO_POOL, n, 0.0) as front:
-            rows.append(front_end(front, args, f"{n} cells"))
+            rows.append(front_end(front, args, f"{n} cells", CEILING_RATES_QPS))
     result["front_end"] = rows
     one, two = rows[0], rows[2]
     cpu_ratio = two["cpu_ms_per_query"] / one["cpu_ms_per_query"]
-    ceiling_ratio = two["ceiling_qps"] / one["ceiling_qps"]
+    ceiling_ratio = two["ceiling_qps"] / max(one["ceiling_qps"], 1e-9)
     say(f"front-end CPU per query, 2 cells / 1 router: {cpu_ratio:.2f} (target <= 1.25)")
     cut_ratio = two["cpu_ms_per_query"] / rows[1]["cpu_ms_per_query"]
     say(f"front-end CPU per query, 2 cells / 1 cell behind the balancer: {cut_ratio:.2f}")
@@ -262,17 +401,44 @@ def main() -> None:
     say(f"ceiling 2 cells / 1 router: {ceiling_ratio:.2f} (reported; one machine's cores)")
     result |= {"cpu_ratio_2_cells": cpu_ratio, "ceiling_ratio_2_cells": ceiling_ratio}
 
-    say("3. a router killed under load (2 cells, replay workers at real time):")
-    result["killed"] = killed(args)
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate-qps", type=float, default=600.0)
+    parser.add_argument("--duration-s", type=float, default=5.0)
+    parser.add_argument("--kill-rate-qps", type=float, default=150.0)
+    parser.add_argument("--time-scale", type=float, default=1.0)
+    parser.add_argument("--trial-queries", type=int, default=5000)
+    parser.add_argument("--precision", type=float, default=0.02)
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}"
+    )
+    parser.add_argument("--skip-replay", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if parts - set(PARTS):
+        parser.error(f"--parts {args.parts!r}: unknown {sorted(parts - set(PARTS))}")
     if args.skip_replay:
-        say("4. replay workers: skipped (--skip-replay)")
-    else:
+        parts.discard("replay")
+    result: dict[str, Any] = {"private_network": private_network(), "load": os.getloadavg()}
+    say(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+    if "front" in parts:
+        front_ends(args, result)
+    if "floor" in parts:
+        say("HAProxy's own floor: the same configuration in front of a static server:")
+        result["floor"] = floor(args, result.get("front_end"))
+    if "kill" in parts:
+        say("3. a router killed under load (2 cells, replay workers at real time):")
+        result["killed"] = killed(args)
+    if "replay" in parts:
         say("4. replay workers, allowable throughput (99% within QoS):")
         row = result["replay"] = replay(args)
         ratio = row["live_allowable_qps"] / row["sim_allowable_qps"]
         say(f"celled live / sim: {ratio:.2f} (target within 15%)")
         result["celled_live_over_sim"] = ratio
+    say(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
         print(json.dumps(result, indent=2))
 

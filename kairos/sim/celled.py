@@ -42,7 +42,7 @@ from kairos.sim.capacity import (
     Simulator,
     measure,
 )
-from kairos.sim.cells import cell_weights, instance_rates_qps, split_pool
+from kairos.sim.cells import cell_weights, instance_rates_qps, integer_weights, split_pool
 from kairos.sim.engine import SimResult, service_times_s, sim_result
 from kairos.workload import QueryStream
 
@@ -54,7 +54,8 @@ class CellSettings:
     ``splitter``: the front balancer's policy (``SPLITTERS``). Least-outstanding is the
     default because it is what a balancer in front of queueing routers should run (HAProxy's
     ``leastconn``): it sees a cell falling behind and sends elsewhere, where weighted random
-    only knows the planned capacities.
+    only knows the planned capacities. ``haproxy-leastconn`` is HAProxy's own rule, pick for
+    pick (bench_cells.py compares the live cells against it).
     """
 
     splitter: str = "least-outstanding"
@@ -75,6 +76,11 @@ class Splitter(ABC):
     @abstractmethod
     def pick(self, outstanding: Sequence[int]) -> int:
         """Index of the cell that takes the next query."""
+
+    def release(self, cell: int) -> None:
+        """Cell ``cell`` answered one of its queries (a splitter that keeps its own order of
+        the cells hears it here; the others see the counts ``pick`` gets)."""
+        del cell  # the counts ``pick`` gets are all the default splitters need
 
 
 SPLITTERS: Registry[type[Splitter]] = Registry(
@@ -121,6 +127,51 @@ class LeastOutstanding(Splitter):
         k = next(c % n for c in range(self._next, self._next + n) if load[c % n] == best)
         self._next = (k + 1) % n
         return k
+
+
+@SPLITTERS.register("haproxy-leastconn")
+class HaproxyLeastConn(Splitter):
+    """HAProxy's ``balance leastconn`` as HAProxy 2.6 computes it (``lb_fwlc.c``), the
+    balancer ``kairos serve --cells`` runs: the live splitter, modelled pick for pick.
+
+    It differs from ``least-outstanding`` in three ways. The weights are HAProxy's integers
+    (``integer_weights``, as the cell set writes them). A cell with no query open has key 0,
+    whatever its weight, so idle cells tie. Otherwise the key is ``(open + 1) * 4096 //
+    (16 * weight)`` in whole numbers, so near counts tie too. Ties go to the cell whose key
+    changed longest ago: HAProxy keeps the cells in a tree by key, re-inserts a cell behind
+    its equals each time it takes or answers a query, and picks the first.
+    """
+
+    name = "haproxy-leastconn"
+    EWEIGHT_MAX = 4096  # SRV_EWGHT_MAX: the largest weight (256) x BE_WEIGHT_SCALE (16)
+    WEIGHT_SCALE = 16  # BE_WEIGHT_SCALE: a server's effective weight is its weight x 16
+
+    def __init__(self, weights: Sequence[float], rng: np.random.Generator) -> None:
+        super().__init__(weights, rng)
+        self._weight = integer_weights(self.weights)
+        n = len(self._weight)
+        self._open = [0] * n
+        self._placed = list(range(n))  # when each cell was last (re)inserted: config order
+        self._clock = n
+
+    def _key(self, cell: int) -> int:
+        n = self._open[cell]
+        return (
+            0 if n == 0 else (n + 1) * self.EWEIGHT_MAX // (self.WEIGHT_SCALE * self._weight[cell])
+        )
+
+    def _moved(self, cell: int, change: int) -> None:
+        self._open[cell] += change
+        self._placed[cell] = self._clock
+        self._clock += 1
+
+    def pick(self, outstanding: Sequence[int]) -> int:
+        k = min(range(len(self._weight)), key=lambda c: (self._key(c), self._placed[c]))
+        self._moved(k, 1)
+        return k
+
+    def release(self, cell: int) -> None:
+        self._moved(cell, -1)
 
 
 def make_splitter(name: str, weights: Sequence[float], seed: int) -> Splitter:
@@ -230,6 +281,7 @@ def _run(
             q, starts = drivers[k].complete(g - offset[k], now)
             finish_s[q.qid] = now
             outstanding[k] -= 1
+            front.release(k)
         else:
             now = arrivals[i]
             k = front.pick(outstanding)

@@ -12,6 +12,7 @@ from kairos.scenario import Scenario
 from kairos.sim.capacity import Measurement, measure
 from kairos.sim.celled import (
     SPLITTERS,
+    HaproxyLeastConn,
     LeastOutstanding,
     cut,
     make_splitter,
@@ -39,7 +40,7 @@ def records_equal(a, b) -> None:
 
 
 @pytest.mark.parametrize("policy", ["kairos", "power-of-two", "fcfs"])
-@pytest.mark.parametrize("splitter", ["weighted", "least-outstanding"])
+@pytest.mark.parametrize("splitter", ["weighted", "least-outstanding", "haproxy-leastconn"])
 def test_one_cell_is_the_central_queue_exactly(rm2, policy, splitter):
     sc = rm2
     st = poisson_stream(60.0, 400, sc.mix, np.random.default_rng(3))
@@ -51,7 +52,7 @@ def test_one_cell_is_the_central_queue_exactly(rm2, policy, splitter):
     assert celled.cell_of_query.tolist() == [0] * len(st)
 
 
-@pytest.mark.parametrize("splitter", ["weighted", "least-outstanding"])
+@pytest.mark.parametrize("splitter", ["weighted", "least-outstanding", "haproxy-leastconn"])
 def test_same_seed_same_decisions(rm2, splitter):
     sc = rm2
     st = poisson_stream(60.0, 400, sc.mix, np.random.default_rng(3))
@@ -100,6 +101,30 @@ def test_least_outstanding_by_hand():
     assert [pick([3, 2, 2]), pick([3, 2, 2]), pick([2, 2, 5])] == [1, 2, 0]
 
 
+def test_haproxy_leastconn_by_hand():
+    # The same cells and arrivals as least-outstanding's test; HAProxy's weights 256 and 64.
+    sc = toy()
+    cells = (Pool.parse("fast=1"), Pool.parse("slow=1"))
+    st = QueryStream(np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0]), np.full(6, 10))
+    res = simulate_cells(sc, cells, "fcfs", st, splitter="haproxy-leastconn")
+    # Both idle: key 0 each, cell 0 first in the tree; then cell 1 is the idle one (key 0
+    # against cell 0's 2 * 4096 // (16 * 256) = 2); then cell 0 (keys 3, 4, 5, 6) against
+    # cell 1's 2 * 4096 // (16 * 64) = 8.
+    assert res.cell_of_query.tolist() == [0, 1, 0, 0, 0, 0]
+    assert res.result.records.finish_s == pytest.approx([0.01, 0.04, 0.02, 0.03, 0.04, 0.05])
+    # Equal keys: the cell whose key changed longest ago, answers included.
+    split = HaproxyLeastConn((1.0, 1.0, 1.0), np.random.default_rng(0))
+    assert [split.pick([0, 0, 0]) for _ in range(3)] == [0, 1, 2]
+    split.release(1)
+    split.release(0)
+    assert [split.pick([0, 0, 1]), split.pick([1, 0, 1])] == [1, 0]
+    # Whole-number keys: with weights 256 and 200, 2 open on each tie at key 3 (768 // 256
+    # and 768 // 200), so the cell placed longest ago takes the query.
+    split = HaproxyLeastConn((256.0, 200.0), np.random.default_rng(0))
+    assert [split.pick([0, 0]) for _ in range(4)] == [0, 1, 0, 1]
+    assert split.pick([2, 2]) == 0
+
+
 def test_weighted_random_follows_the_weights():
     def draws(seed: int) -> list[int]:
         pick = make_splitter("weighted", (0.75, 0.25), seed=seed).pick
@@ -122,7 +147,7 @@ def test_unknown_splitter_is_one_clear_error():
             splitter="rr",
         )
     assert "To fix:" in str(info.value)
-    assert set(SPLITTERS.names()) == {"weighted", "least-outstanding"}
+    assert set(SPLITTERS.names()) == {"weighted", "least-outstanding", "haproxy-leastconn"}
 
 
 def test_one_cell_capacity_is_the_central_search_exactly(rm2):

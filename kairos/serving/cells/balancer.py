@@ -9,9 +9,13 @@ the same one a user's own balancer gets (``--balancer-config FILE``).
 What the configuration says, and why:
 
 * every router is a server weighted by its cell's planned capacity (``kairos.sim.cells``);
-* ``option httpchk GET /v2/health/ready`` every ``health_interval_ms``: a router that is
+* ``option httpchk GET /v2/health/ready`` every ``health_interval_ms`` (every
+  ``health_fast_interval_ms`` while a cell is down or changing state): a router that is
   starting, draining or gone is taken out; ``observe layer4`` with ``on-error mark-down``
   takes it out at the first refused connection, before the next check;
+* ``http-reuse always``: a request goes over any idle connection to the router picked, so
+  the balancer seldom opens a connection (each costs it and the router a connect, an accept
+  and a close);
 * ``retry-on conn-failure empty-response 503`` with ``retries 1`` and ``option redispatch 1``:
   a query whose router died before answering (or answered 503: full or draining) is sent once
   more, to another cell; inference is idempotent;
@@ -63,8 +67,9 @@ class CellServer:
         to answer one check in time is not taken out)."""
         return (
             f"{self.host}:{self.port} weight {self.weight} check inter "
-            f"{settings.health_interval_ms}ms fall {settings.health_falls} rise 1 observe "
-            "layer4 error-limit 1 on-error mark-down"
+            f"{settings.health_interval_ms}ms fastinter {settings.health_fast_interval_ms}ms "
+            f"downinter {settings.health_fast_interval_ms}ms fall {settings.health_falls} "
+            "rise 1 observe layer4 error-limit 1 on-error mark-down"
         )
 
 
@@ -131,6 +136,7 @@ def render(
         "",
         f"backend {BACKEND}",
         f"    balance {BALANCES.get(settings.balance)}",
+        f"    http-reuse {settings.connection_reuse}",
         f"    option httpchk GET {HEALTH_READY_PATH}",
         "    http-check expect status 200",
         *(f"    server {s.name} {s.spec(settings)}" for s in servers),

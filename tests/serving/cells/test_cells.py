@@ -212,6 +212,9 @@ def test_config_weighs_checks_retries_and_routes_admin(tmp_path: Path) -> None:
     assert "retries 1" in lines and "option redispatch 1" in lines
     assert "retry-on conn-failure empty-response 503" in lines
     assert "option http-buffer-request" in lines
+    assert "http-reuse always" in lines  # idle connections to the routers serve any request
+    # Up cells checked every 2 s, down or changing ones every 250 ms.
+    assert any("check inter 2000ms fastinter 250ms downinter 250ms" in ln for ln in lines)
     assert any(ln.startswith("server cell0 127.0.0.1:9001 weight 256 check") for ln in lines)
     assert any(ln.startswith("server cell1 10.0.0.2:9002 weight 7 check") for ln in lines)
     assert "server admin 127.0.0.1:9100" in lines
