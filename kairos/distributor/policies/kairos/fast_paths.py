@@ -196,7 +196,8 @@ def decide_dense(tab: KairosTables, state: ClusterState) -> list[Decision]:
         rows, cols = assign(finish)
         return _idle_starts(tab, state, queries, up, rows, cols, None, None, None)
     cost = cc * finish
-    deadline_s = np.array(arrivals) + tab.qos_s
+    deadline_s = np.array(arrivals)
+    deadline_s += tab.qos_s
     ahead = deadline_s - now
     slack = ahead[:, None] - finish
     live = deadline_s >= now
@@ -207,7 +208,7 @@ def decide_dense(tab: KairosTables, state: ClusterState) -> list[Decision]:
         pslack = ahead[:, None] - (remaining + tail_s[:, col_type])
     # Penalty level by bisection on (0, guard): slack < 0 -> miss, < guard -> near, else
     # 0; the same three floats the nested ``where`` of ``pair_costs`` picks.
-    pen = tab.penalty_levels[np.searchsorted(tab.penalty_edges, pslack, side="right")]
+    pen = tab.penalty_levels[tab.penalty_edges.searchsorted(pslack, side="right")]
     if not live[0]:  # the oldest query is late: some rows get no penalty
         pen[~live] = 0.0
     cost += pen
@@ -215,9 +216,13 @@ def decide_dense(tab: KairosTables, state: ClusterState) -> list[Decision]:
     best = None
     if tab.urgency_frac is not None and n_rows > n_cols:
         best = slack.max(axis=1)
-        # best in [0, urgency_frac * QoS) and live: the bonus row (see ``urgency_bonus``).
-        urgent = live & (np.searchsorted(tab.urgency_edges, best, side="right") == 1)
-        if urgent.any():
+        # A live row whose best slack is in [0, urgency_frac * QoS) gets the bonus (see
+        # ``urgency_bonus``; the band's bound is the float ``urgency_edges`` holds). Found
+        # on plain floats: a few dozen rows cost less than four array operations.
+        band = float(tab.urgency_edges[1])
+        live_list = live.tolist()
+        urgent = [i for i, b in enumerate(best.tolist()) if 0.0 <= b < band and live_list[i]]
+        if urgent:
             cost[urgent] -= w.slack_penalty_qos * qos
     rows, cols = assign(cost)
     return _idle_starts(tab, state, queries, up, rows, cols, slack, live, best)
