@@ -124,7 +124,7 @@ def render(
         f"    retries {settings.retries}",
         "    option http-buffer-request",  # a request is retried only if it was read whole
         "    option redispatch 1",
-        "    retry-on conn-failure empty-response 503",
+        f"    retry-on {settings.retry_on}",
         *(f"    errorfile {s} {errors_dir / f'{s}.http'}" for s in ERROR_STATUSES),
         "",
         "frontend kairos",

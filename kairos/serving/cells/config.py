@@ -56,6 +56,11 @@ class CellSettings(Settings):
     # from a draining or full router) is sent once more, to another cell: inference is
     # idempotent (the same inputs give the same answer and change nothing).
     retries: int = 1
+    # What is retried: a connection refused (the router is gone), a connection closed with
+    # no answer (it died with the query), a 503 (full or draining). The last two are HTTP
+    # retries: HAProxy then copies every request's whole buffer before sending it, about
+    # 0.045 ms of its CPU a query on the 2-core VM (benchmarks/bench_cells.py, part floor).
+    retry_on: str = "conn-failure empty-response 503"
     # HAProxy retries only a request that fits in one buffer: the largest binary request of
     # the built-in models (batch 1000) is 116 KB. Larger buffers cost CPU per query.
     request_buffer_bytes: int = 131_072
