@@ -5,10 +5,11 @@ Prints, in one run, with everything (load generator, balancer, routers, workers)
 machine's cores, inside a private network namespace (loopback only) where the process may
 make one:
 
-  1. zero-latency workers (the front end's cost): one plain router, then 1, 2 and 4 cells, each
-     at the same offered rate; the CPU seconds per query of the whole front end (HAProxy plus
-     every router plus the cell set's own process, read per process from /proc before and
-     after), and ``front-end CPU per query, 2 cells / 1 router: R`` (target <= 1.25);
+  1. zero-latency workers (the front end's cost): one plain router, and 1, 2 and 4 cells, all
+     running, taking turns at the same offered rate (``--rounds``); the CPU seconds per
+     query of the whole front end (HAProxy plus every router plus the cell set's own
+     process, read per process from /proc before and after each turn), and ``front-end CPU
+     per query, 2 cells / 1 router: R`` (target <= 1.25);
   2. the ceilings: the highest completed rate among stepped offered rates that the front end
      keeps up with (``ceiling 2 cells / 1 router: R``; reported, not a target: on one machine
      the cells share its cores, so N machines would serve N times one);
@@ -28,7 +29,7 @@ make one:
 is printed at the start and the end.
 
     python benchmarks/bench_cells.py [--parts front,floor,kill,replay] [--rate-qps 600]
-        [--duration-s 5] [--kill-rate-qps 150] [--time-scale 1] [--trial-queries 5000]
+        [--duration-s 3] [--rounds 3] [--kill-rate-qps 150] [--time-scale 1] [--trial-queries 5000]
         [--precision 0.02] [--skip-replay] [--json]
 """
 
@@ -45,7 +46,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,38 +176,60 @@ def spec(url: str, rate_qps: float, duration_s: float, seed: int) -> LoadSpec:
     return LoadSpec(url, MODEL, rate_qps, duration_s, parse_mix("production"), seed=seed)
 
 
-def front_end(
-    front: Front, args: argparse.Namespace, label: str, ceiling_rates: tuple[float, ...] = ()
-) -> dict[str, Any]:
-    """CPU per query at the offered rate, then the ceiling among ``ceiling_rates``."""
-    run_event_loop(run_load(spec(front.url, args.rate_qps, 1.0, seed=9)))  # warm up
-    cpu0 = [cpu_s(p) for p in front.pids]
-    report = run_event_loop(run_load(spec(front.url, args.rate_qps, args.duration_s, seed=1)))
-    each_ms = [
-        1000.0 * (cpu_s(p) - c) / max(1, report.completed)
-        for p, c in zip(front.pids, cpu0, strict=True)
-    ]
-    per_query_ms = sum(each_ms)
+def measure_cpu(fronts: dict[str, Front], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Each front end's CPU per answered query at the offered rate. The front ends take
+    turns, ``--duration-s`` each in each of ``--rounds`` rounds (round r's arrivals are the
+    same for all), so a change in the machine's background load falls on all of them alike;
+    CPU and answered queries are summed over the rounds."""
+    for front in fronts.values():  # warm up
+        run_event_loop(run_load(spec(front.url, args.rate_qps, 1.0, seed=9)))
+    cpu = {label: [0.0] * len(front.pids) for label, front in fronts.items()}
+    sent = dict.fromkeys(fronts, 0)
+    completed = dict.fromkeys(fronts, 0)
+    for r in range(args.rounds):
+        for label, front in fronts.items():
+            cpu0 = [cpu_s(p) for p in front.pids]
+            report = run_event_loop(
+                run_load(spec(front.url, args.rate_qps, args.duration_s, seed=1 + r))
+            )
+            cpu[label] = [
+                a + cpu_s(p) - c for a, p, c in zip(cpu[label], front.pids, cpu0, strict=True)
+            ]
+            sent[label] += report.sent
+            completed[label] += report.completed
+    rows = {}
+    for label, front in fronts.items():
+        each_ms = [1000.0 * c / max(1, completed[label]) for c in cpu[label]]
+        rows[label] = {
+            "front": label,
+            "sent": sent[label],
+            "completed": completed[label],
+            "cpu_ms_per_query": sum(each_ms),
+            "cpu_ms_per_query_by_process": dict(zip(front.names, each_ms, strict=True)),
+        }
+    return rows
+
+
+def ceiling_qps(front: Front, rates: tuple[float, ...]) -> float:
+    """The highest completed rate among ``rates``, up to the first it does not keep up with."""
     ceiling = 0.0
-    for rate in ceiling_rates:  # up to the first rate it does not keep up with
+    for rate in rates:
         over = run_event_loop(run_load(spec(front.url, rate, 2.0, seed=2)))
         if over.errors or over.rejected or over.throughput_qps < KEEPS_UP * rate:
             break
         ceiling = over.throughput_qps
-    row = {
-        "front": label,
-        "sent": report.sent,
-        "completed": report.completed,
-        "cpu_ms_per_query": per_query_ms,
-        "cpu_ms_per_query_by_process": dict(zip(front.names, each_ms, strict=True)),
-        "ceiling_qps": ceiling,
-    }
-    parts = ", ".join(f"{n} {v:.3f}" for n, v in zip(front.names, each_ms, strict=True))
-    say(
-        f"  {label:>9}: {report.completed}/{report.sent} answered at {args.rate_qps:g} q/s, "
-        f"front-end CPU {per_query_ms:.3f} ms/query ({parts}); ceiling {ceiling:.0f} q/s"
+    return ceiling
+
+
+def show_front(row: dict[str, Any], args: argparse.Namespace) -> None:
+    parts = ", ".join(f"{n} {v:.3f}" for n, v in row["cpu_ms_per_query_by_process"].items())
+    line = (
+        f"  {row['front']:>13}: {row['completed']}/{row['sent']} answered at "
+        f"{args.rate_qps:g} q/s, front-end CPU {row['cpu_ms_per_query']:.3f} ms/query ({parts})"
     )
-    return row
+    if "ceiling_qps" in row:
+        line += f"; ceiling {row['ceiling_qps']:.0f} q/s"
+    say(line)
 
 
 def static_server(directory: Path, port: int, metadata: bytes, answer: bytes) -> str:
@@ -289,7 +312,9 @@ def static_front(
             proxy.start()
             assert proxy.pid is not None
             front = Front(f"http://127.0.0.1:{port}", [proxy.pid], ["balancer"])
-            return front_end(front, args, label)
+            row = measure_cpu({label: front}, args)[label]
+            show_front(row, args)
+            return row
         finally:
             proxy.stop()
             static.terminate()
@@ -399,19 +424,24 @@ PARTS = ("front", "floor", "kill", "replay")
 
 
 def front_ends(args: argparse.Namespace, result: dict[str, Any]) -> None:
-    say(f"1-2. zero-latency workers, {ZERO_POOL}, {MODEL}:")
-    rows = []
-    with running_single(ZERO_POOL, 0.0) as front:
-        rows.append(front_end(front, args, "1 router", CEILING_RATES_QPS))
-    for n in (1, 2, 4):
-        with running_cells(ZERO_POOL, n, 0.0) as front:
-            rows.append(front_end(front, args, f"{n} cells", CEILING_RATES_QPS))
-    result["front_end"] = rows
-    one, two = rows[0], rows[2]
+    say(
+        f"1-2. zero-latency workers, {ZERO_POOL}, {MODEL}, at {args.rate_qps:g} q/s, "
+        f"{args.rounds} rounds of {args.duration_s:g} s each:"
+    )
+    with ExitStack() as stack:
+        fronts = {"1 router": stack.enter_context(running_single(ZERO_POOL, 0.0))}
+        for n in (1, 2, 4):
+            fronts[f"{n} cells"] = stack.enter_context(running_cells(ZERO_POOL, n, 0.0))
+        rows = measure_cpu(fronts, args)
+        for label, front in fronts.items():
+            rows[label]["ceiling_qps"] = ceiling_qps(front, CEILING_RATES_QPS)
+            show_front(rows[label], args)
+    result["front_end"] = list(rows.values())
+    one, cell, two = rows["1 router"], rows["1 cells"], rows["2 cells"]
     cpu_ratio = two["cpu_ms_per_query"] / one["cpu_ms_per_query"]
     ceiling_ratio = two["ceiling_qps"] / max(one["ceiling_qps"], 1e-9)
     say(f"front-end CPU per query, 2 cells / 1 router: {cpu_ratio:.2f} (target <= 1.25)")
-    cut_ratio = two["cpu_ms_per_query"] / rows[1]["cpu_ms_per_query"]
+    cut_ratio = two["cpu_ms_per_query"] / cell["cpu_ms_per_query"]
     say(f"front-end CPU per query, 2 cells / 1 cell behind the balancer: {cut_ratio:.2f}")
     result["cpu_ratio_2_cells_over_1_cell"] = cut_ratio
     say(f"ceiling 2 cells / 1 router: {ceiling_ratio:.2f} (reported; one machine's cores)")
@@ -421,7 +451,8 @@ def front_ends(args: argparse.Namespace, result: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate-qps", type=float, default=600.0)
-    parser.add_argument("--duration-s", type=float, default=5.0)
+    parser.add_argument("--duration-s", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kill-rate-qps", type=float, default=150.0)
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--trial-queries", type=int, default=5000)
