@@ -57,10 +57,13 @@ def remaining_s(tab: KairosTables, state: ClusterState, instances: np.ndarray) -
         )
     free_s = np.array(state.est_free_s)
     if len(instances) == len(free_s):  # every instance (ids are 0..n-1): no gather, and
-        # the idle ones are zeroed in place (the same values as the masked ``where`` below)
-        rem = np.maximum(np.maximum(free_s - state.now_s, 0.0), tab.overdue_s)
-        rem[list(state.idle)] = 0.0
-        return rem
+        # the idle ones are zeroed in place (the same values as the masked ``where`` below).
+        # In place in the fresh array; max(x, overdue) is max(max(x, 0), overdue) as
+        # overdue > 0, so one maximum does.
+        free_s -= state.now_s
+        np.maximum(free_s, tab.overdue_s, out=free_s)
+        free_s[list(state.idle)] = 0.0
+        return free_s
     rem = np.maximum(free_s[instances] - state.now_s, 0.0)
     busy = np.ones(len(state.est_free_s), dtype=bool)
     busy[list(state.idle)] = False
