@@ -23,19 +23,21 @@ make one:
      HAProxy's leastconn (``celled live / sim: R``, target within 15%), measured as
      bench_live.py measures one router: real time (``--time-scale 1``), both searches from
      the simulated rate to ``--precision`` 2%, ``--trial-queries`` 5,000 a trial on both
-     sides.
+     sides; beside it, one router over the same pool against the central queue, searched
+     in the same run with the trials taking turns (``--no-central`` skips it).
 
 ``--parts`` runs some of them (``front`` is 1-2, ``kill`` 3, ``replay`` 4); the load average
 is printed at the start and the end.
 
     python benchmarks/bench_cells.py [--parts front,floor,kill,replay] [--rate-qps 600]
         [--duration-s 3] [--rounds 3] [--kill-rate-qps 150] [--time-scale 1] [--trial-queries 5000]
-        [--precision 0.02] [--skip-replay] [--json]
+        [--precision 0.02] [--no-central] [--skip-replay] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -47,7 +49,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +62,17 @@ from kairos.client.admin import http_request
 from kairos.client.http import request
 from kairos.client.launch import running_router
 from kairos.client.loadgen import (
+    MAX_TRIAL_S,
     NO_ANSWER,
     BodyFactory,
     LoadReport,
     LoadSpec,
-    find_capacity,
+    fetch_info,
     run_load,
     run_load_records,
+    search_rate,
 )
+from kairos.limits import MAX_LOADGEN_QUERIES
 from kairos.protocol.api import LISTEN_CELLS
 from kairos.protocol.tensors import parse_specs
 from kairos.scenario import Scenario
@@ -362,23 +367,52 @@ def killed(args: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
-def show_trial(report: LoadReport) -> None:
+def show_trial(label: str, report: LoadReport) -> None:
     """One live trial: its verdict, and where its latency went (p99 end to end; the part
     outside the routers' queue and service time, which the simulator does not have; how late
     the load generator sent)."""
     say(
-        f"    trial {report.rate_qps:.1f} q/s: p99 {report.p99_ms:.1f} ms, outside the "
+        f"    {label} at {report.rate_qps:.1f} q/s: p99 {report.p99_ms:.1f} ms, outside the "
         f"routers' queues p99 {report.overhead_p99_ms:.2f} ms, send lag p99 "
         f"{report.send_lag_p99_ms:.2f} ms; {report.verdict()}"
     )
 
 
+async def live_searches(
+    fronts: dict[str, tuple[str, float]], args: argparse.Namespace
+) -> dict[str, float]:
+    """The live allowable throughput of each front end (its URL and simulated figure), the
+    searches side by side with their trials taking turns (one at a time), so each meets the
+    same moments of the machine's background load. Each search is ``find_capacity``'s: from
+    the simulated rate, ``--trial-queries`` a trial, to ``--precision``."""
+    turn = asyncio.Lock()
+
+    async def search(label: str, url: str, guess_qps: float) -> float:
+        base = spec(url, guess_qps, 0.0, seed=4)
+        info = await fetch_info(url, MODEL)
+
+        async def passes(rate: float) -> bool:
+            seconds = min(args.trial_queries / rate, MAX_TRIAL_S, MAX_LOADGEN_QUERIES / rate)
+            async with turn:
+                report = await run_load(replace(base, rate_qps=rate, duration_s=seconds), info=info)
+            show_trial(label, report)
+            return report.passed
+
+        lo, _ = await search_rate(passes, guess_qps, args.precision, step=REPLAY_STEP)
+        return lo
+
+    found = await asyncio.gather(*(search(k, u, g) for k, (u, g) in fronts.items()))
+    return dict(zip(fronts, found, strict=True))
+
+
 def replay(args: argparse.Namespace) -> dict[str, Any]:
     """The live allowable throughput of the pool in 2 cells against the celled simulator's,
     measured as bench_live.py measures one router against the central queue (its live/sim
-    is the reference): both searches start at the simulated rate, stop within
+    is the reference): the searches start at the simulated rate, stop within
     ``--precision``, and judge every trial on ``--trial-queries`` measured queries; the
-    workers replay at ``--time-scale`` (1: real time, as bench_live)."""
+    workers replay at ``--time-scale`` (1: real time, as bench_live). Unless ``--no-central``,
+    one router over the whole pool is searched in the same run, trials taking turns, against
+    the central queue: the live/sim a plain router gets on the machine at that moment."""
     scenario = Scenario.from_files(MODEL, mix=parse_mix("production"))
     pool = Pool.parse(REPLAY_POOL)
     measurement = Measurement(queries=args.trial_queries, precision=args.precision)
@@ -389,34 +423,38 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     default = measure_cells(
         scenario, pool, 2, "kairos", measurement, splitter=DEFAULT_CELLS.splitter
     )
-    guess = sim.allowable_qps
-    with running_cells(REPLAY_POOL, 2, args.time_scale) as front:
-        live = run_event_loop(
-            find_capacity(
-                spec(front.url, guess, 0.0, seed=4),
-                precision=args.precision,
-                guess_qps=guess,
-                step=REPLAY_STEP,
-                min_queries=args.trial_queries,
-                progress=show_trial,
-            )
-        )
+    central = measure_cells(scenario, pool, 1, "kairos", measurement)
+    with ExitStack() as stack:
+        cells = stack.enter_context(running_cells(REPLAY_POOL, 2, args.time_scale))
+        fronts = {"2 cells": (cells.url, sim.allowable_qps)}
+        if args.central:
+            single = stack.enter_context(running_single(REPLAY_POOL, args.time_scale))
+            fronts["1 router"] = (single.url, central.allowable_qps)
+        live = run_event_loop(live_searches(fronts, args))
     row = {
         "pool": REPLAY_POOL,
         "cells": 2,
         "splitter": splitter,
         "sim_allowable_qps": sim.allowable_qps,
         "sim_default_splitter_allowable_qps": default.allowable_qps,
-        "live_allowable_qps": live.allowable_qps,
+        "live_allowable_qps": live["2 cells"],
+        "sim_central_allowable_qps": central.allowable_qps,
+        "live_central_allowable_qps": live.get("1 router"),
         "time_scale": args.time_scale,
         "trial_queries": args.trial_queries,
         "precision": args.precision,
     }
     say(
-        f"  {REPLAY_POOL} in 2 cells ({splitter}): live {live.allowable_qps:.1f} q/s, "
+        f"  {REPLAY_POOL} in 2 cells ({splitter}): live {live['2 cells']:.1f} q/s, "
         f"simulated {sim.allowable_qps:.1f} q/s (--time-scale {args.time_scale:g}); "
         f"the simulator's {DEFAULT_CELLS.splitter} splitter: {default.allowable_qps:.1f} q/s"
     )
+    if "1 router" in live:
+        say(
+            f"  one router over the same pool, same run: live {live['1 router']:.1f} q/s, "
+            f"central queue simulated {central.allowable_qps:.1f} q/s: live / sim "
+            f"{live['1 router'] / central.allowable_qps:.2f}"
+        )
     return row
 
 
@@ -459,6 +497,9 @@ def main() -> None:
     parser.add_argument("--precision", type=float, default=0.02)
     parser.add_argument(
         "--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}"
+    )
+    parser.add_argument(
+        "--no-central", dest="central", action="store_false", help="replay: cells alone"
     )
     parser.add_argument("--skip-replay", action="store_true")
     parser.add_argument("--json", action="store_true")
