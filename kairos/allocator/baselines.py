@@ -67,6 +67,40 @@ DEFAULT_MAX_EXPLORATIONS = RIBBON_DEFAULTS.max_explorations
 DEFAULT_PATIENCE = RIBBON_DEFAULTS.patience
 
 
+def _screened_top(
+    scenario: Scenario,
+    ranked: list[RankedPool],
+    policy: str,
+    measurement: Measurement,
+    measurer: Measurer | None,
+    head: int,
+) -> SearchResult:
+    """``best_of_top`` with screening (see there): ``head`` pools in full, the rest screened."""
+    first = [CapacityJob(scenario, r.pool, policy, measurement) for r in ranked[:head]]
+    qps = [res.allowable_qps for res in measure_all(first, measurer)]
+    searched = [True] * len(qps)
+    rest = ranked[head:]
+    floor = max(qps)
+    if rest and floor > 0:
+        rate = floor / (1.0 + measurement.precision)
+        screens = [
+            CapacityJob(scenario, r.pool, policy, measurement, screen_qps=rate) for r in rest
+        ]
+        passed = [res.allowable_qps > 0 for res in measure_all(screens, measurer)]
+    else:
+        passed = [True] * len(rest)  # nothing to screen against: search them all
+    todo = [r for r, ok in zip(rest, passed, strict=True) if ok]
+    jobs = [CapacityJob(scenario, r.pool, policy, measurement) for r in todo]
+    found = iter(res.allowable_qps for res in measure_all(jobs, measurer))
+    qps += [next(found) if ok else 0.0 for ok in passed]
+    searched += passed
+    history = [
+        Exploration(r.pool, r.cost_per_hr, q, r.upper_bound_qps, full)
+        for r, q, full in zip(ranked, qps, searched, strict=True)
+    ]
+    return _best("top-k", policy, history)
+
+
 def _best(method: str, policy: str, history: list[Exploration]) -> SearchResult:
     """The best exploration: highest allowable rate, then cheaper, then earliest."""
     top = max(enumerate(history), key=lambda e: (e[1].allowable_qps, -e[1].cost_per_hr, -e[0]))[1]
@@ -343,14 +377,27 @@ def best_of_top(
     caps: Mapping[str, int] | None = None,
     measurer: Measurer | None = None,
     progress: Callable[[RankedPool], None] | None = None,
+    screen: int = 0,
 ) -> SearchResult:
-    """Simulate the ``top_k`` pools by ``bound``; the best wins (a scheme's own pool search)."""
+    """Simulate the ``top_k`` pools by ``bound``; the best wins (a scheme's own pool search).
+
+    ``screen`` > 0: search only the first ``screen`` pools in full, then screen the rest as
+    the exact oracle does (one trial one precision step below the best rate found; only the
+    pools that pass are searched in full, the others are reported with 0 q/s and
+    ``searched=False``). A pool that fails that trial cannot beat the best, so the pick is the
+    one the full searches give wherever pass/fail is monotone in the rate within the
+    precision (the oracle's premise); each pool is still one exploration.
+    """
     BOUNDS.check(bound)
     if not isinstance(top_k, int) or top_k < 1:
         raise ConfigError(f"top_k {top_k!r} is not >= 1.", "pass top_k >= 1.")
+    if not isinstance(screen, int) or screen < 0:
+        raise ConfigError(f"screen {screen!r} is not >= 0.", "pass screen >= 0 (0: no screen).")
     ranked = top_pools(scenario, budget_per_hr, bound, top_k, caps).ranked
     if not ranked:
         raise budget_too_small(scenario, budget_per_hr, bound, caps)
+    if screen:
+        return _screened_top(scenario, ranked, policy, measurement, measurer, screen)
     done = verify(
         scenario,
         ranked,

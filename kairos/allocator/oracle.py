@@ -20,6 +20,14 @@ failing trial stops as soon as it has failed, so the exact search costs little m
 pools it fully measures. "Exact" means exact with respect to the simulator at the given
 measurement: two pools within its precision of each other are a tie.
 
+Seeds: pools the caller has already searched in full under the same policy and measurement
+(``seeds``; in ``kairos compare`` the pools the ``kairos`` schemes measured) are searched
+first, before the walk, and the walk skips them. The measurer remembers their results, so they
+cost nothing, and the best of them is the floor from the first wave on: without it the first
+wave is searched in full (there is no floor to screen against yet). Seeds change which pools
+are simulated, never which pool can be best: every pool not seeded is still screened against
+the floor or cut by its bound, exactly as without seeds.
+
 Pools are handled in waves of ``wave`` (in parallel when the measurer's executor has
 workers); the wave size, not the number of workers, decides which pools are simulated and
 at which screening rate, so a parallel run reports exactly what a serial run does.
@@ -30,17 +38,18 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from kairos.allocator.feasible import budget_too_small
-from kairos.allocator.fluid import fluid_lp, fluid_tables
+from kairos.allocator.fluid import fluid_bound, fluid_lp, fluid_tables
 from kairos.allocator.milp import FluidProgram, milp_top
-from kairos.allocator.pools import count_pools, listed_pools
+from kairos.allocator.pools import COST_EPS, count_pools, listed_pools
 from kairos.allocator.ranking import FluidOrder, pools_above
 from kairos.allocator.result import Exploration, RankedPool, SearchResult
+from kairos.catalog import Pool
 from kairos.distributor.base import policy_class
 from kairos.errors import ConfigError
 from kairos.scenario import Scenario
@@ -121,8 +130,10 @@ def exact_oracle(
     max_simulations: int = ORACLE_DEFAULTS.max_simulations,
     progress: Callable[[Exploration], None] | None = None,
     lookahead: int = ORACLE_DEFAULTS.lookahead,
+    seeds: Sequence[Pool] = (),
 ) -> SearchResult:
-    """Branch and bound over every pool within budget (see the module docstring)."""
+    """Branch and bound over every pool within budget (see the module docstring); ``seeds``:
+    pools searched first (best case: the measurer already holds their full searches)."""
     policy_class(policy)
     if not isinstance(wave, int) or wave < 1 or max_simulations < 1 or lookahead < 1:
         raise ConfigError(
@@ -133,12 +144,23 @@ def exact_oracle(
     measurer = measurer or Measurer()
     incumbent = _incumbent(scenario, budget_per_hr, caps, policy, measurement, measurer)
     order = pools_by_fluid_bound(scenario, budget_per_hr, caps, incumbent)
-    history: list[Exploration] = []
+    history = _seeded(scenario, budget_per_hr, caps, policy, measurement, measurer, seeds)
+    seeded = {str(e.pool) for e in history}
     best: Exploration | None = None
-    searched = 0
-    ahead = _Ahead(order, 2 * wave * lookahead)
+    for done in history:
+        if progress is not None:
+            progress(done)
+        if best is None or (done.allowable_qps, -done.cost_per_hr) > (
+            best.allowable_qps,
+            -best.cost_per_hr,
+        ):
+            best = done
+    if best is not None and best.allowable_qps <= 0:
+        best = None  # no floor: a seed that never meets QoS cannot be the answer
+    searched = len(history)
+    ahead = _Ahead(order, 2 * wave * lookahead, seeded)
     try:
-        if ahead.peek(0) is None:
+        if ahead.peek(0) is None and best is None:
             raise budget_too_small(scenario, budget_per_hr, "fluid", caps)
         while (head := ahead.peek(0)) is not None and (
             best is None or head.upper_bound_qps >= best.allowable_qps
@@ -188,6 +210,33 @@ def exact_oracle(
     )
 
 
+def _seeded(
+    scenario: Scenario,
+    budget_per_hr: float,
+    caps: Mapping[str, int] | None,
+    policy: str,
+    measurement: Measurement,
+    measurer: Measurer,
+    seeds: Sequence[Pool],
+) -> list[Exploration]:
+    """The seeds within budget and caps (each once, in the given order), searched in full."""
+    limit = budget_per_hr + COST_EPS
+    pools: list[Pool] = []
+    for pool in seeds:
+        fits = pool.cost_per_hr(scenario.prices) <= limit and all(
+            caps is None or t not in caps or n <= caps[t] for t, n in pool.counts
+        )
+        if fits and all(str(pool) != str(p) for p in pools):
+            pools.append(pool)
+    jobs = [CapacityJob(scenario, p, policy, measurement) for p in pools]
+    return [
+        Exploration(
+            p, p.cost_per_hr(scenario.prices), r.allowable_qps, fluid_bound(scenario, p), True
+        )
+        for p, r in zip(pools, measure_all(jobs, measurer), strict=True)
+    ]
+
+
 def _waves(ahead: _Ahead, floor: float, wave: int, room: int, count: int) -> list[int]:
     """Sizes of the next ``count`` waves at ``floor``: each takes up to ``wave`` pools (first
     always; then while their bound reaches the floor), within ``room`` simulations left."""
@@ -212,8 +261,9 @@ class _Ahead:
     """The fluid order with look-ahead; a thread computes the next pools (their LPs) while
     the workers simulate, so the main process is not the one thing the workers wait on."""
 
-    def __init__(self, order: Iterator[RankedPool], depth: int) -> None:
-        self._order = order
+    def __init__(self, order: Iterator[RankedPool], depth: int, skip: set[str]) -> None:
+        # Pools in ``skip`` (already searched in full) are left out of the order.
+        self._order = (e for e in order if str(e.pool) not in skip)
         self._buf: deque[RankedPool] = deque()
         # Bounded: pools computed past the cut are wasted LPs.
         self._queue: queue.Queue[tuple[RankedPool | None, BaseException | None]] = queue.Queue(

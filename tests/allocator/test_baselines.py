@@ -29,6 +29,24 @@ def test_best_of_top_simulates_top_k_by_bound():
     assert "g4dn.xlarge=2,r5n.large=9" in {str(e.pool) for e in res.history}
 
 
+def test_best_of_top_screened_picks_the_same_pool():
+    # Screening the pools after the first against the best of it (one trial) must pick the
+    # pool the full searches pick; screened-out pools are explorations with 0 q/s.
+    scenario = Scenario.build("mtwnd")
+    full = best_of_top(scenario, 2.5, policy="fcfs", top_k=6, measurement=SIM)
+    res = best_of_top(scenario, 2.5, policy="fcfs", top_k=6, measurement=SIM, screen=1)
+    assert (res.pool, res.allowable_qps, res.explorations) == (
+        full.pool,
+        full.allowable_qps,
+        full.explorations,
+    )
+    by_pool = {e.pool: e.allowable_qps for e in full.history}
+    assert res.history[0].searched
+    for e in res.history:
+        assert e.allowable_qps == (by_pool[e.pool] if e.searched else 0.0)
+    assert not all(e.searched for e in res.history)  # the screen cut something
+
+
 @pytest.mark.slow
 def test_ribbon_explores_pools_within_budget_and_stops():
     scenario = Scenario.build("wnd")

@@ -59,6 +59,30 @@ def test_oracle_lookahead_changes_the_work_never_the_answer(catalog):
     assert searches_three >= searches_one  # speculative screens are extra work only
 
 
+def test_oracle_seeds_change_the_work_never_the_answer(catalog):
+    # Seeds (pools already searched in full, as kairos compare passes them) are searched
+    # first and give the floor at once; the walk skips them and screens its first wave.
+    from kairos.catalog import Pool
+    from kairos.sim.capacity import Measurer
+
+    plain = exact_oracle(catalog, 2.5, measurement=SIM)
+    worst = min((e for e in plain.history if e.searched), key=lambda e: e.allowable_qps)
+    over = Pool.of({"G": 3})  # $3/h: above the budget, left out
+    measurer = Measurer()
+    seeds = [plain.pool, worst.pool, plain.pool, over]
+    seeded = exact_oracle(catalog, 2.5, measurement=SIM, seeds=seeds, measurer=measurer)
+    assert seeded.pool == plain.pool and seeded.allowable_qps == plain.allowable_qps
+    assert seeded.exact
+    assert [e.pool for e in seeded.history[:2]] == [plain.pool, worst.pool]
+    assert seeded.history[0].searched and seeded.history[0].cost_per_hr == plain.cost_per_hr
+    pools = [str(e.pool) for e in seeded.history]
+    assert len(pools) == len(set(pools)) and str(over) not in pools
+    # From the first wave on, every pool not seeded was screened against the best seed.
+    assert seeded.searched is not None and plain.searched is not None
+    assert seeded.searched < plain.searched + 2
+    assert all(e.upper_bound_qps >= seeded.allowable_qps for e in seeded.history[2:])
+
+
 def test_oracle_bad_settings(catalog):
     from kairos.errors import ConfigError, PolicyError
 
