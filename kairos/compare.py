@@ -13,8 +13,9 @@ registry, ``SCHEMES``; each is one function below):
 - ``ribbon``: RIBBON's Bayesian optimisation over pools + ``fcfs`` (its own distributor).
 - ``drs`` / ``clockwork``: the best pool for that policy among the top-K by bound, found by
   simulation (exploration not charged, as the paper did for its competitors) + that policy.
-  The first ``top_k_full`` are searched in full, the rest screened against the best of them
-  (one trial one precision step below it; only pools that pass are searched in full).
+  The first ``screen_after`` are searched in full, the rest screened against the best of them
+  (one trial one precision step below it; only pools that pass are searched in full); the
+  same for the pools ``kairos-verified`` simulates.
 - ``oracle``: the exact oracle: the best pool of the whole budget by simulation under
   ``kairos``, found by branch and bound over the fluid bound (``allocator.exact_oracle``).
 
@@ -127,7 +128,7 @@ class _Run:
             top_k=self.settings.top_k,
             measurement=self.m,
             measurer=self.measurer,
-            screen=self.settings.top_k_full,
+            screen=self.settings.screen_after,
         )
 
 
@@ -177,6 +178,7 @@ def _kairos_verified(run: _Run) -> SchemeResult:
         top=1,
         measurement=run.m,
         measurer=run.measurer,
+        screen=run.settings.screen_after,
     )
     assert p.allowable_qps is not None
     return run.result(
@@ -403,9 +405,10 @@ class CompareSettings:
     precision: float = DEFAULT_MEASUREMENT.precision
     seed: int = DEFAULT_MEASUREMENT.seed
     top_k: int = 20  # pools by bound that drs and clockwork simulate
-    # Of those, the first this many are searched in full and the rest screened against the
-    # best of them (one trial; a pool that passes is searched in full): the same pick.
-    top_k_full: int = 2
+    # Pools searched in full by a scheme that simulates several (drs, clockwork and
+    # kairos-verified) before the rest are screened against the best of them (one trial each;
+    # a pool that passes is searched in full): the same pick at a fraction of the trials.
+    screen_after: int = 2
     ribbon_max_explorations: int = RIBBON_DEFAULTS.max_explorations
     cdf_queries: int = 5000  # queries of the latency-CDF run at a common load
     oracle_max_simulations: int = ORACLE_DEFAULTS.max_simulations
@@ -413,7 +416,7 @@ class CompareSettings:
 
     def __post_init__(self) -> None:
         self.measurement  # noqa: B018 - validates queries, precision and seed
-        for name in ("top_k", "top_k_full", "ribbon_max_explorations", "oracle_max_simulations"):
+        for name in ("top_k", "screen_after", "ribbon_max_explorations", "oracle_max_simulations"):
             _check_count(name, getattr(self, name), 1)
         _check_count("cdf_queries", self.cdf_queries, 100)
         if isinstance(self.schemes, str):

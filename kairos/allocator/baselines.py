@@ -26,7 +26,7 @@ import numpy as np
 
 from kairos.allocator.choices import BOUNDS
 from kairos.allocator.feasible import budget_too_small
-from kairos.allocator.plan import verify
+from kairos.allocator.plan import screened_search, verify
 from kairos.allocator.pools import COST_EPS, PoolMatrix, check_budget, listed_pools, type_caps
 from kairos.allocator.ranking import top_pools
 from kairos.allocator.result import Exploration, RankedPool, SearchResult
@@ -76,27 +76,10 @@ def _screened_top(
     head: int,
 ) -> SearchResult:
     """``best_of_top`` with screening (see there): ``head`` pools in full, the rest screened."""
-    first = [CapacityJob(scenario, r.pool, policy, measurement) for r in ranked[:head]]
-    qps = [res.allowable_qps for res in measure_all(first, measurer)]
-    searched = [True] * len(qps)
-    rest = ranked[head:]
-    floor = max(qps)
-    if rest and floor > 0:
-        rate = floor / (1.0 + measurement.precision)
-        screens = [
-            CapacityJob(scenario, r.pool, policy, measurement, screen_qps=rate) for r in rest
-        ]
-        passed = [res.allowable_qps > 0 for res in measure_all(screens, measurer)]
-    else:
-        passed = [True] * len(rest)  # nothing to screen against: search them all
-    todo = [r for r, ok in zip(rest, passed, strict=True) if ok]
-    jobs = [CapacityJob(scenario, r.pool, policy, measurement) for r in todo]
-    found = iter(res.allowable_qps for res in measure_all(jobs, measurer))
-    qps += [next(found) if ok else 0.0 for ok in passed]
-    searched += passed
+    found = screened_search(scenario, [r.pool for r in ranked], policy, measurement, measurer, head)
     history = [
-        Exploration(r.pool, r.cost_per_hr, q, r.upper_bound_qps, full)
-        for r, q, full in zip(ranked, qps, searched, strict=True)
+        Exploration(r.pool, r.cost_per_hr, qps, r.upper_bound_qps, full)
+        for r, (qps, full) in zip(ranked, found, strict=True)
     ]
     return _best("top-k", policy, history)
 

@@ -19,6 +19,7 @@ from kairos.allocator.feasible import budget_too_small
 from kairos.allocator.pools import check_budget
 from kairos.allocator.ranking import top_pools
 from kairos.allocator.result import Plan, RankedPool
+from kairos.catalog import Pool
 from kairos.distributor.base import policy_class
 from kairos.errors import ConfigError
 from kairos.scenario import Scenario
@@ -50,9 +51,23 @@ def verify(
     measurement: Measurement = DEFAULT_MEASUREMENT,
     measurer: Measurer | None = None,
     progress: Callable[[RankedPool], None] | None = None,
+    screen: int = 0,
 ) -> list[RankedPool]:
-    """Simulate each pool's allowable throughput; best first (ties: cheaper, then rank)."""
+    """Simulate each pool's allowable throughput; best first (ties: cheaper, then rank).
+
+    ``screen`` > 0: only the first ``screen`` pools are searched in full and the rest are
+    screened against the best of them (``screened_search``); a screened-out pool gets 0 q/s.
+    """
     policy_class(policy)
+    if screen:
+        found = screened_search(
+            scenario, [r.pool for r in ranked], policy, measurement, measurer, screen
+        )
+        done = [r.verified(qps) for r, (qps, _) in zip(ranked, found, strict=True)]
+        if progress is not None:
+            for r in ranked:
+                progress(r)
+        return _best_first(done)
     jobs = [CapacityJob(scenario, r.pool, policy, measurement) for r in ranked]
     done = [
         r.verified(res.allowable_qps)
@@ -66,10 +81,51 @@ def verify(
             strict=True,
         )
     ]
+    return _best_first(done)
+
+
+def _best_first(done: list[RankedPool]) -> list[RankedPool]:
     order = sorted(
         range(len(done)), key=lambda i: (-(done[i].allowable_qps or 0.0), done[i].cost_per_hr, i)
     )
     return [done[i] for i in order]
+
+
+def screened_search(
+    scenario: Scenario,
+    pools: list[Pool],
+    policy: str,
+    measurement: Measurement,
+    measurer: Measurer | None,
+    head: int,
+) -> list[tuple[float, bool]]:
+    """``(allowable qps, searched in full)`` per pool: the first ``head`` are searched in full,
+    the rest get one trial one precision step below the best of those (as the exact oracle
+    screens) and only those that pass are searched in full; the others get 0.
+
+    A pool that fails that trial cannot beat the best (pass/fail is monotone in the rate
+    within the precision, the oracle's premise), so the best of the result is the best the
+    full searches give; the work is ``head`` searches plus one trial per other pool (plus a
+    search per pool that passes). Fixed ``head``, so ``--jobs`` changes nothing.
+    """
+    first = [CapacityJob(scenario, p, policy, measurement) for p in pools[:head]]
+    found = [(res.allowable_qps, True) for res in measure_all(first, measurer)]
+    rest = pools[head:]
+    floor = max((q for q, _ in found), default=0.0)
+    if rest and floor > 0:
+        rate = floor / (1.0 + measurement.precision)
+        screens = [CapacityJob(scenario, p, policy, measurement, screen_qps=rate) for p in rest]
+        passed = [res.allowable_qps > 0 for res in measure_all(screens, measurer)]
+    else:
+        passed = [True] * len(rest)  # nothing to screen against: search them all
+    todo = [p for p, ok in zip(rest, passed, strict=True) if ok]
+    full = iter(
+        res.allowable_qps
+        for res in measure_all(
+            [CapacityJob(scenario, p, policy, measurement) for p in todo], measurer
+        )
+    )
+    return found + [(next(full), True) if ok else (0.0, False) for ok in passed]
 
 
 def plan(
@@ -85,6 +141,7 @@ def plan(
     measurement: Measurement = DEFAULT_MEASUREMENT,
     measurer: Measurer | None = None,
     progress: Callable[[RankedPool], None] | None = None,
+    screen: int = 0,
 ) -> Plan:
     """Choose a pool under ``budget_per_hr``: rank by ``bound``, simulate the top ``verify_top``.
 
@@ -92,7 +149,8 @@ def plan(
     ``verify_top`` by ``second_bound`` (when set and different), are simulated under
     ``policy`` and the pool with the highest simulated allowable throughput is chosen; the
     bound's own first pick stays in the plan as ``bound_pick``. Every pool keeps ``bound``'s
-    value as its ``upper_bound_qps``.
+    value as its ``upper_bound_qps``. ``screen`` > 0: the simulated pools after the first
+    ``screen`` are screened (``verify``): the same pick, screened-out pools reported at 0.
     """
     BOUNDS.check(bound)
     if second_bound is not None:
@@ -122,6 +180,7 @@ def plan(
             measurement=measurement,
             measurer=measurer,
             progress=progress,
+            screen=screen,
         )
         explored = len(head)
         seen = {r.pool for r in head}
