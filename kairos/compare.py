@@ -61,8 +61,9 @@ from kairos.sim.capacity import (
     default_warmup,
 )
 from kairos.sim.engine import simulate
+from kairos.sim.parallel import Executor, run_all
 from kairos.sim.tuning import tune_drs
-from kairos.workload import poisson_stream
+from kairos.workload import QueryStream, poisson_stream
 
 
 @dataclass(frozen=True)
@@ -518,7 +519,7 @@ def compare(
         if progress is not None:
             progress(name)
     comparison = Comparison(scenario.model, budget_per_hr, scenario.qos_ms, cfg, tuple(results))
-    return _with_latency_cdfs(scenario, comparison)
+    return _with_latency_cdfs(scenario, comparison, executor=run.measurer.executor)
 
 
 def compare_for_rate(
@@ -541,11 +542,14 @@ def compare_for_rate(
     comparison = Comparison(
         scenario.model, None, scenario.qos_ms, cfg, tuple(results), target_qps=float(target_qps)
     )
-    return _with_latency_cdfs(scenario, comparison, float(target_qps))
+    return _with_latency_cdfs(scenario, comparison, float(target_qps), run.measurer.executor)
 
 
 def _with_latency_cdfs(
-    scenario: Scenario, comparison: Comparison, rate: float | None = None
+    scenario: Scenario,
+    comparison: Comparison,
+    rate: float | None = None,
+    executor: Executor | None = None,
 ) -> Comparison:
     """Latency samples of every scheme at one common load: ``rate`` if given, else the
     homogeneous pool's capacity."""
@@ -563,12 +567,38 @@ def _with_latency_cdfs(
     n = cfg.cdf_queries + default_warmup(cfg.cdf_queries)
     stream = poisson_stream(rate, n, scenario.mix, np.random.default_rng(cfg.seed))
     warm = default_warmup(cfg.cdf_queries)
-    latency = {
-        s.name: np.sort(
-            simulate(
-                scenario, s.pool, s.policy, stream, seed=cfg.seed, policy_options=s.policy_options
-            ).records.latency_ms[warm:]
-        )
+    runs = [
+        _CdfRun(scenario, s.pool, s.policy, stream, cfg.seed, s.policy_options, warm)
         for s in comparison.schemes
-    }
+    ]
+    # One simulation per scheme, on the comparison's workers when it has them (the same
+    # seeded runs wherever they run).
+    found = run_all(_cdf_latency, runs, executor)
+    latency = {s.name: lat for s, lat in zip(comparison.schemes, found, strict=True)}
     return replace(comparison, cdf_rate_qps=rate, latency_ms=latency)
+
+
+@dataclass(frozen=True)
+class _CdfRun:
+    """One scheme's latency-CDF simulation, as a value a worker process can run."""
+
+    scenario: Scenario
+    pool: Pool
+    policy: str
+    stream: QueryStream
+    seed: int
+    policy_options: dict[str, Any]
+    warm: int
+
+
+def _cdf_latency(run: _CdfRun) -> np.ndarray:
+    """The run's measured latencies (ms), sorted."""
+    sim = simulate(
+        run.scenario,
+        run.pool,
+        run.policy,
+        run.stream,
+        seed=run.seed,
+        policy_options=run.policy_options,
+    )
+    return np.sort(sim.records.latency_ms[run.warm :])

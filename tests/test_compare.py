@@ -247,6 +247,10 @@ def test_parallel_compare_equals_serial(toy):
         parallel = compare(toy, 1.5, settings, measurer=Measurer(executor))
     assert parallel.as_dict() == serial.as_dict()
     assert parallel.cdf_rate_qps == serial.cdf_rate_qps
+    # The latency-CDF runs go to the workers too: the same seeded simulations.
+    assert set(parallel.latency_ms) == set(serial.latency_ms)
+    for name, lat in serial.latency_ms.items():
+        np.testing.assert_array_equal(parallel.latency_ms[name], lat)
 
 
 def holds(scenario, pool, policy, rate, settings=SMALL) -> bool:
