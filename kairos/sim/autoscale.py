@@ -33,6 +33,9 @@ class TrafficWindow:
     queries: int
     rate_qps: float
     mix: BatchMix | None  # None until a query has arrived
+    # Arrivals in the window's busiest whole second (None where not measured): bursts of a
+    # few seconds, which a window's mean rate dilutes, show here.
+    peak_qps: float | None = None
 
 
 @dataclass(frozen=True)

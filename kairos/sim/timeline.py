@@ -261,10 +261,14 @@ class _Traffic:
     def between(self, lo: int, hi: int, span: float) -> TrafficWindow:
         count = hi - lo
         mix = None
+        peak = 0.0
         if count:
             support, weight = np.unique(self.stream.batch_size[lo:hi], return_counts=True)
             mix = BatchMix("observed", support, weight / count)
-        return TrafficWindow(span, count, count / span if span > 0 else 0.0, mix)
+            # Arrivals are sorted: the busiest second is the longest run of one floor value.
+            edges = np.flatnonzero(np.diff(np.floor(self.stream.arrival_s[lo:hi])))
+            peak = float(np.diff(edges, prepend=-1, append=count - 1).max())
+        return TrafficWindow(span, count, count / span if span > 0 else 0.0, mix, peak)
 
     def first(self) -> Observation:
         """What the first decision sees: the trace's first windows, as if that traffic had

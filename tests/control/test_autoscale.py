@@ -94,11 +94,16 @@ def autoscaler(settings: KairosSettings = NO_NOISE, budget: float | None = None)
 
 
 def obs(
-    now_s: float, rate_qps: float, rented: str = "", queue: int = 0, booting: str = ""
+    now_s: float,
+    rate_qps: float,
+    rented: str = "",
+    queue: int = 0,
+    booting: str = "",
+    peak_qps: float | None = None,
 ) -> Observation:
     pool = Pool.parse(rented) if rented else Pool(())
     boot = Pool.parse(booting) if booting else Pool(())
-    short = TrafficWindow(30.0, round(rate_qps * 30), rate_qps, None)
+    short = TrafficWindow(30.0, round(rate_qps * 30), rate_qps, None, peak_qps)
     long = TrafficWindow(300.0, round(rate_qps * 300), rate_qps, None)
     return Observation(now_s, PoolState(pool, boot, 0), queue, 0, short, long)
 
@@ -146,13 +151,51 @@ def test_a_rise_during_the_wait_restarts_it() -> None:
     assert a.decide(obs(520.0, 8.0, "big=2,small=1")) == Pool.parse("small=1")
 
 
+def test_down_to_what_holds_every_forecast_of_the_last_delay() -> None:
+    a = autoscaler()
+    assert a.decide(obs(0.0, 70.0, "big=2")) is None  # less than 300 s seen
+    assert a.decide(obs(100.0, 35.0, "big=2")) is None
+    assert a.decide(obs(200.0, 18.0, "big=2")) is None
+    # The forecast of t=0 (70 q/s) was in force until t=100: within the last 300 s until 400.
+    assert a.decide(obs(300.0, 18.0, "big=2")) is None
+    assert a.decide(obs(399.0, 18.0, "big=2")) is None
+    # Then the highest is 35 q/s (from t=100): big=1 holds it.
+    assert a.decide(obs(400.0, 18.0, "big=2")) == Pool.parse("big=1")
+    assert a.decide(obs(410.0, 18.0, "big=1")) is None
+    # From t=500 only 18 q/s is left: small=2, reached through the union.
+    assert a.decide(obs(500.0, 18.0, "big=1")) == Pool.parse("big=1,small=2")
+
+
+def test_a_burst_raises_the_forecast_and_a_step_does_not() -> None:
+    a = autoscaler()
+    # 100 q/s whose busiest second holds 130: the rate's own noise (100 + 3 * sqrt(100)).
+    assert a.forecast_qps(obs(0.0, 100.0, peak_qps=130.0)) == 100.0
+    assert a.forecast_qps(obs(10.0, 100.0, peak_qps=260.0)) == 100.0  # judged a window late
+    for t in (20.0, 30.0):
+        assert a.forecast_qps(obs(t, 100.0, peak_qps=130.0)) == 100.0
+    # t=10's window is judged once the next has passed: 260 / 130, twice the rate.
+    assert a.forecast_qps(obs(40.0, 100.0, peak_qps=130.0)) == 200.0
+    # A step from 10 to 100 q/s: its edge window's busiest second is 2.5x its mean, but the
+    # next window runs at 100 q/s, so the edge is not read as a burst.
+    b = autoscaler()
+    for t, rate, peak in ((0.0, 10.0, 13.0), (10.0, 10.0, 13.0), (20.0, 40.0, 100.0)):
+        assert b.forecast_qps(obs(t, rate, peak_qps=peak)) == max(rate, 10.0)
+    for t in (30.0, 40.0, 50.0, 60.0):
+        assert b.forecast_qps(obs(t, 100.0, peak_qps=125.0)) == 100.0
+    # Without a busiest second (live) there is no burst term.
+    c = autoscaler()
+    assert c.forecast_qps(obs(0.0, 100.0)) == 100.0
+
+
 def test_a_swap_rents_the_union_and_replans_when_the_load_moves_meanwhile() -> None:
     a = autoscaler()
     assert a.decide(obs(0.0, 15.0, "big=1")) is None  # the wait for small=2 starts
     assert a.decide(obs(300.0, 15.0, "big=1")) == Pool.parse("big=1,small=2")
     # While small=2 boots the load rises past what small=2 holds: big=1 stays.
     assert a.decide(obs(310.0, 35.0, "big=1", booting="small=2")) is None
-    assert a.decide(obs(320.0, 35.0, "big=1,small=2")) is None
+    # Booted, small=2 no longer holds the load, and big=1 holds every forecast of the last
+    # 300 s: the surplus small=2 leaves at once.
+    assert a.decide(obs(320.0, 35.0, "big=1,small=2")) == Pool.parse("big=1")
     # The union is not over the budget's line: with a budget below it, the move is direct.
     b = autoscaler(budget=1.1)
     assert b.decide(obs(0.0, 15.0, "big=1")) is None

@@ -112,6 +112,17 @@ def test_the_initial_pool_is_booted_at_the_start_and_sees_the_first_window(two_t
     assert first.short.mix is not None and first.short.mix.support.tolist() == [100]
 
 
+def test_a_window_carries_its_busiest_whole_second(two_types):
+    # Seconds 0, 1 and 3 of the first window: 2, 3 and 1 arrivals; the busiest holds 3.
+    times = [0.2, 0.9, 1.0, 1.5, 1.99, 3.5, 40.0]
+    scaler = Scripted({0.0: {"a": 1}})
+    simulate_timeline(two_types, scaler, "fcfs", trace(times), cloud=CLOUD)
+    assert scaler.seen[0].short.peak_qps == 3.0 and scaler.seen[0].long.peak_qps == 3.0
+    # At t=40 the short window [10, 40] holds no arrival (the one at 40 s comes after).
+    at_40 = next(o for o in scaler.seen if o.now_s == 40.0)
+    assert at_40.short.queries == 0 and at_40.short.peak_qps == 0.0
+
+
 def test_an_empty_pool_does_not_hang_and_its_queries_are_misses(two_types):
     scaler = Scripted({0.0: {"a": 1}, 10.0: {}})
     settings = TimelineSettings(drain_limit_s=30.0)

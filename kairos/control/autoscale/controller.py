@@ -11,16 +11,18 @@ Every tick (docs/autoscale.md walks through it):
    window's rate plus ``swing_sigmas`` times the swings observed: the standard deviation of
    the short window's rate relative to the long one's over the ticks of ``swing_window_s``
    (real traffic swings 10% or more from minute to minute, well beyond a Poisson count).
+   Where the windows carry their busiest second, the forecast is then multiplied by the
+   ``burst_quantile`` of the second-scale bursts seen (``burst``).
 2. **Plan on the mix observed** over the long window once it holds ``min_mix_queries``
    queries (the scenario's mix until then), on a ladder of cheapest pools by rate that is
    re-derived only when the mix moves (``kairos.control.autoscale.ladder``).
 3. **Move with the least churn**: among the known pools that hold the forecast within
    ``churn_margin`` of the cheapest, the one closest to the rented pool. A move up (the rented
-   pool does not hold the forecast) happens at once; a move down waits until a cheaper pool
-   has sufficed for ``downscale_delay_s`` and then plans for the highest forecast of that
-   wait. A move that swaps types (adds some instances, drops others) rents the union of both
-   pools until the new instances have booted, then drops the surplus at once: make before
-   break. Never below ``min_pool``; never above the budget.
+   pool does not hold the forecast) happens at once; a move down goes to the cheapest pool
+   that holds every forecast of the last ``downscale_delay_s``. A move that swaps types
+   (adds some instances, drops others) rents the union of both pools until the new instances
+   have booted, then drops the surplus at once: make before break. Never below ``min_pool``;
+   never above the budget.
 """
 
 from __future__ import annotations
@@ -71,6 +73,13 @@ class KairosSettings:
       share more whenever the traffic swings.
     - ``swing_window_s``: how far back the swings are measured. Longer is a steadier
       estimate, and follows a change in the traffic's noisiness later.
+    - ``burst_quantile``: the share of the bursts seen over ``swing_window_s`` the pool is
+      sized for: a burst is a short window's busiest second over the rate around it (the
+      windows from one before to one after), as a factor that multiplies the forecast; 0
+      turns it off. Higher misses QoS less in second-scale bursts and rents that factor on
+      every tick of bursty traffic (traffic without bursts pays nothing for it).
+    - ``burst_noise_sigmas``: Poisson standard deviations of a second's count that are the
+      rate's own noise, not a burst. Lower reads more noise as bursts and rents for it.
     - ``backlog_drain_s``: a queue left over is planned to drain within this time. Shorter
       recovers from an overload faster and rents more for it.
     - ``min_mix_queries``: queries the long window needs before its mix replaces the
@@ -80,8 +89,9 @@ class KairosSettings:
       stale mix.
     - ``churn_margin``: a pool within this share of the cheapest's cost may be kept for being
       closer to the rented one. Higher moves less and pays up to that share more.
-    - ``downscale_delay_s``: how long a cheaper pool must suffice before moving down. Longer
-      rides out dips (and the boot delay of coming back), and pays for the surplus meanwhile.
+    - ``downscale_delay_s``: a move down goes only to a pool that holds every forecast of
+      this last stretch of time (Kubernetes' scale-down stabilisation window). Longer rides
+      out dips (and the boot delay of coming back), and pays for the surplus meanwhile.
     - ``min_rate_qps``: the forecast's floor; the pool never shrinks below what holds it, so
       the first query after an idle spell is served without a boot.
     - ``min_pool``: instances rented whatever the load (per type), e.g. a reserved node.
@@ -94,11 +104,13 @@ class KairosSettings:
     trend_weight: float = 1.0
     swing_sigmas: float = 1.5
     swing_window_s: float = 1800.0
+    burst_quantile: float = 0.95
+    burst_noise_sigmas: float = 3.0
     backlog_drain_s: float = 60.0
     min_mix_queries: int = 500
     mix_drift_tv: float = 0.1
     churn_margin: float = 0.05
-    downscale_delay_s: float = 300.0
+    downscale_delay_s: float = 120.0
     min_rate_qps: float = 1.0
     min_pool: Pool | None = None
     ladder: LadderSettings = field(default_factory=LadderSettings)
@@ -113,6 +125,7 @@ class KairosSettings:
             "noise_sigmas",
             "trend_weight",
             "swing_sigmas",
+            "burst_noise_sigmas",
             "churn_margin",
             "downscale_delay_s",
         ):
@@ -133,6 +146,11 @@ class KairosSettings:
             isinstance(self.min_mix_queries, int) and self.min_mix_queries >= 1,
             f"min_mix_queries {self.min_mix_queries!r} is not a whole number >= 1.",
             "give the queries needed before the observed mix is trusted, e.g. 500.",
+        )
+        _check(
+            isinstance(self.burst_quantile, int | float) and 0.0 <= self.burst_quantile <= 1.0,
+            f"burst_quantile {self.burst_quantile!r} is not in [0, 1].",
+            "give the share of bursts the pool is sized for, e.g. 0.95 (0 turns it off).",
         )
         _check(
             0.0 < self.mix_drift_tv <= 1.0,
@@ -171,12 +189,19 @@ class KairosAutoscaler:
                 f"{budget_per_hr:g} $/h.",
                 "raise --budget-per-hr or shrink the minimum pool.",
             )
-        self._down_since_s: float | None = None
-        self._down_peak_qps = 0.0
+        # (time, forecast) of the observations since downscale_delay_s ago, and the one
+        # before them (so the first entry tells whether that much has been seen).
+        self._recent: deque[tuple[float, float]] = deque()
         # A move that swaps types rents the union first; this is the pool it then shrinks to.
         self._pending: Pool | None = None
         # (time, short rate / long rate - 1) per observation, over the last swing_window_s.
         self._swings: deque[tuple[float, float]] = deque()
+        # (time, burst factor on the long window's rate) per observation, as _swings.
+        self._bursts: deque[tuple[float, float]] = deque()
+        # (time, short window's rate, its busiest second) per recent observation; the first
+        # _judged of them have had their burst measured.
+        self._seen: deque[tuple[float, float, float]] = deque()
+        self._judged = 0
         self.target_qps = 0.0  # the last forecast, for metrics and the timeline
         self.chosen: Pool | None = None  # the last pool decided on
 
@@ -195,16 +220,61 @@ class KairosAutoscaler:
         mean = math.fsum(values) / len(values)
         return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
 
+    def burst(self, obs: Observation) -> float:
+        """The ``burst_quantile`` of the bursts seen over the last ``swing_window_s`` (0 until
+        one is measured; never where the windows carry no busiest second). A short window's
+        burst is its busiest second over the rate it could be the rate's own noise on: the
+        highest short-window rate seen from one window before to one window after it, plus
+        ``burst_noise_sigmas`` Poisson standard deviations of a second's count (the allowable
+        rate covers that much). Judged one window late, so that a step (the rate rising or
+        falling to stay, whose edge makes a window's busiest second stand out of its mean) is
+        not read as a burst."""
+        s = self.settings
+        short = obs.short
+        width = short.window_s
+        seen = self._seen
+        bursts = self._bursts
+        if short.peak_qps is not None:
+            if not seen and not bursts and obs.long.window_s > width:
+                # The first window has no neighbour yet: judged at once against the long
+                # window's rate too (a step inside the very first window goes unnoticed).
+                around = max(short.rate_qps, obs.long.rate_qps)
+                if around > 0:
+                    noise = s.burst_noise_sigmas * math.sqrt(around)
+                    bursts.append((obs.now_s, short.peak_qps / (around + noise)))
+                self._judged = 1
+            seen.append((obs.now_s, short.rate_qps, short.peak_qps))
+        # Judge each window whose next window has passed; keep what later ones still need.
+        while self._judged < len(seen) and seen[self._judged][0] <= obs.now_s - width:
+            t, _, peak = seen[self._judged]
+            around = max(r for u, r, _ in seen if t - width <= u <= t + width)
+            if around > 0:
+                bursts.append((t, peak / (around + s.burst_noise_sigmas * math.sqrt(around))))
+            self._judged += 1
+        while seen and seen[0][0] < obs.now_s - 3 * width:
+            seen.popleft()
+            self._judged -= 1
+        while bursts and bursts[0][0] <= obs.now_s - s.swing_window_s:
+            bursts.popleft()
+        if not bursts:
+            return 0.0
+        values = sorted(f for _, f in bursts)
+        return values[min(len(values) - 1, int(s.burst_quantile * len(values)))]
+
     def forecast_qps(self, obs: Observation) -> float:
         s = self.settings
         short, long = obs.short, obs.long
-        base = max(short.rate_qps, long.rate_qps)
-        if s.swing_sigmas > 0:
-            base = max(base, long.rate_qps * (1.0 + s.swing_sigmas * self.swing(obs)))
+        level = max(short.rate_qps, long.rate_qps)
         if s.trend_weight > 0 and long.window_s > short.window_s and short.rate_qps > long.rate_qps:
             # The windows' midpoints lie (long - short) / 2 seconds apart.
             slope = (short.rate_qps - long.rate_qps) / ((long.window_s - short.window_s) / 2)
-            base = max(base, short.rate_qps + s.trend_weight * slope * self.horizon_s)
+            level = max(level, short.rate_qps + s.trend_weight * slope * self.horizon_s)
+        base = level
+        if s.swing_sigmas > 0:
+            base = max(base, long.rate_qps * (1.0 + s.swing_sigmas * self.swing(obs)))
+        if s.burst_quantile > 0:
+            # Bursts ride on whatever minute-scale level comes: the two scales multiply.
+            base *= max(1.0, self.burst(obs))
         noisy = base + s.noise_sigmas * math.sqrt(base / s.noise_window_s)
         rate = noisy * s.headroom + obs.queue_length / s.backlog_drain_s
         return max(rate, s.min_rate_qps)
@@ -240,6 +310,10 @@ class KairosAutoscaler:
     def decide(self, obs: Observation) -> Pool | None:
         rate = self.forecast_qps(obs)
         self.target_qps = rate
+        recent = self._recent
+        recent.append((obs.now_s, rate))
+        while len(recent) > 1 and recent[1][0] <= obs.now_s - self.settings.downscale_delay_s:
+            recent.popleft()
         ladder = self.ladders.for_mix(self.planning_mix(obs))
         current = canonical(obs.pool.rented)
         if self._pending is not None:
@@ -247,24 +321,15 @@ class KairosAutoscaler:
             if decided:
                 return pool
         if not self._suffices(ladder, current, rate):
-            self._down_since_s = None  # scale up (or fix the floor or budget) at once
-            return self._move(current, self._pick(ladder, rate, current))
-        target = self._pick(ladder, rate, current)
+            return self._move(current, self._pick(ladder, rate, current))  # up at once
+        # Down only to what holds every forecast of the last downscale_delay_s (and not
+        # before that much has been seen): a dip shorter than the delay moves nothing, and a
+        # falling load is followed a rung at a time as its higher forecasts age out.
+        if obs.now_s - self._recent[0][0] < self.settings.downscale_delay_s:
+            return None
+        peak = max(r for _, r in self._recent)
+        target = self._pick(ladder, peak, current)
         prices = self.scenario.prices
-        if (
-            target is None
-            or target == current
-            or (target.cost_per_hr(prices) >= current.cost_per_hr(prices))
-        ):
-            self._down_since_s = None
-            return None
-        if self._down_since_s is None:
-            self._down_since_s, self._down_peak_qps = obs.now_s, rate
-        self._down_peak_qps = max(self._down_peak_qps, rate)
-        if obs.now_s - self._down_since_s < self.settings.downscale_delay_s:
-            return None
-        self._down_since_s = None
-        target = self._pick(ladder, self._down_peak_qps, current)
         if target is None or target.cost_per_hr(prices) >= current.cost_per_hr(prices):
             return None
         return self._move(current, target)
