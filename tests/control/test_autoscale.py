@@ -7,6 +7,7 @@ every decision can be stated exactly; the ladder's own tests plan a tiny scenari
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -185,6 +186,12 @@ def test_a_burst_raises_the_forecast_and_a_step_does_not() -> None:
     # Without a busiest second (live) there is no burst term.
     c = autoscaler()
     assert c.forecast_qps(obs(0.0, 100.0)) == 100.0
+    # The first decision (the pool a run starts with) also judges the long window's busiest
+    # second, at once: a burst of 260 in the last 300 s doubles the forecast from the start.
+    d = autoscaler()
+    first = obs(0.0, 100.0, peak_qps=130.0)
+    long = replace(first.long, peak_qps=260.0)
+    assert d.forecast_qps(replace(first, long=long)) == 200.0
 
 
 def test_a_swap_rents_the_union_and_replans_when_the_load_moves_meanwhile() -> None:

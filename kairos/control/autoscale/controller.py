@@ -236,12 +236,14 @@ class KairosAutoscaler:
         bursts = self._bursts
         if short.peak_qps is not None:
             if not seen and not bursts and obs.long.window_s > width:
-                # The first window has no neighbour yet: judged at once against the long
-                # window's rate too (a step inside the very first window goes unnoticed).
+                # The first decision has no neighbour window yet, and sizes the pool the run
+                # starts with: its windows are judged at once against both rates, the long
+                # window's busiest second too (a burst of its past the short one missed).
                 around = max(short.rate_qps, obs.long.rate_qps)
+                peak = max(short.peak_qps, obs.long.peak_qps or 0.0)
                 if around > 0:
                     noise = s.burst_noise_sigmas * math.sqrt(around)
-                    bursts.append((obs.now_s, short.peak_qps / (around + noise)))
+                    bursts.append((obs.now_s, peak / (around + noise)))
                 self._judged = 1
             seen.append((obs.now_s, short.rate_qps, short.peak_qps))
         # Judge each window whose next window has passed; keep what later ones still need.
