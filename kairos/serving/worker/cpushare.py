@@ -136,8 +136,12 @@ def confine(
 
     ``fs_root``, ``pid`` and ``pin`` exist for tests (a fake /proc and /sys tree).
     """
-    from kairos.aio import pin_to_cpus
+    cores = pin_cores(t, cpus) if pin else checked_cores(t, cpus)
+    return cap(t, cores, fs_root=fs_root, pid=pid)
 
+
+def checked_cores(t: LocalType, cpus: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """The cores ``t`` runs on: ``cpus`` if given (exactly ``t.cores`` of them), else the last."""
     cores = cpus or default_cpus(t)
     if len(cores) != t.cores:
         raise ConfigError(
@@ -145,9 +149,24 @@ def confine(
             f"({','.join(map(str, cores))}).",
             f"give {t.cores} core(s), or leave the cores out to use the last ones.",
         )
+    return tuple(cores)
+
+
+def pin_cores(t: LocalType, cpus: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """Pin this process to ``t``'s cores (before any thread starts: threads inherit it)."""
+    from kairos.aio import pin_to_cpus
+
+    cores = checked_cores(t, cpus)
+    pin_to_cpus(cores)
+    return cores
+
+
+def cap(
+    t: LocalType, cores: tuple[int, ...], *, fs_root: Path = Path("/"), pid: int | None = None
+) -> Confinement:
+    """Cap the process's CPU time at ``t``'s share (every thread: the group takes the whole
+    process), by the first cgroup version that can be written."""
     pid = os.getpid() if pid is None else pid
-    if pin:
-        pin_to_cpus(tuple(cores))
     quota_us = max(1000, math.floor(t.cpu_share * PERIOD_US))
     reasons = []
     for mechanism, setter in (("cgroup v1", _cgroup_v1), ("cgroup v2", _cgroup_v2)):
@@ -156,8 +175,8 @@ def confine(
         except OSError as exc:
             reasons.append(f"{mechanism}: {exc.strerror or exc}")
             continue
-        return Confinement(t, tuple(cores), mechanism, detail)
-    return Confinement(t, tuple(cores), "none", "; ".join(reasons))
+        return Confinement(t, cores, mechanism, detail)
+    return Confinement(t, cores, "none", "; ".join(reasons))
 
 
 def _mounts(fs_root: Path) -> list[tuple[str, str, set[str]]]:
