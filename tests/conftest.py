@@ -67,17 +67,26 @@ _FIRST = (
 )
 
 
+def _group(item: pytest.Item) -> str:
+    where = item.path.relative_to(Path(str(item.config.rootpath))).as_posix()
+    if where in _MODEL_FILES:
+        return "models"
+    # Every other test stays with its module, whose module-scoped fixtures (a planned pool, a
+    # live router) are then built once, not once per worker.
+    return next((g for prefix, g in _GROUPS.items() if where.startswith(prefix)), where)
+
+
+# The mark goes on each item as it is collected: xdist's own collection hook (on each worker)
+# turns ``xdist_group`` marks into the ``@group`` suffix of the node id that ``--dist
+# loadgroup`` schedules by, so the marks must be there before any collection hook runs. Put on
+# later, they were ignored: a module's tests were split across workers and the Ray group
+# started two clusters.
+def pytest_itemcollected(item: pytest.Item) -> None:
+    item.add_marker(pytest.mark.xdist_group(_group(item)))
+
+
+# Last: after pytest-randomly's shuffle, which would otherwise undo the order.
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    root = Path(str(config.rootpath))
-    groups: dict[str, str] = {}
-    for item in items:
-        where = item.path.relative_to(root).as_posix()
-        group = next((g for prefix, g in _GROUPS.items() if where.startswith(prefix)), None)
-        if where in _MODEL_FILES:
-            group = "models"
-        # Every other test stays with its module, whose module-scoped fixtures (a planned
-        # pool, a live router) are then built once, not once per worker.
-        item.add_marker(pytest.mark.xdist_group(group or where))
-        groups[item.nodeid] = group or where
     rank = {g: k for k, g in enumerate(_FIRST)}
-    items.sort(key=lambda item: rank.get(groups[item.nodeid], len(_FIRST)))
+    items.sort(key=lambda item: rank.get(_group(item), len(_FIRST)))
