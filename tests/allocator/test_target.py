@@ -43,13 +43,19 @@ def test_cheapest_pool_for_a_rate_is_the_cheapest_that_holds_it(
     assert got.allowable_qps is not None and got.allowable_qps >= rate
     assert holds(rm2, got.pool, rate)
     assert got.cost_per_hr < budget_plan.cost_per_hr
-    # Brute force: every pool cheaper than the answer fails a trial at the rate.
+    # Brute force: every pool cheaper than the answer fails a trial at the rate. A pool whose
+    # fluid bound is below the rate cannot hold it (no policy beats the bound, which
+    # tests/sim/test_measurement.py checks against simulation), so only the pools the bound
+    # lets through are simulated, and a seeded sample of the others, to keep the claim honest
+    # (at 0.9 of the budget's rate, 2 of 542 cheaper pools pass the bound).
     pools = pool_matrix(rm2, got.cost_per_hr, None)
-    cheaper = [
-        pools.pool(i) for i in range(len(pools)) if pools.cost_per_hr[i] < got.cost_per_hr - 1e-9
-    ]
+    cheaper = [i for i in range(len(pools)) if pools.cost_per_hr[i] < got.cost_per_hr - 1e-9]
     assert cheaper, "the check would be empty"
-    assert not [p for p in cheaper if holds(rm2, p, rate)]
+    bound = fluid_bounds(rm2, pools.types, pools.counts)
+    passed = [i for i in cheaper if bound[i] >= rate]
+    below = [i for i in cheaper if bound[i] < rate]
+    sample = np.random.default_rng(0).permutation(below)[:6].tolist()
+    assert not [i for i in passed + sample if holds(rm2, pools.pool(i), rate)]
 
 
 def test_bound_only_answer_is_the_cheapest_pool_the_bound_lets_through(rm2: Scenario) -> None:
