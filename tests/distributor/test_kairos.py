@@ -151,13 +151,37 @@ def test_fast_path_agrees_with_plain_matching(case):
     plain = Kairos(ctx, plain=True)
     fast = Kairos(ctx)
     mp, mf = plain.match(state), fast.match(state)
+    # The fast path's matching costs what the full one does: it is an optimum of the full
+    # problem (its pruned columns and entries are the full matrix's).
     assert mf.total_cost == pytest.approx(mp.total_cost, rel=1e-9, abs=1e-9)
+    batch = {q.qid: q.batch_size for q in queue}
 
     def started(decisions):
-        batch = {q.qid: q.batch_size for q in queue}
         return Counter((batch[qid], types[j]) for qid, j in decisions)
 
-    assert started(fast.decide(state)) == started(plain.decide(state))
+    def pairs(m):  # (query, instance, held) for every matched pair
+        hold = m.hold.tolist() if m.hold is not None else [False] * len(m.rows)
+        return [
+            (m.queries[r].qid, int(m.instances[c]), h)
+            for r, c, h in zip(m.rows.tolist(), m.cols.tolist(), hold, strict=True)
+        ]
+
+    def implied(m):  # what a matching starts: its pairs on idle instances, not held
+        return [(qid, j) for qid, j, h in pairs(m) if not h and j in state.idle]
+
+    def shape(m):  # a matching up to swapping identical instances
+        return Counter((qid, types[j], j in state.idle, h) for qid, j, h in pairs(m))
+
+    fast_starts, plain_starts = fast.decide(state), plain.decide(state)
+    # Each policy starts exactly what its matching says ...
+    assert started(fast_starts) == started(implied(mf))
+    assert started(plain_starts) == started(implied(mp))
+    # ... and where the two optima are the same matching (up to identical instances), the
+    # same queries on the same types. Two different optima of equal cost (a tie the solver
+    # breaks by column order, which pruning changes; seen on 6 identical instances with a
+    # late query that costs the same wherever it goes) may start different queries.
+    if shape(mf) == shape(mp):
+        assert started(fast_starts) == started(plain_starts)
 
 
 def test_tail_aware_safeguard_is_stricter_than_the_mean():
