@@ -46,7 +46,7 @@ def live_router() -> Iterator[RouterProcess]:
 
 
 # Per operation, at most; scripts/fuzz_router.py sends thousands more when asked.
-EXAMPLES = {"positive": 60, "negative": 40}
+EXAMPLES = {"positive": 30, "negative": 25}
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
