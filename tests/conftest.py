@@ -57,9 +57,9 @@ _MODEL_FILES = {
 
 
 # The longest groups start first (xdist hands out groups in collection order, as
-# ``--no-loadscope-reorder`` in pyproject.toml keeps it; its default puts the groups with the
-# most tests first), so no worker is left finishing a long group alone at the end. Longest
-# first, as measured on 2 quiet cores (seconds of a worker's time).
+# ``--no-loadscope-reorder`` in pyproject.toml keeps it, pytest-xdist >= 3.8; its default puts
+# the groups with the most tests first), so no worker is left finishing a long group alone at
+# the end. Longest first, as measured on 2 quiet cores (seconds of a worker's time).
 _FIRST = (
     "ray",  # 125
     "tests/bench/test_ray_serve.py",  # 58
