@@ -46,6 +46,7 @@ import numpy as np
 from kairos.allocator.feasible import budget_too_small
 from kairos.allocator.fluid import fluid_bound, fluid_lp, fluid_tables
 from kairos.allocator.milp import FluidProgram, milp_top
+from kairos.allocator.plan import screen_then_search
 from kairos.allocator.pools import COST_EPS, count_pools, listed_pools
 from kairos.allocator.ranking import FluidOrder, pools_above
 from kairos.allocator.result import Exploration, RankedPool, SearchResult
@@ -145,15 +146,12 @@ def exact_oracle(
     incumbent = _incumbent(scenario, budget_per_hr, caps, policy, measurement, measurer)
     order = pools_by_fluid_bound(scenario, budget_per_hr, caps, incumbent)
     history = _seeded(scenario, budget_per_hr, caps, policy, measurement, measurer, seeds)
-    seeded = {str(e.pool) for e in history}
+    seeded = {e.pool for e in history}
     best: Exploration | None = None
     for done in history:
         if progress is not None:
             progress(done)
-        if best is None or (done.allowable_qps, -done.cost_per_hr) > (
-            best.allowable_qps,
-            -best.cost_per_hr,
-        ):
+        if _beats(done, best):
             best = done
     if best is not None and best.allowable_qps <= 0:
         best = None  # no floor: a seed that never meets QoS cannot be the answer
@@ -176,8 +174,14 @@ def exact_oracle(
             # are wasted work, never a different answer (the next wave asks its own).
             spec = [ahead.peek(i) for i in range(sum(sizes[1:]))]
             extra = [r for r in spec if r is not None] if floor > 0 else []
-            results = _screen_then_search(
-                scenario, batch, policy, measurement, measurer, floor, extra
+            results = screen_then_search(
+                scenario,
+                [r.pool for r in batch],
+                policy,
+                measurement,
+                measurer,
+                floor,
+                [r.pool for r in extra],
             )
             for entry, (qps, full) in zip(batch, results, strict=True):
                 done = Exploration(entry.pool, entry.cost_per_hr, qps, entry.upper_bound_qps, full)
@@ -185,10 +189,7 @@ def exact_oracle(
                 history.append(done)
                 if progress is not None:
                     progress(done)
-                if full and (
-                    best is None
-                    or (qps, -done.cost_per_hr) > (best.allowable_qps, -best.cost_per_hr)
-                ):
+                if full and _beats(done, best):
                     best = done
         pending = ahead.peek(0)
     finally:
@@ -210,6 +211,14 @@ def exact_oracle(
     )
 
 
+def _beats(done: Exploration, best: Exploration | None) -> bool:
+    """Whether ``done`` is the new best: a higher allowable rate, or the same for less."""
+    return best is None or (done.allowable_qps, -done.cost_per_hr) > (
+        best.allowable_qps,
+        -best.cost_per_hr,
+    )
+
+
 def _seeded(
     scenario: Scenario,
     budget_per_hr: float,
@@ -226,7 +235,7 @@ def _seeded(
         fits = pool.cost_per_hr(scenario.prices) <= limit and all(
             caps is None or t not in caps or n <= caps[t] for t, n in pool.counts
         )
-        if fits and all(str(pool) != str(p) for p in pools):
+        if fits and pool not in pools:
             pools.append(pool)
     jobs = [CapacityJob(scenario, p, policy, measurement) for p in pools]
     return [
@@ -261,9 +270,9 @@ class _Ahead:
     """The fluid order with look-ahead; a thread computes the next pools (their LPs) while
     the workers simulate, so the main process is not the one thing the workers wait on."""
 
-    def __init__(self, order: Iterator[RankedPool], depth: int, skip: set[str]) -> None:
+    def __init__(self, order: Iterator[RankedPool], depth: int, skip: set[Pool]) -> None:
         # Pools in ``skip`` (already searched in full) are left out of the order.
-        self._order = (e for e in order if str(e.pool) not in skip)
+        self._order = (e for e in order if e.pool not in skip)
         self._buf: deque[RankedPool] = deque()
         # Bounded: pools computed past the cut are wasted LPs.
         self._queue: queue.Queue[tuple[RankedPool | None, BaseException | None]] = queue.Queue(
@@ -313,32 +322,3 @@ class _Ahead:
             except queue.Empty:
                 continue
         self._thread.join()
-
-
-def _screen_then_search(
-    scenario: Scenario,
-    batch: list[RankedPool],
-    policy: str,
-    measurement: Measurement,
-    measurer: Measurer | None,
-    floor: float,
-    extra: list[RankedPool] | None = None,
-) -> list[tuple[float, bool]]:
-    """``(allowable qps, fully searched)`` per pool; a pool whose trial one precision step
-    below ``floor`` fails cannot beat it and is not searched further (qps reported as 0).
-    ``extra`` pools are screened at the same rate alongside (the measurer keeps the results)."""
-    if floor > 0:
-        # Screen one precision step below the floor: pass/fail near a pool's allowable rate
-        # is not exactly monotone, so a pool within the precision of the best is searched.
-        rate = floor / (1.0 + measurement.precision)
-        screens = [
-            CapacityJob(scenario, r.pool, policy, measurement, screen_qps=rate)
-            for r in batch + (extra or [])
-        ]
-        passed = [res.allowable_qps > 0 for res in measure_all(screens, measurer)][: len(batch)]
-    else:
-        passed = [True] * len(batch)
-    todo = [r for r, ok in zip(batch, passed, strict=True) if ok]
-    jobs = [CapacityJob(scenario, r.pool, policy, measurement) for r in todo]
-    found = iter(res.allowable_qps for res in measure_all(jobs, measurer))
-    return [(next(found), True) if ok else (0.0, False) for ok in passed]

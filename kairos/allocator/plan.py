@@ -100,8 +100,8 @@ def screened_search(
     head: int,
 ) -> list[tuple[float, bool]]:
     """``(allowable qps, searched in full)`` per pool: the first ``head`` are searched in full,
-    the rest get one trial one precision step below the best of those (as the exact oracle
-    screens) and only those that pass are searched in full; the others get 0.
+    the rest are screened against the best of those (``screen_then_search``, as the exact
+    oracle screens).
 
     A pool that fails that trial cannot beat the best (pass/fail is monotone in the rate
     within the precision, the oracle's premise), so the best of the result is the best the
@@ -110,22 +110,38 @@ def screened_search(
     """
     first = [CapacityJob(scenario, p, policy, measurement) for p in pools[:head]]
     found = [(res.allowable_qps, True) for res in measure_all(first, measurer)]
-    rest = pools[head:]
     floor = max((q for q, _ in found), default=0.0)
-    if rest and floor > 0:
+    return found + screen_then_search(scenario, pools[head:], policy, measurement, measurer, floor)
+
+
+def screen_then_search(
+    scenario: Scenario,
+    pools: list[Pool],
+    policy: str,
+    measurement: Measurement,
+    measurer: Measurer | None,
+    floor: float,
+    extra: list[Pool] | None = None,
+) -> list[tuple[float, bool]]:
+    """``(allowable qps, fully searched)`` per pool; a pool whose trial one precision step
+    below ``floor`` fails cannot beat it and is not searched further (qps reported as 0);
+    with no floor (``floor`` <= 0) every pool is searched. ``extra`` pools are screened at the
+    same rate alongside (the measurer keeps the results)."""
+    if floor > 0:
+        # Screen one precision step below the floor: pass/fail near a pool's allowable rate
+        # is not exactly monotone, so a pool within the precision of the best is searched.
         rate = floor / (1.0 + measurement.precision)
-        screens = [CapacityJob(scenario, p, policy, measurement, screen_qps=rate) for p in rest]
-        passed = [res.allowable_qps > 0 for res in measure_all(screens, measurer)]
+        screens = [
+            CapacityJob(scenario, p, policy, measurement, screen_qps=rate)
+            for p in pools + (extra or [])
+        ]
+        passed = [res.allowable_qps > 0 for res in measure_all(screens, measurer)][: len(pools)]
     else:
-        passed = [True] * len(rest)  # nothing to screen against: search them all
-    todo = [p for p, ok in zip(rest, passed, strict=True) if ok]
-    full = iter(
-        res.allowable_qps
-        for res in measure_all(
-            [CapacityJob(scenario, p, policy, measurement) for p in todo], measurer
-        )
-    )
-    return found + [(next(full), True) if ok else (0.0, False) for ok in passed]
+        passed = [True] * len(pools)
+    todo = [p for p, ok in zip(pools, passed, strict=True) if ok]
+    jobs = [CapacityJob(scenario, p, policy, measurement) for p in todo]
+    found = iter(res.allowable_qps for res in measure_all(jobs, measurer))
+    return [(next(found), True) if ok else (0.0, False) for ok in passed]
 
 
 def plan(
