@@ -59,7 +59,7 @@ from kairos.distributor.policies.kairos import policy as kairos_policy
 from kairos.distributor.state import ClusterState
 from kairos.scenario import Scenario
 from kairos.sim.engine import simulate
-from kairos.workload import Query, poisson_stream
+from kairos.workload import Query, QueryStream, poisson_stream
 
 GPU, CPU = "g4dn.xlarge", "r5n.large"
 
@@ -151,10 +151,7 @@ def _nudged_assign(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _tie_probe(size: int, queries: int, load: float, ref_qps: float, seed: int) -> list[str]:
-    scenario = Scenario.build("rm2")
-    pool = scaled_pool(size)
-    rate = load * ref_qps * pool.size / 11
-    stream = poisson_stream(rate, queries, scenario.mix, np.random.default_rng(seed))
+    scenario, pool, _, stream = rm2_stream(size, queries, load, ref_qps, seed)
     probes: list[TieProbe] = []
 
     def factory(ctx: PolicyContext) -> Policy:
@@ -177,6 +174,19 @@ def scaled_pool(size: int) -> Pool:
     return Pool.of({GPU: gpus, CPU: size - gpus})
 
 
+def rm2_stream(
+    size: int, queries: int, load: float, ref_qps: float, seed: int
+) -> tuple[Scenario, Pool, float, QueryStream]:
+    """rm2, the reference pool scaled to ``size`` instances, and a Poisson stream at ``load``
+    times its reference rate (``ref_qps`` for 11 instances, scaled with the pool), and that
+    rate."""
+    scenario = Scenario.build("rm2")
+    pool = scaled_pool(size)
+    rate = load * ref_qps * pool.size / 11
+    stream = poisson_stream(rate, queries, scenario.mix, np.random.default_rng(seed))
+    return scenario, pool, rate, stream
+
+
 def reference_factory() -> Callable[..., Policy]:
     """The frozen pre-speed-up ``kairos`` class (it lives with the tests that replay it)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -196,10 +206,7 @@ def run(
     reference: Callable[..., Policy] | None = None,
     vs_fcfs: bool = True,
 ) -> list[str]:
-    scenario = Scenario.build("rm2")
-    pool = scaled_pool(size)
-    rate = load * ref_qps * pool.size / 11
-    stream = poisson_stream(rate, queries, scenario.mix, np.random.default_rng(seed))
+    scenario, pool, rate, stream = rm2_stream(size, queries, load, ref_qps, seed)
     timed: list[Timed] = []
 
     def factory(ctx: PolicyContext) -> Policy:
