@@ -242,8 +242,7 @@ class KairosAutoscaler:
                 around = max(short.rate_qps, obs.long.rate_qps)
                 peak = max(short.peak_qps, obs.long.peak_qps or 0.0)
                 if around > 0:
-                    noise = s.burst_noise_sigmas * math.sqrt(around)
-                    bursts.append((obs.now_s, peak / (around + noise)))
+                    bursts.append((obs.now_s, self._burst_factor(peak, around)))
                 self._judged = 1
             seen.append((obs.now_s, short.rate_qps, short.peak_qps))
         # Judge each window whose next window has passed; keep what later ones still need.
@@ -251,7 +250,7 @@ class KairosAutoscaler:
             t, _, peak = seen[self._judged]
             around = max(r for u, r, _ in seen if t - width <= u <= t + width)
             if around > 0:
-                bursts.append((t, peak / (around + s.burst_noise_sigmas * math.sqrt(around))))
+                bursts.append((t, self._burst_factor(peak, around)))
             self._judged += 1
         while seen and seen[0][0] < obs.now_s - 3 * width:
             seen.popleft()
@@ -262,6 +261,11 @@ class KairosAutoscaler:
             return 0.0
         values = sorted(f for _, f in bursts)
         return values[min(len(values) - 1, int(s.burst_quantile * len(values)))]
+
+    def _burst_factor(self, peak_qps: float, around_qps: float) -> float:
+        """A busiest second over the rate around it plus that rate's own Poisson noise."""
+        noise = self.settings.burst_noise_sigmas * math.sqrt(around_qps)
+        return peak_qps / (around_qps + noise)
 
     def forecast_qps(self, obs: Observation) -> float:
         s = self.settings
