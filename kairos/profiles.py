@@ -265,16 +265,30 @@ PROFILE_COLUMNS = (
 
 def load_profiles(path: str | Path) -> ProfileSet:
     """Load a profile CSV (optionally gzip-compressed); raise ProfileError on any defect."""
+    return profiles_from_samples(_read_samples(path), str(path))
+
+
+def _read_samples(path: str | Path) -> dict[tuple[str, str, int], list[float]]:
     cells: dict[tuple[str, str, int], list[float]] = {}
     rows = read_csv(path, "profile file", PROFILE_COLUMNS, ProfileError)
     for _, (model, itype, batch, latency) in rows:
         cells.setdefault((model, itype, batch), []).append(latency)
-    return profiles_from_samples(cells, str(path))
+    return cells
+
+
+# The built-in table's parsed rows, read once per process: parsing its 42,000 rows takes about
+# 0.5 s of CPU and a Scenario without profiles asks for them each time (the test suite builds
+# hundreds). Only the rows are kept, as tuples nobody can change; every call still builds its
+# own ProfileSet (about 20 ms), so no caller shares arrays or the once-per-profile warning flag
+# with another.
+_DEFAULT_SAMPLES: list[dict[tuple[str, str, int], tuple[float, ...]]] = []
 
 
 def default_profiles() -> ProfileSet:
     """The built-in profiles (5 recommendation models on 4 AWS types; see kairos/data)."""
-    ref = resources.files("kairos.data").joinpath(DEFAULT_PROFILES_RESOURCE)
-    with resources.as_file(ref) as p:
-        profiles = load_profiles(p)
-    return ProfileSet(profiles.models, "built-in profiles")
+    if not _DEFAULT_SAMPLES:
+        ref = resources.files("kairos.data").joinpath(DEFAULT_PROFILES_RESOURCE)
+        with resources.as_file(ref) as p:
+            cells = _read_samples(p)
+        _DEFAULT_SAMPLES.append({key: tuple(values) for key, values in cells.items()})
+    return profiles_from_samples(_DEFAULT_SAMPLES[0], "built-in profiles")

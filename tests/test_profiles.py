@@ -1,12 +1,20 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import kairos.data
 from kairos.errors import ProfileError, UnknownInstanceTypeError, UnknownModelError
-from kairos.profiles import ExtrapolationWarning, load_profiles, profiles_from_samples
+from kairos.profiles import (
+    DEFAULT_PROFILES_RESOURCE,
+    ExtrapolationWarning,
+    default_profiles,
+    load_profiles,
+    profiles_from_samples,
+)
 
 CSV_HEADER = "model,instance_type,batch_size,latency_ms\n"
 
@@ -26,6 +34,24 @@ def test_builtin_profiles_cover_paper_grid(builtin_profiles):
         p = mp.get("g4dn.xlarge")
         assert p.min_batch == 10 and p.max_batch == 1000 and len(p.batch_sizes) == 100
         assert p.quantiles_ms.shape == (100, 21)
+
+
+def test_builtin_profiles_are_the_file_and_each_call_owns_its_own():
+    # default_profiles parses the file once per process; each call must still equal a fresh
+    # parse and share no array or warning flag with another call's profiles.
+    first, second = default_profiles(), default_profiles()
+    parsed = load_profiles(Path(kairos.data.__file__).parent / DEFAULT_PROFILES_RESOURCE)
+    assert first.source == "built-in profiles"
+    assert list(first.models) == list(parsed.models)
+    for model, mp in parsed.models.items():
+        assert list(first.model(model).by_type) == list(mp.by_type)
+        for itype, p in mp.by_type.items():
+            a, b = first.get(model, itype), second.get(model, itype)
+            assert np.array_equal(a.batch_sizes, p.batch_sizes)
+            assert np.array_equal(a.quantiles_ms, p.quantiles_ms)
+            assert a.quantiles_ms is not b.quantiles_ms and a._warned is not b._warned
+    first.get("rm2", "g4dn.xlarge").quantiles_ms[0, 0] = -1.0
+    assert default_profiles().get("rm2", "g4dn.xlarge").quantiles_ms[0, 0] > 0
 
 
 def test_builtin_warmup_outlier_dropped(builtin_profiles):
