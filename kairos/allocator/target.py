@@ -38,6 +38,7 @@ import numpy as np
 
 from kairos.allocator.choices import BOUNDS
 from kairos.allocator.fluid import fluid_bounds
+from kairos.allocator.fluid_cache import FluidCache
 from kairos.allocator.milp import FluidProgram
 from kairos.allocator.pools import catalog_types, listed_pools
 from kairos.allocator.result import RankedPool
@@ -93,6 +94,21 @@ def _score(scenario: Scenario, bound: str, pools: list[Pool]) -> np.ndarray:
     return BOUNDS.get(bound).score(scenario, types, counts)
 
 
+def _reaching(
+    scenario: Scenario,
+    bound: str,
+    pools: list[Pool],
+    target_qps: float,
+    fluid: FluidCache | None,
+) -> np.ndarray:
+    """``bound``'s value of each pool; with the fluid cache, 0 where it cannot reach
+    ``target_qps`` (the only question the caller asks of those)."""
+    if bound != "fluid" or fluid is None:
+        return _score(scenario, bound, pools)
+    counts = np.array([[p.count(t) for t in fluid.types] for p in pools])
+    return fluid.reaching(counts, target_qps)
+
+
 def start_budget(scenario: Scenario, target_qps: float, caps: Mapping[str, int] | None) -> float:
     """A cost at which a pool whose fluid bound reaches the target exists: the cheapest
     single-type one, or, where no single type can serve the mix, the fluid MILP's cheapest
@@ -127,11 +143,17 @@ def candidates(
     bound: str,
     caps: Mapping[str, int] | None,
     single_type: bool = False,
+    fluid: FluidCache | None = None,
 ) -> Iterator[RankedPool]:
-    """Pools whose ``bound`` reaches ``target_qps``, in increasing cost (no repeats)."""
+    """Pools whose ``bound`` reaches ``target_qps``, in increasing cost (no repeats).
+
+    With the fluid bound, ``fluid`` (a new one when None) keeps the LPs solved and rules out
+    by dual bounds the pools that cannot reach the rate (the same pools come out)."""
     if single_type:
         yield from _single_type(scenario, target_qps, bound, caps)
         return
+    if bound == "fluid" and fluid is None:
+        fluid = FluidCache(scenario)
     budget = start_budget(scenario, target_qps, caps)
     seen: set[Pool] = set()
     for _ in range(MAX_WINDOW_DOUBLINGS + 1):
@@ -146,7 +168,7 @@ def candidates(
         # large window is through (the fluid bound is an LP per pool).
         for start in range(0, len(fresh), SCORE_CHUNK):
             chunk = fresh[start : start + SCORE_CHUNK]
-            values = _score(scenario, bound, chunk)
+            values = _reaching(scenario, bound, chunk, target_qps, fluid)
             for pool, value in zip(chunk, values.tolist(), strict=True):
                 seen.add(pool)
                 if value >= target_qps * (1 - 1e-9):
@@ -199,8 +221,10 @@ def cheapest_for_rate(
     measurer: Measurer | None = None,
     progress: Callable[[RankedPool], None] | None = None,
     single_type: bool = False,
+    fluid: FluidCache | None = None,
 ) -> TargetPlan:
-    """The cheapest pool that holds ``target_qps`` (see the module docstring)."""
+    """The cheapest pool that holds ``target_qps`` (see the module docstring). ``fluid``
+    keeps the fluid bounds across calls on one scenario (the autoscaler's ladder)."""
     RATE_QPS.check(target_qps, "--target-qps")
     BOUNDS.check(bound)
     if not verify:
@@ -211,7 +235,7 @@ def cheapest_for_rate(
     policy_class(policy)
     measurer = measurer or Measurer()
     tried: list[RankedPool] = []
-    pools = iter(candidates(scenario, target_qps, "fluid", caps, single_type))
+    pools = iter(candidates(scenario, target_qps, "fluid", caps, single_type, fluid))
     while wave := list(islice(pools, WAVE)):
         winner = _try_wave(
             scenario, target_qps, policy, measurement, measurer, wave, tried, progress

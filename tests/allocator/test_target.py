@@ -9,6 +9,7 @@ import pytest
 
 from kairos import allocator
 from kairos.allocator.fluid import fluid_bounds
+from kairos.allocator.fluid_cache import FluidCache
 from kairos.allocator.milp import FluidProgram
 from kairos.allocator.pools import pool_matrix
 from kairos.allocator.target import candidates, cheapest_for_rate
@@ -25,7 +26,9 @@ def rm2() -> Scenario:
 
 @pytest.fixture(scope="module")
 def budget_plan(rm2: Scenario) -> allocator.Plan:
-    return allocator.plan(rm2, 2.5)
+    # Screened: the same pick as the full plan (tests/allocator/test_plan.py), a third of
+    # the simulation; only its rate and cost are used here.
+    return allocator.plan(rm2, 2.5, screen=1)
 
 
 def holds(scenario: Scenario, pool, rate: float) -> bool:
@@ -39,7 +42,8 @@ def test_cheapest_pool_for_a_rate_is_the_cheapest_that_holds_it(
 ) -> None:
     assert budget_plan.allowable_qps is not None
     rate = share * budget_plan.allowable_qps
-    got = cheapest_for_rate(rm2, rate)
+    fluid = FluidCache(rm2)  # the planner's LPs, kept for the brute force below
+    got = cheapest_for_rate(rm2, rate, fluid=fluid)
     assert got.allowable_qps is not None and got.allowable_qps >= rate
     assert holds(rm2, got.pool, rate)
     assert got.cost_per_hr < budget_plan.cost_per_hr
@@ -47,11 +51,13 @@ def test_cheapest_pool_for_a_rate_is_the_cheapest_that_holds_it(
     # fluid bound is below the rate cannot hold it (no policy beats the bound, which
     # tests/sim/test_measurement.py checks against simulation), so only the pools the bound
     # lets through are simulated, and a seeded sample of the others, to keep the claim honest
-    # (at 0.9 of the budget's rate, 2 of 542 cheaper pools pass the bound).
+    # (at 0.9 of the budget's rate, 2 of 542 cheaper pools pass the bound). Which pools reach
+    # the rate comes from the planner's fluid cache (exact where it matters, as
+    # tests/allocator/test_fluid_cache.py checks), not one more LP per pool.
     pools = pool_matrix(rm2, got.cost_per_hr, None)
     cheaper = [i for i in range(len(pools)) if pools.cost_per_hr[i] < got.cost_per_hr - 1e-9]
     assert cheaper, "the check would be empty"
-    bound = fluid_bounds(rm2, pools.types, pools.counts)
+    bound = fluid.reaching(pools.counts, rate)
     passed = [i for i in cheaper if bound[i] >= rate]
     below = [i for i in cheaper if bound[i] < rate]
     sample = np.random.default_rng(0).permutation(below)[:6].tolist()

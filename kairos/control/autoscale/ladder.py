@@ -7,15 +7,14 @@ rate ``base_qps * step**k`` and holds the cheapest pool verified to hold it. A r
 by the rung at or above it, so a pool is at most ``step - 1`` above what the rate needs.
 
 Rungs are filled on first use and cached by (mix, rung): a mix is planned once until it moves
-(``Ladders``), and a rung is never planned twice. A rung is planned as ``cheapest_for_rate``
-plans it (the same candidates in the same order, the same trials through the same measurer, so
-the same answer), with the fluid bounds kept across the ladder's rungs (``FluidCache``): the
-bound is an LP per pool that does not depend on the rate, and re-solving it for every pool
-below each rung's winner was most of a rung's CPU. The planner reports the winner's allowable
-throughput, and a pool that holds the rate of a higher rung while being cheapest for a lower
-one is the cheapest for the higher rung too (a pool that holds the higher rate holds the lower
-one), so such rungs take the pool without a planner call: a ladder needs one call per distinct
-pool, not per rung.
+(``Ladders``), and a rung is never planned twice. A rung is planned by ``cheapest_for_rate``
+itself, through the ladder's measurer, with the fluid bounds kept across the ladder's rungs
+(``FluidCache``): the bound is an LP per pool that does not depend on the rate, and re-solving
+it for every pool below each rung's winner was most of a rung's CPU. The planner reports
+the winner's allowable throughput, and a pool that holds the rate of a higher rung while
+being cheapest for a lower one is the cheapest for the higher rung too (a pool that holds the
+higher rate holds the lower one), so such rungs take the pool without a planner call: a
+ladder needs one call per distinct pool, not per rung.
 
 ``choose`` picks, among the known pools that hold a rate and cost at most ``1 + margin`` times
 the cheapest of them, the one closest to the pool rented now (fewest instances added and
@@ -25,21 +24,14 @@ removed): near-equal pools are not worth the churn of a move.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from itertools import islice
 
 import numpy as np
 
-from kairos.allocator.fluid import dual_bounds, fluid_lp, fluid_tables
-from kairos.allocator.pools import catalog_types, listed_pools
-from kairos.allocator.result import RankedPool
+from kairos.allocator.fluid_cache import FluidCache
 from kairos.allocator.target import (
-    MAX_CANDIDATES,
-    MAX_WINDOW_DOUBLINGS,
-    WAVE,
     cheapest_for_rate,
-    start_budget,
 )
 from kairos.catalog import Pool, PriceTable
 from kairos.control.headroom import total_variation
@@ -168,91 +160,6 @@ def minute_rates_qps(trace: QueryStream) -> np.ndarray:
     return np.bincount(minutes) / 60.0
 
 
-# A dual bound rules a pool out only this far below the rate: far above the LP solver's
-# tolerance, so a pool whose exact bound reaches the rate is never ruled out.
-DUAL_SLACK = 1e-6
-# Dual prices kept for cheap bounds: those of the pools with the highest fluid bound so far.
-MAX_DUALS = 8
-# Pools bounded at a time, cheapest first (the search usually stops within the first chunk).
-BOUND_CHUNK = 256
-
-
-class TooManyPools(Exception):
-    """The budget window holds more pools than can be listed (the planner's MILP takes over)."""
-
-
-class FluidCache:
-    """The fluid bounds of one mix's pools, each pool's LP solved at most once.
-
-    A pool is bounded first by the dual prices of LPs solved before (``dual_bounds``, a dot
-    product; valid for any prices, and the catalog's own prices are the first): a pool whose
-    cheap bound is below a rate cannot reach it, and its LP is never solved for that rate.
-    """
-
-    def __init__(self, scenario: Scenario) -> None:
-        self.types = catalog_types(scenario)
-        self.tab = fluid_tables(scenario, self.types)
-        prices = np.array([scenario.prices.price_per_hr(t) for t in self.types])
-        self._duals: list[tuple[float, np.ndarray, float]] = [(0.0, prices, 0.0)]
-        self._exact: dict[bytes, float] = {}
-        self.lps = 0
-
-    def exact(self, counts: np.ndarray) -> float:
-        """The fluid bound of one pool (``counts`` over ``types``)."""
-        key = np.asarray(counts, dtype=np.int64).tobytes()
-        value = self._exact.get(key)
-        if value is None:
-            value, u, mu = fluid_lp(self.tab, counts)
-            self.lps += 1
-            self._exact[key] = value
-            if u.any() and len(self._duals) < MAX_DUALS + 1:
-                self._duals.append((value, u, mu))
-            elif u.any() and value > min(v for v, _, _ in self._duals[1:]):
-                worst = min(range(1, len(self._duals)), key=lambda i: self._duals[i][0])
-                self._duals[worst] = (value, u, mu)
-        return value
-
-    def reaching(self, counts: np.ndarray, rate_qps: float) -> np.ndarray:
-        """Each row's fluid bound where it may reach ``rate_qps``; 0 where a cheap bound
-        shows it cannot."""
-        cheap = np.full(len(counts), np.inf)
-        for _, u, mu in self._duals:
-            cheap = np.minimum(cheap, dual_bounds(self.tab, counts, u, mu))
-        out = np.zeros(len(counts))
-        for i in np.flatnonzero(cheap >= rate_qps * (1 - DUAL_SLACK)).tolist():
-            out[i] = self.exact(counts[i])
-        return out
-
-
-def fluid_candidates(
-    scenario: Scenario, cache: FluidCache, rate_qps: float
-) -> Iterator[RankedPool]:
-    """``kairos.allocator.target.candidates`` with the fluid bound (the same pools in the same
-    order: budget windows from ``start_budget``, doubling; cheapest first within each), its
-    LPs kept in ``cache``. Raises ``TooManyPools`` where the planner would use its MILP."""
-    budget = start_budget(scenario, rate_qps, None)
-    seen: set[bytes] = set()
-    for _ in range(MAX_WINDOW_DOUBLINGS + 1):
-        listed = listed_pools(scenario, budget)
-        if listed is None:
-            raise TooManyPools
-        if listed.types != cache.types:
-            raise AssertionError("pool listing and fluid tables disagree on the catalog's types")
-        order = np.argsort(listed.cost_per_hr, kind="stable")
-        counts = listed.counts[order]
-        keys = [row.astype(np.int64).tobytes() for row in counts]
-        fresh = [i for i, key in enumerate(keys) if key not in seen]
-        for lo in range(0, len(fresh), BOUND_CHUNK):
-            rows = fresh[lo : lo + BOUND_CHUNK]
-            values = cache.reaching(counts[rows], rate_qps)
-            for i, value in zip(rows, values.tolist(), strict=True):
-                seen.add(keys[i])
-                if value >= rate_qps * (1 - 1e-9):
-                    pool = listed.pool(int(order[i]))
-                    yield RankedPool(pool, pool.cost_per_hr(scenario.prices), float(value))
-        budget *= 2
-
-
 class Ladder:
     """The rungs of one mix (see the module docstring). ``scenario.mix`` is the mix planned."""
 
@@ -311,61 +218,26 @@ class Ladder:
     def _plan(self, rate_qps: float) -> Choice | None:
         self.planner_calls += 1
         try:
-            found = self._search(rate_qps)
-        except TooManyPools:
-            found = self._search_by_planner(rate_qps)
-        if found is None:
-            return None
-        winner, tried = found
-        # Pools tried that passed at this rate are near-equal alternatives for ``choose``
-        # (each passed a trial at the rate, so each holds it).
-        for entry in tried:
-            if entry.allowable_qps is not None and entry.allowable_qps >= rate_qps:
-                self._remember(Choice(entry.pool, entry.cost_per_hr, rate_qps))
-        self._remember(winner)
-        return winner
-
-    def _search(self, rate_qps: float) -> tuple[Choice, list[RankedPool]] | None:
-        """``cheapest_for_rate``'s search (its waves of trials at the rate, cheapest first,
-        then the winner measured in full) over ``fluid_candidates``."""
-        m = self.settings.measurement()
-        pools = fluid_candidates(self.scenario, self.fluid, rate_qps)
-        tried: list[RankedPool] = []
-        while wave := list(islice(pools, WAVE)):
-            jobs = [
-                CapacityJob(self.scenario, r.pool, self.policy, m, screen_qps=rate_qps)
-                for r in wave
-            ]
-            winner = None
-            for entry, res in zip(wave, self.measurer.run(jobs), strict=True):
-                tried.append(entry.verified(res.allowable_qps))
-                if winner is None and res.allowable_qps >= rate_qps:
-                    winner = entry
-            if winner is not None:
-                (full,) = self.measurer.run(
-                    [CapacityJob(self.scenario, winner.pool, self.policy, m)]
-                )
-                # As the planner: the search's passing rate may read a little under a rate
-                # the pool held in its trial; the larger is what it holds.
-                held = max(full.allowable_qps, rate_qps)
-                return Choice(canonical(winner.pool), winner.cost_per_hr, held), tried
-            if len(tried) >= MAX_CANDIDATES:
-                break
-        return None
-
-    def _search_by_planner(self, rate_qps: float) -> tuple[Choice, list[RankedPool]] | None:
-        try:
             plan = cheapest_for_rate(
                 self.scenario,
                 rate_qps,
                 policy=self.policy,
                 measurement=self.settings.measurement(),
                 measurer=self.measurer,
+                fluid=self.fluid,
             )
         except InfeasibleError:
             return None
-        held = float(plan.allowable_qps or rate_qps)
-        return Choice(canonical(plan.pool), plan.cost_per_hr, held), list(plan.tried)
+        # Pools tried that passed at this rate are near-equal alternatives for ``choose``
+        # (each passed a trial at the rate, so each holds it).
+        for entry in plan.tried:
+            if entry.allowable_qps is not None and entry.allowable_qps >= rate_qps:
+                self._remember(Choice(entry.pool, entry.cost_per_hr, rate_qps))
+        winner = Choice(
+            canonical(plan.pool), plan.cost_per_hr, float(plan.allowable_qps or rate_qps)
+        )
+        self._remember(winner)
+        return winner
 
     def _remember(self, c: Choice) -> None:
         c = replace(c, pool=canonical(c.pool))
