@@ -324,6 +324,15 @@ def build_app(
 
 # --- the local cluster -----------------------------------------------------------------------
 
+# What the application's deployments ask of the nodes (see the module docstring); any cluster
+# whose head and type nodes declare these can serve it (the Ray tests' shared cluster does).
+HEAD_RESOURCES = {HEAD: 1}
+
+
+def type_node_resources(instance_type: str, count: int) -> dict[str, float]:
+    """The resources a node hosting ``count`` instances of ``instance_type`` declares."""
+    return {instance_type: count, SLOT: count}
+
 
 class LocalCluster:
     """A head node plus one Ray node per instance type of ``pool``, all on this machine."""
@@ -344,14 +353,14 @@ class LocalCluster:
             initialize_head=True,
             head_node_args={
                 "num_cpus": 1,
-                "resources": {HEAD: 1},
+                "resources": HEAD_RESOURCES,
                 "include_dashboard": False,
                 **common,
             },
         )
         for t, n in pool.counts:
             self.cluster.add_node(
-                num_cpus=0, resources={t: n, SLOT: n}, labels={LABEL: t}, **common
+                num_cpus=0, resources=type_node_resources(t, n), labels={LABEL: t}, **common
             )
         import ray
 
@@ -445,6 +454,21 @@ def probe(url: str, model: str, batches: Sequence[int]) -> list[dict[str, Any]]:
     return out
 
 
+def probe_configurations(
+    scenario: Scenario, pool: Pool, probes: str, time_scale: float, port: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Serve each ``LAYOUT:ROUTER:B,B`` item of ``probes`` (';'-separated) in turn on the
+    connected cluster and probe it (``probe``); the answers by ``LAYOUT:ROUTER``."""
+    found = {}
+    for item in probes.split(";"):
+        layout, router, batches = item.split(":")
+        url = serve_pool(scenario, pool, layout, router, time_scale, port)
+        found[f"{layout}:{router}"] = probe(
+            url, scenario.model, [int(b) for b in batches.split(",")]
+        )
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="dien")
@@ -471,13 +495,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         signal.signal(sig, lambda *_: stop.set())
     try:
         if args.probe:
-            found = {}
-            for item in args.probe.split(";"):
-                layout, router, batches = item.split(":")
-                url = serve_pool(scenario, pool, layout, router, args.time_scale, args.port)
-                found[f"{layout}:{router}"] = probe(
-                    url, args.model, [int(b) for b in batches.split(",")]
-                )
+            found = probe_configurations(scenario, pool, args.probe, args.time_scale, args.port)
             print(f"{PROBE_LINE} {orjson.dumps(found).decode()}", flush=True)
             return
         url = serve_pool(

@@ -32,13 +32,21 @@ class RayTestCluster:
     address: str
     type_nodes: dict[str, list[Any]] = field(default_factory=dict)
 
-    def add_type_node(self, instance_type: str) -> Any:
+    def add_type_node(self, instance_type: str, *, wait: bool = True) -> Any:
+        """A node of ``instance_type``; with ``wait=False`` it is started but not yet known to
+        be up (``cluster.wait_for_nodes``), so several can start side by side."""
+        from benchmarks.rayserve_app import type_node_resources
         from kairos.serving.ray.pool import TYPE_LABEL, type_resource
 
         node = self.cluster.add_node(
+            wait=wait,
             num_cpus=1,
             node_ip_address=LOOPBACK,
-            resources={type_resource(instance_type): UNITS},
+            # also one instance of the type for the Ray Serve app (test_ray_serve_app.py)
+            resources={
+                type_resource(instance_type): UNITS,
+                **type_node_resources(instance_type, 1),
+            },
             labels={TYPE_LABEL: instance_type},
         )
         self.type_nodes.setdefault(instance_type, []).append(node)
@@ -63,15 +71,28 @@ def typed_cluster() -> Iterator[RayTestCluster]:
     import ray
     from ray.cluster_utils import Cluster
 
+    from benchmarks.rayserve_app import HEAD_RESOURCES
+
     cluster = None
     try:
         cluster = Cluster(
             initialize_head=True,
-            head_node_args={"num_cpus": 2, "include_dashboard": False, "node_ip_address": LOOPBACK},
+            head_node_args={
+                "num_cpus": 2,
+                "include_dashboard": False,
+                "node_ip_address": LOOPBACK,
+                "resources": HEAD_RESOURCES,  # the Ray Serve app's ingress goes there
+                # Each of these is one more Python process importing Ray at start-up (about
+                # 1 s of CPU each), and nothing here uses them: no autoscaler (the tests add
+                # and remove nodes themselves) and no log forwarding (every driver here
+                # passes log_to_driver=False).
+                "no_monitor": True,
+                "include_log_monitor": False,
+            },
         )
         handle = RayTestCluster(cluster, cluster.address)
-        for t in TYPES:
-            handle.add_type_node(t)
+        for t in TYPES:  # started side by side: each node's agents take seconds to come up
+            handle.add_type_node(t, wait=False)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, namespace="kairos", log_to_driver=False)
         yield handle
