@@ -29,6 +29,9 @@ def test_plan_writes_a_config_that_validates_against_rays_schema(tmp_path: Path)
             "2.5",
             "--ray-cluster",
             str(out),
+            # The bound's pick (g4dn.xlarge=2,r5n.large=9: two types) goes through the same
+            # writer as a verified one; simulating 5 pools first cost seconds of CPU here.
+            "--no-verify",
             "--json",
         ],
     )
