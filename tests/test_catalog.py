@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+import kairos.data
 from kairos.catalog import Pool, default_prices, default_qos_ms, load_prices
 from kairos.errors import ConfigError, PoolError, PriceError, UnknownInstanceTypeError
 
@@ -32,6 +35,16 @@ def test_prices():
     assert len(prices.instance_types) == 16
     with pytest.raises(UnknownInstanceTypeError, match="p3.2xlarge"):
         prices.price_per_hr("p3.2xlarge")
+
+
+def test_default_prices_are_the_file_and_each_call_owns_its_table():
+    # default_prices reads the file once per process; each call still equals a fresh read.
+    first = default_prices()
+    read = load_prices(Path(kairos.data.__file__).parent / "aws_prices.csv")
+    assert dict(first.prices_per_hr) == dict(read.prices_per_hr)
+    assert list(first.prices_per_hr) == list(read.prices_per_hr)
+    assert first.source == "built-in AWS prices"
+    assert first.prices_per_hr is not default_prices().prices_per_hr
 
 
 @pytest.mark.parametrize(

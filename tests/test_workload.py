@@ -40,6 +40,14 @@ def test_production_mix_mean_and_p99():
     assert set(mix.support.tolist()) <= set(range(10, 1001, 10))
 
 
+def test_production_mix_is_computed_once_and_each_call_owns_its_arrays():
+    first, second = production_mix(), production_mix()
+    assert np.array_equal(first.support, second.support)
+    assert np.array_equal(first.probs, second.probs)
+    first.probs[0] = 0.5  # one caller's change reaches no other caller
+    assert production_mix().probs[0] == second.probs[0] != 0.5
+
+
 def test_production_mix_matches_the_procedure():
     n = 40000
     direct = procedural_production(n, np.random.default_rng(3))
