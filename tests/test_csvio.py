@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from kairos.catalog import load_prices
-from kairos.csvio import MAX_LINE_BYTES, Column, read_csv, read_numeric_csv
+from kairos.csvio import MAX_LINE_BYTES, Column, _fast_value, _value, read_csv, read_numeric_csv
 from kairos.errors import KairosError, PriceError, ProfileError, WorkloadError
 from kairos.limits import Range
 from kairos.profiles import load_profiles
@@ -227,3 +227,32 @@ def test_numeric_pass_reads_gzip_and_refuses_folders_and_text_columns(tmp_path):
     assert read_numeric_csv(tmp_path / "absent.csv", NUMERIC) is None
     (tmp_path / "p.csv").write_text("model,t\nm,1\n")
     assert read_numeric_csv(tmp_path / "p.csv", [Column("model"), NUMERIC[0]]) is None
+
+
+FIELDS = [
+    *("0", "1", " 7 ", "10", "1e3", "1E3", "+5", "-0", "-1", "2.5", "10.0", "1_000", "0x10"),
+    *("", "  ", "\u00a03\u00a0", "\u0663", "nan", "NaN", "inf", "-inf", "1e9", "1e10", "1e400"),
+    *("abc", "1 2", "1e", "--1", "0.0000001", "999999999.5", "1000000000"),
+]
+FIELD_COLUMNS = [
+    Column("name"),
+    Column("n", Range("n", 0, 1e9, integer=True)),
+    Column("x", Range("x", 0, 1e9, lo_open=True)),
+    Column("y", Range("y", -1, 1e9)),
+]
+
+
+@pytest.mark.parametrize("col", FIELD_COLUMNS, ids=lambda c: c.name)
+def test_the_row_readers_fast_check_takes_and_refuses_what_value_does(col):
+    # read_csv converts a row with _fast_value and reads it again with _value only when that
+    # refuses it: both must agree on every field, value and type included.
+    fast = _fast_value(col)
+    for field in FIELDS:
+        try:
+            want = _value(field, col, "f.csv", 2, ProfileError)
+        except ProfileError:
+            with pytest.raises(ValueError):
+                fast(field)
+            continue
+        got = fast(field)
+        assert got == want and type(got) is type(want), (field, got, want)
