@@ -32,14 +32,11 @@ class RayTestCluster:
     address: str
     type_nodes: dict[str, list[Any]] = field(default_factory=dict)
 
-    def add_type_node(self, instance_type: str, *, wait: bool = True) -> Any:
-        """A node of ``instance_type``; with ``wait=False`` it is started but not yet known to
-        be up (``cluster.wait_for_nodes``), so several can start side by side."""
+    def add_type_node(self, instance_type: str) -> Any:
         from benchmarks.rayserve_app import type_node_resources
         from kairos.serving.ray.pool import TYPE_LABEL, type_resource
 
         node = self.cluster.add_node(
-            wait=wait,
             num_cpus=1,
             node_ip_address=LOOPBACK,
             # also one instance of the type for the Ray Serve app (test_ray_serve_app.py)
@@ -91,8 +88,8 @@ def typed_cluster() -> Iterator[RayTestCluster]:
             },
         )
         handle = RayTestCluster(cluster, cluster.address)
-        for t in TYPES:  # started side by side: each node's agents take seconds to come up
-            handle.add_type_node(t, wait=False)
+        for t in TYPES:
+            handle.add_type_node(t)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, namespace="kairos", log_to_driver=False)
         yield handle
