@@ -24,7 +24,7 @@ from kairos.distributor.driver import Driver, PolicyFactory
 from kairos.errors import PolicyError
 from kairos.scenario import Scenario
 from kairos.sim.records import QueryRecords
-from kairos.workload import QueryStream
+from kairos.workload import Query, QueryStream
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,8 +96,10 @@ def _run(
 ) -> tuple[list[float], list[float], list[int]]:
     """Merge arrivals and completions in time order (completions first on ties)."""
     n = len(stream)
-    queries = stream.queries()
+    # Each query is made when it arrives, not all up front: a trial that fails stops early
+    # and never reaches most of its stream.
     arrivals = stream.arrival_s.tolist()
+    batches = stream.batch_size.tolist()
     start_s = [0.0] * n
     finish_s = [0.0] * n
     where = [-1] * n
@@ -113,7 +115,7 @@ def _run(
             finish_s[q.qid] = now
         else:
             now = arrivals[i]
-            starts = arrive(queries[i], now)
+            starts = arrive(Query(i, now, batches[i]), now)
             i += 1
         for qid, j in starts:
             start_s[qid] = now
