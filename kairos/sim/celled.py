@@ -150,28 +150,30 @@ class HaproxyLeastConn(Splitter):
         super().__init__(weights, rng)
         self._weight = integer_weights(self.weights)
         n = len(self._weight)
-        self._open = [0] * n
-        self._placed = list(range(n))  # when each cell was last (re)inserted: config order
+        # The open counts are the caller's (``pick``'s argument); what HAProxy's tree adds is
+        # the order among equal keys: when each cell was last (re)inserted, config order first.
+        self._placed = list(range(n))
         self._clock = n
 
-    def _key(self, cell: int) -> int:
-        n = self._open[cell]
-        return (
-            0 if n == 0 else (n + 1) * self.EWEIGHT_MAX // (self.WEIGHT_SCALE * self._weight[cell])
-        )
+    def _key(self, cell: int, n_open: int) -> int:
+        if n_open == 0:
+            return 0
+        return (n_open + 1) * self.EWEIGHT_MAX // (self.WEIGHT_SCALE * self._weight[cell])
 
-    def _moved(self, cell: int, change: int) -> None:
-        self._open[cell] += change
+    def _moved(self, cell: int) -> None:
         self._placed[cell] = self._clock
         self._clock += 1
 
     def pick(self, outstanding: Sequence[int]) -> int:
-        k = min(range(len(self._weight)), key=lambda c: (self._key(c), self._placed[c]))
-        self._moved(k, 1)
+        k = min(
+            range(len(self._weight)),
+            key=lambda c: (self._key(c, outstanding[c]), self._placed[c]),
+        )
+        self._moved(k)
         return k
 
     def release(self, cell: int) -> None:
-        self._moved(cell, -1)
+        self._moved(cell)
 
 
 def make_splitter(name: str, weights: Sequence[float], seed: int) -> Splitter:

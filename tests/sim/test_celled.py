@@ -112,17 +112,22 @@ def test_haproxy_leastconn_by_hand():
     # cell 1's 2 * 4096 // (16 * 64) = 8.
     assert res.cell_of_query.tolist() == [0, 1, 0, 0, 0, 0]
     assert res.result.records.finish_s == pytest.approx([0.01, 0.04, 0.02, 0.03, 0.04, 0.05])
-    # Equal keys: the cell whose key changed longest ago, answers included.
+    # Equal keys: the cell whose key changed longest ago, answers included (the open counts
+    # are the caller's, kept here as the simulator keeps them).
     split = HaproxyLeastConn((1.0, 1.0, 1.0), np.random.default_rng(0))
-    assert [split.pick([0, 0, 0]) for _ in range(3)] == [0, 1, 2]
+    assert [split.pick([0, 0, 0]), split.pick([1, 0, 0]), split.pick([1, 1, 0])] == [0, 1, 2]
     split.release(1)
     split.release(0)
-    assert [split.pick([0, 0, 1]), split.pick([1, 0, 1])] == [1, 0]
+    assert [split.pick([0, 0, 1]), split.pick([0, 1, 1])] == [1, 0]
     # Whole-number keys: with weights 256 and 200, 2 open on each tie at key 3 (768 // 256
-    # and 768 // 200), so the cell placed longest ago takes the query.
+    # and 768 // 200), so the cell placed longest ago takes the query; with 1 open on each,
+    # keys 2 and 2 (512 // 256, 512 // 200) tie the same way.
     split = HaproxyLeastConn((256.0, 200.0), np.random.default_rng(0))
-    assert [split.pick([0, 0]) for _ in range(4)] == [0, 1, 0, 1]
+    assert [split.pick([0, 0]), split.pick([1, 0]), split.pick([1, 1])] == [0, 1, 0]
+    assert split.pick([2, 1]) == 1
     assert split.pick([2, 2]) == 0
+    # The counts given decide: an idle cell (key 0) goes first whatever its weight.
+    assert split.pick([3, 0]) == 1
 
 
 def test_weighted_random_follows_the_weights():
