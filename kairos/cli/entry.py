@@ -64,7 +64,8 @@ def _command_path(
     option missing its value is reported before the subcommand's context exists)."""
     if err.ctx is not None and err.ctx.command is not root:
         return err.ctx.command_path
-    commands = getattr(root, "commands", {})
+    # list_commands, not .commands: the kairos group loads its commands on first use.
+    commands = root.list_commands(click.Context(root)) if isinstance(root, click.Group) else []
     name = next((a for a in argv if not a.startswith("-")), None)
     return f"{prog_name} {name}" if name in commands else prog_name
 
