@@ -2,12 +2,14 @@
 cluster (its head and type nodes declare the app's resources, ``helpers.typed_cluster``):
 the pool with the replay worker, one deployment per type behind Ray Serve's proxy and
 default router, then one deployment with the custom request router; one query each way.
-The cost-router's choices without a cluster: tests/bench/test_ray_serve.py.
+The cost-router's choices without a cluster: ``test_ray_serve_router.py``.
 
 The probes run in this process, a driver of the shared cluster, through the function the
 benchmark's ``--probe`` self-test calls, rather than in a second cluster of its own: that
 cost a second cluster start and a second namespace, about 40 s of a test worker's time.
-Skipped, saying why, where ray[serve] is missing (``pip install 'kairos[bench]'``).
+Skipped, saying why, where ray[serve] is missing (``pip install 'kairos[bench]'``), checked
+when the test runs: the check imports Ray Serve, which cost every test worker seconds of CPU
+when it ran at collection.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from benchmarks.rayserve_app import ray_serve_missing
 from kairos.catalog import Pool
 from kairos.scenario import Scenario
 from tests.serving.ray.helpers import LOOPBACK, RayTestCluster
-
-pytestmark = pytest.mark.skipif(bool(ray_serve_missing()), reason=ray_serve_missing())
 
 GPU, CPU = "g4dn.xlarge", "r5n.large"
 
@@ -36,6 +36,8 @@ def free_port() -> int:
 def test_ray_serve_answers_through_its_proxy_with_the_replay_worker(
     ray_cluster: RayTestCluster,
 ) -> None:
+    if why := ray_serve_missing():
+        pytest.skip(why)
     from ray import serve
 
     from benchmarks.rayserve_app import probe_configurations

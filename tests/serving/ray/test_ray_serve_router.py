@@ -1,8 +1,11 @@
 """The Ray Serve side of benchmarks/bench_vs_ray_serve.py: the request router that applies
 Kairos's policy to each request prefers the instance that policy's cost picks (the
 expectation is derived from the profiles here, not by calling the policy; fast, no cluster).
-The live app, served on the Ray tests' shared cluster: tests/serving/ray/test_ray_serve_app.py.
+The live app, served on the Ray tests' shared cluster: ``test_ray_serve_app.py``.
 
+It sits with the Ray tests (one test worker) because it imports Ray Serve: a few seconds of
+CPU that every test worker paid at collection when the check for ray[serve] was made on
+import (and when this file was tests/bench/test_ray_serve.py, on another worker again).
 Skipped, saying why, where ray[serve] is missing (``pip install 'kairos[bench]'``).
 """
 
@@ -19,7 +22,13 @@ import pytest
 from benchmarks.rayserve_app import ray_serve_missing
 from kairos.scenario import Scenario
 
-pytestmark = pytest.mark.skipif(bool(ray_serve_missing()), reason=ray_serve_missing())
+
+@pytest.fixture(autouse=True)
+def ray_serve_installed() -> None:
+    """Skip where ray[serve] is missing; checked when a test runs, not at collection."""
+    if why := ray_serve_missing():
+        pytest.skip(why)
+
 
 GPU, CPU = "g4dn.xlarge", "r5n.large"
 
