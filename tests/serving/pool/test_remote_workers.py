@@ -17,35 +17,32 @@ from tests.serving.helpers import BODIES, call
 
 
 @contextmanager
-def remote_worker(instance_type: str) -> Iterator[str]:
-    """``kairos worker`` in its own process, as an operator would start it; yields HOST:PORT."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "kairos",
-        "worker",
-        "--instance-type",
-        instance_type,
-        "--model",
-        "dien",
-        "--port",
-        "0",
-        "--time-scale",
-        "0.05",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+def remote_workers(*instance_types: str) -> Iterator[list[str]]:
+    """``kairos worker`` per type, each in its own process as an operator would start it;
+    yields their HOST:PORTs. All are started before any is waited for: their start-ups
+    overlap instead of adding up."""
+    procs = []
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith(READY_LINE), line
-        yield f"127.0.0.1:{line.split('port=')[1].strip()}"
+        for instance_type in instance_types:
+            cmd = [sys.executable, "-m", "kairos", "worker", "--instance-type", instance_type]
+            cmd += ["--model", "dien", "--port", "0", "--time-scale", "0.05"]
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
+        addresses = []
+        for proc in procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line.startswith(READY_LINE), line
+            addresses.append(f"127.0.0.1:{line.split('port=')[1].strip()}")
+        yield addresses
     finally:
-        proc.terminate()
-        proc.wait(10)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
 
 
 def test_router_serves_through_workers_it_did_not_start() -> None:
-    with remote_worker("g4dn.xlarge") as gpu, remote_worker("r5n.large") as cpu:
+    with remote_workers("g4dn.xlarge", "r5n.large") as (gpu, cpu):
         args = [
             "--model",
             "dien",
@@ -66,7 +63,7 @@ def test_router_serves_through_workers_it_did_not_start() -> None:
 
 
 def test_workers_listed_out_of_pool_order_are_refused() -> None:
-    with remote_worker("g4dn.xlarge") as gpu, remote_worker("r5n.large") as cpu:
+    with remote_workers("g4dn.xlarge", "r5n.large") as (gpu, cpu):
         args = [
             "--model",
             "dien",
