@@ -61,18 +61,18 @@ _MODEL_FILES = {
 # the groups with the most tests first), so no worker is left finishing a long group alone at
 # the end. Longest first, as measured on 2 quiet cores (seconds of a worker's time).
 _FIRST = (
-    "ray",  # 125
-    "tests/bench/test_ray_serve.py",  # 58
-    "tests/demos/test_real_loop.py",  # 41
-    "tests/sim/test_measurement.py",  # 39
-    "tests/allocator/test_target.py",  # 34
-    "tests/control/test_replan.py",  # 30
-    "tests/serving/router/test_openapi.py",  # 29
-    "tests/serving/pool/test_failures.py",  # 26
-    "tests/serving/cells/test_cells.py",  # 22
-    "tests/test_compare.py",  # 19
-    "tests/serving/test_conformance.py",  # 19
-    "models",  # 13
+    "ray",  # 122
+    "tests/demos/test_real_loop.py",  # 31
+    "tests/test_static.py",  # 22
+    "tests/serving/pool/test_failures.py",  # 20
+    "tests/allocator/test_target.py",  # 18
+    "tests/serving/cells/test_cells.py",  # 18
+    "tests/serving/router/test_openapi.py",  # 17
+    "tests/test_compare.py",  # 17
+    "tests/serving/test_conformance.py",  # 16
+    "tests/control/test_replan.py",  # 15
+    "tests/client/test_loadgen.py",  # 15
+    "tests/control/test_live_serve.py",  # 10
 )
 
 
