@@ -9,8 +9,9 @@ the load generator started from here can bind nothing but 127.0.0.1; teardown mo
 process back. Then it starts a ``ray.cluster_utils.Cluster`` (``helpers.typed_cluster``, which
 ``benchmarks/bench_conformance.py`` uses too): a head node (2 CPUs, no instance type) and one
 node per instance type, 1 CPU each, offering the type's resource (``kairos/TYPE``, ``UNITS``
-of it) and label, and joins it as a driver. Its workers keep Ray's niceness 15: kairos's
-actors must move themselves back to 0 (a test checks it). Placement, node loss and
+of it) and label, and joins it as a driver. The type nodes' workers keep Ray's niceness 15:
+kairos's actors must move themselves back to 0 (a test checks it); the head's run at 0, for Ray
+Serve's controller and proxy (``helpers.typed_cluster`` says why). Placement, node loss and
 re-placement are real Ray behaviour across these nodes; only the machines are one.
 
 Without Ray installed, or without the right to create a namespace, the tests that need the

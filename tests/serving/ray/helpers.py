@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 import urllib.error
@@ -15,6 +16,7 @@ import orjson
 from kairos.aio import run_event_loop
 from kairos.client.admin import http_request
 from kairos.client.loadgen import LoadReport, LoadSpec, run_load
+from kairos.serving.ray.session import NICENESS_VARIABLE
 from kairos.workload import production_mix
 
 TYPES = ("g4dn.xlarge", "r5n.large")
@@ -59,6 +61,9 @@ class RayTestCluster:
         return {n.node_id for n in self.type_nodes.get(instance_type, [])}
 
 
+PROXY_READY_VARIABLE = "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"
+
+
 @contextlib.contextmanager
 def typed_cluster() -> Iterator[RayTestCluster]:
     """A ``ray.cluster_utils.Cluster`` on 127.0.0.1, joined as a driver: a head node (2 CPUs,
@@ -71,6 +76,17 @@ def typed_cluster() -> Iterator[RayTestCluster]:
     from benchmarks.rayserve_app import HEAD_RESOURCES
 
     cluster = None
+    # The head's workers run at niceness 0, the type nodes' at Ray's default 15 (the variable
+    # is read by each node's raylet when it starts). Ray Serve's controller and proxy live on
+    # the head and are Ray workers: at 15 they got almost no CPU beside other work (with two
+    # busy loops running, the proxy was not up within serve.start's 60 s), while the
+    # instances, which must move themselves back to 0, still start at 15 on the type nodes.
+    # Serve's controller gives a new proxy 5 s to answer its first ready check, then kills
+    # and replaces it while serve.start() waits on the first one: 60 s, serve.start's own wait.
+    saved = os.environ.get(NICENESS_VARIABLE)
+    saved_ready = os.environ.get(PROXY_READY_VARIABLE)
+    os.environ[NICENESS_VARIABLE] = "0"
+    os.environ[PROXY_READY_VARIABLE] = "60"
     try:
         cluster = Cluster(
             initialize_head=True,
@@ -87,6 +103,7 @@ def typed_cluster() -> Iterator[RayTestCluster]:
                 "include_log_monitor": False,
             },
         )
+        _restore(NICENESS_VARIABLE, saved)
         handle = RayTestCluster(cluster, cluster.address)
         for t in TYPES:
             handle.add_type_node(t)
@@ -94,10 +111,19 @@ def typed_cluster() -> Iterator[RayTestCluster]:
         ray.init(address=cluster.address, namespace="kairos", log_to_driver=False)
         yield handle
     finally:
+        _restore(NICENESS_VARIABLE, saved)
+        _restore(PROXY_READY_VARIABLE, saved_ready)
         with contextlib.suppress(Exception):
             ray.shutdown()
         if cluster is not None:
             cluster.shutdown()
+
+
+def _restore(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def admin_pool(url: str) -> dict[str, Any]:
