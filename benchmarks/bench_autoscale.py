@@ -21,10 +21,11 @@ Shapes (``SHAPES``; ``kairos.traces``):
               swings and second-scale 2-3x bursts: the stand-in for a production trace (no
               public one can be fetched here).
 
-Rates: rm2 40-120 q/s, dien 60-180 q/s. The production mix's large batches need a
-g4dn.xlarge in every pool, a fixed $0.53/h, so at low rates a pool's cost hardly follows the
-rate and no autoscaler can save much; at these rates the cheapest pools run from one GPU and
-a few r5n.large to one GPU and a dozen, so there are steps to take.
+Rates: rm2 40-120 q/s, dien 60-180 q/s, times ``--rate-scale`` (default 1). The production
+mix's large batches need a g4dn.xlarge in every pool, a fixed $0.53/h, so at low rates a
+pool's cost hardly follows the rate and no autoscaler can save much; at these rates the
+cheapest pools run from one GPU and a few r5n.large to one GPU and a dozen, so there are
+steps to take. ``--rate-scale 3`` shows the same trace shapes for a larger service.
 Durations (``DURATION_S``, ``--duration-s`` for all shapes): the diurnal cycle 2 h, on-off
 and multiscale 30 min; the whole benchmark is about 900 s of CPU (``--jobs 2``), about 700 s
 without ``static-peak`` and ``static-mean``, which no target reads.
@@ -34,7 +35,8 @@ the same QoS" only where that autoscaler holds the target share too; where it do
 line says by how many points it misses the target, next to the ratio.
 
     python benchmarks/bench_autoscale.py [--models dien,rm2] [--shapes diurnal,on-off,multiscale]
-        [--autoscalers ...] [--duration-s S] [--seed 0] [--policy kairos] [--jobs 2] [--json]
+        [--autoscalers ...] [--duration-s S] [--seed 0] [--policy kairos] [--rate-scale 1]
+        [--jobs 2] [--json]
 """
 
 from __future__ import annotations
@@ -85,8 +87,10 @@ class Row:
     wall_s: float
 
 
-def trace_for(model: str, shape: str, duration_s: float, seed: int) -> QueryStream:
-    trough, peak = RATES_QPS[model]
+def trace_for(
+    model: str, shape: str, duration_s: float, seed: int, rate_scale: float = 1.0
+) -> QueryStream:
+    trough, peak = (rate_scale * r for r in RATES_QPS[model])
     mix = Scenario.build(model).mix
     if shape == "diurnal":
         s = TraceSettings(duration_s=duration_s, peak_qps=peak, trough_qps=trough)
@@ -110,14 +114,15 @@ def trace_for(model: str, shape: str, duration_s: float, seed: int) -> QueryStre
     return QueryStream(turned[order], stream.batch_size[order])
 
 
-Task = tuple[str, str, str, float, int, str]  # model, shape, autoscaler, duration, seed, policy
+# model, shape, autoscaler, duration, seed, policy, rate scale
+Task = tuple[str, str, str, float, int, str, float]
 
 
 def replay(task: Task) -> Row:
-    model, shape, name, duration_s, seed, policy = task
+    model, shape, name, duration_s, seed, policy, rate_scale = task
     wall0, cpu0 = time.perf_counter(), time.process_time()
     scenario = Scenario.build(model)
-    stream = trace_for(model, shape, duration_s, seed)
+    stream = trace_for(model, shape, duration_s, seed, rate_scale)
     cloud = CloudSettings()
     ctx = AutoscaleContext(scenario, policy, cloud, None, stream)
     scaler = AUTOSCALERS.get(name)(ctx)
@@ -216,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration-s", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--policy", default="kairos")
+    ap.add_argument("--rate-scale", type=float, default=1.0)
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -230,9 +236,13 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--shapes: {s!r} is not one of {', '.join(SHAPES)}")
     for n in names:
         AUTOSCALERS.check(n)
+    if not args.rate_scale > 0 or args.rate_scale == float("inf"):
+        ap.error(
+            f"--rate-scale: {args.rate_scale!r} must be a positive number (1: the rates given)"
+        )
     # Shape by shape (the diurnal first: the targets are there), models side by side.
     tasks = [
-        (m, s, n, args.duration_s or DURATION_S[s], args.seed, args.policy)
+        (m, s, n, args.duration_s or DURATION_S[s], args.seed, args.policy, args.rate_scale)
         for s in shapes
         for m in models
         for n in names
@@ -256,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             "wall_s": wall,
             "cpu_s": cpu,
             "policy": args.policy,
+            "rate_scale": args.rate_scale,
         }
         json.dump(out, sys.stdout, indent=2)
         print()
