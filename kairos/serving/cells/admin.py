@@ -31,7 +31,6 @@ class CellOwner(Protocol):
 
     cells: list[Cell]
     haproxy: Haproxy | None
-    router_host: str
     config_path: Path | None
     cfg: RouterConfig
 
@@ -67,13 +66,15 @@ class CellAdmin:
                     "pool": str(c.pool),
                     "capacity_qps": c.capacity_qps,
                     "weight": c.weight,
-                    "url": f"http://{self.owner.router_host}:{c.port}",
-                    "pid": None if c.proc is None else c.proc.pid,
+                    "url": c.url,
+                    "pid": c.pid,
+                    "node": c.node,  # a Ray router's node id (None: a local router)
                     "ready": c.ready,
                     "removing": c.removing,
                     "restarts": c.restarts,
                     "back_s": list(c.back_s),
                     "balancer_status": row.get("status", "-"),
+                    "balancer_addr": row.get("addr", "-"),  # where the balancer sends it
                     "sessions": int(row.get("stot") or 0),
                     "open": int(row.get("scur") or 0),
                     "retries": int(row.get("wretr") or 0),
@@ -99,7 +100,7 @@ class CellAdmin:
         loop = asyncio.get_running_loop()
 
         async def one(cell: Cell) -> tuple[str, str | None]:
-            url = f"http://{self.owner.router_host}:{cell.port}{METRICS_PATH}"
+            url = f"{cell.url}{METRICS_PATH}"
             try:
                 get = partial(http_request, url, token=self.owner.cfg.http.api_token)
                 status, text = await loop.run_in_executor(None, get)

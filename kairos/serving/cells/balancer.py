@@ -65,8 +65,9 @@ class CellServer:
         health checks of its readiness, and taken out at its first refused connection (a
         router killed), or after ``health_falls`` failed checks in a row (a router too busy
         to answer one check in time is not taken out)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
         return (
-            f"{self.host}:{self.port} weight {self.weight} check inter "
+            f"{host}:{self.port} weight {self.weight} check inter "
             f"{settings.health_interval_ms}ms fastinter {settings.health_fast_interval_ms}ms "
             f"downinter {settings.health_fast_interval_ms}ms fall {settings.health_falls} "
             "rise 1 observe layer4 error-limit 1 on-error mark-down"
@@ -281,6 +282,17 @@ class Haproxy:
     def set_state(self, name: str, state: str) -> None:
         """``ready``, ``drain`` (no new queries; open ones finish) or ``maint``."""
         self.command(f"set server {BACKEND}/{name} state {state}")
+
+    def set_address(self, name: str, host: str, port: int) -> None:
+        """Send the cell's queries and checks to ``host:port`` from now on (its router came
+        back elsewhere)."""
+        answer = self.command(f"set server {BACKEND}/{name} addr {host} port {port}")
+        if "changed" not in answer and "no need to change" not in answer:
+            raise RuntimeServiceError(
+                f"HAProxy refused to move {BACKEND}/{name} to {host}:{port}: "
+                f"{answer.strip()[:300]}",
+                "check the balancer's runtime socket and its version (2.4 or later).",
+            )
 
     def add_server(self, server: CellServer, settings: CellSettings) -> None:
         """A new cell, without a reload (the configuration file is rewritten beside it)."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from kairos.catalog import Pool
 from kairos.scenario import Scenario
@@ -22,8 +22,12 @@ class Cell:
     index: int
     pool: Pool
     capacity_qps: float
-    port: int = 0  # 0 until its router first listens; kept across restarts
-    proc: asyncio.subprocess.Process | None = None
+    port: int = 0  # 0 until its router first listens; a local router keeps it across restarts
+    host: str = "127.0.0.1"  # its router's address (a Ray router's node's)
+    # The router as its host (hosts.py) holds it: a local process, or a Ray actor's handle.
+    router: Any = None
+    pid: int | None = None
+    node: str | None = None  # a Ray router's node id
     ready: bool = False
     removing: bool = False
     restarts: int = 0
@@ -33,3 +37,9 @@ class Cell:
     @property
     def name(self) -> str:
         return f"cell{self.index}"
+
+    @property
+    def url(self) -> str:
+        """Its router's base URL."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"

@@ -3,14 +3,17 @@ one balancer; it restarts a router that dies, resizes a cell, adds and removes w
 
 The pool is cut by ``kairos.sim.celled.cut`` (``split_pool``: the cut the simulator and the
 planner make), and each cell weighs in the balancer by its capacity
-(``cell_capacities_qps``), so every cell runs at the same load. Each router is a local
-process (``child.py``) that owns its workers: a cell's worker failures stay inside it, and its
-workers exit with it.
+(``cell_capacities_qps``), so every cell runs at the same load. Where each router runs is
+its host's business (``hosts.py``, by ``--backend``): a local process (``child.py``) or a Ray
+actor on a router node (``ray_hosts.py``). Either way a router owns its cell's workers: a
+cell's worker failures stay inside it, and its workers go with it.
 
-A router that exits on its own (killed, crashed) is started again on the same port, so the
-balancer needs no new configuration: the balancer marks the cell down at its first refused
-connection (its in-flight queries were retried on another cell, or answered 503), and up at
-the first ready health check of the new router.
+A router that exits on its own (killed, crashed) is started again. The balancer marks the
+cell down at its first refused connection (its in-flight queries were retried on another
+cell, or answered 503), and up at the first ready health check of the new router. A local
+router comes back on the same port, so the balancer's configuration does not change; a Ray
+router may come back on another node or port, and the balancer's server for the cell is
+moved there over its runtime socket (``set server ... addr``).
 
 The cell set serves its own admin API beside the routers (``admin.py``): a removed cell
 drains first (no new queries, its open ones answered), then its router stops.
@@ -19,8 +22,6 @@ drains first (no new queries, its open ones answered), then its router stops.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import pickle
 import shutil
 import signal
 import socket
@@ -29,25 +30,24 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from kairos.catalog import Pool
-from kairos.client.admin import AdminClient, http_request
-from kairos.errors import ConfigError, KairosError, RuntimeServiceError
-from kairos.protocol.api import HEALTH_READY_PATH, LISTEN_CELLS, LISTEN_LINE
+from kairos.client.admin import AdminClient
+from kairos.errors import ConfigError, KairosError
+from kairos.protocol.api import LISTEN_CELLS
 from kairos.scenario import Scenario
 from kairos.serving.cells.admin import CellAdmin
 from kairos.serving.cells.balancer import (
     CellServer,
     Haproxy,
-    die_with_parent,
     haproxy_binary,
     write_config,
 )
 from kairos.serving.cells.cell import Cell, capacity_qps
 from kairos.serving.cells.config import CellSettings
+from kairos.serving.cells.hosts import LOOPBACK, ROUTER_HOSTS, HostsRequest
 from kairos.serving.router.config import RouterConfig
 from kairos.serving.router.http import HttpServer
 from kairos.serving.router.traffic import HeadroomFactory
@@ -72,7 +72,6 @@ class CellSet:
         self.scenario = scenario
         self.settings = settings
         self.headroom = headroom
-        self.router_host = "127.0.0.1"  # only the balancer talks to the routers
         self.log = log or (lambda m: print(f"kairos cells: {m}", file=sys.stderr, flush=True))
         self.cells = [Cell(k, p, capacity_qps(scenario, p)) for k, p in enumerate(pools)]
         self.bind = (cfg.http.host, cfg.http.port)
@@ -83,8 +82,11 @@ class CellSet:
         self._dir: Path | None = None
         self._watchers: list[asyncio.Task[None]] = []
         self._busy = asyncio.Lock()  # one resize or cell change at a time
-        self._spare: asyncio.subprocess.Process | None = None  # settings.warm_spare
         self.closing = False
+        # Where the routers run (--backend): local processes, or Ray actors (which joins Ray
+        # now, before run_cells installs its signal handlers).
+        request = HostsRequest(cfg, scenario, settings, headroom, lambda: self.closing)
+        self.hosts = ROUTER_HOSTS.get(cfg.workers.backend)(request)
 
     @property
     def url(self) -> str:
@@ -98,7 +100,8 @@ class CellSet:
         binary = None if self.settings.balancer_config else haproxy_binary(self.settings)
         if self.bind[1] == 0:  # HAProxy cannot report a port it picked: pick a free one here
             self.bind = (self.bind[0], _free_port(self.bind[0]))
-        self.admin = await self._server.start(self.router_host, 0)
+        # Only the balancer, on this machine, talks to the admin server.
+        self.admin = await self._server.start(LOOPBACK, 0)
         await asyncio.gather(*(self._launch(c) for c in self.cells))
         self._reweigh()
         if binary is None:
@@ -116,9 +119,7 @@ class CellSet:
     def _write(self) -> None:
         assert self.config_path is not None
         servers = [
-            CellServer(c.name, self.router_host, c.port, c.weight)
-            for c in self.cells
-            if not c.removing
+            CellServer(c.name, c.host, c.port, c.weight) for c in self.cells if not c.removing
         ]
         sock = None if self.haproxy is None else self.haproxy.socket
         write_config(self.config_path, self.settings, self.bind, servers, self.admin, sock)
@@ -138,11 +139,8 @@ class CellSet:
         for task in self._watchers:
             task.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
-        await asyncio.gather(*(self._stop_router(c) for c in self.cells))
-        spare, self._spare = self._spare, None
-        if spare is not None and spare.stdin is not None:
-            spare.stdin.close()  # nothing to serve: it exits
-            await spare.wait()
+        await asyncio.gather(*(self.hosts.stop(c) for c in self.cells))
+        await self.hosts.close()
         await self._server.stop()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
@@ -150,60 +148,29 @@ class CellSet:
     # -- one router ----------------------------------------------------------------------
 
     def _router_config(self, cell: Cell) -> RouterConfig:
+        """The cell's router's config (its host sets where it listens)."""
         return replace(
             self.cfg,
             pool=cell.pool,
             seed=self.cfg.seed + cell.index,  # each cell's workers draw their own numbers
-            http=replace(self.cfg.http, host=self.router_host, port=cell.port),
         )
 
     async def _launch(self, cell: Cell) -> None:
         """Start the cell's router; return once it answers ready."""
         cell.ready = False
-        proc, self._spare = self._spare, None
-        if proc is None or proc.returncode is not None:
-            proc = await self._spawn()
-        cell.proc = proc
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(pickle.dumps((self._router_config(cell), self.scenario)))
-        await proc.stdin.drain()
-        proc.stdin.close()
-        deadline = time.monotonic() + self.settings.router_ready_timeout_s
-        cell.port = await _listening_port(proc, cell.name, deadline)
-        asyncio.ensure_future(_discard(proc.stdout))  # its later lines; a full pipe would stall it
-        url = f"http://{self.router_host}:{cell.port}{HEALTH_READY_PATH}"
-        await _until_ready(proc, cell.name, url, deadline, self.settings.router_ready_timeout_s)
+        await self.hosts.launch(cell, self._router_config(cell))
         cell.ready = True
-        if self.settings.warm_spare and self._spare is None and not self.closing:
-            self._spare = await self._spawn()
-
-    async def _spawn(self) -> asyncio.subprocess.Process:
-        """A router process waiting for its cell on stdin (child.py), given the headroom
-        factory at once so that it imports everything it will run while it waits."""
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "kairos.serving.cells.child",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            preexec_fn=die_with_parent,
-        )
-        assert proc.stdin is not None
-        proc.stdin.write(pickle.dumps(self.headroom))
-        await proc.stdin.drain()
-        return proc
 
     async def _watch(self, cell: Cell) -> None:
         """Start the router again whenever it exits on its own."""
         while not self.closing and not cell.removing:
-            proc = cell.proc
-            assert proc is not None
-            status = await proc.wait()
+            how = await self.hosts.exited(cell)
             if self.closing or cell.removing:
                 return
             exited_t = time.monotonic()
             cell.ready = False
-            self.log(f"{cell.name}'s router exited with status {status}; starting it again")
+            self.log(f"{cell.name}'s router {how}; starting it again")
+            address = (cell.host, cell.port)
             while not self.closing and not cell.removing:
                 await asyncio.sleep(self.settings.restart_delay_s)
                 try:
@@ -212,20 +179,20 @@ class CellSet:
                 except (KairosError, OSError, TimeoutError) as exc:
                     self.log(f"{cell.name}'s router did not start again ({exc}); retrying")
                     await asyncio.sleep(1.0)
+            if (cell.host, cell.port) != address and not cell.removing:
+                self._moved(cell)
             cell.restarts += 1
             cell.back_s.append(time.monotonic() - exited_t)
             self.log(f"{cell.name} is back after {cell.back_s[-1]:.2f} s")
 
-    async def _stop_router(self, cell: Cell) -> None:
-        proc = cell.proc
-        if proc is None or proc.returncode is not None:
-            return
-        proc.send_signal(signal.SIGTERM)  # the router answers its queue, then stops its workers
-        try:
-            await asyncio.wait_for(proc.wait(), self.cfg.dispatch.drain_timeout_s + 10.0)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+    def _moved(self, cell: Cell) -> None:
+        """A restarted router listens elsewhere (a Ray router's new node or port): point the
+        cell's server there (the health checks bring it up)."""
+        self.log(f"{cell.name}'s router moved to {cell.url}")
+        if self.config_path is not None:
+            self._write()
+        if self.haproxy is not None:
+            self.haproxy.set_address(cell.name, cell.host, cell.port)
 
     # -- changes -------------------------------------------------------------------------
 
@@ -234,7 +201,7 @@ class CellSet:
         self.scenario.check_pool(pool)
         async with self._busy:
             cell = self._cell(index)
-            client = AdminClient(f"http://{self.router_host}:{cell.port}", self.cfg.http.api_token)
+            client = AdminClient(cell.url, self.cfg.http.api_token)
             loop = asyncio.get_running_loop()
             changed = await loop.run_in_executor(None, client.resize, str(pool))
             cell.pool = pool
@@ -265,7 +232,7 @@ class CellSet:
                 self.cells.append(cell)
                 self._reweigh()
                 if self.haproxy is not None:
-                    server = CellServer(cell.name, self.router_host, cell.port, cell.weight)
+                    server = CellServer(cell.name, cell.host, cell.port, cell.weight)
                     self.haproxy.add_server(server, self.settings)
                 self._watchers.append(asyncio.ensure_future(self._watch(cell)))
                 added.append(k)
@@ -289,7 +256,7 @@ class CellSet:
                     break
                 await asyncio.sleep(0.05)
             haproxy.set_state(cell.name, "maint")
-        await self._stop_router(cell)
+        await self.hosts.stop(cell)
         if haproxy is not None:
             deadline = time.monotonic() + 10.0
             while not haproxy.delete_server(cell.name) and time.monotonic() < deadline:
@@ -311,53 +278,6 @@ def _free_port(host: str) -> int:
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-def _left(deadline: float) -> float:
-    return max(0.01, deadline - time.monotonic())
-
-
-async def _listening_port(proc: asyncio.subprocess.Process, name: str, deadline: float) -> int:
-    """The port a starting router prints on its listen line."""
-    assert proc.stdout is not None
-    while True:
-        line = (await asyncio.wait_for(proc.stdout.readline(), _left(deadline))).decode()
-        if not line:
-            raise RuntimeServiceError(
-                f"{name}'s router exited with status {await proc.wait()} before "
-                "listening (its error is above).",
-                "run kairos serve with the same options and without --cells to see it.",
-            )
-        if line.startswith(LISTEN_LINE):
-            return int(line.split()[4].rsplit(":", 1)[1])
-
-
-async def _until_ready(
-    proc: asyncio.subprocess.Process, name: str, url: str, deadline: float, timeout_s: float
-) -> None:
-    """Return once the router answers ready at ``url``; raise if it exits or times out."""
-    get = partial(http_request, url, timeout_s=2.0)
-    loop = asyncio.get_running_loop()
-    while time.monotonic() < deadline:
-        if proc.returncode is not None:
-            raise RuntimeServiceError(
-                f"{name}'s router exited with status {proc.returncode} before it was ready.",
-                "see its error above; check the cell's workers start.",
-            )
-        with contextlib.suppress(OSError):
-            if (await loop.run_in_executor(None, get))[0] == 200:
-                return
-        await asyncio.sleep(0.05)
-    raise RuntimeServiceError(
-        f"{name}'s router was not ready within {timeout_s:g} s.",
-        "check its workers start (see the errors above).",
-    )
-
-
-async def _discard(stream: asyncio.StreamReader) -> None:
-    with contextlib.suppress(Exception):
-        while await stream.readline():
-            pass
 
 
 async def run_cells(
