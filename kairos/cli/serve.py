@@ -310,7 +310,7 @@ def serve(
     control = _autoscale(ctx, given, scenario, cfg.policy, detach)
     cells = CellSettings.from_options(given)
     if cells.cells is not None or cells.balancer_config is not None:
-        _serve_cells(ctx, cfg, scenario, pool, cells, control is not None or detach)
+        _serve_cells(cfg, scenario, pool, cells, control is not None, detach)
         return
     if detach:
         _detach(cfg, scenario)
@@ -351,11 +351,13 @@ def _autoscale(ctx, given, scenario, policy, detach):
     return LiveAutoscale(AUTOSCALERS.get(live.autoscaler)(context), live, cloud)
 
 
-def _serve_cells(ctx, cfg, scenario, pool, cells, autoscaled_or_detached):
-    """``serve --cells N``: N routers behind a balancer (kairos.serving.cells)."""
+def _serve_cells(cfg, scenario, pool, cells, autoscaled, detach):
+    """``serve --cells N``: N routers behind a balancer (kairos.serving.cells), as local
+    processes or, with ``--backend ray``, as Ray actors on router nodes."""
     from kairos.aio import run_event_loop
     from kairos.serving.cells.balancer import haproxy_binary
     from kairos.serving.cells.cellset import run_cells
+    from kairos.serving.cells.hosts import ROUTER_HOSTS
     from kairos.sim.celled import cut
 
     if cells.cells is None:
@@ -364,17 +366,24 @@ def _serve_cells(ctx, cfg, scenario, pool, cells, autoscaled_or_detached):
             "was given.",
             "add --cells N (N routers behind the balancer), or drop --balancer-config.",
         )
-    if autoscaled_or_detached:
+    if autoscaled:
         raise ConfigError(
-            "--cells does not run with --autoscale or --detach yet.",
-            "serve the cells without them (kairos scale --cell K resizes a cell).",
+            "--cells does not run with --autoscale yet.",
+            "serve the cells without it (kairos scale --cell K resizes a cell).",
         )
-    if cfg.workers.backend != "local" or cfg.workers.addresses is not None:
+    if detach:
         raise ConfigError(
-            "--cells starts each cell's workers locally; --backend ray and --workers "
-            "addresses are not supported with cells yet.",
-            "drop --backend ray and --workers, or serve without --cells.",
+            "--cells does not run with --detach: the cell set (the balancer, and the routers' "
+            "restarts) runs in this kairos serve process.",
+            "drop --detach (with --backend ray the routers still run as Ray actors).",
         )
+    if cfg.workers.addresses is not None:
+        raise ConfigError(
+            "--cells starts each cell's workers itself; --workers addresses are not supported "
+            "with cells yet.",
+            "drop --workers, or serve without --cells.",
+        )
+    ROUTER_HOSTS.check(cfg.workers.backend)
     pools = cut(scenario, pool, cells.cells)
     if cells.balancer_config is None:
         haproxy_binary(cells)  # where HAProxy is missing, say so before any router starts

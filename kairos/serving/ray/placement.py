@@ -12,6 +12,10 @@ from typing import Any
 from kairos.registry import Registry
 
 TYPE_LABEL = "kairos.io/instance-type"
+# A router node (``kairos serve --cells --backend ray`` puts each cell's router on one): it
+# offers ROUTER_RESOURCE, one unit per router it may host, or carries ROUTER_LABEL.
+ROUTER_RESOURCE = "kairos/router"
+ROUTER_LABEL = ("kairos.io/node-role", "router")
 
 
 def type_resource(instance_type: str) -> str:

@@ -270,6 +270,11 @@ def test_bad_cell_command_lines_say_one_line(
     assert "cell count 9 exceeds the pool's 2 instances" in _refused(capsys, *base, "--cells", "9")
     line = _refused(capsys, *base, "--cells", "2", "--autoscale", "kairos")
     assert "--cells does not run with --autoscale" in line
+    line = _refused(capsys, *base, "--cells", "2", "--detach")
+    assert "--cells does not run with --detach" in line
+    workers = "127.0.0.1:9001,127.0.0.1:9002"
+    line = _refused(capsys, *base, "--cells", "2", "--workers", workers)
+    assert "--workers addresses are not supported with cells" in line
     line = _refused(capsys, "scale", "--cells", "2", "--pool", POOL)
     assert "--cell K with --pool P, or --cells N alone" in line
     monkeypatch.setattr("kairos.serving.cells.balancer.shutil.which", lambda name: None)
