@@ -3,7 +3,8 @@ router node of the session's cluster, HAProxy in front on this machine.
 
 Checked exactly, with the local cells' checks (tests/serving/cells/test_cells.py): every
 query through the balancer is answered by a cell; ``kairos status`` lists both cells on the
-router node, each at the address the balancer sends it to; a router actor killed under load
+router node, each at the address the balancer sends it to; ``kairos scale --cell`` resizes a
+cell through its router actor; a router actor killed under load
 (``ray.kill``) leaves no query unanswered (each gets 200, or a 503 the balancer counts), a
 new actor takes the cell, and the balancer follows it to its new address.
 """
@@ -77,6 +78,12 @@ def test_ray_cells_serve_behind_haproxy_from_the_router_node(
     rows = [ln for ln in shown.output.splitlines() if ln.lstrip()[:2] in ("0 ", "1 ")]
     assert len(rows) == 2 and all(" UP " in f" {r} " and " ready " in f" {r} " for r in rows)
     assert all(c["url"] in "\n".join(rows) for c in after["cells"])
+    # kairos scale --cell K reaches the cell's router actor at its node's address.
+    grown = "g4dn.xlarge=1,r5n.large=1"
+    out = CliRunner().invoke(cli, ["scale", "--url", url, "--cell", "1", "--pool", grown])
+    assert out.exit_code == 0, out.output
+    doc = _wait(url, lambda d: d["cells"][1]["pool"] == grown, "cell 1 resized")
+    assert doc["cells"][0]["weight"] < doc["cells"][1]["weight"] == 256
 
 
 @live
