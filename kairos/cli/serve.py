@@ -249,8 +249,8 @@ def _setting(settings: type[Settings], name: str, **kwargs: Any) -> Callable[[F]
     "cells",
     type=int,
     help="Cut the pool into N cells, each served by its own router process with its own "
-    "workers, behind HAProxy on --host/--port, weighted by each cell's capacity "
-    "(docs/cells.md).",
+    "workers (with --backend ray: a Ray actor on a router node), behind HAProxy on "
+    "--host/--port, weighted by each cell's capacity (docs/cells.md).",
 )
 @_setting(
     CellSettings,
