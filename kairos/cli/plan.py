@@ -189,6 +189,7 @@ def plan_command(
             splitter,
             measurement,
             as_json,
+            ray_cluster_path,
         )
         return
     if target_qps is not None:
@@ -245,8 +246,10 @@ def _plan_cells(
     splitter: str,
     measurement: Measurement,
     as_json: bool,
+    ray_cluster_path: str | None,
 ) -> None:
-    """``plan --cells N`` / ``--max-cell-qps R``: a celled service within the budget."""
+    """``plan --cells N`` / ``--max-cell-qps R``: a celled service within the budget (with
+    ``--ray-cluster``: its cluster, one router node per cell)."""
     if budget_per_hr is None or target_qps is not None:
         raise ConfigError(
             "a celled plan is planned within a budget, and no --budget-per-hr was given.",
@@ -279,6 +282,7 @@ def _plan_cells(
             measurement=measurement,
             progress=lambda c: bar.update(1),
         )
+    _write_cluster(ray_cluster_path, result.chosen.pool, scenario.model, result.n_cells)
     if as_json:
         emit_json(result.as_dict())
         return
@@ -315,9 +319,9 @@ def _render_cells(result: CellPlan) -> str:
     )
 
 
-def _write_cluster(path: str | None, pool: Pool, model: str) -> None:
+def _write_cluster(path: str | None, pool: Pool, model: str, cells: int | None = None) -> None:
     if path:
-        written = write_ray_cluster(path, pool, model)
+        written = write_ray_cluster(path, pool, model, cells=cells)
         click.echo(f"wrote the Ray cluster config to {written} (ray up {written})", err=True)
 
 

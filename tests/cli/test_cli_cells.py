@@ -53,3 +53,14 @@ def test_simulate_one_cell_reports_the_central_figures(capsys):
 )
 def test_bad_cell_command_lines(capsys, argv, needle):
     assert needle in refused(capsys, *argv)
+
+
+def test_plan_cells_writes_a_cluster_with_a_router_node_per_cell(capsys, tmp_path):
+    out = tmp_path / "cells.yaml"
+    argv = ["plan", "--model", "rm2", "--budget-per-hr", "2", "--cells", "2", "--verify", "1"]
+    code, stdout, err = run(capsys, *argv, "--ray-cluster", str(out), "--json")
+    assert code == 0, err
+    pool = json.loads(stdout)["pool"]
+    text = out.read_text()
+    assert f"--pool {pool} --backend ray --address auto --cells 2 " in text
+    assert '"kairos-router":' in text or "kairos-router:" in text

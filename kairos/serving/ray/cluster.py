@@ -12,6 +12,11 @@ puts the router) and one entry in ``available_node_types`` per instance type of 
   autoscaler replaces a lost node; ``kairos scale`` changes the service, and a new count here
   with ``ray up`` again changes the machines).
 
+A celled plan (``kairos plan --cells N --ray-cluster FILE``) adds one router node per cell
+(``kairos-router``: a few cores, no accelerator), each offering one unit of ``kairos/router``
+and the label ``kairos.io/node-role: router``, where ``kairos serve --cells N --backend ray``
+places each cell's router; the balancer runs where ``kairos serve`` runs (the head).
+
 The file is YAML (every string written in double quotes, so types such as ``g4dn.xlarge``
 stay strings); a test validates it against the schema Ray ships for its autoscaler config.
 """
@@ -20,16 +25,17 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from kairos.catalog import Pool
 from kairos.errors import ConfigError
-from kairos.serving.ray.pool import TYPE_LABEL, type_resource
+from kairos.serving.ray.placement import ROUTER_LABEL, ROUTER_RESOURCE, TYPE_LABEL, type_resource
 from kairos.serving.ray.session import NICENESS_VARIABLE
 
 HEAD_TYPE = "kairos-head"
+ROUTER_TYPE = "kairos-router"
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -40,6 +46,9 @@ class RayClusterSettings:
     cluster_name: str = "kairos"
     region: str = "us-east-1"  # the AWS prices the built-in data uses are us-east-1's
     head_instance_type: str = "m5.large"  # runs the router: a few cores, no accelerator
+    # Cells (kairos serve --cells N --backend ray): one router node per cell, of this type.
+    router_nodes: int = 0
+    router_instance_type: str = "m5.large"
     ssh_user: str = "ubuntu"
     # How each node gets Kairos (replace with your own wheel or repository if needed).
     install_command: str = "python -m pip install 'kairos[ray]'"
@@ -66,9 +75,18 @@ def ray_cluster_config(pool: Pool, settings: RayClusterSettings | None = None) -
             "min_workers": n,
             "max_workers": n,
         }
+    if s.router_nodes > 0:
+        key, value = ROUTER_LABEL
+        node_types[ROUTER_TYPE] = {
+            "node_config": {"InstanceType": s.router_instance_type},
+            "resources": {ROUTER_RESOURCE: 1},  # one router a node
+            "labels": {key: value},
+            "min_workers": s.router_nodes,
+            "max_workers": s.router_nodes,
+        }
     return {
         "cluster_name": s.cluster_name,
-        "max_workers": pool.size,
+        "max_workers": pool.size + s.router_nodes,
         "upscaling_speed": 1.0,
         "idle_timeout_minutes": 5,
         "provider": {"type": "aws", "region": s.region, "cache_stopped_nodes": False},
@@ -121,18 +139,34 @@ def _scalar(value: Any) -> str:
 
 
 def write_ray_cluster(
-    path: str | Path, pool: Pool, model: str, settings: RayClusterSettings | None = None
+    path: str | Path,
+    pool: Pool,
+    model: str,
+    settings: RayClusterSettings | None = None,
+    cells: int | None = None,
 ) -> Path:
-    """Write the config for ``pool`` serving ``model`` to ``path``; return the path."""
+    """Write the config for ``pool`` serving ``model`` to ``path`` (with ``cells``: as that
+    many cells, one router node each); return the path."""
     s = settings or RayClusterSettings(cluster_name=f"kairos-{model}")
+    if cells is not None:
+        s = replace(s, router_nodes=cells)
     config = ray_cluster_config(pool, s)
+    name = Path(path).name
+    serve = f"kairos serve --model {model} --pool {pool} --backend ray --address auto"
     head = [
         f"# Ray cluster launcher config (AWS) for the Kairos pool {pool} serving {model}.",
         "# Written by 'kairos plan --ray-cluster'. Rent it, then serve on it (docs/ray.md):",
-        f"#   ray up {Path(path).name}",
-        f"#   ray exec {Path(path).name} 'kairos serve --model {model} --pool {pool} "
-        "--backend ray --address auto --detach'",
+        f"#   ray up {name}",
+        f"#   ray exec {name} '{serve} --detach'",
     ]
+    if cells is not None:  # the cell set and its balancer run in the foreground: in tmux
+        head[1] = (
+            "# Written by 'kairos plan --cells --ray-cluster'. Rent it, then serve (docs/cells.md):"
+        )
+        head[3] = (
+            f"#   ray exec --tmux {name} '{serve} --cells {cells} --host 0.0.0.0 --port 8000 "
+            "--api-token TOKEN'"
+        )
     out = Path(path)
     try:
         out.write_text("\n".join(head + to_yaml(config)) + "\n")

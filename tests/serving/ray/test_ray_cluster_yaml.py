@@ -10,7 +10,14 @@ from click.testing import CliRunner
 
 from kairos.catalog import Pool
 from kairos.cli.main import cli
-from kairos.serving.ray.cluster import node_type_name, ray_cluster_config, to_yaml
+from kairos.serving.ray.cluster import (
+    ROUTER_TYPE,
+    node_type_name,
+    ray_cluster_config,
+    to_yaml,
+    write_ray_cluster,
+)
+from kairos.serving.ray.placement import ROUTER_LABEL, ROUTER_RESOURCE
 from kairos.serving.ray.pool import TYPE_LABEL, type_resource
 
 
@@ -59,3 +66,26 @@ def test_yaml_round_trips_the_config() -> None:
     yaml = pytest.importorskip("yaml")
     config = ray_cluster_config(Pool.parse("g4dn.xlarge=2,t3.xlarge=1"))
     assert yaml.safe_load("\n".join(to_yaml(config))) == config
+
+
+def test_a_celled_cluster_has_one_router_node_per_cell(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'kairos[ray]')")
+    jsonschema = pytest.importorskip("jsonschema")
+    yaml = pytest.importorskip("yaml")
+    pool = Pool.parse("g4dn.xlarge=2,r5n.large=9")
+    out = write_ray_cluster(tmp_path / "cells.yaml", pool, "dien", cells=2)
+    text = out.read_text()
+    config = yaml.safe_load(text)
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    jsonschema.validate(config, schema)
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(config))
+    routers = config["available_node_types"][ROUTER_TYPE]
+    assert routers["min_workers"] == routers["max_workers"] == 2
+    assert routers["resources"] == {ROUTER_RESOURCE: 1}
+    assert routers["labels"] == {ROUTER_LABEL[0]: ROUTER_LABEL[1]}
+    assert config["max_workers"] == pool.size + 2
+    assert "--cells 2 --host 0.0.0.0" in text and "--backend ray --address auto" in text
+    # Without cells: no router node (the detached router goes to the head).
+    assert ROUTER_TYPE not in ray_cluster_config(pool)["available_node_types"]
