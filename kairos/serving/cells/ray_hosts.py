@@ -111,13 +111,15 @@ class RayRouters:
             "num_cpus": 0,
             **self.placement,
         }
+        # Ray 2.49 raises a plain ValueError for a taken name; later versions a subclass.
+        taken = getattr(ray.exceptions, "ActorAlreadyExistsError", ValueError)
         while True:
             try:
                 actor = self._class.options(**options).remote(
                     cfg, self.request.scenario, self.request.headroom
                 )
                 break
-            except ValueError:  # the name is taken
+            except taken:
                 if cell.router is None or time.monotonic() > deadline:
                     raise ConfigError(
                         f"a Ray actor named {name!r} already runs in namespace "
