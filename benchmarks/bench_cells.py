@@ -18,9 +18,9 @@ make one:
      1-router row, the lowest 2 cells / 1 router any front end behind HAProxy can reach;
   3. a router killed under load: how each query was answered (200, 503 from the balancer, no
      answer), the balancer's retries on another cell, and when the cell was back;
-  4. replay workers: the live allowable throughput of the pool cut into 2 cells behind the
-     balancer, against the celled simulator's for the same cells behind its model of
-     HAProxy's leastconn (``celled live / sim: R``, target within 15%), measured as
+  4. replay workers: the live allowable throughput of the pool (``--replay-pool``) cut into
+     2 cells behind the balancer, against the celled simulator's for the same cells behind its
+     model of HAProxy's leastconn (``celled live / sim: R``, target within 15%), measured as
      bench_live.py measures one router: real time (``--time-scale 1``), both searches from
      the simulated rate to ``--precision`` 2%, ``--trial-queries`` 5,000 a trial on both
      sides; beside it, one router over the same pool against the central queue, searched
@@ -31,7 +31,8 @@ is printed at the start and the end.
 
     python benchmarks/bench_cells.py [--parts front,floor,kill,replay] [--rate-qps 600]
         [--duration-s 3] [--rounds 3] [--kill-rate-qps 150] [--time-scale 1] [--trial-queries 5000]
-        [--precision 0.02] [--no-central] [--skip-replay] [--json]
+        [--precision 0.02] [--replay-pool g4dn.xlarge=2,r5n.large=9] [--no-central]
+        [--skip-replay] [--json]
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ from kairos.client.loadgen import (
     run_load_records,
     search_rate,
 )
+from kairos.errors import KairosError
 from kairos.limits import MAX_LOADGEN_QUERIES
 from kairos.protocol.api import LISTEN_CELLS
 from kairos.protocol.tensors import parse_specs
@@ -85,12 +87,16 @@ from kairos.serving.cells.balancer import (
 )
 from kairos.serving.cells.config import CellSettings
 from kairos.sim.capacity import Measurement
-from kairos.sim.celled import DEFAULT_CELLS, measure_cells
+from kairos.sim.celled import DEFAULT_CELLS, cut, measure_cells
 from kairos.workload import parse_mix
 
 MODEL = "dien"
 ZERO_POOL = "g4dn.xlarge=4,r5n.large=8"  # 4 cells of 1 + 2 at most
-REPLAY_POOL = "g4dn.xlarge=2,r5n.large=9"  # the reference pool of bench_live
+# The reference pool of bench_live. Cut in 2, each cell holds one GPU, so the cells' p99 sits
+# within 2 ms of QoS at any rate and the live transport the simulator does not have costs them
+# 2-3 times what it costs the central queue (docs/cells.md); g4dn.xlarge=4,r5n.large=8 keeps
+# two GPUs a cell.
+REPLAY_POOL = "g4dn.xlarge=2,r5n.large=9"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # The ceiling: the highest completed rate among these offered rates that the front end keeps up
 # with (this share of the offered rate completed, no error, no 503), as bench_live.py counts.
@@ -414,7 +420,7 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     one router over the whole pool is searched in the same run, trials taking turns, against
     the central queue: the live/sim a plain router gets on the machine at that moment."""
     scenario = Scenario.from_files(MODEL, mix=parse_mix("production"))
-    pool = Pool.parse(REPLAY_POOL)
+    pool = Pool.parse(args.replay_pool)
     measurement = Measurement(queries=args.trial_queries, precision=args.precision)
     # The live cells run behind HAProxy's leastconn: the simulator's model of it, pick for
     # pick, is the reference; its default splitter is printed beside it.
@@ -425,15 +431,16 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     )
     central = measure_cells(scenario, pool, 1, "kairos", measurement)
     with ExitStack() as stack:
-        cells = stack.enter_context(running_cells(REPLAY_POOL, 2, args.time_scale))
+        cells = stack.enter_context(running_cells(args.replay_pool, 2, args.time_scale))
         fronts = {"2 cells": (cells.url, sim.allowable_qps)}
         if args.central:
-            single = stack.enter_context(running_single(REPLAY_POOL, args.time_scale))
+            single = stack.enter_context(running_single(args.replay_pool, args.time_scale))
             fronts["1 router"] = (single.url, central.allowable_qps)
         live = run_event_loop(live_searches(fronts, args))
     row = {
-        "pool": REPLAY_POOL,
+        "pool": args.replay_pool,
         "cells": 2,
+        "cell_pools": [str(c) for c in cut(scenario, pool, 2)],
         "splitter": splitter,
         "sim_allowable_qps": sim.allowable_qps,
         "sim_default_splitter_allowable_qps": default.allowable_qps,
@@ -445,7 +452,8 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
         "precision": args.precision,
     }
     say(
-        f"  {REPLAY_POOL} in 2 cells ({splitter}): live {live['2 cells']:.1f} q/s, "
+        f"  {args.replay_pool} in 2 cells ({' + '.join(row['cell_pools'])}, {splitter}): "
+        f"live {live['2 cells']:.1f} q/s, "
         f"simulated {sim.allowable_qps:.1f} q/s (--time-scale {args.time_scale:g}); "
         f"the simulator's {DEFAULT_CELLS.splitter} splitter: {default.allowable_qps:.1f} q/s"
     )
@@ -459,6 +467,18 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
 
 
 PARTS = ("front", "floor", "kill", "replay")
+
+
+def pool_text(text: str) -> str:
+    """``--replay-pool``, checked: a bad pool is one line from argparse, not a traceback."""
+    try:
+        scenario = Scenario.from_files(MODEL, mix=parse_mix("production"))
+        pool = Pool.parse(text)
+        scenario.check_pool(pool)
+        cut(scenario, pool, 2)
+    except KairosError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def front_ends(args: argparse.Namespace, result: dict[str, Any]) -> None:
@@ -497,6 +517,9 @@ def main() -> None:
     parser.add_argument("--precision", type=float, default=0.02)
     parser.add_argument(
         "--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}"
+    )
+    parser.add_argument(
+        "--replay-pool", type=pool_text, default=REPLAY_POOL, help="replay: the pool cut in 2"
     )
     parser.add_argument(
         "--no-central", dest="central", action="store_false", help="replay: cells alone"
