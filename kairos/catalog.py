@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -81,17 +82,17 @@ def load_prices(path: str | Path) -> PriceTable:
     return PriceTable(prices, str(path))
 
 
-# The built-in table as read, once per process: a Scenario without prices asks for it each
+# The built-in table is read once per process: a Scenario without prices asks for it each
 # time (hundreds of times in the test suite, about 2 ms each). Every call gets its own dict.
-_DEFAULT_PRICES: list[tuple[tuple[str, float], ...]] = []
+@cache
+def _default_price_items() -> tuple[tuple[str, float], ...]:
+    ref = resources.files("kairos.data").joinpath("aws_prices.csv")
+    with resources.as_file(ref) as p:
+        return tuple(load_prices(p).prices_per_hr.items())
 
 
 def default_prices() -> PriceTable:
-    if not _DEFAULT_PRICES:
-        ref = resources.files("kairos.data").joinpath("aws_prices.csv")
-        with resources.as_file(ref) as p:
-            _DEFAULT_PRICES.append(tuple(load_prices(p).prices_per_hr.items()))
-    return PriceTable(dict(_DEFAULT_PRICES[0]), "built-in AWS prices")
+    return PriceTable(dict(_default_price_items()), "built-in AWS prices")
 
 
 def split_type_count(text: str) -> tuple[str, int] | None:

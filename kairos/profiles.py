@@ -18,6 +18,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import overload
@@ -281,16 +282,16 @@ def _read_samples(path: str | Path) -> dict[tuple[str, str, int], list[float]]:
 # asks for them each time (the test suite builds hundreds). Every call gets a ProfileSet of its
 # own, with copies of the arrays and its own once-per-profile warning flags, so no caller can
 # change what another sees.
-_DEFAULT_PROFILES: list[ProfileSet] = []
+@cache
+def _built_in_profiles() -> ProfileSet:
+    ref = resources.files("kairos.data").joinpath(DEFAULT_PROFILES_RESOURCE)
+    with resources.as_file(ref) as p:
+        cells = _read_samples(p)
+    return profiles_from_samples(cells, "built-in profiles")
 
 
 def default_profiles() -> ProfileSet:
     """The built-in profiles (5 recommendation models on 4 AWS types; see kairos/data)."""
-    if not _DEFAULT_PROFILES:
-        ref = resources.files("kairos.data").joinpath(DEFAULT_PROFILES_RESOURCE)
-        with resources.as_file(ref) as p:
-            cells = _read_samples(p)
-        _DEFAULT_PROFILES.append(profiles_from_samples(cells, "built-in profiles"))
     models = {
         name: ModelProfiles(
             name,
@@ -299,6 +300,6 @@ def default_profiles() -> ProfileSet:
                 for t, p in mp.by_type.items()
             },
         )
-        for name, mp in _DEFAULT_PROFILES[0].models.items()
+        for name, mp in _built_in_profiles().models.items()
     }
     return ProfileSet(models, "built-in profiles")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -85,12 +86,6 @@ def _lognormal_bin_mass(edges: np.ndarray, mu: float, sigma: float) -> np.ndarra
     return np.diff(cdf)
 
 
-# The production mix's (support, probabilities), computed once per process: a Scenario without
-# a mix asks for it each time (hundreds of times in the test suite, about 3 ms each). Every
-# call gets its own copies of the arrays.
-_PRODUCTION: list[tuple[np.ndarray, np.ndarray]] = []
-
-
 def production_mix() -> BatchMix:
     """The production batch-size mix of the KAIROS and DeepRecSys work (exact mass).
 
@@ -99,12 +94,13 @@ def production_mix() -> BatchMix:
     x := U{190..199}; batch = x rounded up to a multiple of 10. The mass below is that
     procedure's exact distribution (mean about 244, p99 about 920).
     """
-    if not _PRODUCTION:
-        _PRODUCTION.append(_production_mass())
-    support, probs = _PRODUCTION[0]
+    support, probs = _production_mass()
     return BatchMix("production", support.copy(), probs.copy())
 
 
+# Computed once per process: a Scenario without a mix asks for it each time (hundreds of times
+# in the test suite, about 3 ms each). Callers copy the arrays.
+@cache
 def _production_mass() -> tuple[np.ndarray, np.ndarray]:
     mass: dict[int, float] = {}
 
