@@ -110,16 +110,10 @@ def profile_command(
         if path is not None:
             check_writable(path)
     if handler is None:  # fail here, not in the worker, for a model that is not built in
-        import importlib.util
-
         from kairos.models import check_model_name, require_torch
 
         check_model_name(model)
-        # Only when torch cannot be found does require_torch import it (to raise its install
-        # line): this process only measures, the worker runs the model, and importing torch
-        # here cost about 3 s of CPU per profiled type.
-        if importlib.util.find_spec("torch") is None:
-            require_torch()
+        require_torch()  # looks torch up without importing it: the worker runs the model
     if local_type not in ("auto", "none"):
         from kairos.serving.worker.cpushare import local_type as check_local_type
 
