@@ -235,6 +235,7 @@ def cheapest_for_rate(
     policy_class(policy)
     measurer = measurer or Measurer()
     tried: list[RankedPool] = []
+    fluid = fluid or FluidCache(scenario)  # the winner's bound is then read, not solved again
     pools = iter(candidates(scenario, target_qps, "fluid", caps, single_type, fluid))
     while wave := list(islice(pools, WAVE)):
         winner = _try_wave(
@@ -242,7 +243,7 @@ def cheapest_for_rate(
         )
         if winner is not None:
             return _finish(
-                scenario, target_qps, bound, policy, measurement, measurer, winner, tried
+                scenario, target_qps, bound, policy, measurement, measurer, winner, tried, fluid
             )
         if len(tried) >= MAX_CANDIDATES:
             break
@@ -282,12 +283,15 @@ def _finish(
     measurer: Measurer,
     winner: RankedPool,
     tried: list[RankedPool],
+    fluid: FluidCache,
 ) -> TargetPlan:
     (full,) = measurer.run([CapacityJob(scenario, winner.pool, policy, measurement)])
     # The search's passing rate sits within the precision below the pool's true limit, so it
     # may read a little under a target the pool held in its trial; report the larger.
     allowable = max(full.allowable_qps, target_qps)
-    return _result(scenario, target_qps, bound, winner, allowable, policy, len(tried), tuple(tried))
+    return _result(
+        scenario, target_qps, bound, winner, allowable, policy, len(tried), tuple(tried), fluid
+    )
 
 
 def _result(
@@ -299,9 +303,13 @@ def _result(
     policy: str | None,
     n_tried: int,
     tried: tuple[RankedPool, ...],
+    cache: FluidCache | None = None,
 ) -> TargetPlan:
     pool = entry.pool
-    fluid = float(_score(scenario, "fluid", [pool])[0])
+    if cache is None:
+        fluid = float(_score(scenario, "fluid", [pool])[0])
+    else:  # the same LP, most often solved already while the candidates were listed
+        fluid = cache.exact(np.array([pool.count(t) for t in cache.types]))
     return TargetPlan(
         model=scenario.model,
         target_qps=float(target_qps),
