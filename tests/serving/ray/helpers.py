@@ -201,3 +201,15 @@ def assert_none_lost(report: LoadReport) -> None:
     assert report.sent > 0
     assert report.completed == report.sent, report.status_counts
     assert report.errors == 0 and report.rejected == 0, report.status_counts
+
+
+def wait_gone(pid: int, timeout_s: float = 30.0) -> None:
+    """Returns once process ``pid`` (a removed instance's) has exited."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} of a removed instance still runs")

@@ -35,9 +35,9 @@ from tests.serving.ray.helpers import (
     assert_none_lost,
     load_while,
     metric,
+    wait_gone,
     wait_until_up,
 )
-from tests.serving.ray.test_ray_pool import wait_gone
 
 MODEL = "rm2"
 START = "r5n.large=1"

@@ -26,6 +26,7 @@ from tests.serving.ray.helpers import (
     assert_none_lost,
     load_while,
     metric,
+    wait_gone,
     wait_until_up,
 )
 
@@ -186,14 +187,3 @@ def test_kairos_scale_up_and_down_under_load_loses_nothing(
         assert w["node"] in ray_cluster.node_ids(w["instance_type"])
     for w in removed:  # the removed instances' actors are gone, not restarted
         wait_gone(w["pid"])
-
-
-def wait_gone(pid: int, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"process {pid} of a removed instance still runs")
