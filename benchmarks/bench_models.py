@@ -8,19 +8,22 @@ Prints, measured in one run:
      client on the first) against a bare inference loop on the same core and the same inputs
      (target: worker >= 0.9 of the bare loop). The bare loop and the worker take turns in
      ``--rounds`` rounds, so the other processes' load falls on both alike. The worker is
-     measured two ways: ``serial``, one query at a time as today's router sends them (the
-     worker idles for each round trip), and ``overlap``, one query waiting at the worker
-     while one runs (what the worker's compute lane is built for); ``cpu`` is the bare
+     measured two ways: ``serial``, one query at a time as the router sends them by default
+     (the worker idles for each round trip), and ``overlap``, one query waiting at the worker
+     while one runs (what the worker's compute lane is built for, and what the router's
+     ``--pipeline`` does); ``cpu`` is the bare
      loop's CPU time per query over the worker process's own (under ``overlap``), which the
      machine's other load moves least;
   3. the whole loop (kairos.demos.real): profile ``--loop-model`` on two local types,
      plan, serve the planned pool for real, and search its live allowable throughput for
      ``kairos`` and ``fcfs``, beside the simulator's prediction from the measured profiles
-     (target: within 15%).
+     (target: within 15%); with ``--pipeline both`` (the default) each policy is served
+     twice, without and with ``kairos serve --pipeline``, and the live ratio of the two is
+     printed.
 
     python benchmarks/bench_models.py [--models rm2,wnd,mtwnd,dien,ncf] [--runs 15]
         [--worker-seconds 4] [--rounds 4] [--loop-model dien] [--loop-queries 1000] [--skip-loop]
-        [--skip-models] [--out bench-models-out] [--json]
+        [--pipeline off|on|both] [--skip-models] [--out bench-models-out] [--json]
 
 Every figure is a ratio or a time measured in this run on a shared 2-core machine: other
 processes' load moves them (see docs/models.md for the figures of record and their caveat).
@@ -30,16 +33,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kairos.aio import run_event_loop, settle_heap
+from kairos.client.http import HttpPool
+from kairos.client.launch import RouterProcess, running_router
 from kairos.client.loadgen import BodyFactory
 from kairos.demos.real import RealLoopSettings, format_summary, run_real_loop
 from kairos.models import MODEL_NAMES, load_model
@@ -51,6 +59,9 @@ from kairos.serving.worker.service import READY_LINE
 
 BATCHES = (10, 100, 500, 1000)
 WORKER_BATCH = 100
+# Queries kept in flight through the router (closed loop), so its queue never empties and
+# --pipeline can always send one behind; the one worker serves them one at a time.
+ROUTER_CLIENTS = 4
 CLIENT_CORE, MODEL_CORE = 0, (os.cpu_count() or 1) - 1
 
 
@@ -163,6 +174,74 @@ async def overlapped_qps(address: str, message: bytes, seconds: float, depth: in
     return n / elapsed
 
 
+def worker_profile(model: str, times: dict[int, tuple[float, float]], out: Path) -> list[str]:
+    """Profiles and prices for the worker's type (``bench``) from the bare model's service
+    times (median and p90 per batch): what a router needs to serve it as a remote worker.
+    The router's policy is fcfs; the profile only sets when --pipeline sends one behind
+    (the mean) and the hang timeouts. Returns the router's options for them."""
+    rows = ["model,instance_type,batch_size,latency_ms"]
+    for b, (median, p90) in times.items():
+        rows += [f"{model},bench,{b},{median!r}"] * 9 + [f"{model},bench,{b},{p90!r}"]
+    (out / "profiles.csv").write_text("\n".join(rows) + "\n")
+    (out / "prices.csv").write_text("instance_type,price_per_hr\nbench,0.1\n")
+    return ["--profiles", str(out / "profiles.csv"), "--prices", str(out / "prices.csv")]
+
+
+def start_routers(
+    stack: contextlib.ExitStack, model: str, address: str, profile_args: list[str]
+) -> tuple[RouterProcess, RouterProcess]:
+    """Two routers on the client's core in front of the one worker: without and with
+    --pipeline (they take turns, so only one sends at a time)."""
+    args = [
+        "--model",
+        model,
+        "--pool",
+        "bench=1",
+        "--workers",
+        address,
+        "--policy",
+        "fcfs",
+        "--batch-mix",
+        f"fixed:{WORKER_BATCH}",
+        "--qos-ms",
+        "60000",
+        "--router-cpus",
+        str(CLIENT_CORE),
+        *profile_args,
+    ]
+    serial = stack.enter_context(running_router(args, ready_timeout_s=60))
+    piped = stack.enter_context(running_router([*args, "--pipeline"], ready_timeout_s=60))
+    return serial, piped
+
+
+async def router_qps(url: str, model: str, body: bytes, json_length: int, seconds: float) -> float:
+    """``ROUTER_CLIENTS`` queries in flight through the router's HTTP endpoint (binary
+    tensors, keep-alive connections), each sent again as soon as it is answered."""
+    pool = HttpPool(url, 60.0)
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(json_length),
+    }
+    request = pool.target.request_bytes("POST", f"/v2/models/{model}/infer", body, headers)
+    await pool.warm(ROUTER_CLIENTS)
+    answered = [0]
+
+    async def client(deadline: float) -> None:
+        while time.perf_counter() < deadline:
+            response = await pool.send(request)
+            if response.status != 200:
+                raise SystemExit(f"router answered {response.status}: {response.text[:200]}")
+            answered[0] += 1
+
+    await asyncio.gather(*(client(time.perf_counter() + 0.2) for _ in range(ROUTER_CLIENTS)))
+    answered[0] = 0  # the first 0.2 s were warm-up
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(t0 + seconds) for _ in range(ROUTER_CLIENTS)))
+    elapsed = time.perf_counter() - t0
+    pool.close()
+    return answered[0] / elapsed
+
+
 def process_cpu_s(pid: int) -> float:
     """User plus system CPU seconds of a process, all its threads (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as f:
@@ -171,10 +250,15 @@ def process_cpu_s(pid: int) -> float:
 
 
 def worker_vs_bare(
-    model: str, runner: ModelRunner, seconds: float, rounds: int
+    model: str,
+    runner: ModelRunner,
+    seconds: float,
+    rounds: int,
+    times: dict[int, tuple[float, float]],
 ) -> dict[str, float]:
-    """The bare loop and the worker (serial, then overlapped) take turns for ``rounds``
-    rounds of ``seconds / rounds`` each; the figures are over all rounds."""
+    """The bare loop and the worker (serial, then overlapped, then through a router without
+    and with --pipeline) take turns for ``rounds`` rounds of ``seconds / rounds`` each; the
+    figures are over all rounds."""
     body, json_length = body_for(runner, WORKER_BATCH)
     arrays = decode_inputs(body, json_length)
     message = frame({"qid": 0, "batch": WORKER_BATCH, "json_length": json_length}, body)
@@ -182,9 +266,17 @@ def worker_vs_bare(
     bare: list[float] = []
     serial: list[float] = []
     overlap: list[float] = []
+    routed: list[float] = []
+    piped: list[float] = []
     bare_cpu = worker_cpu = 0.0
     proc, address = start_worker(model)
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(proc.wait, 10)  # last: the routers stop first
+        stack.callback(proc.terminate)
+        out = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-models-")))
+        serial_router, piped_router = start_routers(
+            stack, model, address, worker_profile(model, times, out)
+        )
         for _ in range(rounds):
             c0 = time.process_time()
             bare.append(bare_loop_qps(runner, arrays, turn))
@@ -194,9 +286,9 @@ def worker_vs_bare(
             c0 = process_cpu_s(proc.pid)
             overlap.append(run_event_loop(overlapped_qps(address, message, turn)))
             worker_cpu += (process_cpu_s(proc.pid) - c0) / (overlap[-1] * turn)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+            for router, figures in ((serial_router, routed), (piped_router, piped)):
+                qps = router_qps(router.url, model, body, json_length, turn)
+                figures.append(run_event_loop(qps))
     bare_qps = float(np.mean(bare))
     return {
         "bare_qps": bare_qps,
@@ -204,6 +296,10 @@ def worker_vs_bare(
         "overlap_qps": float(np.mean(overlap)),
         "ratio": float(np.mean(serial)) / bare_qps,
         "overlap_ratio": float(np.mean(overlap)) / bare_qps,
+        "router_qps": float(np.mean(routed)),
+        "pipeline_qps": float(np.mean(piped)),
+        "router_ratio": float(np.mean(routed)) / bare_qps,
+        "pipeline_ratio": float(np.mean(piped)) / bare_qps,
         "cpu_ratio": bare_cpu / worker_cpu,
         "bare_spread": float(np.ptp(bare)) / bare_qps,
     }
@@ -223,6 +319,12 @@ def main() -> None:
         default=RealLoopSettings().min_queries,
         help="queries per live trial (the first 10%% are warm-up)",
     )
+    ap.add_argument(
+        "--pipeline",
+        choices=("off", "on", "both"),
+        default="both",
+        help="serve each policy live without kairos serve --pipeline, with it, or both ways",
+    )
     ap.add_argument("--skip-models", action="store_true", help="only the loop")
     ap.add_argument("--out", default="bench-models-out")
     ap.add_argument("--json", action="store_true")
@@ -231,12 +333,14 @@ def main() -> None:
     say(
         f"service time of the bare model, ms (median / p90 of {args.runs}, 1 thread, core "
         f"{MODEL_CORE}); worker vs bare loop at batch {WORKER_BATCH} (q/s; ratio = serial / "
-        "bare, ovl/b = overlap / bare, cpu = bare / worker CPU per query)"
+        "bare, ovl/b = overlap / bare, cpu = bare / worker CPU per query; through a router, "
+        f"{ROUTER_CLIENTS} queries in flight: rtr/b without --pipeline, pip/b with it)"
     )
     say(
         f"{'model':6} "
         + " ".join(f"{'b=' + str(b):>15}" for b in BATCHES)
         + f" {'bare q/s':>9} {'serial':>7} {'overlap':>7} {'ratio':>6} {'ovl/b':>6} {'cpu':>6}"
+        + f" {'rtr/b':>6} {'pip/b':>6}"
     )
     for model in [] if args.skip_models else args.models.split(","):
         runner = load_model(model, threads=1)
@@ -244,27 +348,30 @@ def main() -> None:
         # would otherwise land in the bare loop (it made it slower than the worker on wnd).
         settle_heap()
         times = service_times(runner, args.runs)
-        cmp = worker_vs_bare(model, runner, args.worker_seconds, args.rounds)
+        cmp = worker_vs_bare(model, runner, args.worker_seconds, args.rounds, times)
         report["service_ms"][model] = {str(b): v for b, v in times.items()}
         report["worker"][model] = cmp
         cells = " ".join(f"{m:7.2f} / {p:5.2f}" for m, p in times.values())
         say(
             f"{model:6} {cells} {cmp['bare_qps']:9.1f} {cmp['worker_qps']:7.1f} "
             f"{cmp['overlap_qps']:7.1f} {cmp['ratio']:6.3f} {cmp['overlap_ratio']:6.3f} "
-            f"{cmp['cpu_ratio']:6.3f}"
+            f"{cmp['cpu_ratio']:6.3f} {cmp['router_ratio']:6.3f} {cmp['pipeline_ratio']:6.3f}"
         )
         del runner
     if not args.skip_loop:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
         say(f"\nthe whole loop: {args.loop_model} profiled, planned, served and measured live")
-        settings = RealLoopSettings(model=args.loop_model, min_queries=args.loop_queries)
+        ways = {"off": (False,), "on": (True,), "both": (False, True)}[args.pipeline]
+        settings = RealLoopSettings(
+            model=args.loop_model, min_queries=args.loop_queries, pipeline=ways
+        )
         result = run_real_loop(settings, args.out, say)
         say(format_summary(result))
         report["loop"] = {
             "pool": str(result.pool),
             "qos_ms": result.qos_ms,
             "policies": {
-                p.policy: {
+                p.label: {
                     "simulated_qps": p.simulated_qps,
                     "live_qps": p.live.allowable_qps,
                     "ratio": p.ratio,
@@ -272,9 +379,13 @@ def main() -> None:
                 for p in result.policies
             },
         }
-        live = {p.policy: p.live.allowable_qps for p in result.policies}
-        if live.get("fcfs"):
+        live = {p.label: p.live.allowable_qps for p in result.policies}
+        if live.get("fcfs") and live.get("kairos"):
             say(f"kairos / fcfs live = {live['kairos'] / live['fcfs']:.2f}")
+        for policy in settings.policies:
+            piped, serial = live.get(f"{policy} +pipeline"), live.get(policy)
+            if piped and serial:
+                say(f"{policy}: live with --pipeline / without = {piped / serial:.2f}")
     if args.json:
         print(json.dumps(report, indent=2))
 

@@ -203,6 +203,13 @@ def _setting(settings: type[Settings], name: str, **kwargs: Any) -> Callable[[F]
     help="Policy sees this x the p95 worker round-trip overhead as extra time per query (0 = off).",
 )
 @_setting(
+    DispatchSettings,
+    "pipeline",
+    is_flag=True,
+    help="Model workers over tcp: send an instance's next query once its current one has run "
+    "its mean service time, to wait at the worker (docs/runtime.md).",
+)
+@_setting(
     RouterConfig,
     "log_format",
     type=click.Choice(LOG_FORMATS.names()),

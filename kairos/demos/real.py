@@ -55,6 +55,9 @@ class RealLoopSettings:
     qos_factor: float = 1.5
     budget_per_hr: float = 0.10  # one local.full's price: the pool fits on one worker core
     policies: tuple[str, ...] = ("kairos", "fcfs")
+    # Each policy is served live once per entry: False one query per worker at a time, True
+    # with ``kairos serve --pipeline`` (one query waiting at the worker).
+    pipeline: tuple[bool, ...] = (False,)
     precision: float = 0.05  # live search: stop when hi / lo - 1 <= this
     search_step: float = 1.25  # live search: rate factor while bracketing from the guess
     max_steps: int = 10  # live search: bracketing steps before giving up
@@ -73,6 +76,11 @@ class PolicyResult:
     policy: str
     simulated_qps: float
     live: CapacityReport
+    pipeline: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.policy} +pipeline" if self.pipeline else self.policy
 
     @property
     def ratio(self) -> float:
@@ -215,6 +223,7 @@ def live_capacity(
     cores: tuple[tuple[int, ...], tuple[int, ...]],
     settings: RealLoopSettings,
     echo: Echo,
+    pipeline: bool = False,
 ) -> CapacityReport:
     router_cores, worker_cores = cores
     args = [
@@ -240,11 +249,13 @@ def live_capacity(
         ",".join(map(str, router_cores)),
         "--worker-cpus",
         ",".join(map(str, worker_cores)),
+        *(["--pipeline"] if pipeline else []),
     ]
+    label = f"{policy} +pipeline" if pipeline else policy
 
     def progress(report: LoadReport) -> None:
         echo(
-            f"      {policy}: {report.rate_qps:7.1f} q/s -> {report.qos_met_fraction:.2%} within "
+            f"      {label}: {report.rate_qps:7.1f} q/s -> {report.qos_met_fraction:.2%} within "
             f"QoS, p99 {report.p99_ms:.1f} ms, {report.errors} errors"
         )
 
@@ -299,10 +310,11 @@ def run_real_loop(
             echo(f"      {policy}: no rate meets QoS ({sim.reason}); live search skipped")
             result.policies.append(PolicyResult(policy, 0.0, CapacityReport(0.0, 0.0, ())))
             continue
-        live = live_capacity(
-            scenario, pool, policy, sim.allowable_qps, paths, cores, settings, echo
-        )
-        result.policies.append(PolicyResult(policy, sim.allowable_qps, live))
+        for way in settings.pipeline:
+            live = live_capacity(
+                scenario, pool, policy, sim.allowable_qps, paths, cores, settings, echo, way
+            )
+            result.policies.append(PolicyResult(policy, sim.allowable_qps, live, way))
     return result
 
 
@@ -335,7 +347,7 @@ def format_summary(result: RealLoopResult, batches: Sequence[int] = (10, 100, 10
         at = _at_allowable(p.live)
         rows.append(
             [
-                p.policy,
+                p.label,
                 f"{p.simulated_qps:.1f}",
                 f"{p.live.allowable_qps:.1f}",
                 f"{p.ratio:.2f}",

@@ -104,11 +104,19 @@ class Driver:
             then(query)
         return query, self._decide()
 
-    def down(self, instance: int, now_s: float) -> tuple[Query | None, Sequence[Decision]]:
-        """``instance`` failed; the query it served (returned) goes back to the queue."""
+    def down(
+        self, instance: int, now_s: float, keep: bool = True
+    ) -> tuple[Query | None, Sequence[Decision]]:
+        """``instance`` failed; the query it served (returned) goes back to the queue, or
+        with ``keep=False`` is dropped (the runtime failed it) before the next decision. A
+        retired instance still finishing its query loses it the same way."""
         state = self.state
         state.advance(now_s)
-        query = state.mark_down(instance) if state.up[instance] else None
+        query = None
+        if state.up[instance] or state.running[instance] is not None:
+            query = state.mark_down(instance)
+        if query is not None and not keep:
+            state.withdraw(query.qid)
         return query, self._decide()
 
     def up(self, instance: int, now_s: float) -> Sequence[Decision]:
@@ -118,6 +126,13 @@ class Driver:
         if instance not in self.retired and not state.up[instance]:
             state.mark_up(instance)
         return self._decide()
+
+    def requeue(self, query: Query, now_s: float) -> None:
+        """Put back a query the runtime had released its instance from (``complete`` came
+        before its answer: the live router's pipelining) and then lost with that instance.
+        No decision: the event that follows (``down``) decides with it queued."""
+        self.state.advance(now_s)
+        self.state.requeue(query)
 
     def withdraw(self, qid: int, now_s: float) -> Query | None:
         """Take a queued query out without serving it (the runtime answered it otherwise)."""

@@ -95,6 +95,11 @@ class DispatchSettings(Settings):
     # The router keeps the arrival rate and batch mix of this many recent seconds (profile
     # time; GET /v2/traffic, /metrics).
     traffic_window_s: float = setting(60.0, "--traffic-window-s")
+    # Keep one query waiting at a model worker: an instance whose query has run its
+    # estimated (mean) service time and is not answered yet is released to the policy while
+    # others queue, and the next query goes out behind it (docs/runtime.md, "Keeping one
+    # query waiting at the worker").
+    pipeline: bool = setting(False, "--pipeline")
     drain_timeout_s: float = setting(30.0, "--drain-timeout-s")
 
 

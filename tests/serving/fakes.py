@@ -1,7 +1,9 @@
 """An in-process worker pool and clock for driving the router without sockets or processes.
 
 ``FakePool`` implements ``WorkerPool``: a dispatch is recorded and completes when the test
-says so (``finish``), at the test's clock. ``ManualClock`` is the clock the router reads.
+says so (``finish``), at the test's clock. With ``pipelined=True`` an instance also takes one
+query behind the one it serves (``behind``; answered in order, as a model worker over framed
+TCP). ``ManualClock`` is the clock the router reads.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class FakePool(WorkerPool):
     log: list[Sent] = field(default_factory=list)
     removed: list[int] = field(default_factory=list)
     healthy: set[int] = field(default_factory=set)
+    pipelined: bool = False
+    behind: dict[int, Sent] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.signature = None
@@ -76,6 +80,7 @@ class FakePool(WorkerPool):
         assert self.listener is not None
         self.healthy.discard(j)
         self.in_flight.pop(j, None)
+        self.behind.pop(j, None)
         self.listener.instance_down(j, "test", blame)
 
     async def remove(self, instances: list[int]) -> None:
@@ -83,14 +88,23 @@ class FakePool(WorkerPool):
         self.healthy -= set(instances)
 
     def dispatch(self, j: int, message: bytes, timeout_s: float, on_reply: OnReply) -> None:
-        assert j not in self.in_flight, f"instance {j} got a second query"
         header, _ = unframe(message)
         sent = Sent(j, int(header["qid"]), int(header["batch"]), on_reply)
-        self.in_flight[j] = sent
+        if j in self.in_flight:
+            assert self.pipelined, f"instance {j} got a second query"
+            assert j not in self.behind, f"instance {j} got a third query"
+            self.behind[j] = sent
+        else:
+            self.in_flight[j] = sent
         self.log.append(sent)
+
+    def pipelines(self, j: int) -> bool:
+        return self.pipelined
 
     def finish(self, j: int, service_ms: float, code: int = 200) -> None:
         sent = self.in_flight.pop(j)
+        if j in self.behind:  # the worker starts the waiting one before it answers
+            self.in_flight[j] = self.behind.pop(j)
         sent.on_reply(frame({"qid": sent.qid, "service_ms": service_ms, "code": code}, b"[]"))
 
     def fail(self, j: int, reason: str, blame: bool) -> None:

@@ -47,6 +47,16 @@ def double_handler(inputs: dict) -> dict:
 double_handler.inputs = [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}]  # type: ignore[attr-defined]
 
 
+def slow_double_handler(inputs: dict) -> dict:
+    """``double_handler`` that takes 0.2 s: far past any profiled service time of the tests'
+    types, so a router with --pipeline always has a query running past its estimate."""
+    time.sleep(0.2)
+    return {"doubled": inputs["x"] * 2}
+
+
+slow_double_handler.inputs = double_handler.inputs  # type: ignore[attr-defined]
+
+
 def cpu_idle_share(window_s: float) -> float:
     """The machine's idle CPU share over ``window_s`` (from /proc/stat: idle + iowait)."""
 

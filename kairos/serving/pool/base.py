@@ -101,6 +101,11 @@ class WorkerPool(ABC):
     def replay(self, j: int) -> bool:
         """True when instance ``j`` only replays its profile (it does not read tensors)."""
 
+    def pipelines(self, j: int) -> bool:
+        """True when instance ``j`` may be sent a query before its previous one is answered
+        (the worker keeps it waiting and answers in order). None may, unless a pool says so."""
+        return False
+
     @abstractmethod
     def healthy_instances(self) -> list[int]:
         """Instances whose worker is connected and answering."""
@@ -191,6 +196,12 @@ class LinkedPool(WorkerPool):
 
     def replay(self, j: int) -> bool:
         return self.slots[j].replay
+
+    def pipelines(self, j: int) -> bool:
+        # A replay worker's lock would keep the order too, but only a model worker gains: it
+        # decodes the waiting query while the model runs (serving/worker/lane.py).
+        slot = self.slots[j]
+        return not slot.replay and slot.link is not None and slot.link.pipelines
 
     def dispatch(self, j: int, message: bytes, timeout_s: float, on_reply: OnReply) -> None:
         slot = self.slots[j]

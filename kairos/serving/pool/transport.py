@@ -11,18 +11,22 @@ for a gRPC unary call, and the router's ceiling depends on exactly that (docs/ru
 ``Infer`` (unary, for ad-hoc clients). Use it where standard tooling (proxies with TLS,
 grpcurl, service meshes) matters more than the per-query CPU.
 
-A link is "one query at a time" by construction: the router only dispatches to an idle
-instance, and the worker serialises queries with a lock in any case. Both carriers offer the
-same call, ``start_call(message, on_reply)``: the framed-TCP one writes at once and calls back
-from ``buffer_updated`` (no task per query); gRPC's asyncio API has no callback form, so its
-``start_call`` runs one small task per query that awaits the stream and then calls back. The
-router has one dispatch path for both.
+The worker serves one query at a time whatever the carrier (a lock, or a model's compute
+lane). Both carriers offer the same call, ``start_call(message, on_reply)``: the framed-TCP
+one writes at once and calls back from ``buffer_updated`` (no task per query); gRPC's asyncio
+API has no callback form, so its ``start_call`` runs one small task per query that awaits the
+stream and then calls back. The router has one dispatch path for both. Only the framed-TCP
+link may carry a second call before the first is answered (``pipelines``): its worker answers
+a connection's queries in the order they came, so replies are matched to calls first in,
+first out. The router uses that to keep one query waiting at a model worker (docs/runtime.md,
+"Keeping one query waiting at the worker").
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -48,6 +52,7 @@ OnReply = Callable[[bytes | BaseException], None]
 
 class Link(Protocol):
     address: str
+    pipelines: bool  # may carry a call before the previous one is answered (replies in order)
 
     async def open(self, timeout_s: float) -> dict[str, Any]: ...
 
@@ -120,12 +125,13 @@ class FrameBuffer:
 
 
 class _ClientProtocol(asyncio.BufferedProtocol):
-    """Router side of one worker connection: at most one outstanding call, whose reply goes
-    to ``on_reply`` straight from ``buffer_updated`` (no task or future per query)."""
+    """Router side of one worker connection: the outstanding calls' callbacks, oldest first
+    (the worker answers in order); each reply goes to its callback straight from
+    ``buffer_updated`` (no task or future per query)."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.on_reply: OnReply | None = None
+        self.waiting: deque[OnReply] = deque()
         self._frames = FrameBuffer()
         self.lost = False
 
@@ -143,23 +149,25 @@ class _ClientProtocol(asyncio.BufferedProtocol):
             if self.transport is not None:
                 self.transport.close()  # the stream cannot be resynchronised
             return
+        waiting = self.waiting
         for message in messages:
-            callback, self.on_reply = self.on_reply, None
-            if callback is not None:
-                callback(message)
+            if waiting:
+                waiting.popleft()(message)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self._fail(WorkerLost("the worker closed its connection"))
 
     def _fail(self, exc: BaseException) -> None:
-        callback, self.on_reply = self.on_reply, None
-        if callback is not None:
-            callback(exc)
+        waiting = self.waiting
+        while waiting:
+            waiting.popleft()(exc)
 
 
 class TcpLink:
     """Persistent framed-TCP connection to one worker (asyncio protocol: no stream layer)."""
+
+    pipelines = True
 
     def __init__(self, address: str) -> None:
         self.address = address
@@ -185,7 +193,7 @@ class TcpLink:
         proto = self._proto
         if proto is None or proto.lost or proto.transport is None:
             raise WorkerLost("no open connection")
-        proto.on_reply = on_reply
+        proto.waiting.append(on_reply)
         proto.transport.write(_LENGTH.pack(len(message)) + message)
 
     async def call(self, message: bytes, timeout_s: float) -> bytes:
@@ -211,6 +219,8 @@ class TcpLink:
 
 class GrpcLink:
     """gRPC channel plus one long-lived ``Serve`` stream to one worker."""
+
+    pipelines = False  # a task per call: two calls' reads on the stream could cross
 
     def __init__(self, address: str) -> None:
         self.address = address

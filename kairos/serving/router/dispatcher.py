@@ -8,11 +8,16 @@ by sending the query to that instance's worker through the ``WorkerPool``:
 * ``admit``: a validated request -> ``driver.arrive``;
 * a worker's reply -> ``driver.complete`` (the answer goes out before the next decision);
 * ``instance_down`` / ``instance_up`` (from the pool) -> ``driver.down`` / ``driver.up``;
-* ``resize`` -> ``driver.add_instances`` + ``pool.add``, ``driver.retire`` + ``pool.remove``.
+* ``resize`` -> ``driver.add_instances`` + ``pool.add``, ``driver.retire`` + ``pool.remove``;
+* with ``pipeline`` (model workers over framed TCP only): an instance whose query has run
+  its estimated service time unanswered while others queue -> ``driver.complete`` early, so
+  the policy's next query for it goes out and waits at the worker (``Pipeline``).
 
 It knows nothing of HTTP: answers go to an ``AnswerSink`` (the front end). A query is failed
 only when the failures it may have caused reach ``max_attempts`` (see ``pool.py`` on blame);
-any other failure re-queues it, however often.
+any other failure re-queues it, however often. A query whose instance was released early is
+still the dispatcher's until its answer comes: if the worker fails first, it is re-queued
+(or failed) with the one the worker was sent behind it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from kairos.errors import ConfigError
 from kairos.protocol.frames import frame, split_frame
 from kairos.serving.pool.base import WorkerPool
 from kairos.serving.router.metrics import RouterMetrics
+from kairos.serving.router.pipeline import Pipeline
 from kairos.serving.router.traffic import TrafficWindow
 from kairos.serving.settings import DispatchSettings
 from kairos.serving.worker.launch import WorkerSpec
@@ -88,6 +94,46 @@ def hang_timeout_s(driver: Driver, itype: str, batch: int, s: DispatchSettings) 
     return s.timeout_floor_s + s.timeout_p99_multiple * p99_ms / 1000.0 * s.time_scale
 
 
+class OverheadWindow:
+    """The worker round-trip overheads of the last ``OVERHEAD_WINDOW`` answers, and the
+    estimate the policy is told (``DispatchSettings.overhead_factor``)."""
+
+    def __init__(self, driver: Driver, settings: DispatchSettings, time_scale: float) -> None:
+        self._driver = driver
+        self._settings = settings
+        self._scale = time_scale
+        self._values = np.zeros(OVERHEAD_WINDOW)
+        self._n = 0
+
+    def note(self, overhead_s: float) -> None:
+        """Keep ``overhead_s`` (wall); every ``OVERHEAD_REFRESH`` answers, re-estimate."""
+        s = self._settings
+        if s.overhead_factor <= 0:
+            return
+        self._values[self._n % OVERHEAD_WINDOW] = overhead_s
+        self._n += 1
+        if self._n % OVERHEAD_REFRESH == 0:
+            window = self._values[: min(self._n, OVERHEAD_WINDOW)]
+            wall_s = s.overhead_factor * float(np.quantile(window, s.overhead_quantile))
+            self._driver.set_overhead_s(wall_s / self._scale)
+
+
+class HangTimeouts:
+    """Hang detection per (instance type, batch), cached: ``hang_timeout_s``."""
+
+    def __init__(self, driver: Driver, settings: DispatchSettings) -> None:
+        self._driver = driver
+        self._settings = settings
+        self._cache: dict[tuple[str, int], float] = {}
+
+    def __call__(self, j: int, batch: int) -> float:
+        key = (self._driver.state.instance_type[j], batch)
+        t = self._cache.get(key)
+        if t is None:
+            t = self._cache[key] = hang_timeout_s(self._driver, *key, self._settings)
+        return t
+
+
 class Pending:
     """A query the router accepted and has not answered yet. ``reply`` is the front end's."""
 
@@ -102,6 +148,7 @@ class Pending:
         "blamed",
         "json_length",
         "received_t",
+        "behind",
     )
 
     def __init__(
@@ -124,6 +171,7 @@ class Pending:
         self.json_length = json_length
         self.attempts = 0  # times it was sent to a worker
         self.blamed = 0  # failures it may have caused
+        self.behind = False  # sent while its instance's previous query was still out
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +188,35 @@ class Served:
     latency_s: float
     router_s: float
     outputs: bytes | memoryview
+
+    @classmethod
+    def answer(
+        cls,
+        j: int,
+        itype: str,
+        pending: Pending,
+        header: dict[str, Any],
+        outputs: Any,
+        *,
+        now_t: float,
+        scale: float,
+    ) -> Served:
+        """The answer ``header`` gave for ``pending`` at wall time ``now_t``; ``scale`` is the
+        router's time scale."""
+        service_s = float(header.get("service_ms", 0.0)) / 1000.0
+        queue_s = pending.dispatch_t - pending.arrival_t  # admitted -> sent to a worker
+        return cls(
+            instance=j,
+            instance_type=itype,
+            code=int(header.get("code", 500)),
+            error=str(header.get("error", "worker error")),
+            queue_s=queue_s / scale,
+            service_s=service_s / scale,
+            # Latency counts from the request's first parsed byte, as the policy's deadline.
+            latency_s=(now_t - pending.received_t) / scale,
+            router_s=max(0.0, now_t - pending.received_t - queue_s - service_s),
+            outputs=outputs,
+        )
 
 
 class AnswerSink(Protocol):
@@ -179,11 +256,17 @@ class Dispatcher:
         self._t0 = clock.t0
         self._qids = itertools.count()
         self._last_arrival_s = 0.0
-        self._overheads = np.zeros(OVERHEAD_WINDOW)
-        self._n_overheads = 0
-        self._timeouts: dict[tuple[str, int], float] = {}
+        self.overheads = OverheadWindow(driver, settings, clock.scale)
+        self._timeout_s = HangTimeouts(driver, settings)
         self._resize_lock = asyncio.Lock()
         self.traffic = traffic
+        self.pipeline = Pipeline(
+            driver,
+            self.pending,
+            self.now_s,
+            self._carry_out,
+            lambda j: asyncio.ensure_future(pool.remove([j])),
+        )
 
     # --- clock --------------------------------------------------------------------------------
 
@@ -225,9 +308,16 @@ class Dispatcher:
 
     def instance_down(self, j: int, reason: str, blame: bool) -> None:
         self.metrics.worker_failures.inc()
-        query, starts = self.driver.down(j, self.now_s())
-        if query is not None:
-            self._requeued(query, blame)
+        now_s = self.now_s()
+        # Each query the worker held is judged before the driver decides again, so a query
+        # failed here is never started elsewhere. One released early (pipeline) goes back
+        # first: it arrived before the one sent behind it.
+        out = self.pipeline.lost(j)
+        if out is not None and self._retry(out.query, blame):
+            self.driver.requeue(out.query, now_s)
+        running = self.driver.state.running[j]
+        keep = running is None or self._retry(running, blame)
+        _, starts = self.driver.down(j, now_s, keep=keep)
         if j in self.driver.retired:
             asyncio.ensure_future(self.pool.remove([j]))
         self._carry_out(starts)
@@ -243,17 +333,22 @@ class Dispatcher:
 
     def _dispatch(self, j: int, pending: Pending) -> None:
         q = pending.query
+        timeout_s = self._timeout_s(j, q.batch_size)
+        ahead = self.pipeline.out.get(j)
+        pending.behind = ahead is not None
+        if ahead is not None:  # it waits at the worker for the one ahead of it, at most
+            timeout_s += self._timeout_s(j, ahead.query.batch_size)
+            self.metrics.sent_behind.inc()
         # A replay worker never reads the tensors: sending them would only cost copies.
         header: dict[str, int] = {"qid": q.qid, "batch": q.batch_size}
         body = b"" if self.pool.replay(j) else pending.body
         if body and pending.json_length is not None:
             header["json_length"] = pending.json_length
         self.pool.dispatch(
-            j,
-            frame(header, body),
-            self._timeout_s(j, q.batch_size),
-            lambda reply: self._replied(j, pending, reply),
+            j, frame(header, body), timeout_s, lambda reply: self._replied(j, pending, reply)
         )
+        if self.settings.pipeline and self.pool.pipelines(j):
+            self.pipeline.arm(j, pending, self._scale)
 
     def _replied(self, j: int, pending: Pending, reply: bytes) -> None:
         try:
@@ -263,6 +358,11 @@ class Dispatcher:
             self.pool.fail(j, f"query {pending.query.qid} bad reply ({exc!r:.200})", False)
             return
         now_t = self.clock()
+        if self.pipeline.answered(j, pending):  # its instance was released already
+            self._respond(j, pending, header, outputs, now_t)
+            self.pipeline.after_answer(j)
+            return
+        self.pipeline.disarm(j)
         _, starts = self.driver.complete(
             j,
             (now_t - self._t0) / self._scale,
@@ -284,65 +384,40 @@ class Dispatcher:
     ) -> None:
         if self.pending.pop(pending.query.qid, None) is None:
             return  # answered already (the router gave up on it while it ran)
-        scale = self._scale
-        service_s = float(header.get("service_ms", 0.0)) / 1000.0
-        queue_s = pending.dispatch_t - pending.arrival_t  # admitted -> sent to a worker
-        code = int(header.get("code", 500))
-        if code == 200:
-            # The worker link's round trip beyond the service, which the policy is told about.
-            self._note_overhead(max(0.0, now_t - pending.dispatch_t - service_s))
-        served = Served(
-            instance=j,
-            instance_type=self.driver.state.instance_type[j],
-            code=code,
-            error=str(header.get("error", "worker error")),
-            queue_s=queue_s / scale,
-            service_s=service_s / scale,
-            # Latency counts from the request's first parsed byte, as the policy's deadline.
-            latency_s=(now_t - pending.received_t) / scale,
-            router_s=max(0.0, now_t - pending.received_t - queue_s - service_s),
-            outputs=outputs,
-        )
+        itype = self.driver.state.instance_type[j]
+        served = Served.answer(j, itype, pending, header, outputs, now_t=now_t, scale=self._scale)
+        if served.code == 200 and not pending.behind:
+            # The worker link's round trip beyond the service, which the policy is told about
+            # (not for a query that waited at the worker behind another: that wait is queueing).
+            service_s = float(header.get("service_ms", 0.0)) / 1000.0  # wall, as sent
+            self.overheads.note(max(0.0, now_t - pending.dispatch_t - service_s))
         self.sink.served(pending, served)
 
-    def _requeued(self, query: Query, blame: bool) -> None:
+    def _retry(self, query: Query, blame: bool) -> bool:
+        """Count a worker failure against ``query``, which that worker held: True when it
+        goes back to the queue, False when it was failed with 502 instead (or was answered
+        already) and must not run again."""
         pending = self.pending.get(query.qid)
         if pending is None:  # answered meanwhile (cannot happen while it ran; be safe)
-            self.driver.withdraw(query.qid, self.now_s())
-            return
+            return False
         self.metrics.redispatched.inc()
         pending.blamed += blame
-        if pending.blamed >= self.settings.max_attempts:
-            self.driver.withdraw(query.qid, self.now_s())
-            self.pending.pop(query.qid, None)
-            self.sink.failed(
-                pending,
-                502,
-                (
-                    f"query failed on {pending.blamed} workers in a row (each died or hung while "
-                    "serving it alone); it was not retried again."
-                ),
-            )
+        if pending.blamed < self.settings.max_attempts:
+            return True
+        self.pending.pop(query.qid, None)
+        self.sink.failed(
+            pending,
+            502,
+            (
+                f"query failed on {pending.blamed} workers in a row (each died or hung while "
+                "serving it, alone or with one more waiting behind it); it was not retried again."
+            ),
+        )
+        return False
 
-    def _timeout_s(self, j: int, batch: int) -> float:
-        """Hang detection: several times the profiled p99 service time, plus a floor."""
-        key = (self.driver.state.instance_type[j], batch)
-        t = self._timeouts.get(key)
-        if t is None:
-            t = self._timeouts[key] = hang_timeout_s(self.driver, *key, self.settings)
-        return t
-
-    def _note_overhead(self, overhead_s: float) -> None:
-        """Keep a window of round-trip overheads; refresh the policy's estimate periodically."""
-        s = self.settings
-        if s.overhead_factor <= 0:
-            return
-        self._overheads[self._n_overheads % OVERHEAD_WINDOW] = overhead_s
-        self._n_overheads += 1
-        if self._n_overheads % OVERHEAD_REFRESH == 0:
-            window = self._overheads[: min(self._n_overheads, OVERHEAD_WINDOW)]
-            wall_s = s.overhead_factor * float(np.quantile(window, s.overhead_quantile))
-            self.driver.set_overhead_s(wall_s / self._scale)
+    def in_flight(self) -> int:
+        """Queries sent to workers and not answered (a released instance's included)."""
+        return sum(q is not None for q in self.driver.state.running) + len(self.pipeline.out)
 
     # --- resizing and shutdown ----------------------------------------------------------------
 
@@ -356,7 +431,8 @@ class Dispatcher:
             added_types, removing = resize_plan(self.driver.state, self.driver.active, target)
             now_s = self.now_s()
             new_ids = self.driver.add_instances(added_types, now_s)
-            free = self.driver.retire(removing, now_s)
+            # An instance released early still has a query out: it stops after that answer.
+            free = [j for j in self.driver.retire(removing, now_s) if j not in self.pipeline.out]
             if free:
                 await self.pool.remove(free)
             specs = [self.make_spec(t, j) for t, j in zip(added_types, new_ids, strict=True)]
@@ -392,6 +468,7 @@ class Dispatcher:
         deadline = self.clock() + self.settings.drain_timeout_s
         while self.pending and self.clock() < deadline:
             await asyncio.sleep(0.01)
+        self.pipeline.close()
         for pending in list(self.pending.values()):
             self.driver.withdraw(pending.query.qid, self.now_s())
             self.pending.pop(pending.query.qid, None)

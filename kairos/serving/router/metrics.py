@@ -153,6 +153,11 @@ class RouterMetrics:
             "Queries re-queued after their worker failed.",
             registry=r,
         )
+        self.sent_behind = Counter(
+            "kairos_queries_sent_behind",
+            "Queries sent to a model worker while its previous query was still out (--pipeline).",
+            registry=r,
+        )
         Gauge("kairos_queue_length", "Queries in the central queue.", registry=r).set_function(
             queue_length
         )

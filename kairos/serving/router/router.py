@@ -116,7 +116,7 @@ class RouterControls:
         return len(self._driver.state.queue)
 
     def in_flight(self) -> int:
-        return sum(q is not None for q in self._driver.state.running)
+        return self._dispatcher.in_flight()
 
     async def resize(self, pool: Pool) -> dict[str, list[int]]:
         """Rent ``pool``: the resize of POST /v2/admin/pool (new instances join once their
@@ -186,7 +186,7 @@ class Router:
             driver.state.type_names,
             lambda: running().cost_per_hr(scenario.prices),
             queue_length=lambda: len(driver.state.queue),
-            in_flight=lambda: sum(q is not None for q in driver.state.running),
+            in_flight=lambda: self.dispatcher.in_flight(),
             workers_up=lambda: len(pool.healthy_instances()),
             traffic=self.traffic.as_dict,
         )

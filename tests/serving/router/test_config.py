@@ -149,13 +149,13 @@ def test_router_tells_the_policy_its_measured_transport_overhead() -> None:
     router = Router(config(policy="kairos", dispatch=half), Scenario.build("dien"))
     assert router.driver.state.overhead_s == 0.0
     for k in range(OVERHEAD_REFRESH):
-        router.dispatcher._note_overhead(0.001 if k % 2 else 0.002)
+        router.dispatcher.overheads.note(0.001 if k % 2 else 0.002)
     # 3 x the p95 of the window (0.002 s wall), in the policy's clock (wall / time scale).
     assert router.driver.state.overhead_s == pytest.approx(3 * 0.002 / 0.5)
     no_overhead = DispatchSettings(overhead_factor=0.0)
     off = Router(config(policy="kairos", dispatch=no_overhead), Scenario.build("dien"))
     for _ in range(OVERHEAD_REFRESH):
-        off.dispatcher._note_overhead(0.002)
+        off.dispatcher.overheads.note(0.002)
     assert off.driver.state.overhead_s == 0.0
 
 

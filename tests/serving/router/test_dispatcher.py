@@ -70,6 +70,39 @@ def test_a_query_that_may_have_caused_max_attempts_failures_gets_502() -> None:
     asyncio.run(main())
 
 
+def test_a_query_failed_for_good_is_not_started_on_an_idle_instance() -> None:
+    async def main() -> None:
+        router, pool = make_router(dispatch=DispatchSettings(max_attempts=1))
+        await router.start_workers()
+        (answer,) = admit(router, 1)  # one instance serves it, the other stays idle
+        (j,) = pool.in_flight
+        pool.down(j, blame=True)
+        assert status(answer) == 502
+        assert not pool.in_flight and [s.qid for s in pool.log] == [0]
+        assert not router.driver.state.queue and not router.dispatcher.pending
+
+    asyncio.run(main())
+
+
+def test_a_draining_instance_whose_worker_dies_loses_no_query() -> None:
+    async def main() -> None:
+        router, pool = make_router("r5n.large=2")
+        await router.start_workers()
+        answers = admit(router, 2)
+        changed = await router.dispatcher.resize(Pool.parse("r5n.large=1"))
+        (gone,) = changed["removed"]
+        (kept,) = set(pool.in_flight) - {gone}
+        lost = pool.in_flight[gone].qid
+        pool.down(gone, blame=False)  # dies while it finishes its last query
+        assert list(router.driver.state.queue) == [lost]
+        pool.finish(kept, 5.0)  # the kept instance takes the lost query next
+        assert pool.in_flight[kept].qid == lost
+        pool.finish(kept, 5.0)
+        assert [status(a) for a in answers] == [200, 200]
+
+    asyncio.run(main())
+
+
 def test_resize_adds_and_drains_without_losing_a_query() -> None:
     async def main() -> None:
         router, pool = make_router("r5n.large=2")

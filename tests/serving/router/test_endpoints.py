@@ -201,3 +201,35 @@ def test_the_triton_http_client_works_unchanged(router: RouterProcess) -> None:
             "r5n.large",
         )
     client.close()
+
+
+def test_pipeline_sends_queries_behind_a_running_one_and_answers_each_right() -> None:
+    """--pipeline on a model worker over framed TCP: queries queued behind a slow one are
+    sent to wait at the worker, and each answer is its own query's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    args = [
+        "--model",
+        "dien",
+        "--pool",
+        "r5n.large=1",
+        "--handler",
+        "tests.serving.helpers:slow_double_handler",
+        "--pipeline",
+    ]
+
+    def body(k: int) -> bytes:
+        x = [float(k), float(k + 1)]
+        return orjson.dumps(
+            {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": x}]}
+        )
+
+    with running_router(args, ready_timeout_s=60) as handle:
+        with ThreadPoolExecutor(6) as threads:
+            got = list(threads.map(lambda k: infer(handle, body(k), token=None), range(6)))
+        families = {
+            f.name: f for f in text_string_to_metric_families(call(f"{handle.url}/metrics").text)
+        }
+    assert [status for status, _ in got] == [200] * 6
+    assert [doc["outputs"][0]["data"] for _, doc in got] == [[2 * k, 2 * k + 2] for k in range(6)]
+    assert families["kairos_queries_sent_behind"].samples[0].value >= 1

@@ -213,3 +213,53 @@ def test_a_query_waiting_when_its_connection_closes_is_not_run() -> None:
 
     assert serve(model, scenario) == (1, 1)
     assert model.calls == 1
+
+
+def test_the_router_link_carries_a_query_behind_another_and_fails_both_when_lost() -> None:
+    """``TcpLink`` with two calls out (the router's --pipeline): each reply reaches its own
+    callback, in order; a connection lost with calls out fails every one of them."""
+    from kairos.serving.pool.transport import WorkerLost
+
+    started = threading.Event()
+    release = threading.Event()
+
+    def hold_first(call: int) -> None:
+        if call == 1:
+            started.set()
+            release.wait(10.0)
+
+    model = Model(hold_first)
+
+    async def scenario(port: int, service: WorkerService, conns: list[Connection]) -> Any:
+        link = TcpLink(f"127.0.0.1:{port}")
+        await link.open(10.0)
+        assert link.pipelines
+        got: list[tuple[str, Any]] = []
+        link.start_call(message(1, 4)[4:], lambda r: got.append(("first", r)))
+        await asyncio.to_thread(started.wait, 10.0)  # the model runs query 1 ...
+        link.start_call(message(2, 6)[4:], lambda r: got.append(("second", r)))
+        await asyncio.sleep(0.05)  # ... while query 2 is received and waits decoded
+        assert got == []
+        release.set()
+        for _ in range(200):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.01)
+        lost: list[Any] = []
+        link.start_call(message(3, 2)[4:], lost.append)
+        link.start_call(message(4, 2)[4:], lost.append)
+        for conn in conns:  # the worker drops the connection with both calls out
+            assert conn.transport is not None
+            conn.transport.close()
+        for _ in range(200):
+            if len(lost) == 2:
+                break
+            await asyncio.sleep(0.01)
+        await link.close()
+        return got, lost
+
+    got, lost = serve(model, scenario)
+    assert [name for name, _ in got] == ["first", "second"]
+    assert [unframe(r)[0]["qid"] for _, r in got] == [1, 2]
+    assert orjson.loads(unframe(got[1][1])[1])[0]["data"] == pytest.approx(expected(6))
+    assert len(lost) == 2 and all(isinstance(e, WorkerLost) for e in lost)
