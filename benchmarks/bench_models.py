@@ -49,7 +49,7 @@ from kairos.aio import run_event_loop, settle_heap
 from kairos.client.http import HttpPool
 from kairos.client.launch import RouterProcess, running_router
 from kairos.client.loadgen import BodyFactory
-from kairos.demos.real import RealLoopSettings, format_summary, run_real_loop
+from kairos.demos.real import RealLoopSettings, format_summary, policy_label, run_real_loop
 from kairos.models import MODEL_NAMES, load_model
 from kairos.models.base import ModelRunner
 from kairos.protocol.frames import frame, unframe
@@ -383,7 +383,7 @@ def main() -> None:
         if live.get("fcfs") and live.get("kairos"):
             say(f"kairos / fcfs live = {live['kairos'] / live['fcfs']:.2f}")
         for policy in settings.policies:
-            piped, serial = live.get(f"{policy} +pipeline"), live.get(policy)
+            piped, serial = live.get(policy_label(policy, True)), live.get(policy)
             if piped and serial:
                 say(f"{policy}: live with --pipeline / without = {piped / serial:.2f}")
     if args.json:

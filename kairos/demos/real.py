@@ -71,6 +71,12 @@ class RealLoopSettings:
 DEMO_SETTINGS = RealLoopSettings(precision=0.1, min_queries=500)
 
 
+def policy_label(policy: str, pipeline: bool) -> str:
+    """How a policy served live is named: ``kairos``, or ``kairos +pipeline`` with
+    ``kairos serve --pipeline``."""
+    return f"{policy} +pipeline" if pipeline else policy
+
+
 @dataclass(frozen=True)
 class PolicyResult:
     policy: str
@@ -80,7 +86,7 @@ class PolicyResult:
 
     @property
     def label(self) -> str:
-        return f"{self.policy} +pipeline" if self.pipeline else self.policy
+        return policy_label(self.policy, self.pipeline)
 
     @property
     def ratio(self) -> float:
@@ -251,7 +257,7 @@ def live_capacity(
         ",".join(map(str, worker_cores)),
         *(["--pipeline"] if pipeline else []),
     ]
-    label = f"{policy} +pipeline" if pipeline else policy
+    label = policy_label(policy, pipeline)
 
     def progress(report: LoadReport) -> None:
         echo(

@@ -109,10 +109,6 @@ def rig(scripted: Scripted, sleep: Callable[[float], Awaitable[None]] = held) ->
     return Rig(router, pool, clock, control.loop, logged)
 
 
-def status(answer: Answer) -> int | None:
-    return None if answer.response is None else answer.response.status
-
-
 def test_moves_apply_the_autoscalers_pools_exactly_and_are_logged() -> None:
     scripted = Scripted([UP, None, DOWN])
     r = rig(scripted)
@@ -140,7 +136,7 @@ def test_moves_apply_the_autoscalers_pools_exactly_and_are_logged() -> None:
         assert move is not None and (move.from_pool, move.to_pool) == (UP, DOWN)
         assert r.router.dispatcher.active_pool() == DOWN
         await asyncio.sleep(0)
-        assert all(status(a) == 200 for a in answers)
+        assert all(a.status == 200 for a in answers)
         await r.router.close()
 
     asyncio.run(scenario())
@@ -194,7 +190,7 @@ def test_scale_down_drains_and_loses_no_query() -> None:
             r.finish(kept)
             t += 1.0
         await asyncio.sleep(0)
-        assert [status(a) for a in answers] == [200] * 5
+        assert [a.status for a in answers] == [200] * 5
         assert all(sent.instance == kept for sent in r.pool.log[2:])
         await r.router.close()
 

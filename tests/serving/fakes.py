@@ -11,8 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kairos.catalog import Pool
 from kairos.protocol.frames import frame, unframe
+from kairos.scenario import Scenario
 from kairos.serving.pool.base import OnReply, PoolListener, WorkerPool
+from kairos.serving.router.config import RouterConfig
+from kairos.serving.router.router import Router
 from kairos.serving.worker.launch import WorkerSpec
 
 
@@ -41,6 +45,11 @@ class Answer:
     def resolve(self, response: Any) -> None:
         assert self.response is None, "answered twice"
         self.response = response
+
+    @property
+    def status(self) -> int | None:
+        """The answer's HTTP status; None while unanswered."""
+        return None if self.response is None else self.response.status
 
 
 @dataclass
@@ -124,3 +133,21 @@ class FakePool(WorkerPool):
 
     async def close(self) -> None:
         self.healthy.clear()
+
+
+def fake_router(
+    pool_text: str, *, pipelined: bool = False, **overrides: Any
+) -> tuple[Router, FakePool]:
+    """A dien router with the fcfs policy over a ``FakePool`` of ``pool_text``, on a manual
+    clock; ``overrides`` are further ``RouterConfig`` fields."""
+    fake = FakePool(pipelined=pipelined)
+    cfg = RouterConfig(model="dien", pool=Pool.parse(pool_text), policy="fcfs", **overrides)
+    return Router(cfg, Scenario.build("dien"), pool=fake, clock=ManualClock()), fake
+
+
+def admit(router: Router, n: int, batch: int = 10) -> list[Answer]:
+    """``n`` queries of ``batch`` admitted in order (qids 0, 1, ...); their answers."""
+    answers = [Answer() for _ in range(n)]
+    for a in answers:
+        router.dispatcher.admit(b"", batch, None, a)
+    return answers

@@ -13,71 +13,55 @@ from kairos.serving.router.config import RouterConfig
 from kairos.serving.router.http import Deferred, HttpRequest
 from kairos.serving.router.router import Router
 from kairos.serving.settings import DispatchSettings
-from tests.serving.fakes import Answer, FakePool, ManualClock
+from tests.serving.fakes import FakePool, ManualClock, admit, fake_router
 
-
-def make_router(pool_text: str = "r5n.large=2", **overrides: object) -> tuple[Router, FakePool]:
-    fake = FakePool()
-    cfg = RouterConfig(model="dien", pool=Pool.parse(pool_text), policy="fcfs", **overrides)  # type: ignore[arg-type]
-    router = Router(cfg, Scenario.build("dien"), pool=fake, clock=ManualClock())
-    return router, fake
-
-
-def admit(router: Router, n: int) -> list[Answer]:
-    answers = [Answer() for _ in range(n)]
-    for a in answers:
-        router.dispatcher.admit(b"", 10, None, a)
-    return answers
-
-
-def status(answer: Answer) -> int | None:
-    return None if answer.response is None else answer.response.status
+TWO = "r5n.large=2"
 
 
 def test_failures_a_query_did_not_cause_never_fail_it() -> None:
     async def main() -> None:
-        router, pool = make_router(dispatch=DispatchSettings(max_attempts=2))
+        router, pool = fake_router(TWO, dispatch=DispatchSettings(max_attempts=2))
         await router.start_workers()
         (answer,) = admit(router, 1)
         for _ in range(10):  # its process keeps dying under it, e.g. a co-hosted group killed
             (j,) = pool.in_flight
             pool.down(j, blame=False)
             pool.up(j)
-        assert status(answer) is None
+        assert answer.status is None
         (j,) = pool.in_flight
         pool.finish(j, 5.0)
-        assert status(answer) == 200
+        assert answer.status == 200
 
     asyncio.run(main())
 
 
 def test_a_query_that_may_have_caused_max_attempts_failures_gets_502() -> None:
     async def main() -> None:
-        router, pool = make_router(dispatch=DispatchSettings(max_attempts=2))
+        router, pool = fake_router(TWO, dispatch=DispatchSettings(max_attempts=2))
         await router.start_workers()
         (answer, other) = admit(router, 2)
         first = next(j for j, s in pool.in_flight.items() if s.qid == 0)
         pool.down(first, blame=True)  # timed out on it, alone in its process
-        assert status(answer) is None
+        assert answer.status is None
         pool.up(first)
         again = next(j for j, s in pool.in_flight.items() if s.qid == 0)
         pool.down(again, blame=True)
-        assert status(answer) == 502
+        assert answer.status == 502
         assert "failed on 2 workers" in answer.response.body.decode()
         assert not router.driver.state.queue
-        assert status(other) is None  # the other query is unaffected
+        assert other.status is None  # the other query is unaffected
 
     asyncio.run(main())
 
 
 def test_a_query_failed_for_good_is_not_started_on_an_idle_instance() -> None:
     async def main() -> None:
-        router, pool = make_router(dispatch=DispatchSettings(max_attempts=1))
+        router, pool = fake_router(TWO, dispatch=DispatchSettings(max_attempts=1))
         await router.start_workers()
         (answer,) = admit(router, 1)  # one instance serves it, the other stays idle
         (j,) = pool.in_flight
         pool.down(j, blame=True)
-        assert status(answer) == 502
+        assert answer.status == 502
         assert not pool.in_flight and [s.qid for s in pool.log] == [0]
         assert not router.driver.state.queue and not router.dispatcher.pending
 
@@ -86,7 +70,7 @@ def test_a_query_failed_for_good_is_not_started_on_an_idle_instance() -> None:
 
 def test_a_draining_instance_whose_worker_dies_loses_no_query() -> None:
     async def main() -> None:
-        router, pool = make_router("r5n.large=2")
+        router, pool = fake_router(TWO)
         await router.start_workers()
         answers = admit(router, 2)
         changed = await router.dispatcher.resize(Pool.parse("r5n.large=1"))
@@ -98,14 +82,14 @@ def test_a_draining_instance_whose_worker_dies_loses_no_query() -> None:
         pool.finish(kept, 5.0)  # the kept instance takes the lost query next
         assert pool.in_flight[kept].qid == lost
         pool.finish(kept, 5.0)
-        assert [status(a) for a in answers] == [200, 200]
+        assert [a.status for a in answers] == [200, 200]
 
     asyncio.run(main())
 
 
 def test_resize_adds_and_drains_without_losing_a_query() -> None:
     async def main() -> None:
-        router, pool = make_router("r5n.large=2")
+        router, pool = fake_router(TWO)
         await router.start_workers()
         answers = admit(router, 5)  # 2 running, 3 queued
         busy = sorted(pool.in_flight)
@@ -121,7 +105,7 @@ def test_resize_adds_and_drains_without_losing_a_query() -> None:
         assert gone in pool.removed and gone not in pool.in_flight
         while pool.in_flight:
             pool.finish(next(iter(pool.in_flight)), 5.0)
-        assert [status(a) for a in answers] == [200] * 5
+        assert [a.status for a in answers] == [200] * 5
         assert all(s.instance != gone for s in pool.log[2:])
         assert str(router.dispatcher.active_pool()) == "r5n.large=1,g4dn.xlarge=1"
 
@@ -132,7 +116,7 @@ def test_resize_to_an_unknown_type_changes_nothing() -> None:
     from kairos.errors import KairosError
 
     async def main() -> None:
-        router, _ = make_router()
+        router, _ = fake_router(TWO)
         await router.start_workers()
         with pytest.raises(KairosError, match="nope"):
             await router.dispatcher.resize(Pool.parse("nope=1"))
@@ -168,14 +152,14 @@ def test_admin_resize_to_a_type_without_a_price_is_refused_with_400() -> None:
 def test_drain_answers_leftovers_with_503() -> None:
     async def main() -> None:
         drain_soon = DispatchSettings(drain_timeout_s=0.05)
-        router, pool = make_router("r5n.large=1", dispatch=drain_soon)
+        router, pool = fake_router("r5n.large=1", dispatch=drain_soon)
         await router.start_workers()
         answers = admit(router, 3)
         router.dispatcher.clock = lambda: asyncio.get_running_loop().time()
         await router.drain()
-        assert [status(a) for a in answers] == [503, 503, 503]
+        assert [a.status for a in answers] == [503, 503, 503]
         assert not router.driver.state.queue
         pool.finish(next(iter(pool.in_flight)), 5.0)  # a late reply is dropped quietly
-        assert [status(a) for a in answers] == [503, 503, 503]
+        assert [a.status for a in answers] == [503, 503, 503]
 
     asyncio.run(main())

@@ -151,16 +151,14 @@ def test_metrics_parse_as_prometheus_text(router: RouterProcess) -> None:
     assert families["kairos_workers_up"].samples[0].value == 2
 
 
+def handler_router_args(handler: str, *extra: str) -> list[str]:
+    """A router for dien on one r5n.large whose worker runs ``handler`` of tests.serving.helpers."""
+    pool = ["--model", "dien", "--pool", "r5n.large=1"]
+    return [*pool, "--handler", f"tests.serving.helpers:{handler}", *extra]
+
+
 def test_user_handler_runs_and_its_signature_is_enforced() -> None:
-    args = [
-        "--model",
-        "dien",
-        "--pool",
-        "r5n.large=1",
-        "--handler",
-        "tests.serving.helpers:double_handler",
-    ]
-    with running_router(args, ready_timeout_s=60) as handle:
+    with running_router(handler_router_args("double_handler"), ready_timeout_s=60) as handle:
         good = {
             "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [1, 2, 3, 4]}]
         }
@@ -208,15 +206,7 @@ def test_pipeline_sends_queries_behind_a_running_one_and_answers_each_right() ->
     sent to wait at the worker, and each answer is its own query's."""
     from concurrent.futures import ThreadPoolExecutor
 
-    args = [
-        "--model",
-        "dien",
-        "--pool",
-        "r5n.large=1",
-        "--handler",
-        "tests.serving.helpers:slow_double_handler",
-        "--pipeline",
-    ]
+    args = handler_router_args("slow_double_handler", "--pipeline")
 
     def body(k: int) -> bytes:
         x = [float(k), float(k + 1)]

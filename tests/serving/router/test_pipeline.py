@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 
 from kairos.catalog import Pool
-from kairos.scenario import Scenario
-from kairos.serving.router.config import RouterConfig
 from kairos.serving.router.router import Router
 from kairos.serving.settings import DispatchSettings
-from tests.serving.fakes import Answer, FakePool, ManualClock
+from tests.serving.fakes import Answer, FakePool, admit, fake_router
 
 # Longer than any estimated service time of these tests (dien, batch 10: milliseconds), so
 # a release timer armed at a dispatch has fired after one such sleep.
@@ -22,21 +20,12 @@ PAST_ESTIMATE_S = 0.3
 def make_router(
     pool_text: str = "r5n.large=1", *, pipeline: bool = True, max_attempts: int = 3
 ) -> tuple[Router, FakePool]:
-    fake = FakePool(pipelined=True)
     dispatch = DispatchSettings(pipeline=pipeline, max_attempts=max_attempts)
-    cfg = RouterConfig(model="dien", pool=Pool.parse(pool_text), policy="fcfs", dispatch=dispatch)
-    return Router(cfg, Scenario.build("dien"), pool=fake, clock=ManualClock()), fake
-
-
-def admit(router: Router, n: int) -> list[Answer]:
-    answers = [Answer() for _ in range(n)]
-    for a in answers:
-        router.dispatcher.admit(b"", 10, None, a)
-    return answers
+    return fake_router(pool_text, pipelined=True, dispatch=dispatch)
 
 
 def statuses(answers: list[Answer]) -> list[int | None]:
-    return [None if a.response is None else a.response.status for a in answers]
+    return [a.status for a in answers]
 
 
 def sent_behind(router: Router) -> float:

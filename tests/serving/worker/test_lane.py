@@ -186,7 +186,9 @@ def test_a_view_the_model_keeps_is_never_overwritten() -> None:
         assert arr.sum(axis=1).tolist() == pytest.approx(expected(6, seed=seed))
 
 
-def test_a_query_waiting_when_its_connection_closes_is_not_run() -> None:
+def held_first() -> tuple[Model, threading.Event, threading.Event]:
+    """A model whose first call sets ``started`` and then waits (10 s at most) for
+    ``release``, so the next query is received and waits behind it."""
     started, release = threading.Event(), threading.Event()
 
     def hold_first(call: int) -> None:
@@ -194,7 +196,11 @@ def test_a_query_waiting_when_its_connection_closes_is_not_run() -> None:
             started.set()
             release.wait(10)
 
-    model = Model(hold_first)
+    return Model(hold_first), started, release
+
+
+def test_a_query_waiting_when_its_connection_closes_is_not_run() -> None:
+    model, started, release = held_first()
 
     async def scenario(port: int, service: WorkerService, conns: list[Connection]) -> Any:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -220,15 +226,7 @@ def test_the_router_link_carries_a_query_behind_another_and_fails_both_when_lost
     callback, in order; a connection lost with calls out fails every one of them."""
     from kairos.serving.pool.transport import WorkerLost
 
-    started = threading.Event()
-    release = threading.Event()
-
-    def hold_first(call: int) -> None:
-        if call == 1:
-            started.set()
-            release.wait(10.0)
-
-    model = Model(hold_first)
+    model, started, release = held_first()
 
     async def scenario(port: int, service: WorkerService, conns: list[Connection]) -> Any:
         link = TcpLink(f"127.0.0.1:{port}")
@@ -238,7 +236,9 @@ def test_the_router_link_carries_a_query_behind_another_and_fails_both_when_lost
         link.start_call(message(1, 4)[4:], lambda r: got.append(("first", r)))
         await asyncio.to_thread(started.wait, 10.0)  # the model runs query 1 ...
         link.start_call(message(2, 6)[4:], lambda r: got.append(("second", r)))
-        await asyncio.sleep(0.05)  # ... while query 2 is received and waits decoded
+        lane = service.lane()
+        while lane.waiting < 1:  # ... while query 2 is received and waits decoded
+            await asyncio.sleep(0.01)
         assert got == []
         release.set()
         for _ in range(200):
